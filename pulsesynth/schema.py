@@ -1,0 +1,336 @@
+"""The declared schema: public knowledge about a dataset, written by hand from its codebook.
+
+A schema file (``schemas/<dataset>.yaml``) states, for every column, its type, role,
+nullability and *public* domain (category list or numeric bounds with public bin
+edges), plus the dataset's catalog facts (classification, target, row key, privacy
+unit, privacy budget). Everything downstream that needs a domain — validation, the
+encoder, the audit's Gower distance — reads it from here, never from the private rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pulsesynth.errors import SchemaError
+
+ROLES = ("identifier", "quasi_identifier", "sensitive", "target", "other")
+TYPES = ("categorical", "integer", "float", "text")
+CLASSIFICATIONS = ("open", "confidential", "sensitive", "secret")
+SCALES = ("linear", "log")
+
+
+@dataclass(frozen=True)
+class Column:
+    """One declared column and its public domain."""
+
+    name: str
+    type: str
+    role: str
+    nullable: bool = False
+    description: str = ""
+    categories: tuple[Any, ...] | None = None
+    bounds: tuple[float, float] | None = None
+    bins: tuple[float, ...] | None = None
+    scale: str = "linear"
+    zero_bin: bool = False
+    synthesize: bool = True
+
+    @property
+    def is_numeric(self) -> bool:
+        return self.type in ("integer", "float")
+
+    @property
+    def is_synthesized(self) -> bool:
+        """Whether the synthesizer models this column (identifiers and free text never)."""
+        return self.synthesize and self.role != "identifier" and self.type != "text"
+
+
+@dataclass(frozen=True)
+class PrivacyPolicy:
+    """Per-run target and lifetime budget for one dataset."""
+
+    epsilon: float
+    delta: float | None
+    lifetime_epsilon: float
+    refresh_days: int
+    max_rows_per_unit: int = 1
+
+
+@dataclass(frozen=True)
+class DatasetSchema:
+    """A dataset's declaration: catalog facts plus its columns."""
+
+    id: str
+    title: str
+    description: str
+    classification: str
+    steward: str
+    source: dict[str, str]
+    target: str | None
+    row_key: tuple[str, ...]
+    privacy_unit: tuple[str, ...]
+    min_rows: int
+    privacy: PrivacyPolicy
+    columns: tuple[Column, ...]
+    path: Path | None = field(default=None, compare=False)
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def column(self, name: str) -> Column:
+        for col in self.columns:
+            if col.name == name:
+                return col
+        raise KeyError(name)
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def synthesized_columns(self) -> list[Column]:
+        return [c for c in self.columns if c.is_synthesized]
+
+    @property
+    def hash(self) -> str:
+        """SHA-256 of the canonical declaration; keys caches and binds models to schemas."""
+        canonical = json.dumps(self.raw, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def with_classification(self, classification: str) -> DatasetSchema:
+        """A copy with another source classification (used by ``ingest --classification``)."""
+        _check_choice(classification, CLASSIFICATIONS, self.path, "classification")
+        raw = dict(self.raw, classification=classification)
+        return parse_schema(raw, self.path)
+
+
+def load_schema(path: str | Path) -> DatasetSchema:
+    """Read and check a schema YAML file; errors name the file and the field."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise SchemaError(f"{path}: schema file not found") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SchemaError(f"{path}: cannot read schema file ({exc.__class__.__name__})") from exc
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SchemaError(f"{path}: not valid YAML ({exc})") from exc
+    return parse_schema(raw, path)
+
+
+def parse_schema(raw: Any, path: Path | None = None) -> DatasetSchema:
+    """Turn a parsed YAML mapping into a typed, checked :class:`DatasetSchema`."""
+    if not isinstance(raw, dict):
+        raise SchemaError(f"{path}: top level must be a mapping")
+    where = _Where(path)
+    known = {
+        "id", "title", "description", "classification", "steward", "source", "target",
+        "row_key", "privacy_unit", "min_rows", "privacy", "columns",
+    }
+    _no_unknown(raw, known, where, "")
+    dataset_id = _req(raw, "id", str, where)
+    if not dataset_id.isidentifier() or not dataset_id.islower():
+        raise where.error("id", f"must be a lower-case identifier, got {dataset_id!r}")
+    classification = _req(raw, "classification", str, where)
+    _check_choice(classification, CLASSIFICATIONS, path, "classification")
+
+    raw_columns = _req(raw, "columns", list, where)
+    if not raw_columns:
+        raise where.error("columns", "must list at least one column")
+    columns = tuple(_parse_column(c, i, where) for i, c in enumerate(raw_columns))
+    names = [c.name for c in columns]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise where.error("columns", f"duplicate column name(s): {', '.join(dupes)}")
+
+    target = raw.get("target")
+    if target is not None:
+        if target not in names:
+            raise where.error("target", f"{target!r} is not a declared column")
+        tcol = columns[names.index(target)]
+        if tcol.type != "categorical" or tcol.role != "target":
+            raise where.error("target", f"{target!r} must be a categorical column with role target")
+        if len(tcol.categories or ()) < 2:
+            raise where.error("target", f"{target!r} must declare at least two classes")
+    row_key = _name_list(raw.get("row_key"), "row_key", names, where, required=True)
+    privacy_unit = _name_list(raw.get("privacy_unit"), "privacy_unit", names, where)
+
+    privacy_raw = _req(raw, "privacy", dict, where)
+    _no_unknown(privacy_raw, {"epsilon", "delta", "lifetime_epsilon", "refresh_days",
+                              "max_rows_per_unit"}, where, "privacy.")
+    privacy = PrivacyPolicy(
+        epsilon=_positive(privacy_raw, "epsilon", where, "privacy."),
+        delta=(None if privacy_raw.get("delta") is None
+               else _positive(privacy_raw, "delta", where, "privacy.")),
+        lifetime_epsilon=_positive(privacy_raw, "lifetime_epsilon", where, "privacy."),
+        refresh_days=int(_req(privacy_raw, "refresh_days", int, where, "privacy.")),
+        max_rows_per_unit=int(privacy_raw.get("max_rows_per_unit", 1)),
+    )
+    if privacy.delta is not None and privacy.delta >= 1:
+        raise where.error("privacy.delta", "must be below 1")
+    if privacy.epsilon > privacy.lifetime_epsilon:
+        raise where.error("privacy.epsilon", "per-run epsilon exceeds the lifetime budget")
+    if privacy.max_rows_per_unit < 1:
+        raise where.error("privacy.max_rows_per_unit", "must be at least 1")
+
+    source = raw.get("source") or {}
+    if not isinstance(source, dict):
+        raise where.error("source", "must be a mapping")
+    min_rows = int(raw.get("min_rows", 2))
+    if min_rows < 2:
+        raise where.error("min_rows", "must be at least 2 (a one-row table cannot be split)")
+
+    return DatasetSchema(
+        id=dataset_id,
+        title=_req(raw, "title", str, where),
+        description=str(raw.get("description", "")).strip(),
+        classification=classification,
+        steward=_req(raw, "steward", str, where),
+        source={str(k): str(v) for k, v in source.items()},
+        target=target,
+        row_key=row_key,
+        privacy_unit=privacy_unit,
+        min_rows=min_rows,
+        privacy=privacy,
+        columns=columns,
+        path=path,
+        raw=raw,
+    )
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Where:
+    path: Path | None
+
+    def error(self, fieldname: str, message: str) -> SchemaError:
+        return SchemaError(f"{self.path or '<schema>'}: {fieldname}: {message}")
+
+
+def _check_choice(value: Any, choices: tuple[str, ...], path: Path | None, fieldname: str) -> None:
+    if value not in choices:
+        raise _Where(path).error(
+            fieldname, f"{value!r} is not one of {', '.join(choices)}"
+        )
+
+
+def _no_unknown(raw: dict, known: set[str], where: _Where, prefix: str) -> None:
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise where.error(prefix + unknown[0], "unknown field")
+
+
+def _req(raw: dict, key: str, kind: type, where: _Where, prefix: str = "") -> Any:
+    if key not in raw or raw[key] is None:
+        raise where.error(prefix + key, "is required")
+    value = raw[key]
+    if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+        raise where.error(prefix + key, f"must be of type {kind.__name__}")
+    return value
+
+
+def _positive(raw: dict, key: str, where: _Where, prefix: str) -> float:
+    value = _req(raw, key, (int, float), where, prefix)  # type: ignore[arg-type]
+    if isinstance(value, bool) or not math.isfinite(value) or value <= 0:
+        raise where.error(prefix + key, "must be a positive number")
+    return float(value)
+
+
+def _name_list(value: Any, key: str, names: list[str], where: _Where,
+               required: bool = False) -> tuple[str, ...]:
+    if value is None:
+        if required:
+            raise where.error(key, "is required")
+        return ()
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
+        raise where.error(key, "must be a column name or a list of column names")
+    for item in items:
+        if item not in names:
+            raise where.error(key, f"{item!r} is not a declared column")
+    return tuple(items)
+
+
+def _parse_column(raw: Any, index: int, where: _Where) -> Column:
+    prefix = f"columns[{index}]"
+    if not isinstance(raw, dict):
+        raise where.error(prefix, "must be a mapping")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name:
+        raise where.error(f"{prefix}.name", "is required")
+    prefix = f"columns[{index}] ({name})"
+    _no_unknown(raw, {"name", "type", "role", "nullable", "description", "categories",
+                      "bounds", "bins", "scale", "zero_bin", "synthesize"}, where, prefix + ".")
+    ctype = raw.get("type")
+    if ctype not in TYPES:
+        raise where.error(f"{prefix}.type",
+                          f"unknown type {ctype!r} (expected one of {', '.join(TYPES)})")
+    role = raw.get("role")
+    if role not in ROLES:
+        raise where.error(f"{prefix}.role",
+                          f"unknown role {role!r} (expected one of {', '.join(ROLES)})")
+    nullable = raw.get("nullable", False)
+    if not isinstance(nullable, bool):
+        raise where.error(f"{prefix}.nullable", "must be true or false")
+
+    categories = bounds = bins = None
+    scale = raw.get("scale", "linear")
+    zero_bin = bool(raw.get("zero_bin", False))
+    if ctype == "categorical":
+        cats = raw.get("categories")
+        if not isinstance(cats, list) or not cats:
+            raise where.error(f"{prefix}.categories",
+                              "a categorical column needs its codebook list")
+        kinds = {type(c) for c in cats}
+        if not (kinds <= {str} or kinds <= {int}) or bool in kinds:
+            raise where.error(f"{prefix}.categories", "must be all strings or all integers")
+        if len(set(cats)) != len(cats):
+            raise where.error(f"{prefix}.categories", "contains duplicates")
+        categories = tuple(cats)
+        for key in ("bounds", "bins"):
+            if key in raw:
+                raise where.error(f"{prefix}.{key}", "only numeric columns have bounds and bins")
+    elif ctype in ("integer", "float"):
+        b = raw.get("bounds")
+        if (not isinstance(b, list) or len(b) != 2
+                or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in b)
+                or not b[0] < b[1]):
+            raise where.error(f"{prefix}.bounds", "must be [low, high] with low < high")
+        bounds = (b[0], b[1])
+        e = raw.get("bins")
+        synthesized = raw.get("synthesize", True) and role != "identifier"
+        if e is None and synthesized:
+            raise where.error(f"{prefix}.bins",
+                              "a synthesized numeric column needs public bin edges")
+        if e is None:
+            e = [bounds[0], bounds[1]]
+        if (not isinstance(e, list) or len(e) < 2
+                or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in e)):
+            raise where.error(f"{prefix}.bins", "must be a list of at least two numbers")
+        if any(a >= b_ for a, b_ in zip(e, e[1:], strict=False)):
+            raise where.error(f"{prefix}.bins", "edges must be strictly increasing")
+        if e[0] != bounds[0] or e[-1] != bounds[1]:
+            raise where.error(f"{prefix}.bins", "first and last edge must equal the bounds")
+        bins = tuple(e)
+        if scale not in SCALES:
+            raise where.error(f"{prefix}.scale", f"must be one of {', '.join(SCALES)}")
+        if zero_bin and not bounds[0] <= 0 <= bounds[1]:
+            raise where.error(f"{prefix}.zero_bin", "bounds must include 0")
+    else:  # text: free text with no public domain; stored and validated, never synthesized
+        for key in ("categories", "bounds", "bins"):
+            if key in raw:
+                raise where.error(f"{prefix}.{key}", "a text column has no declared domain")
+    return Column(
+        name=name, type=ctype, role=role, nullable=nullable,
+        description=str(raw.get("description", "")), categories=categories, bounds=bounds,
+        bins=bins, scale=scale, zero_bin=zero_bin, synthesize=bool(raw.get("synthesize", True)),
+    )

@@ -1,0 +1,267 @@
+"""Ingest: validate first, write atomically; every bad input ends in a specific error and an
+unchanged warehouse."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from pulsesynth import cli
+from pulsesynth.errors import CatalogError, SchemaError, SourceError, ValidationFailed
+from pulsesynth.paths import Paths
+from pulsesynth.warehouse import Warehouse, file_sha256
+
+TOY_SCHEMA = {
+    "id": "toy_trips",
+    "title": "Toy trips",
+    "classification": "confidential",
+    "steward": "test-steward",
+    "target": "paid",
+    "row_key": ["day", "trip"],
+    "min_rows": 3,
+    "privacy": {"epsilon": 1.0, "lifetime_epsilon": 5.0, "refresh_days": 1},
+    "columns": [
+        {"name": "day", "type": "integer", "role": "other", "bounds": [1, 31],
+         "bins": [1, 10, 20, 31]},
+        {"name": "trip", "type": "integer", "role": "identifier", "bounds": [1, 1000]},
+        {"name": "zone", "type": "categorical", "role": "quasi_identifier",
+         "categories": ["north", "south", "east"]},
+        {"name": "fare", "type": "float", "role": "sensitive", "bounds": [0, 100],
+         "bins": [0, 10, 50, 100]},
+        {"name": "note", "type": "text", "role": "other", "nullable": True},
+        {"name": "paid", "type": "categorical", "role": "target", "categories": ["no", "yes"]},
+    ],
+}
+
+
+def good_frame() -> pd.DataFrame:
+    return pd.DataFrame({
+        "day": [1, 1, 2, 3, 4],
+        "trip": [1, 2, 1, 1, 1],
+        "zone": ["north", "south", "east", "north", "south"],
+        "fare": [5.5, 12.0, 40.0, 99.0, 0.0],
+        "note": ["a", None, "b", "c", "d"],
+        "paid": ["yes", "no", "yes", "yes", "no"],
+    })
+
+
+@pytest.fixture
+def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    root = tmp_path / "project"
+    (root / "schemas").mkdir(parents=True)
+    schema_path = root / "schemas" / "toy_trips.yaml"
+    schema_path.write_text(yaml.safe_dump(TOY_SCHEMA, sort_keys=False))
+    monkeypatch.setenv("PULSESYNTH_ROOT", str(root))
+    wh = Warehouse(Paths(root))
+    first = tmp_path / "first.csv"
+    good_frame().to_csv(first, index=False)
+    wh.ingest(first, "toy_trips", schema_path)
+    return wh, schema_path, tmp_path
+
+
+def fingerprint(wh: Warehouse) -> tuple:
+    files = sorted((p.name, file_sha256(p)) for p in wh.paths.tables.iterdir())
+    return files, wh.catalog()
+
+
+def test_good_file_is_ingested_and_catalogued(setup) -> None:
+    wh, _, _ = setup
+    entry = wh.entry("toy_trips")
+    assert entry["rows"] == 5 and entry["origin"] == "ingested"
+    snap = wh.pull("toy_trips")
+    assert snap.frame["fare"].dtype == "float64" and snap.frame["day"].dtype == "int64"
+
+
+def test_parquet_ingest_and_classification_override(setup) -> None:
+    wh, schema_path, tmp = setup
+    path = tmp / "trips.parquet"
+    good_frame().to_parquet(path, index=False)
+    wh.ingest(path, "toy_trips", schema_path, classification="secret")
+    assert wh.entry("toy_trips")["classification"] == "secret"
+    assert wh.schema("toy_trips").classification == "secret"
+
+
+def _csv(tmp: Path, frame: pd.DataFrame, name: str = "bad.csv") -> Path:
+    path = tmp / name
+    frame.to_csv(path, index=False)
+    return path
+
+
+def _expect_validation_failure(setup, frame: pd.DataFrame, expectation: str,
+                               column: str | None) -> ValidationFailed:
+    wh, schema_path, tmp = setup
+    before = fingerprint(wh)
+    with pytest.raises(ValidationFailed) as err:
+        wh.ingest(_csv(tmp, frame), "toy_trips", schema_path)
+    assert (expectation, column) in {(f.expectation, f.column) for f in err.value.report.failed}
+    assert fingerprint(wh) == before
+    return err.value
+
+
+def test_missing_column(setup) -> None:
+    err = _expect_validation_failure(setup, good_frame().drop(columns="zone"),
+                                     "expect_table_columns_to_match_set", None)
+    assert "missing column(s) zone" in str(err)
+
+
+def test_extra_column(setup) -> None:
+    err = _expect_validation_failure(setup, good_frame().assign(extra=1),
+                                     "expect_table_columns_to_match_set", None)
+    assert "undeclared column(s) extra" in str(err)
+
+
+def test_wrong_type(setup) -> None:
+    frame = good_frame().astype({"fare": object})
+    frame.loc[2, "fare"] = "forty"
+    err = _expect_validation_failure(setup, frame, "expect_column_values_to_be_of_type", "fare")
+    assert "forty" not in str(err)
+
+
+def test_null_in_non_nullable_column(setup) -> None:
+    frame = good_frame().astype({"zone": object})
+    frame.loc[1, "zone"] = None
+    _expect_validation_failure(setup, frame, "expect_column_values_to_not_be_null", "zone")
+
+
+def test_numeric_out_of_declared_bounds(setup) -> None:
+    frame = good_frame()
+    frame.loc[0, "fare"] = 250.0
+    err = _expect_validation_failure(setup, frame, "expect_column_values_to_be_between", "fare")
+    assert "250" not in str(err)
+
+
+def test_category_outside_declared_list(setup) -> None:
+    frame = good_frame()
+    frame.loc[0, "zone"] = "atlantis"
+    err = _expect_validation_failure(setup, frame, "expect_column_values_to_be_in_set", "zone")
+    assert "atlantis" not in str(err)
+
+
+def test_duplicate_compound_row_key(setup) -> None:
+    frame = good_frame()
+    frame.loc[1, "trip"] = 1
+    _expect_validation_failure(setup, frame, "expect_compound_columns_to_be_unique", "day+trip")
+
+
+def test_empty_table(setup) -> None:
+    _expect_validation_failure(setup, good_frame().head(0),
+                               "expect_table_row_count_to_be_between", None)
+
+
+def test_single_row_table(setup) -> None:
+    err = _expect_validation_failure(setup, good_frame().head(1),
+                                     "expect_table_row_count_to_be_between", None)
+    assert "1 rows, at least 3 required" in str(err)
+
+
+def test_target_with_a_single_class(setup) -> None:
+    _expect_validation_failure(setup, good_frame().assign(paid="yes"),
+                               "expect_column_unique_value_count_to_be_between", "paid")
+
+
+def _expect_source_error(setup, path: Path, message: str) -> None:
+    wh, schema_path, _ = setup
+    before = fingerprint(wh)
+    with pytest.raises(SourceError, match=message):
+        wh.ingest(path, "toy_trips", schema_path)
+    assert fingerprint(wh) == before
+
+
+def test_file_that_is_not_csv_or_parquet(setup) -> None:
+    path = setup[2] / "table.xlsx"
+    path.write_bytes(b"PK\x03\x04 not a table")
+    _expect_source_error(setup, path, "unsupported file type .xlsx")
+
+
+def test_corrupt_parquet(setup) -> None:
+    path = setup[2] / "broken.parquet"
+    path.write_bytes(b"PAR1 truncated")
+    _expect_source_error(setup, path, "not a readable Parquet file")
+
+
+def test_unreadable_path(setup) -> None:
+    _expect_source_error(setup, setup[2] / "nowhere.csv", "no such file")
+    _expect_source_error(setup, setup[2], "not a regular file")
+
+
+def test_non_utf8_text(setup) -> None:
+    path = setup[2] / "latin1.csv"
+    text = good_frame().to_csv(index=False).replace("north", "nörth")
+    path.write_bytes(text.encode("latin-1"))
+    _expect_source_error(setup, path, "not valid UTF-8")
+
+
+def test_duplicate_column_names(setup) -> None:
+    path = setup[2] / "dupes.csv"
+    path.write_text("day,trip,zone,zone,fare,note,paid\n1,1,north,north,1.0,a,yes\n")
+    _expect_source_error(setup, path, "duplicate column name")
+
+
+def test_schema_with_unknown_type_or_role(setup) -> None:
+    wh, _, tmp = setup
+    before = fingerprint(wh)
+    for key, value in (("type", "timestamp"), ("role", "vip")):
+        raw = yaml.safe_load(yaml.safe_dump(TOY_SCHEMA))
+        raw["columns"][2][key] = value
+        bad_schema = tmp / f"bad_{key}.yaml"
+        bad_schema.write_text(yaml.safe_dump(raw))
+        with pytest.raises(SchemaError, match=f"columns\\[2\\] \\(zone\\).{key}: unknown {key}"):
+            wh.ingest(_csv(tmp, good_frame()), "toy_trips", bad_schema)
+    assert fingerprint(wh) == before
+
+
+def test_classification_outside_the_four_levels(setup) -> None:
+    wh, schema_path, tmp = setup
+    before = fingerprint(wh)
+    with pytest.raises(SchemaError, match="'public' is not one of open, confidential"):
+        wh.ingest(_csv(tmp, good_frame()), "toy_trips", schema_path, classification="public")
+    assert fingerprint(wh) == before
+
+
+def test_dataset_id_must_match_schema(setup) -> None:
+    wh, schema_path, tmp = setup
+    with pytest.raises(CatalogError, match="declares dataset 'toy_trips'"):
+        wh.ingest(_csv(tmp, good_frame()), "other_id", schema_path)
+
+
+def test_failed_catalog_write_restores_previous_table(setup, monkeypatch) -> None:
+    """A crash between the file replace and the catalog commit leaves the old version."""
+    wh, schema_path, tmp = setup
+    before = fingerprint(wh)
+    changed = good_frame()
+    changed.loc[0, "fare"] = 7.0
+
+    def broken_connect(*args, **kwargs):
+        raise RuntimeError("simulated crash")
+
+    real_connect = wh.connect
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] >= 2:  # the first connect reads the catalog; the second writes it
+            return broken_connect()
+        return real_connect(*args, **kwargs)
+
+    monkeypatch.setattr(wh, "connect", flaky)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        wh.ingest(_csv(tmp, changed), "toy_trips", schema_path)
+    monkeypatch.setattr(wh, "connect", real_connect)
+    assert fingerprint(wh) == before
+
+
+def test_ingest_cli_prints_each_failing_expectation(setup, capsys) -> None:
+    _, schema_path, tmp = setup
+    frame = good_frame()
+    frame.loc[0, "zone"] = "atlantis"
+    frame.loc[1, "fare"] = 1000.0
+    code = cli.main(["ingest", str(_csv(tmp, frame)), "--dataset", "toy_trips",
+                     "--schema", str(schema_path)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "expect_column_values_to_be_in_set on zone" in err
+    assert "expect_column_values_to_be_between on fare" in err
+    assert "atlantis" not in err and "1000" not in err
