@@ -70,11 +70,11 @@ class GowerSpace:
         return ids.ravel()
 
 
-def nearest_distance(queries: EncodedRows, reference: EncodedRows,
-                     chunk_bytes: int = CHUNK_BYTES) -> np.ndarray:
-    """Gower distance from each query row to its nearest reference row."""
+def nearest(queries: EncodedRows, reference: EncodedRows,
+            chunk_bytes: int = CHUNK_BYTES) -> tuple[np.ndarray, np.ndarray]:
+    """Gower distance from each query row to its nearest reference row, and that row's index."""
     if len(reference) == 0:
-        raise ValueError("nearest_distance: empty reference set")
+        raise ValueError("nearest: empty reference set")
     n_cols = queries.numeric.shape[1] + queries.n_categorical
     ref_num = torch.from_numpy(reference.numeric)
     ref_hot = torch.from_numpy(reference.onehot)
@@ -82,7 +82,8 @@ def nearest_distance(queries: EncodedRows, reference: EncodedRows,
     ref_num = torch.nan_to_num(ref_num)
     m = len(reference)
     chunk = max(1, min(len(queries), chunk_bytes // (4 * m * 3)))
-    out = np.empty(len(queries), dtype=np.float32)
+    distances = np.empty(len(queries), dtype=np.float32)
+    indices = np.empty(len(queries), dtype=np.int64)
     for start in range(0, len(queries), chunk):
         q_num = torch.from_numpy(queries.numeric[start:start + chunk])
         q_hot = torch.from_numpy(queries.onehot[start:start + chunk])
@@ -95,8 +96,16 @@ def nearest_distance(queries: EncodedRows, reference: EncodedRows,
             one = q_present[:, j, None] ^ ref_present[None, :, j]
             diff = (q_num[:, j, None] - ref_num[None, :, j]).abs()
             dist += torch.where(both, diff, one.to(diff.dtype))
-        out[start:start + chunk] = (dist.min(dim=1).values / n_cols).numpy()
-    return out
+        best = dist.min(dim=1)
+        distances[start:start + chunk] = (best.values / n_cols).numpy()
+        indices[start:start + chunk] = best.indices.numpy()
+    return distances, indices
+
+
+def nearest_distance(queries: EncodedRows, reference: EncodedRows,
+                     chunk_bytes: int = CHUNK_BYTES) -> np.ndarray:
+    """Gower distance from each query row to its nearest reference row."""
+    return nearest(queries, reference, chunk_bytes)[0]
 
 
 def distance_report(schema: DatasetSchema, train: pd.DataFrame, holdout: pd.DataFrame,
