@@ -71,15 +71,20 @@ class ValidationReport:
         }
 
 
-def expectation_specs(schema: DatasetSchema) -> list[dict[str, Any]]:
-    """The suite as plain ``{"type", "kwargs"}`` records, in a fixed order."""
+def expectation_specs(schema: DatasetSchema, synthetic: bool = False) -> list[dict[str, Any]]:
+    """The suite as plain ``{"type", "kwargs"}`` records, in a fixed order.
+
+    ``synthetic=True`` gives the suite for a synthetic table: only the synthesized columns
+    (no identifiers, hence no row key), each within its declared domain.
+    """
+    columns = schema.synthesized_columns if synthetic else list(schema.columns)
     specs: list[dict[str, Any]] = [
         {"type": "expect_table_columns_to_match_set",
-         "kwargs": {"column_set": schema.column_names, "exact_match": True}},
+         "kwargs": {"column_set": [c.name for c in columns], "exact_match": True}},
         {"type": "expect_table_row_count_to_be_between",
-         "kwargs": {"min_value": schema.min_rows, "max_value": None}},
+         "kwargs": {"min_value": 2 if synthetic else schema.min_rows, "max_value": None}},
     ]
-    for col in schema.columns:
+    for col in columns:
         specs.append({"type": "expect_column_values_to_be_of_type",
                       "kwargs": {"column": col.name, "type_": storage_type(col)}})
         if not col.nullable:
@@ -92,6 +97,8 @@ def expectation_specs(schema: DatasetSchema) -> list[dict[str, Any]]:
             specs.append({"type": "expect_column_values_to_be_between",
                           "kwargs": {"column": col.name, "min_value": col.bounds[0],
                                      "max_value": col.bounds[1]}})
+    if synthetic:
+        return specs
     if len(schema.row_key) == 1:
         specs.append({"type": "expect_column_values_to_be_unique",
                       "kwargs": {"column": schema.row_key[0]}})
@@ -126,13 +133,16 @@ def write_suite(schema: DatasetSchema) -> Path:
     return path
 
 
-def validate(df: pd.DataFrame, schema: DatasetSchema) -> ValidationReport:
-    """Validate a frame (already conformed to storage dtypes) against the declared schema."""
+def validate(df: pd.DataFrame, schema: DatasetSchema, synthetic: bool = False) -> ValidationReport:
+    """Validate a frame (already conformed to storage dtypes) against the declared schema.
+
+    ``synthetic=True`` checks a synthetic table: synthesized columns only, same domains.
+    """
     import great_expectations as gx
 
     context = _context()
     suite = gx.ExpectationSuite(name=f"{schema.id}-{uuid.uuid4().hex}")
-    for spec in expectation_specs(schema):
+    for spec in expectation_specs(schema, synthetic=synthetic):
         cls = _expectation_class(spec["type"])
         kwargs = {k: v for k, v in spec["kwargs"].items() if v is not None}
         suite.add_expectation(cls(**kwargs))
@@ -141,7 +151,8 @@ def validate(df: pd.DataFrame, schema: DatasetSchema) -> ValidationReport:
         batch_parameters={"dataframe": df}
     )
     result = batch.validate(suite, result_format=VALUE_FREE_RESULT_FORMAT)
-    failed = [_describe_failure(r, df, schema) for r in result.results if not r.success]
+    failed = [_describe_failure(r, df, schema, synthetic) for r in result.results
+              if not r.success]
     return ValidationReport(
         dataset=schema.id, success=bool(result.success) and not failed, rows=len(df),
         evaluated=len(result.results), failed=failed,
@@ -175,7 +186,8 @@ def _expectation_class(type_name: str):
     return getattr(gx.expectations, camel)
 
 
-def _describe_failure(result: Any, df: pd.DataFrame, schema: DatasetSchema) -> FailedExpectation:
+def _describe_failure(result: Any, df: pd.DataFrame, schema: DatasetSchema,
+                      synthetic: bool = False) -> FailedExpectation:
     config = result.expectation_config
     kwargs = config.kwargs
     column = kwargs.get("column") or (
@@ -184,8 +196,10 @@ def _describe_failure(result: Any, df: pd.DataFrame, schema: DatasetSchema) -> F
     res = result.result or {}
     detail = ""
     if config.type == "expect_table_columns_to_match_set":
-        declared, present = set(schema.column_names), list(df.columns)
-        missing = [c for c in schema.column_names if c not in present]
+        names = ([c.name for c in schema.synthesized_columns] if synthetic
+                 else schema.column_names)
+        declared, present = set(names), list(df.columns)
+        missing = [c for c in names if c not in present]
         extra = [c for c in present if c not in declared]
         detail = "; ".join(
             part for part in (
