@@ -8,6 +8,11 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: setup warehouse run test test-slow test-all lint bench clean
 
+# The portal's browser test drives Debian's chromium through Playwright (which downloads
+# no browser of its own); install it when missing.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+CHROMIUM := /usr/bin/chromium
+
 # Plain pip only: the machine's pip configuration serves the CPU build of torch==2.13.0
 # (uv, poetry or an index URL would pull GBs of CUDA wheels).
 $(STAMP): requirements.txt requirements-data.txt constraints.txt pyproject.toml
@@ -26,13 +31,16 @@ warehouse: setup
 run: warehouse
 	$(CLI) catalog list
 
-test: setup
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends chromium
+
+test: setup $(CHROMIUM)
 	$(PY) -m pytest -m "not slow"
 
 test-slow: setup
 	$(PY) -m pytest -m slow
 
-test-all: setup
+test-all: setup $(CHROMIUM)
 	$(PY) -m pytest
 
 lint: setup

@@ -1,0 +1,341 @@
+"""Build a release directory: the synthetic table (Parquet + CSV), column plots, data card.
+
+Everything here is derived from the candidate's *published* inputs only: the synthetic
+table, the audit/utility/privacy/gate summaries and the public schema. Plots show the
+synthetic columns (post-processing of a DP output); the real table is never read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from pulsesynth.governance.errors import CandidateError
+from pulsesynth.paths import Paths
+
+LN2 = math.log(2)
+LABEL_TEXT = {"open": "Open — synthetic", "confidential": "Shared: Confidential — synthetic"}
+TERMS = {
+    "open": {
+        "access": "Public: anyone may access this synthetic dataset on the open portal.",
+        "use": "Any lawful use, including commercial use, research, teaching and testing.",
+        "reuse": "Re-use and redistribution allowed with attribution to the city data office "
+                 "and this data card; do not present synthetic rows as real records.",
+        "prohibited": "Attempting to re-identify people or link rows to real individuals.",
+    },
+    "confidential": {
+        "access": "Shared (Confidential): government entities holding a portal access token, "
+                  "for their professional responsibilities only.",
+        "use": "Analysis, modelling and testing inside the receiving entity.",
+        "reuse": "No redistribution outside government entities; onward sharing needs the "
+                 "data steward's written agreement; cite this data card.",
+        "prohibited": "Attempting to re-identify people or link rows to real individuals; "
+                      "publishing the table or excerpts of it.",
+    },
+}
+SUITABLE_FOR = [
+    "exploring the table's structure and typical values",
+    "prototyping analyses, dashboards and pipelines before requesting real data",
+    "teaching, testing software and training models on common patterns",
+]
+NOT_SUITABLE_FOR = [
+    "decisions about individual people, vehicles or cases (no row is a real record)",
+    "rare categories, small subgroups and outliers: differential privacy blurs exactly these",
+    "exact counts, totals or official statistics",
+    "fine-grained relationships between many columns at once",
+]
+CAVEAT = ("The audit's attacks failing today does not prove the release safe against future, "
+          "stronger attacks; the differential-privacy guarantee (ε, δ) does, whatever the attack.")
+PUBLISHED_COLUMNS_LIMIT = 40
+
+
+def build_release_dir(out: Path, files: dict[str, bytes], release: Any,
+                      approval: dict[str, Any], version: str, paths: Paths) -> dict[str, Any]:
+    """Write the release into ``out`` (a temporary directory); returns the data card."""
+    table = pd.read_parquet(io.BytesIO(files["synthetic.parquet"]))
+    schema = yaml.safe_load(files["schema.yaml"].decode("utf-8")) or {}
+    (out / "synthetic.parquet").write_bytes(files["synthetic.parquet"])
+    table.to_csv(out / "synthetic.csv", index=False, lineterminator="\n")
+    plots = write_plots(table, schema, out / "plots")
+    card = datacard(files, release, approval, version, schema, table, plots)
+    md = datacard_markdown(card)
+    (out / "datacard.md").write_text(md, encoding="utf-8")
+    names = ["synthetic.parquet", "synthetic.csv", "datacard.md", *plots]
+    card["files"] = [file_entry(out, n, release.dataset, version) for n in names]
+    (out / "datacard.json").write_text(json.dumps(card, indent=2, default=str), encoding="utf-8")
+    return card
+
+
+def file_entry(root: Path, name: str, dataset: str, version: str) -> dict[str, Any]:
+    """Size, SHA-256 and media type of one published file (for the card and the index)."""
+    data = (root / name).read_bytes()
+    media = {".parquet": "application/vnd.apache.parquet", ".csv": "text/csv",
+             ".md": "text/markdown", ".png": "image/png", ".json": "application/json"}
+    return {"name": name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+            "mediaType": media.get(Path(name).suffix, "application/octet-stream"),
+            "downloadURL": f"/datasets/{dataset}/{version}/files/{name}"}
+
+
+def _load(files: dict[str, bytes], name: str) -> dict[str, Any]:
+    try:
+        data = json.loads(files[name].decode("utf-8"))
+    except (KeyError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CandidateError(f"{name}: unreadable ({exc.__class__.__name__})") from exc
+    return data if isinstance(data, dict) else {}
+
+
+def datacard(files: dict[str, bytes], release: Any, approval: dict[str, Any], version: str,
+             schema: dict[str, Any], table: pd.DataFrame, plots: list[str]) -> dict[str, Any]:
+    """The data card as a JSON-ready dict (the portal and ``datacard.md`` render it)."""
+    privacy = _load(files, "privacy.json")
+    eps = _num(privacy.get("epsilon"))
+    card: dict[str, Any] = {
+        "id": release.dataset,
+        "title": release.title,
+        "description": str(schema.get("description") or "").strip(),
+        "version": version,
+        "candidate_id": release.candidate_id,
+        "label": release.label,
+        "label_text": LABEL_TEXT.get(release.label, release.label),
+        "terms": TERMS.get(release.label, {}),
+        "rows": int(len(table)),
+        "columns": [str(c) for c in table.columns],
+        "privacy": {
+            "epsilon": eps,
+            "delta": _num(privacy.get("delta")),
+            "ln2": round(LN2, 6),
+            "epsilon_vs_ln2": _eps_sentence(eps),
+            "accountant": privacy.get("accountant"),
+            "mechanism": "DP-SGD (Opacus): per-sample clipping, Gaussian noise, Poisson sampling",
+            "noise_multiplier": _num(privacy.get("noise_multiplier")),
+            "sample_rate": _num(privacy.get("sample_rate")),
+            "steps": privacy.get("steps"),
+            "max_grad_norm": _num(privacy.get("max_grad_norm")),
+            "private": privacy.get("private"),
+        },
+        "audit": audit_summary(_load(files, "audit.json")),
+        "gate": _gate_summary(_load(files, "gate.json")),
+        "utility": utility_summary(_load(files, "utility.json")),
+        "suitable_for": SUITABLE_FOR,
+        "not_suitable_for": NOT_SUITABLE_FOR,
+        "caveat": CAVEAT,
+        "schema": _public_schema(schema),
+        "provenance": {
+            "source_snapshot_id": privacy.get("snapshot_id"),
+            "schema_hash": privacy.get("schema_hash"),
+            "model_id": release.model_id,
+            "model_hash": privacy.get("model_hash"),
+            "code_version": privacy.get("code_version"),
+        },
+        "approval": {"steward": approval.get("steward"), "role": approval.get("role"),
+                     "approved_at": approval.get("decided_at"), "note": approval.get("note"),
+                     "candidate_hash": approval.get("candidate_hash")},
+        "plots": plots,
+    }
+    return card
+
+
+def _eps_sentence(eps: float | None) -> str:
+    if eps is None:
+        return "ε not recorded"
+    ratio = math.exp(eps)
+    side = "at or below" if eps <= LN2 + 1e-12 else "above"
+    return (f"ε = {eps:g} is {side} ln 2 ≈ 0.693: any one person's record changes the "
+            f"probability of any outcome by at most a factor e^ε ≈ {ratio:.3g}")
+
+
+def audit_summary(audit: dict[str, Any]) -> dict[str, Any]:
+    """Per-attack accuracy with CI, and the distance metrics; tolerant of both report
+    layouts (``attacks`` + top-level metrics, or ``membership_attacks`` + ``distances``)."""
+    attacks = audit.get("attacks") or audit.get("membership_attacks") or {}
+    distances = audit.get("distances") if isinstance(audit.get("distances"), dict) else audit
+    out_attacks = {}
+    for name, res in attacks.items():
+        if not isinstance(res, dict):
+            continue
+        out_attacks[str(name)] = {
+            "accuracy": _first(res, "accuracy"),
+            "ci_low": _first(res, "ci_low", "accuracy_ci_low"),
+            "ci_high": _first(res, "ci_high", "accuracy_ci_high"),
+            "advantage": _first(res, "advantage"),
+            "auc": _first(res, "auc", "roc_auc"),
+            "tpr_at_1pct_fpr": _first(res, "tpr_at_1pct_fpr"),
+            "effective_epsilon": _first(res, "effective_epsilon"),
+        }
+    return {
+        "attacks": out_attacks,
+        "dcr_share": _first(distances, "dcr_share"),
+        "exact_matches": _first(distances, "exact_matches"),
+        "exact_matches_unique": _first(distances, "exact_matches_unique"),
+        "median_gower": _first(distances, "median_gower", "median_dcr"),
+        "gower_reference": _first(distances, "gower_reference", "reference_median"),
+        "reading": "50% attack accuracy = 100% privacy, 100% = 0%; DCR share 50% is ideal",
+    }
+
+
+def utility_summary(utility: dict[str, Any]) -> dict[str, Any]:
+    """TSTR beside TRTR per classifier, the majority baseline, mean column shape."""
+    tstr, trtr = utility.get("tstr") or {}, utility.get("trtr") or {}
+    models = {}
+    for name in sorted(set(tstr) | set(trtr)):
+        models[str(name)] = {
+            "tstr_accuracy": _first(tstr.get(name) or {}, "accuracy"),
+            "trtr_accuracy": _first(trtr.get(name) or {}, "accuracy"),
+            "tstr_auc": _first(tstr.get(name) or {}, "auc", "roc_auc"),
+            "trtr_auc": _first(trtr.get(name) or {}, "auc", "roc_auc"),
+        }
+    shapes = utility.get("column_shapes") or {}
+    per_col = shapes.get("columns") if isinstance(shapes, dict) else None
+    return {
+        "classifiers": models,
+        "majority_accuracy": _num(utility.get("majority_accuracy")),
+        "column_shapes_mean": _num(shapes.get("mean")) if isinstance(shapes, dict) else None,
+        "column_shapes": ({str(k): _num(v if not isinstance(v, dict) else v.get("score"))
+                           for k, v in per_col.items()} if isinstance(per_col, dict) else {}),
+    }
+
+
+def _gate_summary(gate: dict[str, Any]) -> dict[str, Any]:
+    checks = []
+    for c in gate.get("checks") or []:
+        if isinstance(c, dict):
+            checks.append({k: c.get(k) for k in ("label", "name", "subject", "threshold",
+                                                  "value", "passed")})
+    return {"label": gate.get("label"), "reason": gate.get("reason", ""), "checks": checks}
+
+
+def _public_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """The declared schema as published: it is public by design (codebook domains)."""
+    keep = ("id", "title", "classification", "steward", "target", "source")
+    cols = []
+    for c in schema.get("columns") or []:
+        if isinstance(c, dict):
+            cols.append({k: c[k] for k in ("name", "type", "role", "nullable", "categories",
+                                           "bounds", "description") if k in c})
+    return {k: schema[k] for k in keep if k in schema} | {"columns": cols}
+
+
+def write_plots(table: pd.DataFrame, schema: dict[str, Any], out: Path) -> list[str]:
+    """One PNG per synthetic column, on the declared domain (Agg backend, no display)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    declared = {c.get("name"): c for c in schema.get("columns") or [] if isinstance(c, dict)}
+    names: list[str] = []
+    for i, col in enumerate(list(table.columns)[:PUBLISHED_COLUMNS_LIMIT]):
+        spec = declared.get(col, {})
+        series = table[col]
+        fig, ax = plt.subplots(figsize=(5, 3), dpi=80)
+        try:
+            numeric = spec.get("type") in ("integer", "float") or (
+                not spec and pd.api.types.is_numeric_dtype(series))
+            if numeric:
+                values = pd.to_numeric(series, errors="coerce").dropna()
+                bins: Any = spec.get("bins") or 20
+                bounds = spec.get("bounds")
+                rng = tuple(bounds) if bounds and not spec.get("bins") else None
+                if spec.get("type") == "integer" and rng and rng[1] - rng[0] <= 60:
+                    bins = [v - 0.5 for v in range(int(rng[0]), int(rng[1]) + 2)]
+                    rng = None
+                ax.hist(values, bins=bins, range=rng, color="#2b6cb0")
+                ax.set_xlabel(str(col))
+                ax.set_ylabel("synthetic rows")
+            else:
+                cats = [str(c) for c in spec.get("categories") or []]
+                counts = series.astype("string").fillna("(missing)").value_counts()
+                order = cats + [str(c) for c in counts.index if str(c) not in cats]
+                ax.bar(range(len(order)), [int(counts.get(c, 0)) for c in order],
+                       color="#2b6cb0")
+                ax.set_xticks(range(len(order)), order, rotation=45, ha="right", fontsize=7)
+                ax.set_ylabel("synthetic rows")
+            ax.set_title(f"{col} (synthetic)", fontsize=9)
+            fig.tight_layout()
+            name = f"plots/{i:02d}-{_slug(str(col))}.png"
+            fig.savefig(out.parent / name, format="png", metadata={"Software": None})
+            names.append(name)
+        finally:
+            plt.close(fig)
+    return names
+
+
+def datacard_markdown(card: dict[str, Any]) -> str:
+    """Human-readable data card (the same facts as ``datacard.json``)."""
+    p, a, u = card["privacy"], card["audit"], card["utility"]
+    lines = [f"# {card['title']} — {card['version']}", "", f"**{card['label_text']}**", ""]
+    if card["description"]:
+        lines += [card["description"], ""]
+    lines += ["## Terms of use and re-use", ""]
+    lines += [f"- **{k}**: {v}" for k, v in card["terms"].items()] + [""]
+    lines += ["## Privacy", "", f"- ε = {_fmt(p['epsilon'])}, δ = {_fmt(p['delta'])} "
+              f"(accountant: {p['accountant']})", f"- {p['epsilon_vs_ln2']}",
+              f"- mechanism: {p['mechanism']}", ""]
+    lines += ["## Audit", "", "| attack | accuracy | 95% CI | advantage | AUC |",
+              "| --- | --- | --- | --- | --- |"]
+    for name, r in a["attacks"].items():
+        lines.append(f"| {name} | {_fmt(r['accuracy'])} | [{_fmt(r['ci_low'])}, "
+                     f"{_fmt(r['ci_high'])}] | {_fmt(r['advantage'])} | {_fmt(r['auc'])} |")
+    lines += ["", f"- DCR share (synthetic rows closer to training than holdout): "
+              f"{_fmt(a['dcr_share'])} (0.5 ideal)",
+              f"- exact matches: {_fmt(a['exact_matches'])} "
+              f"(of unique training rows: {_fmt(a['exact_matches_unique'])})",
+              f"- median Gower distance to closest record: {_fmt(a['median_gower'])} "
+              f"(reference between real halves: {_fmt(a['gower_reference'])})", "",
+              f"> {card['caveat']}", ""]
+    lines += ["## Utility", "", "| classifier | TSTR accuracy | TRTR accuracy |",
+              "| --- | --- | --- |"]
+    for name, r in u["classifiers"].items():
+        lines.append(f"| {name} | {_fmt(r['tstr_accuracy'])} | {_fmt(r['trtr_accuracy'])} |")
+    lines += ["", f"- majority-class accuracy: {_fmt(u['majority_accuracy'])}",
+              f"- column shapes (mean similarity): {_fmt(u['column_shapes_mean'])}", ""]
+    lines += ["## Suitable for", ""] + [f"- {s}" for s in card["suitable_for"]] + [""]
+    lines += ["## Not suitable for", ""] + [f"- {s}" for s in card["not_suitable_for"]] + [""]
+    lines += ["## Declared schema", "", "| column | type | role |", "| --- | --- | --- |"]
+    lines += [f"| {c.get('name')} | {c.get('type')} | {c.get('role')} |"
+              for c in card["schema"].get("columns", [])] + [""]
+    prov, appr = card["provenance"], card["approval"]
+    lines += ["## Provenance and approval", "",
+              f"- source snapshot: `{prov['source_snapshot_id']}`",
+              f"- model: {prov['model_id']} (hash `{prov['model_hash']}`)",
+              f"- code version: {prov['code_version']}",
+              f"- approved by {appr['steward']} ({appr['role']}) at {appr['approved_at']}",
+              f"- candidate id: `{card['candidate_id']}`", ""]
+    return "\n".join(lines)
+
+
+def _first(d: Any, *keys: str) -> Any:
+    if not isinstance(d, dict):
+        return None
+    for k in keys:
+        if d.get(k) is not None:
+            return d[k]
+    return None
+
+
+def _num(v: Any) -> float | None:
+    try:
+        return None if v is None else float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9_-]+", "-", name.lower()).strip("-")[:40] or "column"

@@ -1,0 +1,181 @@
+"""The governance store: one SQLite file, ``warehouse/governance.db``.
+
+SQLite rather than the DuckDB warehouse because the nightly flow, the steward's CLI and
+the portal write and read it from separate processes at once, and DuckDB admits one
+writer process per file. WAL mode lets readers proceed while a writer commits; every
+write runs in ``BEGIN IMMEDIATE`` so read-check-write sequences (the ledger's budget
+check) hold the write lock from the first read. ``audit_log`` and ``privacy_ledger`` are
+append-only: triggers abort any UPDATE or DELETE.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pulsesynth.paths import Paths
+
+DB_NAME = "governance.db"
+BUSY_TIMEOUT_MS = 30_000
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS privacy_ledger (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    dataset TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    snapshot_id TEXT NOT NULL,
+    epsilon REAL NOT NULL CHECK (epsilon > 0),
+    delta REAL NOT NULL CHECK (delta >= 0 AND delta < 1),
+    accountant TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL UNIQUE,
+    charged_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS privacy_ledger_dataset ON privacy_ledger (dataset, id);
+
+CREATE TABLE IF NOT EXISTS releases (
+    candidate_id TEXT PRIMARY KEY,
+    dataset TEXT NOT NULL,
+    version TEXT,
+    model_id TEXT NOT NULL,
+    title TEXT NOT NULL,
+    label TEXT NOT NULL,
+    gate_json TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('candidate', 'approved', 'rejected', 'published',
+                                           'superseded', 'withdrawn', 'blocked')),
+    candidate_dir TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    published_dir TEXT,
+    published_at TEXT,
+    UNIQUE (dataset, version)
+);
+CREATE INDEX IF NOT EXISTS releases_dataset ON releases (dataset, status);
+
+CREATE TABLE IF NOT EXISTS approvals (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    candidate_id TEXT NOT NULL REFERENCES releases (candidate_id),
+    steward TEXT NOT NULL,
+    role TEXT NOT NULL,
+    decision TEXT NOT NULL CHECK (decision IN ('approved', 'rejected', 'withdrawn')),
+    note TEXT NOT NULL,
+    decided_at TEXT NOT NULL,
+    candidate_hash TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS access_tokens (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    entity TEXT NOT NULL,
+    token_hash TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL,
+    revoked_at TEXT
+);
+
+CREATE TABLE IF NOT EXISTS audit_log (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+
+CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS privacy_ledger_no_update BEFORE UPDATE ON privacy_ledger
+BEGIN SELECT RAISE(ABORT, 'privacy_ledger is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS privacy_ledger_no_delete BEFORE DELETE ON privacy_ledger
+BEGIN SELECT RAISE(ABORT, 'privacy_ledger is append-only'); END;
+"""
+
+
+def db_path(paths: Paths) -> Path:
+    """Where the governance database lives: beside the DuckDB warehouse."""
+    return paths.warehouse / DB_NAME
+
+
+def now_iso(now: datetime | None = None) -> str:
+    """UTC timestamps as ISO 8601 text (sortable, unambiguous across processes)."""
+    return (now or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="seconds")
+
+
+def connect(paths: Paths) -> sqlite3.Connection:
+    """Open (creating if needed) the governance database in autocommit mode.
+
+    Autocommit (``isolation_level=None``) so :func:`transaction` controls BEGIN itself.
+    """
+    path = db_path(paths)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA synchronous = FULL")
+    if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+        with transaction(conn):  # re-checked under the write lock: one creator wins
+            for statement in _statements(SCHEMA):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    return conn
+
+
+@contextmanager
+def open_db(paths: Paths) -> Iterator[sqlite3.Connection]:
+    """A connection closed on exit (each call site owns its own short-lived connection)."""
+    conn = connect(paths)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """``BEGIN IMMEDIATE`` … ``COMMIT``: take the write lock up front, roll back on error."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def log_event(conn: sqlite3.Connection, actor: str, action: str, subject: str,
+              detail: dict[str, Any] | None = None, now: datetime | None = None) -> None:
+    """Append one audit record (call inside the transaction that makes the change)."""
+    conn.execute(
+        "INSERT INTO audit_log (time, actor, action, subject, detail) VALUES (?, ?, ?, ?, ?)",
+        (now_iso(now), actor, action, subject,
+         json.dumps(detail or {}, sort_keys=True, default=str)),
+    )
+
+
+def audit_events(paths: Paths, action: str | None = None) -> list[dict[str, Any]]:
+    """Read the audit log (oldest first), optionally one action only."""
+    with open_db(paths) as conn:
+        sql = "SELECT * FROM audit_log"
+        rows = (conn.execute(sql + " WHERE action = ? ORDER BY id", (action,)) if action
+                else conn.execute(sql + " ORDER BY id"))
+        return [dict(r) | {"detail": json.loads(r["detail"])} for r in rows]
+
+
+def _statements(script: str) -> list[str]:
+    """Split the schema script on statement ends, keeping trigger bodies whole."""
+    out: list[str] = []
+    buf: list[str] = []
+    for line in script.strip().splitlines():
+        buf.append(line)
+        text = "\n".join(buf).strip()
+        if text.endswith(";") and (not text.upper().startswith("CREATE TRIGGER")
+                                   or text.upper().endswith("END;")):
+            out.append(text)
+            buf = []
+    return out

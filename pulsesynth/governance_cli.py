@@ -1,0 +1,220 @@
+"""Governance sub-commands of ``pulsesynth``: budget, releases, publish, tokens, portal.
+
+Wire into ``pulsesynth/cli.py`` with ``add_governance_commands(sub)``. Handlers return an
+exit code and raise :class:`pulsesynth.errors.PulseSynthError` subclasses for clean errors.
+The installation root is ``Paths.default()`` (``PULSESYNTH_ROOT`` or the checkout).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from pulsesynth.paths import Paths
+
+
+def add_governance_commands(sub: Any) -> None:
+    """Add ``budget``, ``releases``, ``publish``, ``tokens`` and ``portal`` to a subparsers."""
+    bud = sub.add_parser("budget", help="privacy budget spent / remaining per dataset")
+    bud.add_argument("id", nargs="?", help="one dataset (default: every declared schema)")
+    bud.add_argument("--json", action="store_true", help="print JSON")
+    bud.set_defaults(handler=_budget)
+
+    rel = sub.add_parser("releases", help="release candidates and steward decisions")
+    rel_sub = rel.add_subparsers(metavar="ACTION")
+    lst = rel_sub.add_parser("list", help="releases, newest first")
+    lst.add_argument("--dataset")
+    lst.add_argument("--status", help="candidate|approved|rejected|published|superseded|"
+                                      "withdrawn|blocked")
+    lst.add_argument("--json", action="store_true")
+    lst.set_defaults(handler=_releases_list)
+    show = rel_sub.add_parser("show", help="one release with its gate and decisions")
+    show.add_argument("id", help="candidate id (or a unique prefix of at least 6 characters)")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(handler=_releases_show)
+    reg = rel_sub.add_parser("register", help="register a candidate directory")
+    reg.add_argument("dir")
+    reg.add_argument("--dataset", required=True)
+    reg.add_argument("--model-id", required=True)
+    reg.add_argument("--title")
+    reg.set_defaults(handler=_releases_register)
+    for action, note_required, helptext in (
+            ("approve", False, "approve a candidate (binds to its content hash)"),
+            ("reject", True, "reject a candidate (a note is required)"),
+            ("withdraw", True, "withdraw a published release from the portal (note required)")):
+        p = rel_sub.add_parser(action, help=helptext)
+        p.add_argument("id")
+        p.add_argument("--steward", required=True)
+        p.add_argument("--role", default="data steward")
+        p.add_argument("--note", required=note_required, default="")
+        p.set_defaults(handler=_decision, action=action)
+
+    pub = sub.add_parser("publish", help="publish every approved candidate to published/")
+    pub.add_argument("--json", action="store_true")
+    pub.set_defaults(handler=_publish)
+
+    tok = sub.add_parser("tokens", help="entity access tokens for confidential releases")
+    tok_sub = tok.add_subparsers(metavar="ACTION")
+    create = tok_sub.add_parser("create", help="create a token (printed once)")
+    create.add_argument("--entity", required=True)
+    create.set_defaults(handler=_tokens_create)
+    revoke = tok_sub.add_parser("revoke", help="revoke an entity's tokens (or one by id)")
+    revoke.add_argument("--entity")
+    revoke.add_argument("--id", type=int)
+    revoke.set_defaults(handler=_tokens_revoke)
+    tlist = tok_sub.add_parser("list", help="tokens (metadata only; never the tokens)")
+    tlist.set_defaults(handler=_tokens_list)
+
+    portal = sub.add_parser("portal", help="serve the synthetic open portal")
+    portal.add_argument("--host", default="127.0.0.1")
+    portal.add_argument("--port", type=int, default=8080)
+    portal.set_defaults(handler=_portal)
+
+
+def _paths() -> Paths:
+    return Paths.default()
+
+
+def _budget(args: argparse.Namespace) -> int:
+    from pulsesynth.errors import CatalogError
+    from pulsesynth.governance.ledger import Ledger
+    from pulsesynth.schema import load_schema
+
+    paths = _paths()
+    files = sorted(paths.schemas.glob("*.yaml"))
+    if args.id:
+        files = [f for f in files if f.stem == args.id]
+        if not files:
+            raise CatalogError(f"{args.id}: no declared schema {paths.schemas / args.id}.yaml")
+    ledger = Ledger(paths)
+    rows = []
+    for f in files:
+        schema = load_schema(f)
+        rows.append(ledger.summary(schema.id, schema.privacy.lifetime_epsilon,
+                                   schema.privacy.epsilon))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'dataset':20s} {'spent ε':>8s} {'lifetime ε':>10s} {'remaining ε':>11s} "
+          f"{'ε/run':>6s} {'retrains left':>13s} {'spent δ':>9s}")
+    for r in rows:
+        print(f"{r['dataset']:20s} {r['spent_epsilon']:>8.4g} {r['lifetime_epsilon']:>10.4g} "
+              f"{r['remaining_epsilon']:>11.4g} {r['per_run_epsilon']:>6.4g} "
+              f"{r['retrains_left']:>13d} {r['spent_delta']:>9.3g}")
+    print("composition: basic (ε and δ summed over every training run)")
+    return 0
+
+
+def _releases_list(args: argparse.Namespace) -> int:
+    from pulsesynth.governance.releases import list_releases
+
+    releases = list_releases(_paths(), args.dataset, args.status)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in releases], indent=2))
+        return 0
+    print(f"{'id':12s}  {'dataset':20s} {'status':10s} {'label':12s} {'version':7s} created")
+    for r in releases:
+        print(f"{r.candidate_id[:12]}  {r.dataset:20s} {r.status:10s} {r.label:12s} "
+              f"{r.version or '-':7s} {r.created_at}")
+    return 0
+
+
+def _releases_show(args: argparse.Namespace) -> int:
+    from pulsesynth.governance.releases import approvals, get_release
+
+    paths = _paths()
+    rel = get_release(paths, args.id)
+    decisions = approvals(paths, rel.candidate_id)
+    if args.json:
+        print(json.dumps(rel.to_dict() | {"decisions": decisions}, indent=2))
+        return 0
+    for key, value in rel.to_dict().items():
+        if key != "gate":
+            print(f"{key:14s} {value}")
+    print(f"{'gate':14s} {rel.gate.get('label')}: {rel.gate.get('reason', '')}")
+    for c in rel.gate.get("checks", []):
+        print(f"  {c.get('message') or _check_line(c)}")
+    for d in decisions:
+        print(f"decision       {d['decided_at']} {d['decision']} by {d['steward']} "
+              f"({d['role']}): {d['note']}")
+    return 0
+
+
+def _check_line(c: dict[str, Any]) -> str:
+    what = f"{c.get('name')}[{c['subject']}]" if c.get("subject") else c.get("name")
+    verdict = "ok" if c.get("passed") else "FAILS"
+    return f"{c.get('label')}: {what} = {c.get('value')} (limit {c.get('threshold')}) {verdict}"
+
+
+def _releases_register(args: argparse.Namespace) -> int:
+    from pulsesynth.governance.releases import register_candidate
+
+    rel = register_candidate(_paths(), args.dataset, args.dir, args.model_id, args.title,
+                             actor="cli")
+    print(f"{rel.candidate_id}  {rel.dataset}  {rel.status}  {rel.label}")
+    return 0
+
+
+def _decision(args: argparse.Namespace) -> int:
+    from pulsesynth.governance import releases
+
+    paths = _paths()
+    if args.action == "approve":
+        rel = releases.approve(paths, args.id, args.steward, args.role, args.note)
+    elif args.action == "reject":
+        rel = releases.reject(paths, args.id, args.steward, args.note, args.role)
+    else:
+        rel = releases.withdraw(paths, args.id, args.steward, args.note, args.role)
+    print(f"{rel.candidate_id[:12]}  {rel.dataset}  {rel.status}")
+    return 0
+
+
+def _publish(args: argparse.Namespace) -> int:
+    from pulsesynth.governance.releases import publish_approved
+
+    done = publish_approved(_paths(), actor="cli")
+    if args.json:
+        print(json.dumps([r.to_dict() for r in done], indent=2))
+    elif not done:
+        print("nothing to publish (no approved candidates)")
+    for r in done if not args.json else []:
+        print(f"published {r.dataset} {r.version} ({r.label}) from {r.candidate_id[:12]}")
+    return 0
+
+
+def _tokens_create(args: argparse.Namespace) -> int:
+    from pulsesynth.governance.tokens import create_token
+
+    token, info = create_token(_paths(), args.entity, actor="cli")
+    print(f"token {info.id} for {info.entity} (shown once; store it now):", file=sys.stderr)
+    print(token)
+    return 0
+
+
+def _tokens_revoke(args: argparse.Namespace) -> int:
+    from pulsesynth.governance.tokens import revoke_tokens
+
+    for info in revoke_tokens(_paths(), args.entity, args.id, actor="cli"):
+        print(f"revoked token {info.id} of {info.entity}")
+    return 0
+
+
+def _tokens_list(args: argparse.Namespace) -> int:
+    from pulsesynth.governance.tokens import list_tokens
+
+    for info in list_tokens(_paths()):
+        print(f"{info.id:4d}  {info.entity:30s} created {info.created_at}  "
+              f"{'revoked ' + info.revoked_at if info.revoked_at else 'active'}")
+    return 0
+
+
+def _portal(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from pulsesynth.portal.app import create_app
+
+    uvicorn.run(create_app(_paths()), host=args.host, port=args.port, log_level="info",
+                server_header=False)
+    return 0

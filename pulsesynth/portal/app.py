@@ -1,0 +1,341 @@
+"""The synthetic open portal: a read-only web app over ``published/`` and the token table.
+
+Access by label: ``open`` releases are public; ``confidential`` releases exist only for a
+request carrying a valid entity token, given as ``Authorization: Bearer <token>`` (API
+clients), as the ``pulsesynth_token`` cookie, or once as ``?token=<token>`` — which sets
+that cookie (HttpOnly, SameSite=Strict) so a browser keeps access while it navigates. To
+anyone else a confidential release answers exactly like an unknown id: 404, in pages,
+downloads and the API. Every download of a non-open file is recorded in ``audit_log``.
+
+Nothing outside ``published/`` is reachable: every file is looked up by name in the
+release's file list from ``index.json`` (never by a client-built path), each path
+component is checked not to be a symlink, and the bytes served must match the SHA-256 the
+index records. Only GET and HEAD are answered (405 otherwise); every response carries
+security headers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import stat
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from pydantic import BaseModel
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from pulsesynth.governance.db import log_event, open_db, transaction
+from pulsesynth.governance.tokens import verify_token
+from pulsesynth.paths import Paths
+
+HERE = Path(__file__).resolve().parent
+TOKEN_COOKIE = "pulsesynth_token"
+LABELS = ("open", "confidential")
+STATIC_FILES = {"portal.css": "text/css; charset=utf-8"}
+_ID = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_VERSION = re.compile(r"^v[1-9][0-9]{0,5}$")
+_UNSET = object()
+SECURITY_HEADERS = {
+    "content-security-policy": "default-src 'none'; img-src 'self'; style-src 'self'; "
+                               "form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+    "cross-origin-opener-policy": "same-origin",
+    "cross-origin-resource-policy": "same-origin",
+    "permissions-policy": "camera=(), microphone=(), geolocation=()",
+    "cache-control": "no-store",
+}
+
+
+class FileInfo(BaseModel):
+    """One downloadable file of a release."""
+
+    name: str
+    bytes: int
+    sha256: str
+    mediaType: str  # noqa: N815 (DCAT spelling)
+    downloadURL: str  # noqa: N815
+
+
+class DatasetVersion(BaseModel):
+    """One published (or superseded) version as the catalogue lists it."""
+
+    id: str
+    identifier: str
+    title: str
+    description: str = ""
+    label: str
+    label_text: str = ""
+    version: str
+    status: str
+    epsilon: float | None = None
+    delta: float | None = None
+    issued: str | None = None
+    files: list[FileInfo] = []
+
+
+class DatasetDetail(DatasetVersion):
+    """The latest visible version with its data card, plus every visible version."""
+
+    datacard: dict[str, Any]
+    versions: list[DatasetVersion]
+
+
+class Guard:
+    """ASGI middleware: GET/HEAD only, security headers on every response, no bodies on HEAD."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        method = scope["method"]
+        if method not in ("GET", "HEAD"):
+            resp = PlainTextResponse("Method Not Allowed", status_code=405,
+                                     headers={"Allow": "GET, HEAD", **SECURITY_HEADERS})
+            await resp(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        if "\\" in path or "\x00" in path or any(p in ("..", ".") for p in path.split("/")):
+            resp = JSONResponse({"detail": "Not Found"}, status_code=404,
+                                headers=SECURITY_HEADERS)
+            await resp(scope, receive, send)
+            return
+        head = method == "HEAD"
+        if head:
+            scope = dict(scope, method="GET")
+            scope["pulsesynth.head"] = True  # no body is sent: not a download
+
+        async def guarded_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for key, value in SECURITY_HEADERS.items():
+                    headers[key] = value
+            elif message["type"] == "http.response.body" and head:
+                message = {"type": "http.response.body", "body": b"",
+                           "more_body": message.get("more_body", False)}
+            await send(message)
+
+        await self.app(scope, receive, guarded_send)
+
+
+def create_app(paths: Paths | None = None) -> FastAPI:
+    """Build the portal for one installation's ``published/`` directory."""
+    paths = paths or Paths.default()
+    app = FastAPI(title="Pulse Synth synthetic open portal", version="1.0",
+                  description="Read-only catalogue of differentially private synthetic "
+                              "releases. Confidential releases need an entity token "
+                              "(Authorization: Bearer).",
+                  docs_url=None, redoc_url=None)
+    app.add_middleware(Guard)
+    env = Environment(loader=FileSystemLoader(HERE / "templates"),
+                      autoescape=select_autoescape(["html"]))
+
+    def render(request: Request, template: str, status: int = 200, **ctx: Any) -> HTMLResponse:
+        entity = _entity(request, paths)
+        html = env.get_template(template).render(entity=entity, **ctx)
+        resp = HTMLResponse(html, status_code=status)
+        _remember_token(request, resp, entity)
+        return resp
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index(request: Request, label: str = "", q: str = "") -> HTMLResponse:
+        entity = _entity(request, paths)
+        latest = _latest(_visible(paths, entity))
+        shown = _filter(latest, label, q)
+        return render(request, "index.html", datasets=shown, label=label, q=q,
+                      labels=[lb for lb in LABELS if lb == "open" or entity])
+
+    @app.get("/datasets/{dataset}", response_class=HTMLResponse, include_in_schema=False)
+    def dataset_page(request: Request, dataset: str) -> HTMLResponse:
+        versions = _versions(paths, _entity(request, paths), dataset)
+        return _dataset_response(request, versions, _current(versions) or versions[-1],
+                                 render, paths)
+
+    @app.get("/datasets/{dataset}/{version}", response_class=HTMLResponse,
+             include_in_schema=False)
+    def version_page(request: Request, dataset: str, version: str) -> HTMLResponse:
+        versions = _versions(paths, _entity(request, paths), dataset)
+        entry = next((e for e in versions if e["version"] == version), None)
+        if entry is None:
+            raise HTTPException(404)
+        return _dataset_response(request, versions, entry, render, paths)
+
+    @app.get("/datasets/{dataset}/{version}/files/{name:path}", include_in_schema=False)
+    def download(request: Request, dataset: str, version: str, name: str) -> Response:
+        entity = _entity(request, paths)
+        entry = next((e for e in _versions(paths, entity, dataset)
+                      if e["version"] == version), None)
+        if entry is None:
+            raise HTTPException(404)
+        info = next((f for f in entry.get("files", []) if f.get("name") == name), None)
+        if info is None:
+            raise HTTPException(404)
+        data = _read_published(paths, entry, name, info)
+        if entry["label"] != "open" and not request.scope.get("pulsesynth.head"):
+            with open_db(paths) as conn, transaction(conn):
+                log_event(conn, entity or "anonymous", "release.download",
+                          f"{dataset}/{version}/{name}",
+                          {"label": entry["label"], "bytes": len(data),
+                           "sha256": info["sha256"],
+                           "client": request.client.host if request.client else None})
+        headers = {}
+        if not name.endswith(".png"):
+            filename = f"{dataset}-{version}-{Path(name).name}"
+            headers["content-disposition"] = f'attachment; filename="{filename}"'
+        resp = Response(data, media_type=info.get("mediaType") or "application/octet-stream",
+                        headers=headers)
+        _remember_token(request, resp, entity)
+        return resp
+
+    @app.get("/api/datasets", response_model=list[DatasetVersion])
+    def api_datasets(request: Request,
+                     label: str = Query("", description="open or confidential"),
+                     q: str = Query("", description="search in id and title"),
+                     all_versions: bool = Query(False, description="include superseded")
+                     ) -> list[dict[str, Any]]:
+        """Every release the caller may see (latest version per dataset by default)."""
+        visible = _visible(paths, _entity(request, paths))
+        return _filter(visible if all_versions else _latest(visible), label, q)
+
+    @app.get("/api/datasets/{dataset}", response_model=DatasetDetail)
+    def api_dataset(request: Request, dataset: str) -> dict[str, Any]:
+        """One dataset: the current version's data card and every visible version."""
+        versions = _versions(paths, _entity(request, paths), dataset)
+        entry = _current(versions) or versions[-1]
+        return entry | {"datacard": _datacard(paths, entry), "versions": versions}
+
+    @app.get("/static/{name}", include_in_schema=False)
+    def static(name: str) -> Response:
+        if name not in STATIC_FILES:
+            raise HTTPException(404)
+        return Response((HERE / "static" / name).read_bytes(), media_type=STATIC_FILES[name])
+
+    return app
+
+
+# --- catalogue and access -------------------------------------------------------------------
+
+
+def _entity(request: Request, paths: Paths) -> str | None:
+    """The entity whose valid token the request carries (memoised per request)."""
+    cached = getattr(request.state, "entity", _UNSET)
+    if cached is not _UNSET:
+        return cached
+    token = None
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        token = auth[7:].strip()
+    token = token or request.query_params.get("token") or request.cookies.get(TOKEN_COOKIE)
+    entity = verify_token(paths, token) if token else None
+    request.state.entity = entity
+    return entity
+
+
+def _remember_token(request: Request, response: Response, entity: str | None) -> None:
+    token = request.query_params.get("token")
+    if entity and token:
+        response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict", path="/")
+
+
+def _catalogue(paths: Paths) -> list[dict[str, Any]]:
+    """Well-formed entries of ``published/index.json`` (anything odd is ignored)."""
+    try:
+        raw = json.loads((paths.published / "index.json").read_text("utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return []
+    entries = []
+    for e in raw.get("dataset", []) if isinstance(raw, dict) else []:
+        if (isinstance(e, dict) and _ID.match(str(e.get("id", "")))
+                and _VERSION.match(str(e.get("version", "")))
+                and e.get("label") in LABELS and e.get("status") in ("published", "superseded")
+                and e.get("path") == f"{e['id']}/{e['version']}"):
+            entries.append(e)
+    return entries
+
+
+def _visible(paths: Paths, entity: str | None) -> list[dict[str, Any]]:
+    return [e for e in _catalogue(paths) if e["label"] == "open" or entity is not None]
+
+
+def _versions(paths: Paths, entity: str | None, dataset: str) -> list[dict[str, Any]]:
+    """Visible versions of one dataset, oldest first; 404 when there are none."""
+    found = [e for e in _visible(paths, entity) if e["id"] == dataset]
+    if not found:
+        raise HTTPException(404)
+    return sorted(found, key=lambda e: int(e["version"][1:]))
+
+
+def _current(versions: list[dict[str, Any]]) -> dict[str, Any] | None:
+    return next((e for e in reversed(versions) if e["status"] == "published"), None)
+
+
+def _latest(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per dataset: its published version, else its newest visible one."""
+    by_id: dict[str, list[dict[str, Any]]] = {}
+    for e in entries:
+        by_id.setdefault(e["id"], []).append(e)
+    out = []
+    for dataset in sorted(by_id):
+        versions = sorted(by_id[dataset], key=lambda e: int(e["version"][1:]))
+        out.append(_current(versions) or versions[-1])
+    return out
+
+
+def _filter(entries: list[dict[str, Any]], label: str, q: str) -> list[dict[str, Any]]:
+    q = q.strip().lower()
+    return [e for e in entries if (not label or e["label"] == label)
+            and (not q or q in e["id"].lower() or q in str(e.get("title", "")).lower())]
+
+
+def _read_published(paths: Paths, entry: dict[str, Any], name: str,
+                    info: dict[str, Any]) -> bytes:
+    """Bytes of one listed file, only if it is a regular, non-symlinked file inside
+    ``published/`` whose SHA-256 matches the index; 404 otherwise."""
+    parts = [entry["id"], entry["version"], *name.split("/")]
+    if any(p in ("", ".", "..") or "\\" in p for p in parts):
+        raise HTTPException(404)
+    root = paths.published.resolve()
+    current = root
+    for part in parts:
+        current = current / part
+        try:
+            st = os.lstat(current)
+        except OSError:
+            raise HTTPException(404) from None
+        if stat.S_ISLNK(st.st_mode):
+            raise HTTPException(404)
+    if not stat.S_ISREG(st.st_mode) or not current.resolve().is_relative_to(root):
+        raise HTTPException(404)
+    data = current.read_bytes()
+    if hashlib.sha256(data).hexdigest() != info.get("sha256"):
+        raise HTTPException(404)
+    return data
+
+
+def _datacard(paths: Paths, entry: dict[str, Any]) -> dict[str, Any]:
+    info = next((f for f in entry.get("files", []) if f.get("name") == "datacard.json"), None)
+    if info is None:
+        raise HTTPException(404)
+    return json.loads(_read_published(paths, entry, "datacard.json", info))
+
+
+def _dataset_response(request: Request, versions: list[dict[str, Any]], entry: dict[str, Any],
+                      render: Any, paths: Paths) -> HTMLResponse:
+    card = _datacard(paths, entry)
+    files = {f["name"]: f for f in entry.get("files", [])}
+    plots = [files[p] for p in card.get("plots", []) if p in files]
+    downloads = [files[n] for n in ("synthetic.csv", "synthetic.parquet", "datacard.md",
+                                    "datacard.json") if n in files]
+    return render(request, "dataset.html", entry=entry, card=card, plots=plots,
+                  downloads=downloads, versions=list(reversed(versions)))

@@ -1,0 +1,111 @@
+"""Fake candidates for governance and portal tests: small tables of our own making.
+
+``plant_real_table`` writes a stand-in *real* table (with a canary value) into the test
+root's warehouse; ``make_candidate`` writes a candidate directory that says it came from
+that table's snapshot, with a synthetic table drawn only from the declared domains (so the
+canary can appear in it only if something leaks real rows) and a stray sensitive file
+that publication must never copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from pulsesynth.paths import Paths
+
+CANARY = "CANARY-7f3c-real-row-do-not-publish"
+CANARY_NUMBER = 8675309.125
+COMPANIES = ["Flash Cab", "City Service", "Sun Taxi", "other"]
+SCHEMA: dict[str, Any] = {
+    "id": "taxi_trips",
+    "title": "Taxi trips",
+    "description": "Fake taxi trips for governance tests.",
+    "classification": "confidential",
+    "steward": "transport-data-office",
+    "target": "tip",
+    "columns": [
+        {"name": "rownames", "type": "integer", "role": "identifier", "bounds": [1, 10**7]},
+        {"name": "tip", "type": "categorical", "role": "target", "categories": ["no", "yes"]},
+        {"name": "distance", "type": "float", "role": "quasi_identifier", "bounds": [0, 100],
+         "bins": [0, 1, 2, 5, 10, 20, 50, 100]},
+        {"name": "company", "type": "categorical", "role": "other", "categories": COMPANIES},
+        {"name": "hour", "type": "integer", "role": "quasi_identifier", "bounds": [0, 23]},
+    ],
+}
+
+
+def schema_for(dataset: str) -> dict[str, Any]:
+    return SCHEMA | {"id": dataset, "title": dataset.replace("_", " ").capitalize()}
+
+
+def plant_real_table(paths: Paths, dataset: str = "taxi_trips", rows: int = 200) -> str:
+    """Write a fake real table holding the canary; returns its snapshot id (file SHA-256)."""
+    rng = np.random.default_rng(123)
+    frame = pd.DataFrame({
+        "rownames": np.arange(1, rows + 1),
+        "tip": rng.choice(["no", "yes"], rows),
+        "distance": rng.uniform(0, 30, rows).round(2),
+        "company": rng.choice(COMPANIES, rows).astype(object),
+        "hour": rng.integers(0, 24, rows),
+    })
+    frame.loc[7, "company"] = CANARY
+    frame.loc[7, "distance"] = CANARY_NUMBER
+    path = paths.tables / f"{dataset}.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(path, index=False)
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def synthetic_table(rows: int = 120, seed: int = 0) -> pd.DataFrame:
+    """A synthetic-looking table drawn from the declared domains only."""
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({
+        "tip": rng.choice(["no", "yes"], rows, p=[0.3, 0.7]),
+        "distance": rng.gamma(2.0, 2.5, rows).clip(0, 100).round(3),
+        "company": rng.choice(COMPANIES, rows),
+        "hour": rng.integers(0, 24, rows),
+    })
+
+
+def make_candidate(paths: Paths, dataset: str = "taxi_trips", run_id: str = "run1", *,
+                   label: str = "open", private: bool = True, seed: int = 0,
+                   epsilon: float = 1.0, snapshot_id: str | None = None,
+                   rows: int = 120) -> Path:
+    """Write a complete candidate directory under ``state/candidates/<dataset>/<run_id>/``."""
+    out = paths.state / "candidates" / dataset / run_id
+    out.mkdir(parents=True, exist_ok=True)
+    synthetic_table(rows, seed).to_parquet(out / "synthetic.parquet", index=False)
+    attack = {"accuracy": 0.5 + seed * 0.001, "ci_low": 0.47, "ci_high": 0.53,
+              "advantage": 0.01, "auc": 0.5}
+    audit = {"attacks": {"model_mia": attack, "synthetic_mia": dict(attack, accuracy=0.51)},
+             "dcr_share": 0.51, "exact_matches": 0, "exact_matches_unique": 0,
+             "median_gower": 0.12, "gower_reference": 0.11}
+    (out / "audit.json").write_text(json.dumps(audit, indent=2))
+    passed = label != "blocked"
+    gate = {"label": label, "reason": "all thresholds pass" if passed
+            else "open: epsilon = 9 (limit 1) FAILS by 8",
+            "checks": [{"label": "open", "name": "max_epsilon", "threshold": 1.0,
+                        "value": epsilon, "passed": passed}]}
+    (out / "gate.json").write_text(json.dumps(gate, indent=2))
+    privacy = {"epsilon": epsilon, "delta": 1e-5, "accountant": "prv", "private": private,
+               "noise_multiplier": 1.1, "sample_rate": 0.01, "steps": 500,
+               "max_grad_norm": 1.0, "snapshot_id": snapshot_id or "0" * 64,
+               "schema_hash": "1" * 64, "model_hash": "2" * 64, "code_version": "0.1.0-test"}
+    (out / "privacy.json").write_text(json.dumps(privacy, indent=2))
+    utility = {"tstr": {"hist_gb": {"accuracy": 0.71, "auc": 0.66}},
+               "trtr": {"hist_gb": {"accuracy": 0.74, "auc": 0.70}},
+               "majority_accuracy": 0.62,
+               "column_shapes": {"mean": 0.93, "columns": {"tip": 0.97, "distance": 0.9}}}
+    (out / "utility.json").write_text(json.dumps(utility, indent=2))
+    (out / "schema.yaml").write_text(yaml.safe_dump(schema_for(dataset), sort_keys=False))
+    # Sensitive working file a careless publisher might copy: real rows with the canary.
+    (out / "audit_members.json").write_text(json.dumps({"member": CANARY,
+                                                        "distance": CANARY_NUMBER}))
+    return out

@@ -1,0 +1,279 @@
+"""The portal: access by label, the API, path safety, methods, headers, no real values."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from urllib.parse import unquote, urljoin, urlsplit
+
+import pytest
+from fastapi.testclient import TestClient
+from governance_fixtures import CANARY, CANARY_NUMBER, make_candidate, plant_real_table
+
+from pulsesynth.governance.db import audit_events
+from pulsesynth.governance.releases import approve, publish_approved, register_candidate
+from pulsesynth.governance.tokens import create_token, revoke_tokens
+from pulsesynth.paths import Paths
+from pulsesynth.portal import create_app
+
+SECRET_ID = "patient_tests"
+SECRET_TITLE = "Patient tests"
+
+
+class Site:
+    """A published root with an open dataset (two versions) and a confidential one."""
+
+    def __init__(self, root: Path) -> None:
+        self.paths = Paths(root)
+        for dataset, runs in (("taxi_trips", [("r1", "open"), ("r2", "open")]),
+                              (SECRET_ID, [("r1", "confidential")])):
+            snapshot = plant_real_table(self.paths, dataset)
+            for i, (run, label) in enumerate(runs):
+                cand = make_candidate(self.paths, dataset, run, label=label, seed=i,
+                                      snapshot_id=snapshot)
+                rel = register_candidate(self.paths, dataset, cand, f"m-{run}")
+                approve(self.paths, rel.candidate_id, "alice")
+                publish_approved(self.paths)
+        self.token, _ = create_token(self.paths, "health-authority")
+        self.revoked, _ = create_token(self.paths, "old-entity")
+        revoke_tokens(self.paths, "old-entity")
+        self.app = create_app(self.paths)
+        self.client = TestClient(self.app)
+        index = json.loads((self.paths.published / "index.json").read_text())["dataset"]
+        self.secret = next(e for e in index if e["id"] == SECRET_ID)
+        self.open_v2 = next(e for e in index if e["version"] == "v2")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
+    return Site(tmp_path_factory.mktemp("portal"))
+
+
+def _secret_urls(site: Site) -> list[str]:
+    return [f"/datasets/{SECRET_ID}", f"/datasets/{SECRET_ID}/v1",
+            f"/api/datasets/{SECRET_ID}"] + [f["downloadURL"] for f in site.secret["files"]]
+
+
+def _bad_credentials(site: Site) -> list[dict]:
+    """Anonymous, a wrong token and a revoked token, in each way a token can be sent."""
+    out: list[dict] = [{}]
+    for token in ("not-a-real-token", site.revoked):
+        out += [{"headers": {"Authorization": f"Bearer {token}"}},
+                {"params": {"token": token}},
+                {"cookies": {"pulsesynth_token": token}}]
+    return out
+
+
+def test_index_lists_open_releases_with_label_epsilon_version(site: Site) -> None:
+    r = site.client.get("/")
+    assert r.status_code == 200
+    assert "taxi_trips" in r.text and "Open — synthetic" in r.text and "v2" in r.text
+    assert 'data-label="open"' in r.text
+    api = site.client.get("/api/datasets").json()
+    assert [(d["id"], d["version"], d["epsilon"]) for d in api] == [("taxi_trips", "v2", 1.0)]
+    both = site.client.get("/api/datasets", params={"all_versions": "true"}).json()
+    assert [(d["version"], d["status"]) for d in both] == [("v1", "superseded"),
+                                                           ("v2", "published")]
+    assert site.client.get("/", params={"q": "zzz"}).text.count("dataset-row") == 0
+    assert site.client.get("/", params={"q": "TAXI"}).text.count('class="dataset-row"') == 1
+    assert site.client.get("/datasets/taxi_trips/v1").status_code == 200   # superseded stays
+
+
+def test_confidential_release_does_not_exist_without_a_valid_token(site: Site) -> None:
+    unknown = site.client.get("/datasets/no_such_dataset")
+    for creds in _bad_credentials(site):
+        client = TestClient(site.app)
+        for url in _secret_urls(site):
+            r = client.get(url, **creds)
+            assert r.status_code == 404, (url, creds)
+            assert r.content == unknown.content            # indistinguishable from unknown
+        for url in ("/", "/api/datasets", "/api/datasets?all_versions=true",
+                    "/?label=confidential"):
+            text = client.get(url, **creds).text
+            assert SECRET_ID not in text and SECRET_TITLE not in text
+            assert "Confidential" not in text
+        assert "pulsesynth_token" not in client.get("/", **creds).headers.get("set-cookie", "")
+
+
+def test_valid_token_sees_and_downloads_confidential_and_download_is_logged(site: Site) -> None:
+    auth = {"Authorization": f"Bearer {site.token}"}
+    listed = site.client.get("/api/datasets", headers=auth).json()
+    assert {d["id"] for d in listed} == {"taxi_trips", SECRET_ID}
+    filtered = site.client.get("/api/datasets", params={"label": "confidential"},
+                               headers=auth).json()
+    assert [d["id"] for d in filtered] == [SECRET_ID]
+    detail = site.client.get(f"/api/datasets/{SECRET_ID}", headers=auth).json()
+    assert detail["label"] == "confidential"
+    assert detail["datacard"]["label_text"] == "Shared: Confidential — synthetic"
+    page = site.client.get(f"/datasets/{SECRET_ID}", headers=auth)
+    assert page.status_code == 200 and "Shared: Confidential — synthetic" in page.text
+    before = len(audit_events(site.paths, "release.download"))
+    csv = next(f for f in site.secret["files"] if f["name"] == "synthetic.csv")
+    assert site.client.head(csv["downloadURL"], headers=auth).status_code == 200
+    r = site.client.get(csv["downloadURL"], headers=auth)
+    assert r.status_code == 200 and hashlib.sha256(r.content).hexdigest() == csv["sha256"]
+    assert "attachment" in r.headers["content-disposition"]
+    events = audit_events(site.paths, "release.download")
+    assert len(events) == before + 1
+    assert events[-1]["actor"] == "health-authority"
+    assert events[-1]["subject"] == f"{SECRET_ID}/v1/synthetic.csv"
+    # A browser presents the token once in the query; a cookie carries it afterwards.
+    browser = TestClient(site.app)
+    first = browser.get("/", params={"token": site.token})
+    assert SECRET_ID in first.text and "httponly" in first.headers["set-cookie"].lower()
+    assert browser.get(f"/datasets/{SECRET_ID}").status_code == 200
+    # Open downloads are not logged.
+    open_csv = next(f for f in site.open_v2["files"] if f["name"] == "synthetic.csv")
+    assert site.client.get(open_csv["downloadURL"]).status_code == 200
+    assert len(audit_events(site.paths, "release.download")) == before + 1
+
+
+def _raw_get(app, raw_path: bytes) -> int:
+    """Send a path exactly as given (httpx would normalise ``..`` before sending)."""
+    path, _, query = raw_path.partition(b"?")
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": "GET", "scheme": "http", "path": unquote(path.decode("latin-1")),
+             "raw_path": path, "query_string": query, "root_path": "",
+             "headers": [(b"host", b"testserver")], "client": ("127.0.0.1", 1),
+             "server": ("testserver", 80)}
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    return next(m["status"] for m in sent if m["type"] == "http.response.start")
+
+
+TRAVERSALS = [
+    b"/datasets/../warehouse/governance.db",
+    b"/datasets/taxi_trips/v2/files/../../../warehouse/governance.db",
+    b"/datasets/taxi_trips/v2/files/plots/../../../index.json",
+    b"/datasets/taxi_trips/v2/files/%2e%2e/%2e%2e/%2e%2e/warehouse/governance.db",
+    b"/datasets/taxi_trips/v2/files/..%2f..%2f..%2fwarehouse%2fgovernance.db",
+    b"/datasets/taxi_trips/v2/files/%2E%2E%2F%2E%2E%2Fpatient_tests%2Fv1%2Fsynthetic.csv",
+    b"/datasets/taxi_trips/v2/files/%252e%252e%252f%252e%252e%252fwarehouse%252fgovernance.db",
+    b"/datasets/taxi_trips/v2/files/..%5c..%5c..%5cwarehouse%5cgovernance.db",
+    b"/datasets/taxi_trips/v2/files/synthetic.csv%00.png",
+    b"/datasets/%2e%2e/v1/files/governance.db",
+    b"/datasets/taxi_trips/v2/files//etc/passwd",
+    b"/datasets/taxi_trips/v2/files/audit_members.json",
+    b"/datasets/taxi_trips/v2/files/privacy.json",
+    b"/static/../app.py",
+    b"/static/%2e%2e%2fapp.py",
+    b"/static/..%2ftemplates%2fbase.html",
+    b"/index.json",
+    b"/published/index.json",
+    b"/warehouse/governance.db",
+    b"/datasets/no_such/v1",
+    b"/datasets/taxi_trips/v9",
+    b"/datasets/taxi_trips/v2/files/nope.csv",
+    b"/api/datasets/no_such",
+    b"/api/datasets/..%2f..%2fwarehouse",
+]
+
+
+@pytest.mark.parametrize("raw", TRAVERSALS, ids=lambda b: b.decode()[:60])
+def test_traversal_and_unknown_ids_are_404(site: Site, raw: bytes) -> None:
+    assert _raw_get(site.app, raw) == 404
+    token = f"?token={site.token}".encode()
+    assert _raw_get(site.app, raw + token) == 404
+
+
+def test_symlinks_inside_published_are_never_followed(tmp_path: Path) -> None:
+    paths = Paths(tmp_path)
+    rel = register_candidate(paths, "taxi_trips", make_candidate(paths), "m")
+    approve(paths, rel.candidate_id, "alice")
+    publish_approved(paths)
+    client = TestClient(create_app(paths))
+    v1 = paths.published / "taxi_trips" / "v1"
+    url = "/datasets/taxi_trips/v1/files/synthetic.csv"
+    assert client.get(url).status_code == 200
+    # Same bytes, but reached through a symlink pointing outside published/: refused.
+    outside = tmp_path / "outside.csv"
+    shutil.copyfile(v1 / "synthetic.csv", outside)
+    (v1 / "synthetic.csv").unlink()
+    os.symlink(outside, v1 / "synthetic.csv")
+    assert client.get(url).status_code == 404
+    # A symlinked version directory is refused too.
+    moved = tmp_path / "moved-v1"
+    v1.rename(moved)
+    os.symlink(moved, v1)
+    assert client.get("/datasets/taxi_trips/v1/files/datacard.md").status_code == 404
+
+
+def test_only_get_and_head_are_allowed(site: Site) -> None:
+    urls = ["/", "/api/datasets", "/datasets/taxi_trips",
+            "/datasets/taxi_trips/v2/files/synthetic.csv", "/nope"]
+    for url in urls:
+        for method in ("POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"):
+            r = site.client.request(method, url)
+            assert r.status_code == 405, (method, url)
+            assert r.headers["allow"] == "GET, HEAD"
+    head = site.client.head("/datasets/taxi_trips/v2/files/synthetic.csv")
+    assert head.status_code == 200 and head.content == b""
+    assert int(head.headers["content-length"]) > 0
+    assert site.client.head(f"/datasets/{SECRET_ID}").status_code == 404
+
+
+def test_security_headers_on_every_response(site: Site) -> None:
+    for url in ("/", "/api/datasets", "/datasets/taxi_trips", "/nope", "/openapi.json",
+                "/datasets/taxi_trips/v2/files/synthetic.csv", "/static/portal.css"):
+        h = site.client.get(url).headers
+        assert "default-src 'none'" in h["content-security-policy"], url
+        assert h["x-content-type-options"] == "nosniff"
+        assert h["x-frame-options"] == "DENY" and h["referrer-policy"] == "no-referrer"
+    assert "content-security-policy" in site.client.post("/").headers
+
+
+def test_openapi_schema_documents_the_api(site: Site) -> None:
+    spec = site.client.get("/openapi.json").json()
+    assert {"/api/datasets", "/api/datasets/{dataset}"} <= set(spec["paths"])
+    assert set(spec["paths"]["/api/datasets"]) == {"get"}
+    assert site.client.get("/docs").status_code == 404           # no CDN-loaded UI
+
+
+def test_no_served_page_or_file_contains_the_canary(site: Site) -> None:
+    """Crawl everything a valid token can reach; no byte of the real tables' canary."""
+    auth = {"Authorization": f"Bearer {site.token}"}
+    seen: dict[str, bytes] = {}
+    queue = ["/", "/?label=open", "/?label=confidential", "/api/datasets?all_versions=true",
+             "/openapi.json", "/api/datasets/taxi_trips", f"/api/datasets/{SECRET_ID}"]
+    while queue:
+        url = queue.pop()
+        if url in seen:
+            continue
+        r = site.client.get(url, headers=auth)
+        assert r.status_code == 200, url
+        seen[url] = r.content
+        links: list[str] = []
+        if "text/html" in r.headers.get("content-type", ""):
+            links = re.findall(r'(?:href|src)="([^"]+)"', r.text)
+        elif "json" in r.headers.get("content-type", "") and url.startswith("/api/"):
+            links = re.findall(r'"downloadURL":\s*"([^"]+)"', r.text)
+        for link in links:
+            link = urljoin(url, link.replace("&amp;", "&"))
+            if urlsplit(link).netloc in ("", "testserver"):
+                queue.append(urlsplit(link).path + (
+                    "?" + urlsplit(link).query if urlsplit(link).query else ""))
+    assert any(u.endswith(".png") for u in seen) and any(u.endswith(".parquet") for u in seen)
+    assert sum(u.endswith("synthetic.csv") for u in seen) >= 3
+    needles = [CANARY.encode(), str(CANARY_NUMBER).encode(), b"8675309",
+               CANARY.encode("utf-16-le")]
+    for url, body in seen.items():
+        for needle in needles:
+            assert needle not in body, url
+    # The canary is in the real table and the candidate's stray file, never in published/.
+    real = (site.paths.tables / "taxi_trips.parquet").read_bytes()
+    assert CANARY.encode() in real
+    for p in site.paths.published.rglob("*"):
+        if p.is_file():
+            assert CANARY.encode() not in p.read_bytes(), p

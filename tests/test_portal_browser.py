@@ -1,0 +1,141 @@
+"""The portal in a real headless Chromium (Debian's ``/usr/bin/chromium`` via Playwright).
+
+Never skipped: without the browser the test fails and says how to install it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+from governance_fixtures import make_candidate, plant_real_table
+
+from pulsesynth.governance.releases import approve, publish_approved, register_candidate
+from pulsesynth.governance.tokens import create_token
+from pulsesynth.paths import Paths
+from pulsesynth.portal import create_app
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Paths, str]]:
+    paths = Paths(tmp_path_factory.mktemp("browser"))
+    for dataset, label in (("taxi_trips", "open"), ("patient_tests", "confidential")):
+        cand = make_candidate(paths, dataset, label=label,
+                              snapshot_id=plant_real_table(paths, dataset))
+        rel = register_candidate(paths, dataset, cand, "m1")
+        approve(paths, rel.candidate_id, "alice", note="browser test")
+    publish_approved(paths)
+    token, _ = create_token(paths, "health-authority")
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(paths), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "portal did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}", paths, token
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_browser_filters_opens_dataset_sees_plots_and_downloads_csv(
+        portal: tuple[str, Paths, str]) -> None:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: run `make test` (it installs Debian's chromium "
+                    "with apt-get) or `apt-get install -y chromium`")
+    from playwright.sync_api import sync_playwright
+
+    base, paths, token = portal
+    OUTPUT.mkdir(exist_ok=True)
+    index = json.loads((paths.published / "index.json").read_text())["dataset"]
+    entry = next(e for e in index if e["id"] == "taxi_trips")
+    csv_sha = next(f["sha256"] for f in entry["files"] if f["name"] == "synthetic.csv")
+    card = json.loads((paths.published / "taxi_trips/v1/datacard.json").read_text())
+    assert next(f["sha256"] for f in card["files"] if f["name"] == "synthetic.csv") == csv_sha
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(accept_downloads=True)
+            page = context.new_page()
+            page.set_default_timeout(15_000)
+            page.goto(base + "/")
+            assert page.locator("tr.dataset-row").count() == 1          # anonymous: open only
+            assert "patient_tests" not in page.content()
+            page.fill("#search", "nothing-like-this")
+            page.click("#apply")
+            assert page.locator("tr.dataset-row").count() == 0
+            page.select_option("#label-filter", "open")
+            page.fill("#search", "taxi")
+            page.click("#apply")
+            assert "label=open" in page.url and "q=taxi" in page.url
+            assert page.locator("tr.dataset-row").count() == 1
+            page.click("tr.dataset-row a")
+            page.wait_for_url("**/datasets/taxi_trips")
+            assert page.locator(".badge-open").first.inner_text() == "Open — synthetic"
+            page.wait_for_load_state("load")
+            images = page.locator("img.plot")
+            assert images.count() == len(card["plots"]) > 0
+            loaded = page.evaluate("Array.from(document.querySelectorAll('img.plot'))"
+                                   ".every(i => i.complete && i.naturalWidth > 0)")
+            assert loaded, "a plot image did not load"
+            shown = page.locator("code.sha256[data-name='synthetic.csv']").inner_text()
+            with page.expect_download() as info:
+                page.click("a.download[data-name='synthetic.csv']")
+            data = Path(info.value.path()).read_bytes()
+            assert hashlib.sha256(data).hexdigest() == csv_sha == shown
+            page.screenshot(path=str(OUTPUT / "portal.png"), full_page=True)
+
+            # An entity token given once in the URL unlocks the confidential release.
+            page.goto(base + "/?token=" + token)
+            assert page.locator("tr.dataset-row").count() == 2
+            page.goto(base + "/datasets/patient_tests")
+            assert "Shared: Confidential — synthetic" in page.inner_text(".badge-confidential")
+            page.screenshot(path=str(OUTPUT / "portal-confidential.png"), full_page=True)
+            fresh = browser.new_context().new_page()
+            assert fresh.goto(base + "/datasets/patient_tests").status == 404
+        finally:
+            browser.close()
+    assert (OUTPUT / "portal.png").stat().st_size > 10_000
+
+
+def test_live_server_refuses_raw_traversal_and_other_methods(
+        portal: tuple[str, Paths, str]) -> None:
+    base, _, _ = portal
+    host, port = base.removeprefix("http://").split(":")
+    for method, path, expected in (
+            ("GET", "/datasets/../warehouse/governance.db", 404),
+            ("GET", "/datasets/taxi_trips/v1/files/../../../warehouse/governance.db", 404),
+            ("GET", "/datasets/taxi_trips/v1/files/%2e%2e/%2e%2e/index.json", 404),
+            ("GET", "/static/../app.py", 404),
+            ("POST", "/", 405), ("DELETE", "/datasets/taxi_trips", 405)):
+        conn = http.client.HTTPConnection(host, int(port), timeout=10)
+        conn.request(method, path)
+        resp = conn.getresponse()
+        resp.read()
+        assert resp.status == expected, (method, path)
+        assert resp.getheader("x-content-type-options") == "nosniff"
+        conn.close()
