@@ -71,6 +71,41 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("--classification", help="override: open|confidential|sensitive|secret")
     ing.set_defaults(handler=_ingest)
 
+    trn = sub.add_parser("train", help="train the DP-VAE on a warehouse table (starts a run)")
+    trn.add_argument("id", help="dataset id")
+    trn.add_argument("--epsilon", type=float, help="target ε (default: the catalog's per-run ε)")
+    trn.add_argument("--non-private", action="store_true",
+                     help="train WITHOUT DP (comparison only; never publishable)")
+    trn.add_argument("--out", help="run directory (default: state/runs/<id>/<timestamp>)")
+    trn.add_argument("--seed", type=int, default=0)
+    trn.add_argument("--max-rows", type=int, help="train on a seeded slice of the table")
+    trn.add_argument("--epochs", type=int, help="override the fixed default (50)")
+    trn.add_argument("--json", action="store_true", help="print the privacy report as JSON")
+    trn.set_defaults(handler=_train)
+
+    smp = sub.add_parser("sample", help="sample a synthetic table from a trained run")
+    smp.add_argument("run_dir")
+    smp.add_argument("--rows", type=int, help="rows to draw (default: as many as trained)")
+    smp.add_argument("--seed", type=int, default=0)
+    smp.add_argument("--out", help="also write the table to this .parquet or .csv file")
+    smp.set_defaults(handler=_sample)
+
+    evl = sub.add_parser("evaluate", help="utility of a run's synthetic table (TSTR vs TRTR)")
+    evl.add_argument("run_dir")
+    evl.add_argument("--json", action="store_true")
+    evl.set_defaults(handler=_evaluate)
+
+    aud = sub.add_parser("audit", help="attack a run's model and synthetic table, then gate it")
+    aud.add_argument("run_dir")
+    aud.add_argument("--seed", type=int, default=0)
+    aud.add_argument("--shadows", type=int, default=1, help="shadow models per attack")
+    aud.add_argument("--json", action="store_true")
+    aud.set_defaults(handler=_audit)
+
+    from pulsesynth.governance_cli import add_governance_commands
+
+    add_governance_commands(sub)
+
     sch = sub.add_parser("schemas", help="declared schemas and their expectation suites")
     sch_sub = sch.add_subparsers(metavar="ACTION")
     sync = sch_sub.add_parser("sync", help="regenerate schemas/<id>.suite.json from the schemas")
@@ -146,6 +181,93 @@ def _validate(args: argparse.Namespace) -> int:
 def _ingest(args: argparse.Namespace) -> int:
     result = _warehouse().ingest(args.file, args.dataset, args.schema, args.classification)
     print(f"{result.dataset}: ingested {result.rows} rows, snapshot {result.snapshot_id[:12]}")
+    return 0
+
+
+def _progress(event: dict) -> None:
+    """Training progress on stderr: epoch, loss, ε so far (never data values)."""
+    parts = [f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in event.items()]
+    print("  " + ", ".join(parts), file=sys.stderr)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pulsesynth import pipeline
+    from pulsesynth.paths import Paths
+
+    run_dir = Path(args.out) if args.out else pipeline.new_run_dir(Paths.default(), args.id)
+    pipeline.start_run(args.id, run_dir, split_seed=args.seed, max_rows=args.max_rows)
+    config = {"epochs": args.epochs} if args.epochs else {}
+    report = pipeline.train(run_dir, epsilon=args.epsilon, private=not args.non_private,
+                            seed=args.seed, progress=_progress, **config)
+    report = report | {"run_dir": str(run_dir)}
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        eps = f"ε = {report['epsilon']:.4g}" if report["private"] else "NON-PRIVATE"
+        print(f"{args.id}: trained {report['train_rows']} rows, {eps}, run {run_dir}")
+    return 0
+
+
+def _sample(args: argparse.Namespace) -> int:
+    import shutil
+    from pathlib import Path
+
+    import pandas as pd
+
+    from pulsesynth import pipeline
+
+    path = pipeline.sample(Path(args.run_dir), rows=args.rows, seed=args.seed)
+    if args.out:
+        out = Path(args.out)
+        if out.suffix.lower() == ".csv":
+            pd.read_parquet(path).to_csv(out, index=False)
+        else:
+            shutil.copyfile(path, out)
+        path = out
+    print(f"synthetic table written to {path}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pulsesynth import pipeline
+
+    result = pipeline.evaluate(Path(args.run_dir))
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+        return 0
+    print(f"target {result['target']}: majority baseline {result['majority_accuracy']:.3f}")
+    for clf in result["classifiers"]:
+        trtr, tstr = result["trtr"][clf], result["tstr"][clf]
+        print(f"  {clf:14s} TRTR acc {trtr['accuracy']:.3f} auc {trtr['auc'] or 0:.3f}   "
+              f"TSTR acc {tstr['accuracy']:.3f} auc {tstr['auc'] or 0:.3f}")
+    print(f"  column shapes {result['column_shapes']['mean']:.3f}, "
+          f"pair trends {result['pair_trends']['mean']:.3f}")
+    return 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pulsesynth import pipeline
+
+    result = pipeline.audit(Path(args.run_dir), seed=args.seed, n_shadows=args.shadows)
+    gate = result["gate"]
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+    else:
+        for name, r in result["membership_attacks"].items():
+            print(f"  {name:14s} accuracy {r['accuracy']:.3f} "
+                  f"(95% CI {r['ci_low']:.3f}–{r['ci_high']:.3f}), AUC {r['auc']:.3f}")
+        d = result["distances"]
+        print(f"  DCR share {d['dcr_share']:.3f}, exact matches {d['exact_matches']} "
+              f"({d['exact_matches_unique']} unique), median Gower {d['median_gower']:.3f} "
+              f"vs reference {d['gower_reference']:.3f}")
+        print(f"label: {gate['label']} — {gate['reason']}")
+        print(f"report: {Path(args.run_dir) / pipeline.CANDIDATE_DIR / 'audit.md'}")
     return 0
 
 

@@ -3,7 +3,7 @@
 Both compare an attack on the training rows (targets) with the same attack on holdout rows
 (control): the synthetic data should help the attacker no more on people who were in the
 training set than on people who were not. Risk = (attack − control) / (1 − control),
-reported with the interval from Clopper–Pearson bounds of the attack rate.
+reported with an interval built from Clopper–Pearson bounds of both rates.
 """
 
 from __future__ import annotations
@@ -38,13 +38,17 @@ class RiskResult:
 def _risk(attack: str, column: str | None, successes: int, control: int, n: int) -> RiskResult:
     rate, control_rate = successes / n, control / n
     low, high = clopper_pearson(successes, n)
-    denom = max(1e-12, 1 - control_rate)
+    c_low, c_high = clopper_pearson(control, n)
+
+    def risk(a: float, c: float) -> float:
+        return max(0.0, (a - c) / max(1e-12, 1 - c))
+
+    # Both rates are estimates: the interval pairs the attack's bound with the control's
+    # opposite bound, so noise in the control cannot pass for risk.
     return RiskResult(
         attack=attack, column=column, attack_rate=rate, control_rate=control_rate,
-        risk=max(0.0, (rate - control_rate) / denom),
-        risk_ci_low=max(0.0, (low - control_rate) / denom),
-        risk_ci_high=max(0.0, (high - control_rate) / denom),
-        n_attacks=n,
+        risk=risk(rate, control_rate), risk_ci_low=risk(low, c_high),
+        risk_ci_high=risk(high, c_low), n_attacks=n,
     )
 
 

@@ -1,0 +1,324 @@
+"""Schema-bound encoding of a table into one-hot blocks, and back.
+
+Every level of every block comes from the declared schema (category lists, public bin
+edges), never from the rows being encoded: the encoder's state is a function of the
+schema alone, so it can be saved next to a model without leaking anything about the
+private table. Only the per-column counts of out-of-domain cells are learned from the
+data, and they are kept in :attr:`TableEncoder.last_transform_report`, not in the state.
+
+Layout of one row: for each synthesized column in schema order, one block whose levels are
+
+* categorical: the declared categories, then ``<missing>`` if the column is nullable;
+* numeric: ``<zero>`` (exactly 0) if ``zero_bin``, then one level per public bin
+  ``[e_i, e_{i+1})`` (the last bin also holds the upper bound), then ``<missing>`` if
+  nullable.
+
+Out-of-domain rule (counted per column, never silently):
+
+* numeric values outside the bounds are clipped to the bounds;
+* a missing value in a nullable column goes to its ``<missing>`` level;
+* a category absent from the declared list goes to ``<missing>`` if the column is nullable;
+* otherwise (unknown category, or a missing value in a non-nullable column) the cell's
+  block is left all-zero: the row is kept, the cell is treated as unobserved (it adds
+  nothing to the reconstruction loss) and the cell never reaches the output domain.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pulsesynth.schema import Column, DatasetSchema
+
+MISSING = "<missing>"
+ZERO = "<zero>"
+
+
+@dataclass(frozen=True)
+class Block:
+    """One column's slice of the encoded row and the meaning of each of its levels."""
+
+    name: str
+    kind: str  # "categorical" | "integer" | "float"
+    start: int
+    width: int
+    levels: tuple[Any, ...]  # categories, or (lo, hi) bin edges / ZERO / MISSING markers
+    nullable: bool
+    scale: str = "linear"
+    bounds: tuple[float, float] | None = None
+
+    @property
+    def stop(self) -> int:
+        return self.start + self.width
+
+
+def _empty_counts() -> dict[str, int]:
+    return {"clipped": 0, "unknown_category": 0, "missing": 0, "unobserved": 0}
+
+
+class TableEncoder:
+    """One-hot encoder whose levels are fixed by the declared schema alone."""
+
+    def __init__(self, schema: DatasetSchema) -> None:
+        self.schema = schema
+        self.columns: list[Column] = list(schema.synthesized_columns)
+        if not self.columns:
+            raise ValueError(f"{schema.id}: schema declares no synthesized column")
+        self._blocks: list[Block] = []
+        start = 0
+        for col in self.columns:
+            block = _make_block(col, start)
+            self._blocks.append(block)
+            start = block.stop
+        self.width = start
+        self.last_transform_report: dict[str, Any] | None = None
+
+    # --- layout -----------------------------------------------------------------------
+
+    @property
+    def blocks(self) -> list[tuple[str, int, int]]:
+        """``(column name, start, width)`` for every block, in schema order."""
+        return [(b.name, b.start, b.width) for b in self._blocks]
+
+    @property
+    def block_specs(self) -> list[Block]:
+        """Full block descriptions (levels, kind) for callers that need more than slices."""
+        return list(self._blocks)
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-able description of the layout; depends only on the schema."""
+        return {
+            "schema_hash": self.schema.hash,
+            "width": self.width,
+            "blocks": [
+                {
+                    "name": b.name,
+                    "kind": b.kind,
+                    "start": b.start,
+                    "width": b.width,
+                    "levels": [_jsonable_level(v) for v in b.levels],
+                    "nullable": b.nullable,
+                    "scale": b.scale,
+                    "bounds": list(b.bounds) if b.bounds is not None else None,
+                }
+                for b in self._blocks
+            ],
+        }
+
+    # --- encode ---------------------------------------------------------------------
+
+    def transform(self, df: pd.DataFrame) -> np.ndarray:
+        """Encode the synthesized columns of ``df`` as a float32 one-hot matrix.
+
+        Rows stay aligned with ``df``; out-of-domain cells follow the module's rule and
+        are counted in :attr:`last_transform_report` (counts only, no values).
+        """
+        missing_cols = [c.name for c in self.columns if c.name not in df.columns]
+        if missing_cols:
+            raise KeyError(f"table lacks synthesized column(s): {', '.join(missing_cols)}")
+        n = len(df)
+        out = np.zeros((n, self.width), dtype=np.float32)
+        report: dict[str, Any] = {"rows": n, "columns": {}}
+        rows = np.arange(n)
+        for col, block in zip(self.columns, self._blocks, strict=True):
+            counts = _empty_counts()
+            if block.kind == "categorical":
+                idx = self._categorical_index(col, block, df[col.name], counts)
+            else:
+                idx = self._numeric_index(col, block, df[col.name], counts)
+            ok = idx >= 0
+            out[rows[ok], block.start + idx[ok]] = 1.0
+            report["columns"][col.name] = counts
+        self.last_transform_report = report
+        return out
+
+    def _categorical_index(
+        self, col: Column, block: Block, series: pd.Series, counts: dict[str, int]
+    ) -> np.ndarray:
+        cats = list(col.categories or ())
+        lookup = {c: i for i, c in enumerate(cats)}
+        values = series
+        if cats and isinstance(cats[0], int) and not pd.api.types.is_numeric_dtype(series):
+            values = pd.to_numeric(series, errors="coerce")
+        isna = values.isna().to_numpy()
+        mapped = values.astype(object).map(lambda v: lookup.get(_key(v), -1))
+        idx = np.where(isna, -1, mapped.to_numpy(dtype=np.float64, na_value=-1)).astype(np.int64)
+        unknown = (~isna) & (idx < 0)
+        counts["missing"] = int(isna.sum())
+        counts["unknown_category"] = int(unknown.sum())
+        if col.nullable:
+            idx[isna | unknown] = block.width - 1
+        else:
+            counts["unobserved"] = int((isna | unknown).sum())
+        return idx
+
+    def _numeric_index(
+        self, col: Column, block: Block, series: pd.Series, counts: dict[str, int]
+    ) -> np.ndarray:
+        values = pd.to_numeric(series, errors="coerce").astype("float64").to_numpy(
+            na_value=np.nan
+        )
+        isna = np.isnan(values)
+        lo, hi = col.bounds  # type: ignore[misc]
+        outside = (~isna) & ((values < lo) | (values > hi))
+        values = np.clip(values, lo, hi)
+        edges = np.asarray(col.bins, dtype=np.float64)
+        n_bins = len(edges) - 1
+        offset = 1 if col.zero_bin else 0
+        bin_idx = np.searchsorted(edges, np.nan_to_num(values, nan=lo), side="right") - 1
+        idx = np.clip(bin_idx, 0, n_bins - 1) + offset
+        if col.zero_bin:
+            idx[(~isna) & (values == 0)] = 0
+        counts["clipped"] = int(outside.sum())
+        counts["missing"] = int(isna.sum())
+        if col.nullable:
+            idx[isna] = block.width - 1
+        else:
+            idx[isna] = -1
+            counts["unobserved"] = int(isna.sum())
+        return idx.astype(np.int64)
+
+    # --- decode ---------------------------------------------------------------------
+
+    def sample_levels(self, probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Draw one level per block and row from per-block probabilities (any row scale)."""
+        probs = np.asarray(probs, dtype=np.float64)
+        if probs.ndim != 2 or probs.shape[1] != self.width:
+            raise ValueError(f"expected an (n, {self.width}) array, got {probs.shape}")
+        n = probs.shape[0]
+        levels = np.zeros((n, len(self._blocks)), dtype=np.int64)
+        u = 1.0 - rng.random((n, len(self._blocks)))  # in (0, 1]: never picks a zero level
+        for j, b in enumerate(self._blocks):
+            p = np.clip(probs[:, b.start:b.stop], 0.0, None)
+            total = p.sum(axis=1, keepdims=True)
+            p = np.where(total > 0, p / np.where(total > 0, total, 1.0), 1.0 / b.width)
+            cum = np.cumsum(p, axis=1)
+            levels[:, j] = np.minimum((cum < u[:, j:j + 1] * cum[:, -1:]).sum(axis=1), b.width - 1)
+        return levels
+
+    def inverse_transform(self, probs: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
+        """Sample a table from per-block probabilities (a one-hot matrix decodes to its levels).
+
+        Numeric values are drawn uniformly inside the sampled bin (log-uniform in log1p
+        space for ``scale: log``), integers uniformly among the bin's integers; outputs
+        always lie in the declared domain and carry the source dtypes.
+        """
+        levels = self.sample_levels(probs, rng)
+        data: dict[str, pd.Series] = {}
+        for j, (col, b) in enumerate(zip(self.columns, self._blocks, strict=True)):
+            lv = levels[:, j]
+            if b.kind == "categorical":
+                data[col.name] = _decode_categorical(col, b, lv)
+            else:
+                data[col.name] = _decode_numeric(col, b, lv, rng)
+        return pd.DataFrame(data)
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+def _make_block(col: Column, start: int) -> Block:
+    if col.type == "categorical":
+        levels: list[Any] = list(col.categories or ())
+        if col.nullable:
+            levels.append(MISSING)
+        return Block(col.name, "categorical", start, len(levels), tuple(levels), col.nullable)
+    edges = col.bins or ()
+    levels = [ZERO] if col.zero_bin else []
+    levels += [(float(a), float(b)) for a, b in zip(edges, edges[1:], strict=False)]
+    if col.nullable:
+        levels.append(MISSING)
+    scale = col.scale
+    if scale == "log" and col.bounds is not None and col.bounds[0] <= -1:
+        scale = "linear"  # log1p undefined at or below -1: fall back, keep the domain
+    return Block(col.name, col.type, start, len(levels), tuple(levels), col.nullable, scale,
+                 (float(col.bounds[0]), float(col.bounds[1])) if col.bounds else None)
+
+
+def _key(value: Any) -> Any:
+    """Normalise a cell for lookup: numpy scalars to Python, integral floats to int."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _jsonable_level(level: Any) -> Any:
+    return list(level) if isinstance(level, tuple) else level
+
+
+def _decode_categorical(col: Column, block: Block, levels: np.ndarray) -> pd.Series:
+    cats = list(col.categories or ())
+    is_int = bool(cats) and isinstance(cats[0], int)
+    missing = levels >= len(cats)
+    safe = np.where(missing, 0, levels)
+    if is_int:
+        values = np.asarray(cats, dtype=np.int64)[safe]
+        if col.nullable:
+            return pd.Series(pd.array(values, dtype="Int64")).mask(missing)
+        return pd.Series(values, dtype="int64")
+    obj = np.asarray(cats, dtype=object)[safe]
+    series = pd.Series(obj, dtype="str")
+    return series.mask(missing) if col.nullable else series
+
+
+def _decode_numeric(
+    col: Column, block: Block, levels: np.ndarray, rng: np.random.Generator
+) -> pd.Series:
+    n = len(levels)
+    lo_b, hi_b = block.bounds  # type: ignore[misc]
+    out = np.zeros(n, dtype=np.float64)
+    missing = np.zeros(n, dtype=bool)
+    u = rng.random(n)
+    is_int = col.type == "integer"
+    for k, level in enumerate(block.levels):
+        sel = levels == k
+        if not sel.any():
+            continue
+        if level == MISSING:
+            missing[sel] = True
+            continue
+        if level == ZERO:
+            out[sel] = 0.0
+            continue
+        a, b = level
+        last = b == hi_b
+        if is_int:
+            ia = math.ceil(a)
+            ib = math.floor(b) if last else math.ceil(b) - 1
+            if col.zero_bin and ia == 0:
+                ia = 1
+            if ia > ib:  # no integer inside this bin: nearest in-domain integer
+                mid = min(max(round((a + b) / 2), math.ceil(lo_b)), math.floor(hi_b))
+                out[sel] = mid
+                continue
+            x = _draw(u[sel], ia, ib + 1, block.scale)
+            out[sel] = np.clip(np.floor(x), ia, ib)
+        else:
+            x = _draw(u[sel], a, b, block.scale)
+            if col.zero_bin and a == 0:
+                x = np.where(x <= 0, np.nextafter(0.0, 1.0), x)
+            out[sel] = np.clip(x, a, b)
+    if is_int:
+        if col.nullable:
+            return pd.Series(pd.array(out.astype(np.int64), dtype="Int64")).mask(missing)
+        return pd.Series(out.astype(np.int64), dtype="int64")
+    out[missing] = np.nan
+    return pd.Series(out, dtype="float64")
+
+
+def _draw(u: np.ndarray, a: float, b: float, scale: str) -> np.ndarray:
+    """Map uniforms in [0, 1) to [a, b): linear, or log-uniform in log1p space."""
+    if scale == "log":
+        la, lb = math.log1p(a), math.log1p(b)
+        return np.expm1(la + u * (lb - la))
+    return a + u * (b - a)
