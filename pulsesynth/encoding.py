@@ -147,7 +147,7 @@ class TableEncoder:
         lookup = {c: i for i, c in enumerate(cats)}
         values = series
         if cats and isinstance(cats[0], int) and not pd.api.types.is_numeric_dtype(series):
-            values = pd.to_numeric(series, errors="coerce")
+            values = pd.to_numeric(series.astype(object), errors="coerce")
         isna = values.isna().to_numpy()
         mapped = values.astype(object).map(lambda v: lookup.get(_key(v), -1))
         idx = np.where(isna, -1, mapped.to_numpy(dtype=np.float64, na_value=-1)).astype(np.int64)
@@ -163,6 +163,8 @@ class TableEncoder:
     def _numeric_index(
         self, col: Column, block: Block, series: pd.Series, counts: dict[str, int]
     ) -> np.ndarray:
+        if not pd.api.types.is_numeric_dtype(series):
+            series = series.astype(object)
         values = pd.to_numeric(series, errors="coerce").astype("float64").to_numpy(
             na_value=np.nan
         )

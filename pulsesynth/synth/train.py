@@ -127,7 +127,7 @@ def train_vae(
     clean.load_state_dict(model.state_dict())
     clean.eval()
     meta.update(
-        private=private, delta=delta, epochs=config.epochs, batch_size=batch,
+        private=private, delta=delta if private else None, epochs=config.epochs, batch_size=batch,
         lr=config.lr, kl_weight=config.kl_weight, seed=seed, train_rows=n,
     )
     report = _report(history, elapsed)

@@ -1,0 +1,205 @@
+"""DP-VAE synthesizer on a small toy table: privacy accounting, determinism, persistence."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from test_encoding import TOY, assert_in_domain, toy_frame
+
+from pulsesynth.errors import SchemaError
+from pulsesynth.schema import DatasetSchema, parse_schema
+from pulsesynth.synth import DPVAESynthesizer, NegativeELBO, TabularVAE, expected_batch_size
+from pulsesynth.synth import synthesizer as synth_mod
+from pulsesynth.synth.train import default_delta
+
+FAST = {"epochs": 3, "hidden": (32, 32), "latent_dim": 4}
+
+
+def schema_with(**privacy: object) -> DatasetSchema:
+    raw = copy.deepcopy(TOY)
+    raw["privacy"].update(privacy)
+    return parse_schema(raw)
+
+
+@pytest.fixture(scope="module")
+def schema() -> DatasetSchema:
+    return schema_with()
+
+
+@pytest.fixture(scope="module")
+def data() -> pd.DataFrame:
+    return toy_frame(600, seed=11)
+
+
+@pytest.fixture(scope="module")
+def fitted(schema: DatasetSchema, data: pd.DataFrame) -> DPVAESynthesizer:
+    return DPVAESynthesizer(schema, seed=3, **FAST).fit(data, snapshot_id="snap-1")
+
+
+def test_epsilon_within_two_percent_of_target(fitted: DPVAESynthesizer) -> None:
+    rep = fitted.privacy_report
+    assert rep["private"] is True and rep["accountant"] == "prv"
+    assert rep["target_epsilon"] == 1.0  # from the schema
+    assert 0.98 * 1.0 <= rep["epsilon"] <= 1.0
+    assert rep["steps"] == rep["planned_steps"] > 0
+    assert rep["noise_multiplier"] > 0 and 0 < rep["sample_rate"] <= 1
+
+
+def test_rdp_accountant_and_explicit_epsilon(schema: DatasetSchema, data: pd.DataFrame) -> None:
+    syn = DPVAESynthesizer(schema, epsilon=0.5, accountant="rdp", seed=0, **FAST).fit(data)
+    rep = syn.privacy_report
+    assert rep["accountant"] == "rdp"
+    assert 0.98 * 0.5 <= rep["epsilon"] <= 0.5
+
+
+def test_metadata_records_mechanism(fitted: DPVAESynthesizer, data: pd.DataFrame) -> None:
+    m = fitted.metadata
+    n = m["train_rows"]
+    assert m["delta"] == pytest.approx(default_delta(n)) == pytest.approx(1 / (10 * n))
+    assert m["batch_size"] == expected_batch_size(n)
+    for key in ("noise_multiplier", "sample_rate", "steps", "max_grad_norm", "accountant",
+                "epsilon", "delta", "epochs", "batch_size", "lr", "kl_weight", "seed",
+                "private", "schema_hash", "dataset_id", "snapshot_id", "versions", "config",
+                "training_report"):
+        assert key in m, key
+    assert m["snapshot_id"] == "snap-1" and m["dataset_id"] == "toy"
+    assert set(m["versions"]) >= {"torch", "opacus"}
+    report = m["training_report"]
+    assert isinstance(report["collapse_warning"], bool)
+    assert [h["epoch"] for h in report["history"]] == [1, 2, 3]
+    eps = [h["epsilon"] for h in report["history"]]
+    assert eps == sorted(eps) and eps[-1] == m["epsilon"]
+
+
+def test_batch_size_rule() -> None:
+    assert expected_batch_size(100_000) == 4096
+    assert expected_batch_size(1000) == 250
+    assert expected_batch_size(3) == 1
+
+
+def test_samples_within_declared_domain(fitted: DPVAESynthesizer, schema: DatasetSchema) -> None:
+    out = fitted.sample(500, seed=1)
+    assert len(out) == 500
+    assert_in_domain(out, schema)
+    assert not {"rid", "person", "note"} & set(out.columns)  # no identifiers or free text
+
+
+def test_same_seed_same_outputs(
+    fitted: DPVAESynthesizer, schema: DatasetSchema, data: pd.DataFrame
+) -> None:
+    pd.testing.assert_frame_equal(fitted.sample(200, seed=7), fitted.sample(200, seed=7))
+    assert not fitted.sample(200, seed=7).equals(fitted.sample(200, seed=8))
+    again = DPVAESynthesizer(schema, seed=3, **FAST).fit(data, snapshot_id="snap-1")
+    for key, value in fitted.model.state_dict().items():
+        torch.testing.assert_close(value, again.model.state_dict()[key], rtol=0, atol=0)
+    pd.testing.assert_frame_equal(fitted.sample(300, seed=2), again.sample(300, seed=2))
+    assert again.metadata["noise_multiplier"] == fitted.metadata["noise_multiplier"]
+
+
+def test_save_load_round_trip(fitted: DPVAESynthesizer, schema: DatasetSchema,
+                              tmp_path: Path) -> None:
+    fitted.save(tmp_path / "m")
+    assert (tmp_path / "m" / "model.pt").is_file()
+    meta = json.loads((tmp_path / "m" / "metadata.json").read_text())
+    assert meta["schema_hash"] == schema.hash and meta["private"] is True
+    loaded = DPVAESynthesizer.load(tmp_path / "m", schema)
+    pd.testing.assert_frame_equal(loaded.sample(300, seed=4), fitted.sample(300, seed=4))
+    assert loaded.privacy_report == fitted.privacy_report
+
+
+def test_load_refuses_other_schema(fitted: DPVAESynthesizer, tmp_path: Path) -> None:
+    fitted.save(tmp_path / "m")
+    other = schema_with(epsilon=2.0)
+    assert other.hash != fitted.schema.hash
+    with pytest.raises(SchemaError, match="schema hash"):
+        DPVAESynthesizer.load(tmp_path / "m", other)
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_rows_per_unit_cap_reaches_training(
+    k: int, data: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    schema = schema_with(max_rows_per_unit=k)
+    seen: dict[str, int] = {}
+    real_train = synth_mod.train_vae
+
+    def spy(x: np.ndarray, *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        seen["rows"] = x.shape[0]
+        return real_train(x, *args, **kwargs)
+
+    monkeypatch.setattr(synth_mod, "train_vae", spy)
+    transformed: list[pd.DataFrame] = []
+    real_transform = synth_mod.TableEncoder.transform
+
+    def spy_transform(self, df):  # type: ignore[no-untyped-def]
+        transformed.append(df)
+        return real_transform(self, df)
+
+    monkeypatch.setattr(synth_mod.TableEncoder, "transform", spy_transform)
+    syn = DPVAESynthesizer(schema, seed=0, **{**FAST, "epochs": 1}).fit(data)
+    assert transformed[0].groupby("person").size().max() <= k
+    expected = int(data.groupby("person").size().clip(upper=k).sum())
+    assert seen["rows"] == expected == syn.metadata["train_rows"]
+    assert expected < len(data)
+    cap = syn.metadata["training_report"]["unit_cap"]
+    assert cap["rows_trained"] == expected and cap["max_rows_per_unit"] == k
+    assert f"capped at {k}" in syn.metadata["unit_rule"]
+
+
+def test_non_private_mode(schema: DatasetSchema, data: pd.DataFrame, tmp_path: Path) -> None:
+    syn = DPVAESynthesizer(schema, private=False, seed=0, **FAST).fit(data)
+    assert syn.metadata["private"] is False
+    rep = syn.privacy_report
+    assert rep["private"] is False and rep["epsilon"] is None and rep["delta"] is None
+    syn.save(tmp_path / "plain")
+    meta = json.loads((tmp_path / "plain" / "metadata.json").read_text())
+    assert meta["private"] is False
+    assert DPVAESynthesizer.load(tmp_path / "plain", schema).private is False
+    assert_in_domain(syn.sample(100, seed=0), schema)
+
+
+def test_elbo_per_record(fitted: DPVAESynthesizer, data: pd.DataFrame) -> None:
+    part = data.iloc[:50]
+    e = fitted.elbo(part)
+    assert list(e.columns) == ["elbo", "reconstruction", "kl"]
+    assert len(e) == 50 and e.index.equals(part.index)
+    assert np.isfinite(e.to_numpy()).all()
+    assert (e["reconstruction"] >= 0).all() and (e["kl"] >= 0).all()
+    np.testing.assert_allclose(e["elbo"], -(e["reconstruction"] + e["kl"]))
+    pd.testing.assert_frame_equal(e, fitted.elbo(part))  # deterministic
+
+
+def test_unfitted_raises(schema: DatasetSchema) -> None:
+    with pytest.raises(RuntimeError):
+        DPVAESynthesizer(schema).sample(5)
+
+
+def test_criterion_reductions() -> None:
+    torch.manual_seed(0)
+    blocks = [("a", 0, 3), ("b", 3, 2)]
+    model = TabularVAE(5, (8,), 2)
+    crit = NegativeELBO(blocks, 5, 2, kl_weight=0.3, reduction="none")
+    x = torch.tensor([[1, 0, 0, 0, 1], [0, 0, 1, 1, 0]], dtype=torch.float32)
+    out = model(x)
+    assert out.shape == (2, 5 + 2 * 2)
+    per = crit(out, x)
+    assert per.shape == (2,)
+    crit.reduction = "mean"
+    torch.testing.assert_close(crit(out, x), per.mean())
+    crit.reduction = "sum"
+    torch.testing.assert_close(crit(out, x), per.sum())
+
+
+def test_collapse_flag_on_flat_loss() -> None:
+    from pulsesynth.synth.train import _report
+
+    flat = [{"epoch": i, "epochs": 3, "loss": 5.0, "epsilon": None} for i in (1, 2, 3)]
+    assert _report(flat, 1.0)["collapse_warning"] is True
+    falling = [dict(h, loss=5.0 - h["epoch"]) for h in flat]
+    assert _report(falling, 1.0)["collapse_warning"] is False
