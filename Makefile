@@ -43,6 +43,11 @@ test-slow: setup
 test-all: setup $(CHROMIUM)
 	$(PY) -m pytest
 
+# Speed, memory, privacy and utility figures: written to benchmarks/results/ (committed).
+bench: warehouse
+	$(PY) -m benchmarks.dpvae
+	$(PY) -m benchmarks.audit
+
 lint: setup
 	$(VENV)/bin/ruff check pulsesynth flows tasks tests benchmarks
 

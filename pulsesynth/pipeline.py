@@ -147,7 +147,8 @@ def sample(run_dir: Path, rows: int | None = None, seed: int = 0,
     out.mkdir(parents=True, exist_ok=True)
     path = out / SYNTHETIC_FILE
     table.to_parquet(path, index=False)
-    privacy = dict(synth.privacy_report) | {"model_hash": model_hash(run_dir)}
+    privacy = dict(synth.privacy_report) | {"model_hash": model_hash(run_dir),
+                                            "code_version": code_version()}
     (out / "privacy.json").write_text(json.dumps(privacy, indent=2, default=str),
                                       encoding="utf-8")
     if synth.schema.path:
@@ -171,6 +172,21 @@ def evaluate(run_dir: Path, seed: int = 0, paths: Paths | None = None) -> dict[s
                               synthetic_table(run_dir, data.schema), seed=seed)
     _write_json(Path(run_dir) / CANDIDATE_DIR / "utility.json", result)
     return result
+
+
+def code_version() -> str:
+    """The package version plus the git commit when run from a checkout."""
+    import subprocess
+
+    from pulsesynth import __version__
+
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).resolve().parent,
+            capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return __version__
+    return f"{__version__}+git.{commit}" if commit else __version__
 
 
 def model_hash(run_dir: Path) -> str:
