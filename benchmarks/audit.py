@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks import single_thread
 from pulsesynth.audit.attacks.membership import ELBOAttack, SurrogateAttack, vae_release
 from pulsesynth.audit.baselines import shuffle_features, shuffle_release
 from pulsesynth.audit.distances import distance_report
@@ -191,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=3000, help="training rows per study")
     args = parser.parse_args(argv)
+    single_thread()
     RESULTS.mkdir(parents=True, exist_ok=True)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     out = RESULTS / "audit.json"

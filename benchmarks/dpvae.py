@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks import single_thread
 from pulsesynth.paths import Paths
 from pulsesynth.splits import split_by_unit
 from pulsesynth.synth import DPVAESynthesizer
@@ -180,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=len(SEEDS))
     parser.add_argument("--quick", action="store_true", help="ε=1 only, one seed")
     args = parser.parse_args(argv)
+    single_thread()
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "dpvae.json"
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731

@@ -1,0 +1,61 @@
+"""One synthesis run through the CLI: train → sample → evaluate → audit on a warehouse table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pulsesynth import cli
+from pulsesynth.paths import Paths
+from pulsesynth.warehouse import Warehouse
+
+
+def test_train_sample_evaluate_audit_from_the_warehouse(
+    project_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    Warehouse(Paths(project_root)).build(["taxi_trips"])
+    run = tmp_path / "run"
+    assert cli.main(["train", "taxi_trips", "--max-rows", "1500", "--epochs", "5",
+                     "--out", str(run), "--json"]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert report["private"] is True and report["epsilon"] <= 1.0
+    assert report["epsilon"] >= 0.98 and report["accountant"] == "prv"
+    assert "epoch 5" in captured.err  # progress is shown on stderr
+    assert (run / "model" / "model.pt").is_file()
+
+    out_csv = tmp_path / "synthetic.csv"
+    assert cli.main(["sample", str(run), "--rows", "400", "--out", str(out_csv)]) == 0
+    table = pd.read_csv(out_csv)
+    assert len(table) == 400 and "rownames" not in table.columns
+
+    assert cli.main(["evaluate", str(run), "--json"]) == 0
+    utility = json.loads(capsys.readouterr().out.split("\n", 1)[1])
+    assert set(utility["tstr"]) == {"logreg", "random_forest", "hist_gb"}
+
+    assert cli.main(["audit", str(run), "--json"]) == 0
+    audit = json.loads(capsys.readouterr().out)
+    assert set(audit["membership_attacks"]) == {"model_mia", "synthetic_mia"}
+    assert audit["gate"]["label"] in ("open", "confidential", "blocked")
+    for name in ("audit.json", "audit.md", "gate.json", "roc.png", "dcr.png", "utility.json",
+                 "privacy.json", "synthetic.parquet"):
+        assert (run / "candidate" / name).is_file(), name
+
+
+def test_non_private_run_is_blocked_by_the_gate(
+    project_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    Warehouse(Paths(project_root)).build(["taxi_trips"])
+    run = tmp_path / "nodp"
+    assert cli.main(["train", "taxi_trips", "--non-private", "--max-rows", "800",
+                     "--epochs", "3", "--out", str(run)]) == 0
+    assert "NON-PRIVATE" in capsys.readouterr().out
+    assert cli.main(["sample", str(run)]) == 0
+    assert cli.main(["audit", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "label: blocked — non-private" in out
+    gate = json.loads((run / "candidate" / "gate.json").read_text())
+    assert gate["label"] == "blocked"
