@@ -34,8 +34,13 @@ SHUFFLES = [0.05, 0.10, 0.20, 0.50, 1.00]
 def roles(dataset: str, n: int, seed: int = 0):
     snap = Warehouse(Paths.default()).pull(dataset)
     parts = split_by_unit(snap.frame, snap.schema, seed=seed)
-    return (snap.schema, parts["train"].iloc[:n], parts["holdout"].iloc[:n],
-            parts["reference"].iloc[: 2 * n])
+    # Seeded random rows, not the first n: tables are ordered (e.g. by year), so a prefix
+    # of each part would give members and non-members different distributions.
+    def take(part, k):
+        return part.sample(min(k, len(part)), random_state=seed)
+
+    return (snap.schema, take(parts["train"], n), take(parts["holdout"], n),
+            take(parts["reference"], 2 * n))
 
 
 def _gate(private: bool, epsilon: float, attacks: dict, distances: dict) -> str:

@@ -179,26 +179,40 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--datasets", nargs="*", default=DATASETS)
     parser.add_argument("--seeds", type=int, default=len(SEEDS))
+    parser.add_argument("--epsilons", nargs="*", type=float,
+                        help="subset of ε values (non-DP is included unless --no-non-dp)")
+    parser.add_argument("--no-non-dp", action="store_true")
+    parser.add_argument("--skip-speed", action="store_true",
+                        help="keep the overhead and RSS figures already in the results file")
     parser.add_argument("--quick", action="store_true", help="ε=1 only, one seed")
     args = parser.parse_args(argv)
     single_thread()
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "dpvae.json"
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
-    log("measuring DP overhead (interleaved)...")
-    overhead = dp_overhead()
-    log(json.dumps(overhead))
-    log("measuring peak RSS of a census_income training run...")
-    rss = peak_rss_mb()
-    epsilons = [1.0] if args.quick else EPSILONS
+    previous = json.loads(out.read_text()) if out.exists() else {}
+    if args.skip_speed and "overhead" in previous:
+        overhead, rss = previous["overhead"], previous["peak_rss_mb"]
+    else:
+        log("measuring DP overhead (interleaved)...")
+        overhead = dp_overhead()
+        log(json.dumps(overhead))
+        log("measuring peak RSS of a census_income training run...")
+        rss = peak_rss_mb()
+    epsilons = [1.0] if args.quick else (args.epsilons or [e for e in EPSILONS if e])
+    if not (args.quick or args.no_non_dp):
+        epsilons = [*epsilons, None]
     seeds = SEEDS[:1] if args.quick else list(range(args.seeds))
-    rows = []
     for dataset in args.datasets:
-        rows += utility_rows(dataset, epsilons, seeds, log)
+        rows = utility_rows(dataset, epsilons, seeds, log)
+        # Merge: re-measured (dataset, ε, seed) rows replace older ones; others are kept.
+        current = json.loads(out.read_text()).get("utility", []) if out.exists() else []
+        fresh = {(r["dataset"], r["epsilon"], r["seed"]) for r in rows}
+        merged = [r for r in current if (r["dataset"], r["epsilon"], r["seed"]) not in fresh]
         result = {"dp_overhead_ratio": overhead["dp_overhead_ratio"], "peak_rss_mb": rss,
-                  "overhead": overhead, "utility": rows}
+                  "overhead": overhead, "utility": merged + rows}
         out.write_text(json.dumps(result, indent=2) + "\n")  # keep partial results
-    plot(rows, RESULTS / "dpvae_utility.png")
+    plot(json.loads(out.read_text())["utility"], RESULTS / "dpvae_utility.png")
     log(f"wrote {out}")
     return 0
 
