@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 CLI := $(VENV)/bin/pulsesynth
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup warehouse run test test-slow test-all lint bench clean
+.PHONY: setup warehouse run serve test test-slow test-all lint bench clean
 
 # The portal's browser test drives Debian's chromium through Playwright (which downloads
 # no browser of its own); install it when missing.
@@ -28,8 +28,16 @@ setup: $(STAMP)
 warehouse: setup
 	$(CLI) warehouse build
 
+# The main job: the nightly flow once over the whole catalog (RUN_ARGS e.g. "--max-rows 2000").
+RUN_ARGS ?=
 run: warehouse
-	$(CLI) catalog list
+	@mkdir -p state/prefect
+	$(PY) -m flows.nightly $(RUN_ARGS)
+
+# The flows with their schedules, served locally (Ctrl-C stops).
+serve: warehouse
+	@mkdir -p state/prefect
+	$(PY) -m deployments.serve
 
 $(CHROMIUM):
 	$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends chromium
@@ -47,9 +55,10 @@ test-all: setup $(CHROMIUM)
 bench: warehouse
 	$(PY) -m benchmarks.dpvae
 	$(PY) -m benchmarks.audit
+	$(PY) -m benchmarks.orchestration --max-rows 2000 --epochs 5
 
 lint: setup
-	$(VENV)/bin/ruff check pulsesynth flows tasks tests benchmarks
+	$(VENV)/bin/ruff check pulsesynth flows tasks deployments tests benchmarks
 
 clean:
 	rm -rf $(VENV) warehouse/pulse.duckdb warehouse/tables state

@@ -111,7 +111,9 @@ def _race(root: str, worker: int, start, results) -> None:
 
 def test_two_processes_racing_cannot_overspend(tmp_path: Path) -> None:
     Ledger(Paths(tmp_path)).spent("taxi_trips")                 # create the database
-    ctx = mp.get_context("fork")
+    # spawn, not fork: the test process may hold threads (Prefect harness, torch) that a
+    # forked child would inherit half-locked.
+    ctx = mp.get_context("spawn")
     start, results = ctx.Event(), ctx.Queue()
     procs = [ctx.Process(target=_race, args=(str(tmp_path), w, start, results))
              for w in range(2)]

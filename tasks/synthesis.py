@@ -1,0 +1,321 @@
+"""The synthesis steps as Prefect tasks.
+
+Rules every task here follows:
+
+- arguments and return values are dataset ids, snapshot ids, paths (as strings) and small
+  dicts of aggregates (ε, δ, counts, labels) — never frames or values of real rows;
+- ``persist_result=False`` and ``cache_policy=NO_CACHE``: Prefect stores no result of a
+  task that touches real rows (the flows' content cache is ``pulsesynth.runs``);
+- an exception that is not a :class:`~pulsesynth.errors.PulseSynthError` (whose messages
+  are value-free by contract) is replaced by :class:`StepFailed`, naming the step and the
+  exception type only; the full traceback goes to ``<run_dir>/error.log`` inside the
+  git-ignored, sensitive ``state/`` directory, never to Prefect's database or logs;
+- retries only on steps that are safe to repeat: planning, pulling/validating, the
+  ledger charge (idempotent through its key), registration and publication — and only
+  for transient I/O errors, never for validation, budget or catalog errors.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import wraps
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from pulsesynth import pipeline, runs
+from pulsesynth.errors import PulseSynthError
+from pulsesynth.paths import Paths
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+ACCOUNTANT = "prv"
+THREADS_ENV = "PULSESYNTH_THREADS"
+
+
+class StepFailed(RuntimeError):
+    """A step failed for a reason whose message might quote data; only its type is kept."""
+
+    def __init__(self, step: str, exc: BaseException) -> None:
+        self.step = step
+        self.kind = type(exc).__name__
+        self.transient = isinstance(exc, (OSError, TimeoutError, ConnectionError))
+        super().__init__(f"{step} failed: {self.kind} (details in the run's error.log "
+                         "under state/, which is sensitive)")
+
+
+def _transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry only transient I/O failures."""
+    try:
+        exc = state.result(raise_on_failure=False)
+    except Exception:  # noqa: BLE001 - no result to inspect: do not retry
+        return False
+    return isinstance(exc, StepFailed) and exc.transient
+
+
+SAFE = {"persist_result": False, "cache_policy": NO_CACHE}
+RETRY_IO = SAFE | {"retries": 2, "retry_delay_seconds": [1, 5],
+                   "retry_condition_fn": _transient}
+
+
+def value_free(step: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Replace non-domain exceptions by :class:`StepFailed`; log the traceback locally."""
+
+    def wrap(fn: Callable[P, R]) -> Callable[P, R]:
+        @wraps(fn)
+        def inner(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return fn(*args, **kwargs)
+            except PulseSynthError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - sanitised below
+                run_dir = kwargs.get("run_dir") or (args[0] if args else None)
+                _local_error_log(run_dir, step)
+                raise StepFailed(step, exc) from None
+        return inner
+
+    return wrap
+
+
+def _local_error_log(run_dir: Any, step: str) -> None:
+    if not isinstance(run_dir, str) or not Path(run_dir).is_dir():
+        return
+    with open(Path(run_dir) / "error.log", "a", encoding="utf-8") as fh:
+        fh.write(f"--- {step} at {time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
+        fh.write(traceback.format_exc())
+
+
+@contextmanager
+def compute_threads() -> Iterator[None]:
+    """Cap OpenMP/BLAS threads for compute steps (``PULSESYNTH_THREADS``, default 1).
+
+    Spinning OpenMP threads on a busy 2-core box slowed HistGradientBoosting fits about
+    fifty-fold here; with Dask each worker process is one slot anyway. The limit only
+    binds libraries already loaded, so torch and scikit-learn are imported first.
+    """
+    import sklearn.ensemble  # noqa: F401
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    threads = max(1, int(os.environ.get(THREADS_ENV, "1") or 1))
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with threadpool_limits(limits=threads):
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _paths(root: str) -> Paths:
+    return Paths(Path(root))
+
+
+def _timed(fn: Callable[[], R]) -> tuple[R, float]:
+    t0 = time.perf_counter()
+    out = fn()
+    return out, round(time.perf_counter() - t0, 3)
+
+
+# --- planning ---------------------------------------------------------------------------
+
+
+@task(name="plan-run", **RETRY_IO)
+@value_free("plan")
+def plan_run(dataset: str, root: str, config: dict[str, Any]) -> dict[str, Any]:
+    """Content cache key from the stored table's hash (no rows read), the schema's hash,
+    the run configuration and the code version; finds a reusable or resumable run."""
+    from pulsesynth.warehouse import Warehouse, file_sha256
+
+    paths = _paths(root)
+    wh = Warehouse(paths)
+    entry = wh.entry(dataset)
+    snapshot_id = file_sha256(paths.resolve(entry["table_path"]))
+    schema_hash = wh.schema(dataset).hash
+    digest = runs.config_hash(config)
+    key = runs.cache_key(snapshot_id, schema_hash, digest)
+    reusable = runs.find_reusable_run(paths, dataset, key)
+    resumable = None if reusable else runs.find_run(paths, dataset, key, complete=False)
+    run_dir = reusable or resumable or pipeline.new_run_dir(paths, dataset)
+    logger = get_run_logger()
+    if reusable:
+        logger.info("%s: cache hit %s (snapshot %s): reusing run %s — no training, "
+                    "nothing charged", dataset, key[:12], snapshot_id[:12], reusable.name)
+    elif resumable:
+        logger.info("%s: resuming unfinished run %s for key %s", dataset, resumable.name,
+                    key[:12])
+    else:
+        logger.info("%s: cache miss %s (snapshot %s): new run %s", dataset, key[:12],
+                    snapshot_id[:12], run_dir.name)
+    return {"dataset": dataset, "key": key, "snapshot_id": snapshot_id,
+            "schema_hash": schema_hash, "config_hash": digest,
+            "code_version": runs.CODE_VERSION, "run_dir": str(run_dir),
+            "reuse": bool(reusable), "resume": bool(resumable),
+            "lifetime_epsilon": entry["lifetime_epsilon"],
+            "refresh_days": entry["refresh_days"], "catalog_rows": entry["rows"]}
+
+
+@task(name="start-run", **RETRY_IO)
+@value_free("start")
+def start_run(run_dir: str, dataset: str, root: str, plan: dict[str, Any],
+              split_seed: int = 0, max_rows: int | None = None) -> dict[str, Any]:
+    """Pull the snapshot and validate the source (``ValidationFailed`` is not retried)."""
+    run, seconds = _timed(lambda: pipeline.start_run(
+        dataset, Path(run_dir), split_seed=split_seed, max_rows=max_rows, paths=_paths(root)))
+    if run["snapshot_id"] != plan["snapshot_id"]:
+        raise pipeline.RunError(f"{dataset}: the table changed between planning and pulling "
+                                f"({plan['snapshot_id'][:12]} → {run['snapshot_id'][:12]})")
+    runs.record_key(Path(run_dir), plan["key"], {
+        k: plan[k] for k in ("snapshot_id", "schema_hash", "config_hash", "code_version")})
+    rows = min(max_rows, run["source_rows"]) if max_rows else run["source_rows"]
+    get_run_logger().info("%s: snapshot %s validated (%d rows in the source, %d used)",
+                          dataset, run["snapshot_id"][:12], run["source_rows"], rows)
+    return {"snapshot_id": run["snapshot_id"], "source_rows": run["source_rows"],
+            "rows": rows, "seconds": seconds}
+
+
+@task(name="decide-retrain", **SAFE)
+@value_free("decide")
+def decide_retrain(dataset: str, root: str, plan: dict[str, Any],
+                   force: bool = False) -> dict[str, Any]:
+    """Train, resume (a charge under this key exists), reuse a model of this snapshot, or
+    skip, following the ledger's refresh policy."""
+    from pulsesynth.governance.ledger import Ledger
+
+    paths = _paths(root)
+    ledger = Ledger(paths)
+    key = runs.idempotency_key(dataset, plan["key"])
+    if any(c.idempotency_key == key for c in ledger.charges(dataset)):
+        return {"action": "train", "reason": f"{dataset}: resuming a run already charged "
+                                             "under this key (the charge is not repeated)"}
+    decision = ledger.should_retrain(dataset, plan["snapshot_id"], plan["refresh_days"])
+    if decision.retrain or force:
+        reason = decision.reason if decision.retrain else (
+            f"{decision.reason}; retraining forced (charged, within the lifetime budget)")
+        return {"action": "train", "reason": reason}
+    previous = runs.latest_complete_run(paths, dataset, plan["snapshot_id"])
+    if previous is not None:
+        return {"action": "reuse", "run_dir": str(previous), "reason": decision.reason}
+    return {"action": "skip", "reason": decision.reason}
+
+
+# --- privacy ----------------------------------------------------------------------------
+
+
+@task(name="charge-ledger", **RETRY_IO)
+@value_free("charge")
+def charge_ledger(run_dir: str, dataset: str, root: str, plan: dict[str, Any],
+                  epsilon: float | None = None) -> dict[str, Any]:
+    """Charge the planned (ε, δ) *before* training; idempotent under the run's key, so a
+    retried task or a resumed run charges once. ``BudgetExceeded`` is not retried."""
+    from pulsesynth.governance.ledger import Ledger
+
+    paths = _paths(root)
+    t0 = time.perf_counter()
+    planned = runs.planned_privacy(Path(run_dir), epsilon=epsilon, paths=paths)
+    charge = Ledger(paths).charge(
+        dataset, Path(run_dir).name, plan["snapshot_id"], planned["epsilon"],
+        planned["delta"], ACCOUNTANT, runs.idempotency_key(dataset, plan["key"]),
+        planned["lifetime_epsilon"])
+    seconds = round(time.perf_counter() - t0, 3)
+    get_run_logger().info("%s: ledger %s ε=%g δ=%.3g for run %s", dataset,
+                          "charged" if charge.new else "already charged (idempotent)",
+                          charge.epsilon, charge.delta, charge.run_id)
+    return {"epsilon": charge.epsilon, "delta": charge.delta, "new": charge.new,
+            "charge_id": charge.id, "train_rows": planned["train_rows"], "seconds": seconds}
+
+
+# --- compute ----------------------------------------------------------------------------
+
+
+@task(name="train-dp-vae", **SAFE)
+@value_free("train")
+def train_model(run_dir: str, root: str, epsilon: float, delta: float, seed: int = 0,
+                epochs: int | None = None) -> dict[str, Any]:
+    """Train the DP-VAE at exactly the charged (ε, δ)."""
+    config: dict[str, Any] = {"delta": delta}
+    if epochs:
+        config["epochs"] = epochs
+    with compute_threads():
+        report, seconds = _timed(lambda: pipeline.train(
+            Path(run_dir), epsilon=epsilon, private=True, seed=seed, paths=_paths(root),
+            **config))
+    get_run_logger().info("trained %d rows in %.1fs: ε=%.4g (target %g), δ=%.3g, %s steps",
+                          report["train_rows"], seconds, report["epsilon"], epsilon,
+                          report["delta"], report["steps"])
+    return {"epsilon": report["epsilon"], "delta": report["delta"],
+            "train_rows": report["train_rows"], "seconds": seconds}
+
+
+@task(name="sample-synthetic", **SAFE)
+@value_free("sample")
+def sample_candidate(run_dir: str, root: str, seed: int = 0) -> dict[str, Any]:
+    """Sample the candidate table and validate it (post-processing: no budget)."""
+    with compute_threads():
+        path, seconds = _timed(lambda: pipeline.sample(Path(run_dir), seed=seed,
+                                                       paths=_paths(root)))
+    return {"path": str(path), "seconds": seconds}
+
+
+@task(name="evaluate-utility", **SAFE)
+@value_free("evaluate")
+def evaluate_candidate(run_dir: str, root: str, seed: int = 0) -> dict[str, Any]:
+    """TSTR vs TRTR and the other utility scores (aggregates only)."""
+    with compute_threads():
+        _, seconds = _timed(lambda: pipeline.evaluate(Path(run_dir), seed=seed,
+                                                      paths=_paths(root)))
+    summary = runs.summarize(Path(run_dir))
+    get_run_logger().info("utility: TSTR %s vs TRTR %s accuracy (%s)",
+                          summary["tstr_accuracy"], summary["trtr_accuracy"],
+                          summary["classifier"])
+    return {"tstr_accuracy": summary["tstr_accuracy"],
+            "trtr_accuracy": summary["trtr_accuracy"], "seconds": seconds}
+
+
+@task(name="audit-and-gate", **SAFE)
+@value_free("audit")
+def audit_candidate(run_dir: str, root: str, seed: int = 0, n_shadows: int = 1,
+                    policy: str | None = None) -> dict[str, Any]:
+    """Attack the model and the synthetic table, then gate (label or blocked) under the
+    release policy (default ``deployments/policy.yaml``)."""
+    with compute_threads():
+        result, seconds = _timed(lambda: pipeline.audit(
+            Path(run_dir), seed=seed, n_shadows=n_shadows,
+            policy_path=Path(policy) if policy else None, paths=_paths(root)))
+    gate = result["gate"]
+    get_run_logger().info("gate: %s — %s", gate["label"], gate["reason"])
+    return {"label": gate["label"], "reason": gate["reason"], "seconds": seconds}
+
+
+# --- governance -------------------------------------------------------------------------
+
+
+@task(name="register-candidate", **RETRY_IO)
+@value_free("register")
+def register_release(run_dir: str, dataset: str, root: str) -> dict[str, Any]:
+    """Record the candidate (idempotent: same content, same release)."""
+    from pulsesynth.governance.releases import register_candidate
+
+    rel = register_candidate(_paths(root), dataset, Path(run_dir) / pipeline.CANDIDATE_DIR,
+                             model_id=pipeline.model_hash(Path(run_dir)))
+    get_run_logger().info("%s: release %s registered as %s (%s)", dataset,
+                          rel.candidate_id[:12], rel.status, rel.label)
+    return {"candidate_id": rel.candidate_id, "status": rel.status, "label": rel.label}
+
+
+@task(name="publish-approved", **RETRY_IO)
+@value_free("publish")
+def publish_releases(root: str) -> list[dict[str, Any]]:
+    """Publish every steward-approved candidate atomically (the releases API)."""
+    from pulsesynth.governance.releases import publish_approved
+
+    done = publish_approved(_paths(root), actor="prefect")
+    return [{"dataset": r.dataset, "version": r.version, "label": r.label,
+             "candidate_id": r.candidate_id} for r in done]
