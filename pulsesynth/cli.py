@@ -102,7 +102,27 @@ def build_parser() -> argparse.ArgumentParser:
     aud.add_argument("--json", action="store_true")
     aud.set_defaults(handler=_audit)
 
+    rmd = sub.add_parser("release-model", help="build and register a run's DP-VAE as a model "
+                                               "release candidate (at most confidential)")
+    rmd.add_argument("--run", required=True, metavar="RUN_DIR",
+                     help="a trained, sampled, evaluated and audited run")
+    rmd.add_argument("--policy", help="gate policy file (default: deployments/policy.yaml)")
+    rmd.add_argument("--json", action="store_true")
+    rmd.set_defaults(handler=_release_model)
+
+    srl = sub.add_parser("sample-release", help="draw synthetic rows from a published model "
+                                                "release directory (no privacy cost)")
+    srl.add_argument("--release", required=True, metavar="PUBLISHED_DIR",
+                     help="published/<dataset>_model/<version>/ or a downloaded copy")
+    srl.add_argument("-n", "--rows", type=int, required=True, help="rows to draw")
+    srl.add_argument("--seed", type=int, default=0, help="same seed, same rows (default 0)")
+    srl.add_argument("--out", help="write a .csv or .parquet file (default: CSV on stdout)")
+    srl.set_defaults(handler=_sample_release)
+
+    from pulsesynth.classifier.cli import add_classifier_commands
     from pulsesynth.governance_cli import add_governance_commands
+
+    add_classifier_commands(sub)
 
     add_governance_commands(sub)
 
@@ -268,6 +288,48 @@ def _audit(args: argparse.Namespace) -> int:
               f"vs reference {d['gower_reference']:.3f}")
         print(f"label: {gate['label']} — {gate['reason']}")
         print(f"report: {Path(args.run_dir) / pipeline.CANDIDATE_DIR / 'audit.md'}")
+    return 0
+
+
+def _release_model(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pulsesynth import pipeline
+    from pulsesynth.governance.releases import register_candidate
+    from pulsesynth.paths import Paths
+
+    run_dir = Path(args.run)
+    run = pipeline.load_run(run_dir)
+    out = pipeline.model_candidate(run_dir, Path(args.policy) if args.policy else None)
+    rel = register_candidate(Paths.default(), run["dataset"], out,
+                             model_id=pipeline.model_hash(run_dir), kind="model", actor="cli")
+    if args.json:
+        print(json.dumps(rel.to_dict() | {"candidate_dir": str(out)}, indent=2))
+    else:
+        print(f"{rel.candidate_id}  {rel.catalogue_id}  {rel.status}  {rel.label}")
+        print(f"gate: {rel.gate.get('label')} — {rel.gate.get('reason', '')}", file=sys.stderr)
+    return 0
+
+
+def _sample_release(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pulsesynth.errors import PulseSynthError
+    from pulsesynth.synth.release import load_release, read_release_files, sample_rows
+
+    if args.rows < 1:
+        raise PulseSynthError(f"-n must be at least 1 (got {args.rows})")
+    synth = load_release(read_release_files(Path(args.release)))
+    table = sample_rows(synth, args.rows, args.seed)
+    if not args.out:
+        sys.stdout.write(table.to_csv(index=False, lineterminator="\n"))
+        return 0
+    out = Path(args.out)
+    if out.suffix.lower() == ".parquet":
+        table.to_parquet(out, index=False)
+    else:
+        table.to_csv(out, index=False, lineterminator="\n")
+    print(f"{len(table)} synthetic rows (seed {args.seed}) written to {out}", file=sys.stderr)
     return 0
 
 

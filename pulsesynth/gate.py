@@ -4,6 +4,14 @@ Labels follow Dubai's data classification as it applies to synthetic releases: `
 (everyone) or ``confidential`` (Shared data, government entities holding a token).
 Anything that passes neither is ``blocked``; the result lists every threshold with its
 measured value, so a blocked report says which threshold failed and by how much.
+
+Release kinds (white paper mechanisms 3, 1 and 2): ``table`` (a synthetic table),
+``classifier`` (a DP-trained classifier's weights) and ``model`` (the DP-VAE itself).
+Distance thresholds (DCR share, exact matches) apply only to kinds that release rows;
+ε and the membership attacks apply to every kind. Each kind has a most open label it may
+get (the policy file's ``kinds`` section): a generative model is sensitive (seed 004) and
+ranks below synthetic data in privacy (seed 000), so a ``model`` is never ``open`` — the
+policy cannot lift that cap.
 """
 
 from __future__ import annotations
@@ -18,6 +26,13 @@ import yaml
 from pulsesynth.errors import PulseSynthError
 
 RELEASE_LABELS = ("open", "confidential")
+KINDS = ("table", "classifier", "model")
+#: Kinds whose release holds rows: only these are checked for distances and exact matches.
+ROW_KINDS = ("table",)
+#: The most open label each kind may get when the policy file says nothing.
+DEFAULT_KIND_CAPS = {"table": "open", "classifier": "open", "model": "confidential"}
+#: Caps no policy may lift (seed 004: a released generative model is sensitive).
+HARD_KIND_CAPS = {"model": "confidential"}
 THRESHOLDS = (
     "max_epsilon",
     "max_attack_advantage",
@@ -30,6 +45,31 @@ DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "deployments" / "polic
 
 class PolicyError(PulseSynthError):
     """The policy file is missing or malformed."""
+
+
+class Policy(dict):
+    """Thresholds per release label (the mapping, most open first) plus per-kind caps.
+
+    Iterating or indexing it gives the labels' thresholds, as before; ``kinds`` maps each
+    release kind to the most open label it may get.
+    """
+
+    def __init__(self, labels: dict[str, dict[str, float | None]],
+                 kinds: dict[str, str] | None = None) -> None:
+        super().__init__(labels)
+        self.kinds: dict[str, str] = dict(DEFAULT_KIND_CAPS) | dict(kinds or {})
+
+
+def kind_cap(policy: dict[str, Any], kind: str) -> str:
+    """The most open label ``kind`` may get under ``policy`` (never above a hard cap)."""
+    if kind not in KINDS:
+        raise PolicyError(f"unknown release kind {kind!r} (expected one of {', '.join(KINDS)})")
+    caps = getattr(policy, "kinds", None) or DEFAULT_KIND_CAPS
+    cap = caps.get(kind, DEFAULT_KIND_CAPS[kind])
+    hard = HARD_KIND_CAPS.get(kind)
+    if hard is not None and RELEASE_LABELS.index(cap) < RELEASE_LABELS.index(hard):
+        cap = hard
+    return cap
 
 
 @dataclass(frozen=True)
@@ -60,18 +100,26 @@ class GateResult:
     label: str
     checks: list[Check] = field(default_factory=list)
     reason: str = ""
+    kind: str = "table"
+    max_label: str = "open"
+    capped_from: str | None = None
 
     @property
     def releasable(self) -> bool:
         return self.label in RELEASE_LABELS
 
     def to_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "reason": self.reason,
-                "checks": [asdict(c) | {"message": c.describe()} for c in self.checks]}
+        out = {"label": self.label, "reason": self.reason, "kind": self.kind,
+               "max_label": self.max_label,
+               "checks": [asdict(c) | {"message": c.describe()} for c in self.checks]}
+        if self.capped_from:
+            out["capped_from"] = self.capped_from
+        return out
 
 
-def load_policy(path: str | Path = DEFAULT_POLICY) -> dict[str, dict[str, float | None]]:
-    """Read and check the policy file: thresholds per release label, most open first."""
+def load_policy(path: str | Path = DEFAULT_POLICY) -> Policy:
+    """Read and check the policy file: thresholds per release label, most open first, and
+    the most open label per release kind (``policy.kinds``)."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -88,23 +136,55 @@ def load_policy(path: str | Path = DEFAULT_POLICY) -> dict[str, dict[str, float 
             raise PolicyError(f"{path}: labels.{label}.{sorted(unknown)[0]}: unknown threshold")
         policy[label] = {name: (None if (thresholds or {}).get(name) is None
                                 else float(thresholds[name])) for name in THRESHOLDS}
-    return policy
+    return Policy(policy, _load_kinds(path, (raw or {}).get("kinds")))
+
+
+def _load_kinds(path: Path, raw: Any) -> dict[str, str]:
+    """``kinds: {<kind>: {max_label: open|confidential}}``; absent kinds keep the defaults."""
+    if raw is None:
+        return dict(DEFAULT_KIND_CAPS)
+    if not isinstance(raw, dict):
+        raise PolicyError(f"{path}: kinds must map {', '.join(KINDS)} to {{max_label: ...}}")
+    caps = dict(DEFAULT_KIND_CAPS)
+    for kind, spec in raw.items():
+        if kind not in KINDS:
+            raise PolicyError(f"{path}: kinds.{kind}: unknown release kind "
+                              f"(expected one of {', '.join(KINDS)})")
+        if not isinstance(spec, dict) or set(spec) - {"max_label"}:
+            raise PolicyError(f"{path}: kinds.{kind}: expected {{max_label: "
+                              f"{' | '.join(RELEASE_LABELS)}}}")
+        label = spec.get("max_label", DEFAULT_KIND_CAPS[kind])
+        if label not in RELEASE_LABELS:
+            raise PolicyError(f"{path}: kinds.{kind}.max_label: {label!r} is not one of "
+                              f"{', '.join(RELEASE_LABELS)}")
+        hard = HARD_KIND_CAPS.get(kind)
+        if hard is not None and RELEASE_LABELS.index(label) < RELEASE_LABELS.index(hard):
+            raise PolicyError(f"{path}: kinds.{kind}.max_label: a released {kind} is allowed "
+                              f"at most at {hard} (a generative model is sensitive), not {label}")
+        caps[kind] = label
+    return caps
 
 
 def evaluate_gate(policy: dict[str, dict[str, float | None]], privacy: dict[str, Any],
-                  audit: dict[str, Any]) -> GateResult:
-    """Label a candidate from its privacy metadata and audit report.
+                  audit: dict[str, Any], kind: str = "table") -> GateResult:
+    """Label a candidate of release ``kind`` from its privacy metadata and audit report.
 
     ``privacy`` needs ``private`` and ``epsilon``; ``audit`` needs ``membership_attacks``
-    (name → result with ``advantage`` and ``advantage_ci_high``) and ``distances``
-    (``dcr_share``, ``exact_matches_unique``).
+    (name → result with ``advantage`` and ``advantage_ci_high``) and, for kinds that
+    release rows (``table``), ``distances`` (``dcr_share``, ``exact_matches_unique``).
+    The label is the most open one whose thresholds all pass *and* that the kind may get
+    (``policy.kinds``; a ``model`` is capped at ``confidential``).
     """
+    cap = kind_cap(policy, kind)
+    allowed = RELEASE_LABELS[RELEASE_LABELS.index(cap):]
     if not privacy.get("private", False):
-        return GateResult("blocked", reason="non-private (non-DP) artifact: never releasable")
+        return GateResult("blocked", reason="non-private (non-DP) artifact: never releasable",
+                          kind=kind, max_label=cap)
     attacks = audit.get("membership_attacks") or {}
     if not attacks:
-        return GateResult("blocked", reason="no membership attack was run: nothing proves privacy")
-    distances = audit.get("distances") or {}
+        return GateResult("blocked", reason="no membership attack was run: nothing proves "
+                          "privacy", kind=kind, max_label=cap)
+    distances = (audit.get("distances") or {}) if kind in ROW_KINDS else None
     all_checks: list[Check] = []
     passing: list[str] = []
     for label, limits in policy.items():
@@ -112,15 +192,30 @@ def evaluate_gate(policy: dict[str, dict[str, float | None]], privacy: dict[str,
         all_checks += checks
         if all(c.passed for c in checks):
             passing.append(label)
-    if passing:
-        return GateResult(passing[0], all_checks, reason=f"all {passing[0]} thresholds pass")
+    granted = [lb for lb in passing if lb in allowed]
+    if granted:
+        reason = f"all {granted[0]} thresholds pass"
+        capped_from = passing[0] if passing[0] != granted[0] else None
+        if capped_from:
+            why = (": a generative model is sensitive — it can be attacked and sampled "
+                   "without limit" if kind == "model" else "")
+            reason = (f"all {capped_from} thresholds pass, but a released {kind} is capped at "
+                      f"{cap} (policy kinds.{kind}.max_label{why}); all {granted[0]} "
+                      "thresholds pass")
+        return GateResult(granted[0], all_checks, reason=reason, kind=kind, max_label=cap,
+                          capped_from=capped_from)
     loosest = list(policy)[-1]
     failed = [c.describe() for c in all_checks if c.label == loosest and not c.passed]
-    return GateResult("blocked", all_checks, reason="; ".join(failed))
+    if not failed and passing:
+        reason = (f"only {', '.join(passing)} thresholds pass, above the {kind}'s cap "
+                  f"({cap})")
+    else:
+        reason = "; ".join(failed)
+    return GateResult("blocked", all_checks, reason=reason, kind=kind, max_label=cap)
 
 
 def _checks(label: str, limits: dict[str, float | None], privacy: dict[str, Any],
-            attacks: dict[str, Any], distances: dict[str, Any]) -> list[Check]:
+            attacks: dict[str, Any], distances: dict[str, Any] | None) -> list[Check]:
     checks = []
 
     def add(name: str, value: float, subject: str | None = None) -> None:
@@ -135,6 +230,7 @@ def _checks(label: str, limits: dict[str, float | None], privacy: dict[str, Any]
     for name, result in sorted(attacks.items()):
         add("max_attack_advantage", result.get("advantage", math.inf), name)
         add("max_attack_advantage_ci_high", result.get("advantage_ci_high", math.inf), name)
-    add("max_dcr_share", distances.get("dcr_share", math.inf))
-    add("max_unique_exact_matches", distances.get("exact_matches_unique", math.inf))
+    if distances is not None:  # kinds that release rows only
+        add("max_dcr_share", distances.get("dcr_share", math.inf))
+        add("max_unique_exact_matches", distances.get("exact_matches_unique", math.inf))
     return checks

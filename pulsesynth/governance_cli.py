@@ -28,6 +28,7 @@ def add_governance_commands(sub: Any) -> None:
     lst.add_argument("--dataset")
     lst.add_argument("--status", help="candidate|approved|rejected|published|superseded|"
                                       "withdrawn|blocked")
+    lst.add_argument("--kind", choices=("table", "classifier", "model"))
     lst.add_argument("--json", action="store_true")
     lst.set_defaults(handler=_releases_list)
     show = rel_sub.add_parser("show", help="one release with its gate and decisions")
@@ -39,6 +40,9 @@ def add_governance_commands(sub: Any) -> None:
     reg.add_argument("--dataset", required=True)
     reg.add_argument("--model-id", required=True)
     reg.add_argument("--title")
+    reg.add_argument("--kind", choices=("table", "classifier", "model"), default="table",
+                     help="what the candidate releases: a synthetic table (default), a DP "
+                          "classifier, or the DP generative model (at most confidential)")
     reg.set_defaults(handler=_releases_register)
     for action, note_required, helptext in (
             ("approve", False, "approve a candidate (binds to its content hash)"),
@@ -70,6 +74,12 @@ def add_governance_commands(sub: Any) -> None:
     portal = sub.add_parser("portal", help="serve the synthetic open portal")
     portal.add_argument("--host", default="127.0.0.1")
     portal.add_argument("--port", type=int, default=8080)
+    portal.add_argument("--sample-max-rows", type=int,
+                        help="most rows per model sample request (default 10000)")
+    portal.add_argument("--sample-rate-limit", type=int,
+                        help="sample requests per entity per window (default 30)")
+    portal.add_argument("--sample-rate-window", type=int,
+                        help="rate-limit window in seconds (default 60)")
     portal.set_defaults(handler=_portal)
 
 
@@ -110,14 +120,15 @@ def _budget(args: argparse.Namespace) -> int:
 def _releases_list(args: argparse.Namespace) -> int:
     from pulsesynth.governance.releases import list_releases
 
-    releases = list_releases(_paths(), args.dataset, args.status)
+    releases = list_releases(_paths(), args.dataset, args.status, args.kind)
     if args.json:
         print(json.dumps([r.to_dict() for r in releases], indent=2))
         return 0
-    print(f"{'id':12s}  {'dataset':20s} {'status':10s} {'label':12s} {'version':7s} created")
+    print(f"{'id':12s}  {'dataset':20s} {'kind':10s} {'status':10s} {'label':12s} "
+          f"{'version':7s} created")
     for r in releases:
-        print(f"{r.candidate_id[:12]}  {r.dataset:20s} {r.status:10s} {r.label:12s} "
-              f"{r.version or '-':7s} {r.created_at}")
+        print(f"{r.candidate_id[:12]}  {r.dataset:20s} {r.kind:10s} {r.status:10s} "
+              f"{r.label:12s} {r.version or '-':7s} {r.created_at}")
     return 0
 
 
@@ -152,8 +163,8 @@ def _releases_register(args: argparse.Namespace) -> int:
     from pulsesynth.governance.releases import register_candidate
 
     rel = register_candidate(_paths(), args.dataset, args.dir, args.model_id, args.title,
-                             actor="cli")
-    print(f"{rel.candidate_id}  {rel.dataset}  {rel.status}  {rel.label}")
+                             kind=args.kind, actor="cli")
+    print(f"{rel.candidate_id}  {rel.catalogue_id}  {rel.kind}  {rel.status}  {rel.label}")
     return 0
 
 
@@ -167,7 +178,7 @@ def _decision(args: argparse.Namespace) -> int:
         rel = releases.reject(paths, args.id, args.steward, args.note, args.role)
     else:
         rel = releases.withdraw(paths, args.id, args.steward, args.note, args.role)
-    print(f"{rel.candidate_id[:12]}  {rel.dataset}  {rel.status}")
+    print(f"{rel.candidate_id[:12]}  {rel.catalogue_id}  {rel.status}")
     return 0
 
 
@@ -180,7 +191,7 @@ def _publish(args: argparse.Namespace) -> int:
     elif not done:
         print("nothing to publish (no approved candidates)")
     for r in done if not args.json else []:
-        print(f"published {r.dataset} {r.version} ({r.label}) from {r.candidate_id[:12]}")
+        print(f"published {r.catalogue_id} {r.version} ({r.label}) from {r.candidate_id[:12]}")
     return 0
 
 
@@ -213,8 +224,13 @@ def _tokens_list(args: argparse.Namespace) -> int:
 def _portal(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from pulsesynth.portal.app import create_app
+    from pulsesynth.portal.app import SampleLimits, create_app
 
-    uvicorn.run(create_app(_paths()), host=args.host, port=args.port, log_level="info",
-                server_header=False)
+    base = SampleLimits.from_env()
+    max_rows = args.sample_max_rows or base.max_rows
+    limits = SampleLimits(max_rows=max_rows, default_rows=min(base.default_rows, max_rows),
+                          rate_limit=args.sample_rate_limit or base.rate_limit,
+                          window_s=args.sample_rate_window or base.window_s)
+    uvicorn.run(create_app(_paths(), limits=limits), host=args.host, port=args.port,
+                log_level="info", server_header=False)
     return 0

@@ -11,6 +11,10 @@ A run directory ``state/runs/<dataset>/<run_id>/`` (git-ignored, sensitive) hold
 - ``candidate/``    what may be released after approval: ``synthetic.parquet``,
                     ``privacy.json``, ``utility.json``, ``audit.json``, ``audit.md`` (+ plots),
                     ``gate.json``, ``schema.yaml`` (public declaration)
+- ``model_candidate/`` (optional, :func:`model_candidate`) the DP-VAE itself as a ``model``
+                    release candidate: ``weights.pt``, ``model.json``, ``audit.json`` (the
+                    model MIA only), ``gate.json`` (kind ``model``: at most confidential),
+                    ``privacy.json``, ``utility.json``, ``schema.yaml``
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ from __future__ import annotations
 import json
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +43,9 @@ from pulsesynth.warehouse import Warehouse
 RUN_FILE = "run.json"
 MODEL_DIR = "model"
 CANDIDATE_DIR = "candidate"
+MODEL_CANDIDATE_DIR = "model_candidate"
+#: The audit result that covers releasing the model itself (white-box ELBO attack).
+MODEL_ATTACK = "model_mia"
 SYNTHETIC_FILE = "synthetic.parquet"
 
 
@@ -200,28 +209,133 @@ def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
 
 
+def _released_rows(run_dir: Path, schema: DatasetSchema,
+                   extra_synthetic: list[Path] | None) -> pd.DataFrame:
+    synthetic = synthetic_table(run_dir, schema)
+    if extra_synthetic:
+        synthetic = pd.concat([synthetic] + [conform(pd.read_parquet(p), schema)
+                                             for p in extra_synthetic], ignore_index=True)
+    return synthetic
+
+
+def audit_shadow(run_dir: Path, attack: str, index: int, *, seed: int = 0,
+                 n_shadows: int = 1, extra_synthetic: list[Path] | None = None,
+                 paths: Paths | None = None):
+    """Train one shadow of the run's audit (see :func:`audit`'s ``mapper``); it re-reads
+    the run's data by reference, so it can run in another process or on another worker."""
+    from pulsesynth.audit.report import train_shadow
+
+    data = run_data(run_dir, paths)
+    rows = len(_released_rows(run_dir, data.schema, extra_synthetic))
+    return train_shadow(data.schema, load_model(run_dir, paths), data.train, data.reference,
+                        rows, attack, index, seed=seed, n_shadows=n_shadows)
+
+
 def audit(run_dir: Path, *, seed: int = 0, n_shadows: int = 1,
           extra_synthetic: list[Path] | None = None, policy_path: Path | None = None,
-          paths: Paths | None = None) -> dict[str, Any]:
+          paths: Paths | None = None, mapper: Callable | None = None) -> dict[str, Any]:
     """Attack the model and its synthetic table, gate the result, write the reports.
 
     ``extra_synthetic`` lists other tables already released from the same model: the audit
     covers every row released from it, since more draws make attacks stronger.
+    ``mapper(fn, jobs)`` (e.g. a Dask client's map-and-gather) trains the shadow models in
+    parallel; each job is ``(run_dir, attack, index)`` — references, not rows.
     """
-    from pulsesynth.audit.report import audit_release, write_report
+    from pulsesynth.audit.report import audit_release, shadow_jobs, write_report
     from pulsesynth.gate import DEFAULT_POLICY, evaluate_gate, load_policy
 
+    shadows = None
+    if mapper is not None:
+        jobs = shadow_jobs(n_shadows)
+        done = mapper(partial(_shadow_job, seed=seed, n_shadows=n_shadows,
+                              extra_synthetic=extra_synthetic, paths=paths),
+                      [(str(run_dir), attack, i) for attack, i in jobs])
+        shadows = {}
+        for (attack, _), result in zip(jobs, done, strict=True):
+            shadows.setdefault(attack, []).append(result)
     data = run_data(run_dir, paths)
     model = load_model(run_dir, paths)
-    synthetic = synthetic_table(run_dir, data.schema)
-    if extra_synthetic:
-        synthetic = pd.concat([synthetic] + [conform(pd.read_parquet(p), data.schema)
-                                             for p in extra_synthetic], ignore_index=True)
+    synthetic = _released_rows(run_dir, data.schema, extra_synthetic)
     result = audit_release(data.schema, model, data.train, data.holdout, data.reference,
-                           synthetic, seed=seed, n_shadows=n_shadows)
+                           synthetic, seed=seed, n_shadows=n_shadows, shadows=shadows)
+    result["shadow_training"] = {"jobs": 2 * n_shadows,
+                                 "where": "mapped" if mapper is not None else "in-process"}
     candidate = Path(run_dir) / CANDIDATE_DIR
     privacy = json.loads((candidate / "privacy.json").read_text(encoding="utf-8"))
     gate = evaluate_gate(load_policy(policy_path or DEFAULT_POLICY), privacy, result)
     _write_json(candidate / "gate.json", gate.to_dict())
     write_report(result, candidate, privacy, gate.to_dict())
     return result | {"gate": gate.to_dict()}
+
+
+def _shadow_job(job: tuple[str, str, int], **kwargs: Any):
+    run_dir, attack, index = job
+    return audit_shadow(Path(run_dir), attack, index, **kwargs)
+
+
+def model_candidate(run_dir: Path, policy_path: Path | None = None,
+                    paths: Paths | None = None) -> Path:
+    """Build ``<run_dir>/model_candidate/``: the run's DP-VAE as a ``model`` release.
+
+    Needs an already trained, sampled, evaluated and audited run. Writes the public
+    release files (``weights.pt`` + sanitized ``model.json``), the run's privacy report,
+    an audit holding only the model membership attack (the attack on the released object
+    itself; a model releases no rows, so no distances), the run's TSTR utility, the gate
+    evaluated for kind ``model`` (capped at confidential; a non-DP model is blocked) and
+    the declared schema. Trains nothing and charges nothing.
+    """
+    import yaml
+
+    from pulsesynth.gate import DEFAULT_POLICY, evaluate_gate, load_policy
+    from pulsesynth.schema import parse_schema
+
+    run_dir = Path(run_dir)
+    candidate = run_dir / CANDIDATE_DIR
+    needed = ("privacy.json", "audit.json", "utility.json", "schema.yaml")
+    missing = [n for n in needed if not (candidate / n).is_file()]
+    if missing:
+        raise RunError(f"{run_dir}: run is not audited and evaluated yet (candidate lacks "
+                       f"{', '.join(missing)}); run sample, evaluate and audit first")
+    synth = load_model(run_dir, paths)
+    privacy = json.loads((candidate / "privacy.json").read_text(encoding="utf-8"))
+    run_audit = json.loads((candidate / "audit.json").read_text(encoding="utf-8"))
+    attack = (run_audit.get("membership_attacks") or {}).get(MODEL_ATTACK)
+    if not isinstance(attack, dict):
+        raise RunError(f"{run_dir}: the run's audit has no {MODEL_ATTACK} result")
+    audit = {"dataset": run_audit.get("dataset", synth.schema.id), "kind": "model",
+             "membership_attacks": {MODEL_ATTACK: attack},
+             "seed": run_audit.get("seed"), "caveat": run_audit.get("caveat")}
+    out = run_dir / MODEL_CANDIDATE_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    if privacy.get("private") is True and synth.metadata.get("private") is True:
+        synth.export_release(out)
+    else:
+        # A non-DP model is never exported for release; the candidate is recorded (blocked)
+        # with a placeholder so the steward sees why.
+        _write_blocked_model_files(out, synth)
+    gate = evaluate_gate(load_policy(policy_path or DEFAULT_POLICY), privacy, audit,
+                         kind="model")
+    _write_json(out / "privacy.json", privacy)
+    _write_json(out / "audit.json", audit)
+    _write_json(out / "gate.json", gate.to_dict())
+    shutil.copyfile(candidate / "utility.json", out / "utility.json")
+    declared = (candidate / "schema.yaml").read_bytes()
+    if parse_schema(yaml.safe_load(declared.decode("utf-8"))).hash == synth.schema.hash:
+        (out / "schema.yaml").write_bytes(declared)
+    else:  # e.g. a catalogued classification that overrides the file's
+        (out / "schema.yaml").write_text(yaml.safe_dump(synth.schema.raw, sort_keys=False),
+                                         encoding="utf-8")
+    return out
+
+
+def _write_blocked_model_files(out: Path, synth: Any) -> None:
+    """Stand-in release files for a non-DP model: an empty-tensor state_dict (the real
+    weights never leave the run directory) and a config that says it is not private."""
+    import torch
+
+    torch.save({"withheld": torch.zeros(0)}, out / "weights.pt")
+    _write_json(out / "model.json", {
+        "format_version": 1, "kind": "model", "model": "dp-vae", "withheld": True,
+        "reason": "non-private (non-DP) model: weights are never exported for release",
+        "schema_id": synth.schema.id, "schema_hash": synth.schema.hash,
+        "privacy": {"private": False}})

@@ -88,6 +88,11 @@ def _category_codes(series: pd.Series, col: Column) -> np.ndarray:
     return out
 
 
+def category_codes(series: pd.Series, col: Column) -> np.ndarray:
+    """Public name of the codebook mapping (0..K-1 declared, K missing, K+1 outside)."""
+    return _category_codes(series, col)
+
+
 def _bin_codes(values: np.ndarray, col: Column) -> np.ndarray:
     """Codes over the declared bins: 0..m-1 (ends clipped into the end bins), m = missing."""
     edges = np.asarray(col.bins if col.bins is not None else col.bounds, dtype=float)

@@ -31,9 +31,15 @@ CAVEAT = (
 def audit_release(schema: DatasetSchema, model, train: pd.DataFrame, holdout: pd.DataFrame,
                   reference: pd.DataFrame, synthetic: pd.DataFrame, *, seed: int = 0,
                   n_shadows: int = 1, surrogate_epochs: int = 30,
-                  max_eval: int = 2000) -> dict[str, Any]:
+                  max_eval: int = 2000, shadows: dict[str, list] | None = None
+                  ) -> dict[str, Any]:
     """Every attack and metric for one release; ``synthetic`` must hold every row released
-    from ``model`` (more draws make attacks stronger, seed 000 §6.4)."""
+    from ``model`` (more draws make attacks stronger, seed 000 §6.4).
+
+    ``shadows`` (attack name → every shadow's result, e.g. trained in parallel by an
+    orchestrator through :func:`shadow_jobs`) skips training them here.
+    """
+    shadows = shadows or {}
     started = time.perf_counter()
     timings: dict[str, float] = {}
 
@@ -44,12 +50,12 @@ def audit_release(schema: DatasetSchema, model, train: pd.DataFrame, holdout: pd
         return out
 
     model_mia = timed("model_mia", lambda: ELBOAttack(n_shadows, max_eval, seed).run(
-        model, train, holdout, reference))
+        model, train, holdout, reference, shadows=shadows.get("model_mia")))
     release = vae_release(model, rows=len(synthetic))
     synthetic_mia = timed("synthetic_mia", lambda: SurrogateAttack(
         release, n_shadows, surrogate_epochs, max_eval, seed).run(
         schema, synthetic, train, holdout, reference,
-        train_rows=model.metadata.get("train_rows")))
+        train_rows=model.metadata.get("train_rows"), shadows=shadows.get("synthetic_mia")))
     distances = timed("distances", lambda: distance_report(schema, train, holdout, synthetic,
                                                            seed))
     inference = timed("attribute_inference", lambda: attribute_inference(
@@ -69,6 +75,24 @@ def audit_release(schema: DatasetSchema, model, train: pd.DataFrame, holdout: pd
         "timings_s": timings,
         "caveat": CAVEAT,
     }
+
+
+def shadow_jobs(n_shadows: int) -> list[tuple[str, int]]:
+    """Every independent shadow of one audit, as (attack name, shadow index)."""
+    return [(attack, i) for attack in ("model_mia", "synthetic_mia") for i in range(n_shadows)]
+
+
+def train_shadow(schema: DatasetSchema, model, train: pd.DataFrame, reference: pd.DataFrame,
+                 synthetic_rows: int, attack: str, index: int, *, seed: int = 0,
+                 n_shadows: int = 1, surrogate_epochs: int = 30):
+    """One shadow of :func:`audit_release`'s attacks, exactly as it would train it."""
+    if attack == "model_mia":
+        return ELBOAttack(n_shadows, seed=seed).shadow(model, train, reference, index)
+    if attack == "synthetic_mia":
+        return SurrogateAttack(vae_release(model, rows=synthetic_rows), n_shadows,
+                               surrogate_epochs, seed=seed).shadow(
+            schema, train, reference, index, model.metadata.get("train_rows"))
+    raise ValueError(f"unknown attack {attack!r}")
 
 
 def write_report(audit: dict[str, Any], directory: Path, privacy: dict[str, Any],

@@ -17,8 +17,10 @@ from pulsesynth.governance.errors import (
 )
 from pulsesynth.governance.ledger import Charge, Ledger, RetrainDecision, Spent
 from pulsesynth.governance.releases import (
+    KINDS,
     Release,
     approve,
+    catalogue_id,
     get_release,
     list_releases,
     publish_approved,
@@ -29,7 +31,8 @@ from pulsesynth.governance.releases import (
 from pulsesynth.governance.tokens import create_token, list_tokens, revoke_tokens, verify_token
 
 __all__ = [
-    "BudgetExceeded", "CandidateError", "Charge", "GovernanceError", "Ledger", "LedgerError",
+    "KINDS", "BudgetExceeded", "CandidateError", "Charge", "GovernanceError", "Ledger",
+    "LedgerError", "catalogue_id",
     "PublishError", "Release", "ReleaseNotFound", "ReleaseStateError", "RetrainDecision",
     "Spent", "TamperedCandidate", "TokenError", "approve", "create_token", "get_release",
     "list_releases", "list_tokens", "publish_approved", "register_candidate", "reject",

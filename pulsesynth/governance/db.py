@@ -6,6 +6,13 @@ writer process per file. WAL mode lets readers proceed while a writer commits; e
 write runs in ``BEGIN IMMEDIATE`` so read-check-write sequences (the ledger's budget
 check) hold the write lock from the first read. ``audit_log`` and ``privacy_ledger`` are
 append-only: triggers abort any UPDATE or DELETE.
+
+Schema versions (``PRAGMA user_version``): 1 — the first layout; 2 — ``releases.kind``
+(``table``, ``classifier`` or ``model``; versions are numbered per dataset *and* kind) and
+an index for the portal's per-entity sampling rate limit. Opening a version-1 database
+migrates it in one transaction (the releases table is rebuilt, every row kept with
+``kind = 'table'``); a second process opening it at the same time waits, then finds it
+migrated.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from pulsesynth.paths import Paths
 
 DB_NAME = "governance.db"
 BUSY_TIMEOUT_MS = 30_000
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS privacy_ledger (
@@ -52,7 +59,8 @@ CREATE TABLE IF NOT EXISTS releases (
     created_at TEXT NOT NULL,
     published_dir TEXT,
     published_at TEXT,
-    UNIQUE (dataset, version)
+    kind TEXT NOT NULL DEFAULT 'table' CHECK (kind IN ('table', 'classifier', 'model')),
+    UNIQUE (dataset, kind, version)
 );
 CREATE INDEX IF NOT EXISTS releases_dataset ON releases (dataset, status);
 
@@ -83,6 +91,7 @@ CREATE TABLE IF NOT EXISTS audit_log (
     subject TEXT NOT NULL,
     detail TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS audit_log_action_actor ON audit_log (action, actor, time);
 
 CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
 BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
@@ -119,11 +128,57 @@ def connect(paths: Paths) -> sqlite3.Connection:
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA synchronous = FULL")
     if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
-        with transaction(conn):  # re-checked under the write lock: one creator wins
+        _create_or_migrate(conn)
+    return conn
+
+
+def _create_or_migrate(conn: sqlite3.Connection) -> None:
+    """Create the schema, or bring an older one up to :data:`SCHEMA_VERSION`.
+
+    Foreign keys are off while the releases table is rebuilt (SQLite's documented
+    procedure: the pragma only takes effect outside a transaction), and checked before
+    the transaction commits.
+    """
+    conn.execute("PRAGMA foreign_keys = OFF")
+    try:
+        with transaction(conn):
+            # Re-checked under the write lock: one process migrates, the others find it done.
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version >= SCHEMA_VERSION:
+                return
+            has_releases = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'releases'"
+            ).fetchone() is not None
+            if has_releases and "kind" not in _columns(conn, "releases"):
+                _migrate_releases_v1(conn)
             for statement in _statements(SCHEMA):
                 conn.execute(statement)
+            problems = conn.execute("PRAGMA foreign_key_check").fetchall()
+            if problems:
+                raise sqlite3.IntegrityError(
+                    f"{len(problems)} foreign-key violation(s) after migrating the schema")
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-    return conn
+    finally:
+        conn.execute("PRAGMA foreign_keys = ON")
+
+
+def _columns(conn: sqlite3.Connection, table: str) -> list[str]:
+    return [r["name"] for r in conn.execute(f"PRAGMA table_info({table})")]
+
+
+def _migrate_releases_v1(conn: sqlite3.Connection) -> None:
+    """Version 1 → 2: rebuild ``releases`` with ``kind`` (every old row is a table) and
+    versions unique per (dataset, kind, version)."""
+    create = next(s for s in _statements(SCHEMA)
+                  if s.startswith("CREATE TABLE IF NOT EXISTS releases "))
+    conn.execute(create.replace("CREATE TABLE IF NOT EXISTS releases ",
+                                "CREATE TABLE releases_v2 ", 1))
+    old = [c for c in _columns(conn, "releases") if c != "kind"]
+    names = ", ".join(old)
+    conn.execute(f"INSERT INTO releases_v2 ({names}, kind) SELECT {names}, 'table' "
+                 "FROM releases")
+    conn.execute("DROP TABLE releases")
+    conn.execute("ALTER TABLE releases_v2 RENAME TO releases")
 
 
 @contextmanager

@@ -1,9 +1,20 @@
 """Release candidates, steward decisions and atomic publication.
 
-A candidate is a directory the pipeline writes (``synthetic.parquet``, ``audit.json``,
-``gate.json``, ``privacy.json``, ``utility.json``, ``schema.yaml``). Its id is the SHA-256
-of the synthetic table's bytes, the audit report's bytes and the gate's label, so the same
-content always has the same id. An approval records a second hash over *every* candidate
+A release has a **kind** (white paper mechanisms 3, 1 and 2): ``table`` — a synthetic
+table; ``classifier`` — a DP-trained classifier's weights; ``model`` — the DP-VAE itself
+(at most ``confidential``). A candidate is a directory the pipeline writes:
+
+- table: ``synthetic.parquet``, ``audit.json``, ``gate.json``, ``privacy.json``,
+  ``utility.json``, ``schema.yaml``;
+- classifier and model: ``weights.pt`` (a torch ``state_dict``, loadable with
+  ``weights_only=True``), ``model.json`` (value-free config: architecture, encoder layout,
+  schema id and hash, target, privacy report — never a loss history), ``audit.json``
+  (``membership_attacks`` only), ``gate.json``, ``privacy.json``, ``utility.json``,
+  ``schema.yaml``.
+
+Its id is the SHA-256 of the kind's primary file (the synthetic table, or the weights),
+the audit report's bytes and the gate's label (and the kind, for the new kinds), so the
+same content always has the same id. An approval records a second hash over *every* candidate
 file; publication re-reads the files once, re-hashes exactly those bytes and refuses if
 either hash moved — what is published is what the steward approved.
 
@@ -13,7 +24,10 @@ Status flow::
         └─reject→ rejected           └─reject→ rejected      └─withdraw→ withdrawn
     blocked (gate failed or non-DP): terminal, never approvable
 
-Publication builds ``published/.tmp-*/`` and renames it to ``published/<dataset>/<version>/``;
+Each kind has its own catalogue id and version sequence: ``<dataset>`` for tables,
+``<dataset>_classifier`` and ``<dataset>_model`` for the others.
+Publication builds ``published/.tmp-*/`` and renames it to
+``published/<catalogue id>/<version>/``;
 ``published/index.json`` is rewritten through a temporary file and ``os.replace``. A crash at
 any point leaves either the old or the new state; a rerun adopts a version directory whose
 rename happened but whose database update did not.
@@ -49,6 +63,20 @@ from pulsesynth.paths import Paths
 
 CANDIDATE_FILES = ("synthetic.parquet", "audit.json", "gate.json", "privacy.json",
                    "utility.json", "schema.yaml")
+MODEL_CANDIDATE_FILES = ("weights.pt", "model.json", "audit.json", "gate.json",
+                         "privacy.json", "utility.json", "schema.yaml")
+KINDS = ("table", "classifier", "model")
+KIND_FILES = {"table": CANDIDATE_FILES, "classifier": MODEL_CANDIDATE_FILES,
+              "model": MODEL_CANDIDATE_FILES}
+#: The file a kind releases (the candidate id covers it).
+PRIMARY_FILE = {"table": "synthetic.parquet", "classifier": "weights.pt", "model": "weights.pt"}
+#: Keys that must never appear in a published ``model.json``: the training trajectory (a
+#: per-epoch loss is a statistic of the real rows), the training report around it, and
+#: the training seed (with it anyone could regenerate the DP noise and the Poisson batches,
+#: which voids the guarantee).
+FORBIDDEN_MODEL_KEYS = frozenset({"history", "training_report", "loss", "losses",
+                                  "loss_history", "epoch_losses", "first_loss", "final_loss",
+                                  "seed", "split_seed"})
 RELEASE_LABELS = ("open", "confidential")
 STATUSES = ("candidate", "approved", "rejected", "published", "superseded", "withdrawn",
             "blocked")
@@ -76,24 +104,44 @@ class Release:
     created_at: str
     published_dir: str | None
     published_at: str | None
+    kind: str = "table"
+
+    @property
+    def catalogue_id(self) -> str:
+        """The portal id: ``<dataset>`` for tables, ``<dataset>_<kind>`` otherwise."""
+        return catalogue_id(self.dataset, self.kind)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return asdict(self) | {"catalogue_id": self.catalogue_id}
+
+
+def catalogue_id(dataset: str, kind: str = "table") -> str:
+    """``<dataset>`` for tables, ``<dataset>_classifier`` / ``<dataset>_model`` otherwise."""
+    _check_kind(kind)
+    return dataset if kind == "table" else f"{dataset}_{kind}"
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise CandidateError(f"unknown release kind {kind!r} (expected one of "
+                             f"{', '.join(KINDS)})")
 
 
 # --- hashing --------------------------------------------------------------------------------
 
 
-def read_candidate(candidate_dir: Path) -> dict[str, bytes]:
+def read_candidate(candidate_dir: Path, kind: str = "table") -> dict[str, bytes]:
     """Read every candidate file once (the bytes that get hashed are the bytes published)."""
+    _check_kind(kind)
+    names = KIND_FILES[kind]
     candidate_dir = Path(candidate_dir)
     if not candidate_dir.is_dir():
         raise CandidateError(f"{candidate_dir}: candidate directory not found")
-    missing = [n for n in CANDIDATE_FILES if not (candidate_dir / n).is_file()]
+    missing = [n for n in names if not (candidate_dir / n).is_file()]
     if missing:
-        raise CandidateError(f"{candidate_dir}: candidate lacks {', '.join(missing)}")
+        raise CandidateError(f"{candidate_dir}: {kind} candidate lacks {', '.join(missing)}")
     out = {}
-    for name in CANDIDATE_FILES:
+    for name in names:
         path = candidate_dir / name
         if path.is_symlink():
             raise CandidateError(f"{path}: candidate files must not be symlinks")
@@ -101,19 +149,25 @@ def read_candidate(candidate_dir: Path) -> dict[str, bytes]:
     return out
 
 
-def candidate_id_of(files: dict[str, bytes], label: str) -> str:
-    """SHA-256 over synthetic table bytes + audit report bytes + label (length-prefixed)."""
+def candidate_id_of(files: dict[str, bytes], label: str, kind: str = "table") -> str:
+    """SHA-256 over the primary file's bytes (synthetic table, or weights) + audit report
+    bytes + label, and the kind for kinds other than ``table`` (length-prefixed)."""
+    _check_kind(kind)
+    parts = [files[PRIMARY_FILE[kind]], files["audit.json"], label.encode()]
+    if kind != "table":  # table ids are unchanged from before kinds existed
+        parts.append(kind.encode())
     digest = hashlib.sha256()
-    for part in (files["synthetic.parquet"], files["audit.json"], label.encode()):
+    for part in parts:
         digest.update(len(part).to_bytes(8, "big"))
         digest.update(part)
     return digest.hexdigest()
 
 
-def content_hash(files: dict[str, bytes]) -> str:
+def content_hash(files: dict[str, bytes], kind: str = "table") -> str:
     """SHA-256 over every candidate file (name and bytes): what an approval binds to."""
+    _check_kind(kind)
     digest = hashlib.sha256()
-    for name in CANDIDATE_FILES:
+    for name in KIND_FILES[kind]:
         digest.update(name.encode() + b"\0" + len(files[name]).to_bytes(8, "big"))
         digest.update(files[name])
     return digest.hexdigest()
@@ -133,24 +187,43 @@ def _json(files: dict[str, bytes], name: str, where: Path) -> dict[str, Any]:
 
 
 def register_candidate(paths: Paths, dataset: str, candidate_dir: Path, model_id: str,
-                       title: str | None = None, *, actor: str = "pipeline",
-                       now: datetime | None = None) -> Release:
-    """Record a candidate; a blocked gate or a non-private model registers as ``blocked``.
+                       title: str | None = None, *, kind: str = "table",
+                       actor: str = "pipeline", now: datetime | None = None) -> Release:
+    """Record a candidate of release ``kind``; a blocked gate or a non-private model
+    registers as ``blocked``.
 
-    Idempotent: registering the same content again returns the existing release.
+    Idempotent: registering the same content again returns the existing release. A
+    classifier or model candidate must carry loadable weights and a value-free
+    ``model.json`` bound to its ``schema.yaml``; a label above the kind's cap (a model is
+    at most ``confidential``) is refused.
     """
+    from pulsesynth.gate import HARD_KIND_CAPS
+
+    _check_kind(kind)
     candidate_dir = Path(candidate_dir).resolve()
-    files = read_candidate(candidate_dir)
+    files = read_candidate(candidate_dir, kind)
     gate = _json(files, "gate.json", candidate_dir)
     privacy = _json(files, "privacy.json", candidate_dir)
     label = str(gate.get("label", "blocked"))
+    if gate.get("kind", kind) != kind:
+        raise CandidateError(f"{candidate_dir / 'gate.json'}: the gate was evaluated for kind "
+                             f"{gate.get('kind')!r}, not {kind!r}")
+    cap = HARD_KIND_CAPS.get(kind)
+    if (cap is not None and label in RELEASE_LABELS
+            and RELEASE_LABELS.index(label) < RELEASE_LABELS.index(cap)):
+        raise CandidateError(f"{candidate_dir}: a {kind} release is allowed at most at the "
+                             f"{cap} label, but its gate says {label}; re-run the gate with "
+                             f"kind={kind}")
+    if kind != "table":
+        _check_model_candidate(files, kind, candidate_dir)
     if not title:
         try:
             declared = yaml.safe_load(files["schema.yaml"].decode("utf-8")) or {}
         except (UnicodeDecodeError, yaml.YAMLError) as exc:
             raise CandidateError(f"{candidate_dir / 'schema.yaml'}: unreadable") from exc
         title = str(declared.get("title") or dataset) if isinstance(declared, dict) else None
-    cid = candidate_id_of(files, label)
+    cid = candidate_id_of(files, label, kind)
+    cat_id = catalogue_id(dataset, kind)
     status = "candidate"
     if label not in RELEASE_LABELS or privacy.get("private") is not True:
         status = "blocked"
@@ -158,15 +231,21 @@ def register_candidate(paths: Paths, dataset: str, candidate_dir: Path, model_id
         row = conn.execute("SELECT * FROM releases WHERE candidate_id = ?", (cid,)).fetchone()
         if row is not None:
             return _release(row)
+        for other in conn.execute("SELECT DISTINCT dataset, kind FROM releases"):
+            if (catalogue_id(other["dataset"], other["kind"]) == cat_id
+                    and (other["dataset"], other["kind"]) != (dataset, kind)):
+                raise CandidateError(
+                    f"{dataset} ({kind}): catalogue id {cat_id} is already used by the "
+                    f"{other['kind']} releases of {other['dataset']}")
         conn.execute(
             "INSERT INTO releases (candidate_id, dataset, version, model_id, title, label, "
-            "gate_json, status, candidate_dir, created_at) "
-            "VALUES (?, ?, NULL, ?, ?, ?, ?, ?, ?, ?)",
+            "gate_json, status, candidate_dir, created_at, kind) "
+            "VALUES (?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?)",
             (cid, dataset, model_id, title or dataset, label, json.dumps(gate, sort_keys=True),
-             status, paths.relative(candidate_dir), now_iso(now)))
+             status, paths.relative(candidate_dir), now_iso(now), kind))
         log_event(conn, actor, "release.register", cid,
-                  {"dataset": dataset, "label": label, "status": status, "model_id": model_id,
-                   "reason": gate.get("reason", "")}, now)
+                  {"dataset": dataset, "kind": kind, "label": label, "status": status,
+                   "model_id": model_id, "reason": gate.get("reason", "")}, now)
         return _release(conn.execute("SELECT * FROM releases WHERE candidate_id = ?",
                                      (cid,)).fetchone())
 
@@ -178,13 +257,16 @@ def get_release(paths: Paths, candidate_id: str) -> Release:
 
 
 def list_releases(paths: Paths, dataset: str | None = None,
-                  status: str | None = None) -> list[Release]:
-    """Releases, newest first, optionally of one dataset and/or status."""
+                  status: str | None = None, kind: str | None = None) -> list[Release]:
+    """Releases, newest first, optionally of one dataset, status and/or kind."""
     sql, args = "SELECT * FROM releases WHERE 1=1", []
     if dataset:
         sql, args = sql + " AND dataset = ?", [*args, dataset]
     if status:
         sql, args = sql + " AND status = ?", [*args, status]
+    if kind:
+        _check_kind(kind)
+        sql, args = sql + " AND kind = ?", [*args, kind]
     with open_db(paths) as conn:
         return [_release(r) for r in conn.execute(sql + " ORDER BY created_at DESC, rowid DESC",
                                                   args)]
@@ -211,11 +293,11 @@ def approve(paths: Paths, candidate_id: str, steward: str, role: str = "data ste
         if rel.status != "candidate":
             raise ReleaseStateError(f"{rel.dataset} {rel.candidate_id[:12]}: status is "
                                     f"{rel.status}; only a candidate can be approved")
-        files = read_candidate(paths.resolve(rel.candidate_dir))
-        if candidate_id_of(files, rel.label) != rel.candidate_id:
+        files = read_candidate(paths.resolve(rel.candidate_dir), rel.kind)
+        if candidate_id_of(files, rel.label, rel.kind) != rel.candidate_id:
             raise TamperedCandidate(f"{rel.dataset} {rel.candidate_id[:12]}: the candidate's "
                                     "files changed since registration; register it again")
-        _decide(conn, rel, "approved", steward, role, note, content_hash(files), now)
+        _decide(conn, rel, "approved", steward, role, note, content_hash(files, rel.kind), now)
         return _release(_find(conn, rel.candidate_id))
 
 
@@ -250,7 +332,7 @@ def withdraw(paths: Paths, candidate_id: str, steward: str, note: str,
         if rel.published_dir:
             src = paths.resolve(rel.published_dir)
             if src.is_dir():
-                dest = paths.state / "withdrawn" / rel.dataset / (
+                dest = paths.state / "withdrawn" / rel.catalogue_id / (
                     f"{rel.version}-{uuid.uuid4().hex[:8]}")
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 moved = dest
@@ -271,8 +353,9 @@ def _decide(conn: Any, rel: Release, decision: str, steward: str, role: str, not
     conn.execute("UPDATE releases SET status = ? WHERE candidate_id = ?",
                  (decision, rel.candidate_id))
     log_event(conn, steward, f"release.{decision}", rel.candidate_id,
-              {"dataset": rel.dataset, "from": rel.status, "to": decision, "role": role,
-               "note": note, "candidate_hash": chash, "version": rel.version}, now)
+              {"dataset": rel.dataset, "kind": rel.kind, "from": rel.status, "to": decision,
+               "role": role, "note": note, "candidate_hash": chash, "version": rel.version},
+              now)
 
 
 # --- publication ---------------------------------------------------------------------------
@@ -285,8 +368,6 @@ def publish_approved(paths: Paths, *, actor: str = "publisher",
     Raises :class:`TamperedCandidate` for a candidate whose files changed since approval
     (after publishing the others); the index is rewritten in every case.
     """
-    from pulsesynth.governance.datacard import build_release_dir
-
     paths.published.mkdir(parents=True, exist_ok=True)
     published: list[Release] = []
     failures: list[Exception] = []
@@ -294,12 +375,13 @@ def publish_approved(paths: Paths, *, actor: str = "publisher",
         _clean_temp(paths)
         for rel in list_releases(paths, status="approved")[::-1]:
             try:
-                published.append(_publish_one(paths, rel, build_release_dir, actor, now))
+                published.append(_publish_one(paths, rel, _builder(rel.kind), actor, now))
             except (TamperedCandidate, CandidateError) as exc:
                 failures.append(exc)
                 with open_db(paths) as conn, transaction(conn):
                     log_event(conn, actor, "release.publish_refused", rel.candidate_id,
-                              {"dataset": rel.dataset, "error": str(exc)}, now)
+                              {"dataset": rel.dataset, "kind": rel.kind, "error": str(exc)},
+                              now)
         fault_hook("before_index")
         with open_db(paths) as conn:
             write_index(paths, conn)
@@ -309,7 +391,18 @@ def publish_approved(paths: Paths, *, actor: str = "publisher",
     return published
 
 
-def _publish_one(paths: Paths, rel: Release, build: Callable[..., None], actor: str,
+def _builder(kind: str) -> Callable[..., Any]:
+    """The function that writes a release directory of this kind."""
+    if kind == "table":
+        from pulsesynth.governance.datacard import build_release_dir
+
+        return build_release_dir
+    from pulsesynth.governance.modelcard import build_model_release_dir
+
+    return build_model_release_dir
+
+
+def _publish_one(paths: Paths, rel: Release, build: Callable[..., Any], actor: str,
                  now: datetime | None) -> Release:
     with open_db(paths) as conn:
         approval = conn.execute(
@@ -317,18 +410,18 @@ def _publish_one(paths: Paths, rel: Release, build: Callable[..., None], actor: 
             "ORDER BY id DESC LIMIT 1", (rel.candidate_id,)).fetchone()
     if approval is None:
         raise ReleaseStateError(f"{rel.dataset} {rel.candidate_id[:12]}: no approval recorded")
-    files = read_candidate(paths.resolve(rel.candidate_dir))
-    if (candidate_id_of(files, rel.label) != rel.candidate_id
-            or content_hash(files) != approval["candidate_hash"]):
+    files = read_candidate(paths.resolve(rel.candidate_dir), rel.kind)
+    if (candidate_id_of(files, rel.label, rel.kind) != rel.candidate_id
+            or content_hash(files, rel.kind) != approval["candidate_hash"]):
         raise TamperedCandidate(
             f"{rel.dataset} {rel.candidate_id[:12]}: the candidate's files changed after "
             f"{approval['steward']} approved them on {approval['decided_at']}; the approval "
             "no longer counts — re-register and approve the new candidate")
-    dataset_dir = paths.published / rel.dataset
+    dataset_dir = paths.published / rel.catalogue_id
     dataset_dir.mkdir(parents=True, exist_ok=True)
     version = _adoptable_version(dataset_dir, rel.candidate_id)
     if version is None:
-        version = f"v{_next_version_number(paths, rel.dataset, dataset_dir)}"
+        version = f"v{_next_version_number(paths, rel.dataset, rel.kind, dataset_dir)}"
         tmp = paths.published / f".tmp-{uuid.uuid4().hex}"
         tmp.mkdir()
         try:
@@ -342,17 +435,20 @@ def _publish_one(paths: Paths, rel: Release, build: Callable[..., None], actor: 
     target = dataset_dir / version
     with open_db(paths) as conn, transaction(conn):
         old = conn.execute("SELECT candidate_id, version FROM releases WHERE dataset = ? AND "
-                           "status = 'published'", (rel.dataset,)).fetchall()
+                           "kind = ? AND status = 'published'",
+                           (rel.dataset, rel.kind)).fetchall()
         for o in old:
             conn.execute("UPDATE releases SET status = 'superseded' WHERE candidate_id = ?",
                          (o["candidate_id"],))
             log_event(conn, actor, "release.supersede", o["candidate_id"],
-                      {"dataset": rel.dataset, "version": o["version"], "by": version}, now)
+                      {"dataset": rel.dataset, "kind": rel.kind, "version": o["version"],
+                       "by": version}, now)
         conn.execute("UPDATE releases SET status = 'published', version = ?, published_dir = ?, "
                      "published_at = ? WHERE candidate_id = ? AND status = 'approved'",
                      (version, paths.relative(target), now_iso(now), rel.candidate_id))
         log_event(conn, actor, "release.publish", rel.candidate_id,
-                  {"dataset": rel.dataset, "version": version, "label": rel.label,
+                  {"dataset": rel.dataset, "kind": rel.kind, "catalogue_id": rel.catalogue_id,
+                   "version": version, "label": rel.label,
                    "candidate_hash": approval["candidate_hash"]}, now)
         return _release(_find(conn, rel.candidate_id))
 
@@ -360,8 +456,11 @@ def _publish_one(paths: Paths, rel: Release, build: Callable[..., None], actor: 
 def _adoptable_version(dataset_dir: Path, candidate_id: str) -> str | None:
     """A version directory already renamed into place for this candidate (crash recovery)."""
     for child in sorted(dataset_dir.iterdir()):
-        card = child / "datacard.json"
-        if _VERSION.match(child.name) and not child.is_symlink() and card.is_file():
+        if not _VERSION.match(child.name) or child.is_symlink():
+            continue
+        for card in (child / "datacard.json", child / "modelcard.json"):
+            if not card.is_file():
+                continue
             try:
                 if json.loads(card.read_text("utf-8")).get("candidate_id") == candidate_id:
                     return child.name
@@ -370,11 +469,11 @@ def _adoptable_version(dataset_dir: Path, candidate_id: str) -> str | None:
     return None
 
 
-def _next_version_number(paths: Paths, dataset: str, dataset_dir: Path) -> int:
+def _next_version_number(paths: Paths, dataset: str, kind: str, dataset_dir: Path) -> int:
     numbers = [int(m.group(1)) for c in dataset_dir.iterdir() if (m := _VERSION.match(c.name))]
     with open_db(paths) as conn:
-        for row in conn.execute("SELECT version FROM releases WHERE dataset = ? AND "
-                                "version IS NOT NULL", (dataset,)):
+        for row in conn.execute("SELECT version FROM releases WHERE dataset = ? AND kind = ? "
+                                "AND version IS NOT NULL", (dataset, kind)):
             if m := _VERSION.match(row["version"]):
                 numbers.append(int(m.group(1)))
     return max(numbers, default=0) + 1
@@ -409,18 +508,22 @@ def index_entries(paths: Paths, conn: Any) -> list[dict[str, Any]]:
     """One DCAT-style entry per published or superseded version (withdrawn never)."""
     entries = []
     rows = conn.execute("SELECT * FROM releases WHERE status IN ('published', 'superseded') "
-                        "ORDER BY dataset, published_at, version").fetchall()
+                        "ORDER BY dataset, kind, published_at, version").fetchall()
     for row in rows:
         rel = _release(row)
-        card_path = paths.published / rel.dataset / (rel.version or "") / "datacard.json"
+        cat_id = rel.catalogue_id
+        card_name = "datacard.json" if rel.kind == "table" else "modelcard.json"
+        card_path = paths.published / cat_id / (rel.version or "") / card_name
         if not card_path.is_file():
             continue
         card = json.loads(card_path.read_text("utf-8"))
         entries.append({
-            "id": rel.dataset,
-            "identifier": f"{rel.dataset}/{rel.version}",
+            "id": cat_id,
+            "dataset": rel.dataset,
+            "kind": rel.kind,
+            "identifier": f"{cat_id}/{rel.version}",
             "type": "dcat:Dataset",
-            "title": rel.title,
+            "title": card.get("title") or rel.title,
             "description": card.get("description", ""),
             "label": rel.label,
             "label_text": card.get("label_text", ""),
@@ -430,8 +533,8 @@ def index_entries(paths: Paths, conn: Any) -> list[dict[str, Any]]:
             "delta": card.get("privacy", {}).get("delta"),
             "issued": rel.published_at,
             "candidate_id": rel.candidate_id,
-            "path": f"{rel.dataset}/{rel.version}",
-            "files": [*card.get("files", []), _file_entry(card_path, rel.dataset,
+            "path": f"{cat_id}/{rel.version}",
+            "files": [*card.get("files", []), _file_entry(card_path, cat_id,
                                                            rel.version or "")],
         })
     return entries
@@ -484,7 +587,69 @@ def _release(row: Any) -> Release:
     return Release(row["candidate_id"], row["dataset"], row["version"], row["model_id"],
                    row["title"], row["label"], json.loads(row["gate_json"]), row["status"],
                    row["candidate_dir"], row["created_at"], row["published_dir"],
-                   row["published_at"])
+                   row["published_at"], row["kind"])
+
+
+def _check_model_candidate(files: dict[str, bytes], kind: str, where: Path) -> None:
+    """A classifier/model candidate: value-free ``model.json`` of this kind, bound to the
+    candidate's schema, weights that load as a plain ``state_dict``, an audit without
+    row distances."""
+    from pulsesynth.schema import parse_schema
+
+    meta = _json(files, "model.json", where)
+    if meta.get("kind") != kind:
+        raise CandidateError(f"{where / 'model.json'}: kind is {meta.get('kind')!r}, "
+                             f"expected {kind!r}")
+    leaked = sorted(_forbidden_keys(meta))
+    if leaked:
+        raise CandidateError(f"{where / 'model.json'}: must not carry the training history, "
+                             f"statistics of the real rows or the training seed (found "
+                             f"{', '.join(leaked)})")
+    try:
+        declared = yaml.safe_load(files["schema.yaml"].decode("utf-8"))
+        schema_hash = parse_schema(declared).hash
+    except Exception as exc:  # SchemaError, YAMLError, UnicodeDecodeError
+        raise CandidateError(f"{where / 'schema.yaml'}: not a valid declared schema "
+                             f"({exc.__class__.__name__})") from exc
+    if meta.get("schema_hash") != schema_hash:
+        raise CandidateError(f"{where / 'model.json'}: schema hash "
+                             f"{str(meta.get('schema_hash'))[:12]} does not match schema.yaml "
+                             f"({schema_hash[:12]})")
+    audit = _json(files, "audit.json", where)
+    if "distances" in audit:
+        raise CandidateError(f"{where / 'audit.json'}: a {kind} release holds no rows; its "
+                             "audit carries membership attacks only (no distances)")
+    _check_weights(files["weights.pt"], where / "weights.pt")
+
+
+def _forbidden_keys(value: Any) -> set[str]:
+    found: set[str] = set()
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if str(k) in FORBIDDEN_MODEL_KEYS:
+                found.add(str(k))
+            found |= _forbidden_keys(v)
+    elif isinstance(value, list):
+        for v in value:
+            found |= _forbidden_keys(v)
+    return found
+
+
+def _check_weights(data: bytes, where: Path) -> None:
+    """The weights must load with ``torch.load(weights_only=True)`` as name → tensor."""
+    import io
+
+    import torch
+
+    try:
+        state = torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
+    except Exception as exc:  # pickle with code, truncated file, not a torch file
+        raise CandidateError(f"{where}: not a weights-only torch state_dict "
+                             f"({exc.__class__.__name__})") from exc
+    if (not isinstance(state, dict) or not state
+            or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                       for k, v in state.items())):
+        raise CandidateError(f"{where}: expected a state_dict (parameter name → tensor)")
 
 
 def _file_entry(path: Path, dataset: str, version: str) -> dict[str, Any]:

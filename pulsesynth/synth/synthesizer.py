@@ -4,12 +4,21 @@ The fitted model and its metadata are *sensitive artifacts* (a model trained wit
 or the loss trajectory, carry information about the rows); only sampled tables from a
 ``private=True`` model are meant for release. Everything the encoder knows comes from
 the declared schema; the privacy-unit cap is applied before any row reaches training.
+
+A DP-trained model may itself be released (white paper mechanism 2, at most at the
+``confidential`` label): :meth:`DPVAESynthesizer.export_release` writes only the public
+release files — ``weights.pt`` (the ``state_dict``) and a sanitized ``model.json``
+(architecture, schema-derived encoder layout, schema id and hash, the privacy
+parameters; never the loss history or any count of the real rows) — and
+:meth:`DPVAESynthesizer.from_release` rebuilds a sampler from them.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import platform
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +36,15 @@ from pulsesynth.synth.train import ProgressFn, TrainConfig, train_vae
 MODEL_FILE = "model.pt"
 METADATA_FILE = "metadata.json"
 FORMAT_VERSION = 1
+RELEASE_WEIGHTS = "weights.pt"
+RELEASE_CONFIG = "model.json"
+RELEASE_FORMAT_VERSION = 1
+#: The privacy parameters a released model.json carries (public mechanism facts only).
+#: Never the training seed: knowing it would let anyone regenerate the DP noise.
+RELEASE_PRIVACY_KEYS = ("private", "epsilon", "target_epsilon", "delta", "accountant",
+                        "noise_multiplier", "sample_rate", "steps", "max_grad_norm",
+                        "batch_size", "epochs", "privacy_unit", "max_rows_per_unit",
+                        "unit_rule")
 #: Rows drawn after training to check that the synthetic target keeps more than one class.
 COLLAPSE_CHECK_ROWS = 2000
 
@@ -231,6 +249,103 @@ class DPVAESynthesizer:
         model.eval()
         synth.model = model
         synth.metadata = meta
+        return synth
+
+
+    # --- release files (mechanism 2: the model itself) ----------------------------------
+
+    def release_config(self) -> dict[str, Any]:
+        """The public ``model.json``: what rebuilds the network, nothing learned from rows."""
+        model = self._require_model()
+        meta = self.metadata
+        privacy = {k: meta.get(k) for k in RELEASE_PRIVACY_KEYS}
+        return {
+            "format_version": RELEASE_FORMAT_VERSION,
+            "kind": "model",
+            "model": "dp-vae",
+            "architecture": {"class": "TabularVAE", "data_dim": model.data_dim,
+                             "hidden": list(model.hidden), "latent_dim": model.latent_dim},
+            "dataset_id": meta.get("dataset_id", self.schema.id),
+            "schema_id": self.schema.id,
+            "schema_hash": self.schema.hash,
+            "features": self.encoder.column_names,
+            "target": self.schema.target,
+            "encoder": self.encoder.state_dict(),
+            "config": self.config.to_dict(),
+            "privacy": privacy,
+            "sampling": {"latent": "standard normal", "decoding": "softmax per column block; "
+                         "numeric bins decoded uniformly (log-uniformly for log scale)",
+                         "seeded": True},
+            "versions": {k: v for k, v in (meta.get("versions") or {}).items()
+                         if k in ("torch", "opacus")},
+        }
+
+    def export_release(self, directory: str | Path) -> Path:
+        """Write ``weights.pt`` (state_dict) and ``model.json`` (sanitized) into ``directory``.
+
+        Only for a DP-trained model: a non-private model is never released.
+        """
+        model = self._require_model()
+        if not self.metadata.get("private", self.private):
+            raise ValueError("a non-private (non-DP) model is never exported for release")
+        path = Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        torch.save(state, path / RELEASE_WEIGHTS)
+        (path / RELEASE_CONFIG).write_text(
+            json.dumps(self.release_config(), indent=2, sort_keys=True, default=_json_default),
+            encoding="utf-8")
+        return path
+
+    @classmethod
+    def from_release(cls, source: str | Path | Mapping[str, bytes],
+                     schema: DatasetSchema) -> DPVAESynthesizer:
+        """Rebuild a sampler from release files: a directory holding ``weights.pt`` and
+        ``model.json``, or a mapping of those names to their (already verified) bytes.
+
+        Refuses a schema whose hash differs from the model's, an encoder layout that
+        differs, and weights that are not a plain ``state_dict`` (``weights_only=True``).
+        """
+        if isinstance(source, Mapping):
+            where = "release"
+            weights, config_bytes = source[RELEASE_WEIGHTS], source[RELEASE_CONFIG]
+        else:
+            where = str(source)
+            weights = (Path(source) / RELEASE_WEIGHTS).read_bytes()
+            config_bytes = (Path(source) / RELEASE_CONFIG).read_bytes()
+        config = json.loads(config_bytes.decode("utf-8"))
+        if config.get("kind") != "model" or config.get("model") != "dp-vae":
+            raise ValueError(f"{where}: model.json does not describe a released DP-VAE")
+        if config.get("schema_hash") != schema.hash:
+            raise SchemaError(
+                f"{where}: model was trained under schema hash {config.get('schema_hash')}, "
+                f"but schema {schema.id} has hash {schema.hash}; refusing to load")
+        train_config = TrainConfig.from_dict(config["config"])
+        privacy = config.get("privacy") or {}
+        synth = cls(schema, epsilon=privacy.get("target_epsilon") or schema.privacy.epsilon,
+                    delta=privacy.get("delta"), private=bool(privacy.get("private")),
+                    seed=0, epochs=train_config.epochs,
+                    batch_size=train_config.batch_size, lr=train_config.lr,
+                    kl_weight=train_config.kl_weight,
+                    max_grad_norm=train_config.max_grad_norm, hidden=train_config.hidden,
+                    latent_dim=train_config.latent_dim, accountant=train_config.accountant)
+        if synth.encoder.state_dict() != config["encoder"]:
+            raise SchemaError(f"{where}: encoder layout differs from the released one")
+        arch = config["architecture"]
+        if (arch.get("data_dim") != synth.encoder.width
+                or list(arch.get("hidden", [])) != list(train_config.hidden)
+                or arch.get("latent_dim") != train_config.latent_dim):
+            raise SchemaError(f"{where}: architecture in model.json does not match its config")
+        model = TabularVAE(synth.encoder.width, train_config.hidden, train_config.latent_dim)
+        state = torch.load(io.BytesIO(weights), weights_only=True, map_location="cpu")
+        model.load_state_dict(state)
+        model.eval()
+        synth.model = model
+        synth.metadata = dict(privacy) | {
+            "schema_hash": schema.hash, "dataset_id": config.get("dataset_id"),
+            "config": config["config"], "encoder": config["encoder"], "released": True,
+            "training_report": {"collapse_warning": False, "collapse_reasons": []},
+        }
         return synth
 
 

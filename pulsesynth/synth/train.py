@@ -116,11 +116,11 @@ def train_vae(
         start = time.perf_counter()
         if private:
             assert epsilon is not None
-            meta, history = _train_dp(model, criterion, optimizer, dataset, batch, config,
-                                      float(epsilon), delta, seed, progress)
+            meta, history = train_dp(model, criterion, optimizer, dataset, batch, config,
+                                     float(epsilon), delta, progress)
         else:
-            meta, history = _train_plain(model, criterion, optimizer, dataset, batch, config,
-                                         seed, progress)
+            meta, history = train_plain(model, criterion, optimizer, dataset, batch, config,
+                                        seed, progress)
         elapsed = time.perf_counter() - start
     # A fresh copy: Opacus leaves hooks on the trained modules; the released object has none.
     clean = TabularVAE(d, config.hidden, config.latent_dim)
@@ -134,18 +134,25 @@ def train_vae(
     return TrainResult(model=clean, metadata=meta, report=report)
 
 
-def _train_dp(
-    model: TabularVAE,
-    criterion: NegativeELBO,
+def train_dp(
+    model: torch.nn.Module,
+    criterion: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     dataset: TensorDataset,
     batch: int,
     config: TrainConfig,
     epsilon: float,
     delta: float,
-    seed: int,
     progress: ProgressFn | None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """DP-SGD to exactly (``epsilon``, ``delta``): Opacus ghost clipping, Poisson sampling.
+
+    Shared by every model that may be released (the VAE, the classifier). ``dataset``
+    yields ``(x,)`` (the target is the input, as for an autoencoder) or ``(x, y)``;
+    ``criterion`` must accept ``reduction="none"`` as ghost clipping requires. Uses
+    ``config.epochs``, ``max_grad_norm`` and ``accountant``; raises if the accountant's
+    final ε exceeds the target.
+    """
     from opacus import PrivacyEngine
 
     loader = DataLoader(dataset, batch_size=batch, shuffle=False)
@@ -178,11 +185,12 @@ def _train_dp(
         while steps < planned_steps:
             epoch += 1
             total, count = 0.0, 0
-            for (xb,) in dp_loader:
+            for batch_tensors in dp_loader:
                 if steps >= planned_steps:
                     break
+                xb, yb = batch_tensors[0], batch_tensors[-1]
                 dp_opt.zero_grad(set_to_none=True)
-                loss = dp_crit(dp_model(xb), xb)
+                loss = dp_crit(dp_model(xb), yb)
                 loss.backward()
                 dp_opt.step()
                 steps += 1
@@ -216,9 +224,9 @@ def _train_dp(
     return meta, history
 
 
-def _train_plain(
-    model: TabularVAE,
-    criterion: NegativeELBO,
+def train_plain(
+    model: torch.nn.Module,
+    criterion: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     dataset: TensorDataset,
     batch: int,
@@ -226,6 +234,7 @@ def _train_plain(
     seed: int,
     progress: ProgressFn | None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Non-private training with the same batch size (comparisons, attack calibration)."""
     gen = torch.Generator().manual_seed(seed)
     loader = DataLoader(dataset, batch_size=batch, shuffle=True, generator=gen)
     model.train()
@@ -233,9 +242,10 @@ def _train_plain(
     steps = 0
     for epoch in range(1, config.epochs + 1):
         total, count = 0.0, 0
-        for (xb,) in loader:
+        for batch_tensors in loader:
+            xb, yb = batch_tensors[0], batch_tensors[-1]
             optimizer.zero_grad(set_to_none=True)
-            loss = criterion(model(xb), xb)
+            loss = criterion(model(xb), yb)
             loss.backward()
             optimizer.step()
             steps += 1

@@ -101,8 +101,26 @@ def _balanced(members: pd.DataFrame, non_members: pd.DataFrame, limit: int,
             non_members.iloc[rng.choice(len(non_members), n, replace=False)])
 
 
+Shadow = tuple[np.ndarray, np.ndarray]  # attack features and member (1) / non-member (0)
+
+
+def _shadow_set(model: DPVAESynthesizer, pair: _Pairs) -> Shadow:
+    x = np.vstack([_features(model, pair.members), _features(model, pair.non_members)])
+    y = np.concatenate([np.ones(len(pair.members)), np.zeros(len(pair.non_members))])
+    return x, y
+
+
+def _fit_attack(shadows: list[Shadow]):
+    return _classifier().fit(np.vstack([x for x, _ in shadows]),
+                             np.concatenate([y for _, y in shadows]))
+
+
 class ELBOAttack:
-    """Model MIA: shadow VAEs with the target's recipe, ELBO features, a learned threshold."""
+    """Model MIA: shadow VAEs with the target's recipe, ELBO features, a learned threshold.
+
+    Each shadow is independent (:meth:`shadow`), so an orchestrator may train them in
+    parallel and pass the results to :meth:`run`.
+    """
 
     name = "model_mia"
 
@@ -111,21 +129,30 @@ class ELBOAttack:
         self.max_eval = max_eval
         self.seed = seed
 
-    def run(self, target: DPVAESynthesizer, members: pd.DataFrame,
-            non_members: pd.DataFrame, reference: pd.DataFrame) -> AttackResult:
-        """Attack ``target`` (trained on ``members``) with shadows trained on ``reference``."""
+    def shadow(self, target: DPVAESynthesizer, members: pd.DataFrame,
+               reference: pd.DataFrame, index: int) -> Shadow:
+        """Shadow ``index``: a VAE with the target's recipe on reference rows, its features."""
         size = int(target.metadata.get("train_rows") or len(members))
-        xs, ys = [], []
-        for i, pair in enumerate(_shadow_pairs(reference, size, self.n_shadows, self.seed)):
-            shadow = same_recipe(target, seed=self.seed + 1000 + i).fit(pair.members)
-            xs += [_features(shadow, pair.members), _features(shadow, pair.non_members)]
-            ys += [np.ones(len(pair.members)), np.zeros(len(pair.non_members))]
-        clf = _classifier().fit(np.vstack(xs), np.concatenate(ys))
+        pair = _shadow_pairs(reference, size, self.n_shadows, self.seed)[index]
+        return _shadow_set(same_recipe(target, seed=self.seed + 1000 + index).fit(pair.members),
+                           pair)
+
+    def run(self, target: DPVAESynthesizer, members: pd.DataFrame,
+            non_members: pd.DataFrame, reference: pd.DataFrame,
+            shadows: list[Shadow] | None = None) -> AttackResult:
+        """Attack ``target`` (trained on ``members``) with shadows trained on ``reference``
+        (computed here unless ``shadows`` holds every :meth:`shadow` result)."""
+        if shadows is None:
+            shadows = [self.shadow(target, members, reference, i)
+                       for i in range(self.n_shadows)]
+        size = int(target.metadata.get("train_rows") or len(members))
+        clf = _fit_attack(shadows)
         m, n = _balanced(members, non_members, self.max_eval, self.seed)
         scores_m = clf.predict_proba(_features(target, m))[:, 1]
         scores_n = clf.predict_proba(_features(target, n))[:, 1]
         return score_attack(self.name, scores_m, scores_n, 0.5,
-                            {"shadows": self.n_shadows, "shadow_train_rows": size})
+                            {"shadows": self.n_shadows,
+                             "shadow_train_rows": min(size, len(reference) // 2)})
 
 
 class SurrogateAttack:
@@ -141,19 +168,25 @@ class SurrogateAttack:
         self.max_eval = max_eval
         self.seed = seed
 
+    def shadow(self, schema, members: pd.DataFrame, reference: pd.DataFrame, index: int,
+               train_rows: int | None = None) -> Shadow:
+        """Shadow ``index``: shadow members → release mechanism → surrogate, its features."""
+        size = int(train_rows or len(members))
+        pair = _shadow_pairs(reference, size, self.n_shadows, self.seed)[index]
+        shadow_release = self.mechanism(pair.members, self.seed + 2000 + index)
+        surrogate = surrogate_recipe(schema, self.seed + 3000 + index,
+                                     self.surrogate_epochs).fit(shadow_release)
+        return _shadow_set(surrogate, pair)
+
     def run(self, schema, synthetic: pd.DataFrame, members: pd.DataFrame,
             non_members: pd.DataFrame, reference: pd.DataFrame,
-            train_rows: int | None = None) -> AttackResult:
+            train_rows: int | None = None, shadows: list[Shadow] | None = None
+            ) -> AttackResult:
         """Attack the released ``synthetic`` table of a model trained on ``members``."""
-        size = int(train_rows or len(members))
-        xs, ys = [], []
-        for i, pair in enumerate(_shadow_pairs(reference, size, self.n_shadows, self.seed)):
-            shadow_release = self.mechanism(pair.members, self.seed + 2000 + i)
-            surrogate = surrogate_recipe(schema, self.seed + 3000 + i,
-                                         self.surrogate_epochs).fit(shadow_release)
-            xs += [_features(surrogate, pair.members), _features(surrogate, pair.non_members)]
-            ys += [np.ones(len(pair.members)), np.zeros(len(pair.non_members))]
-        clf = _classifier().fit(np.vstack(xs), np.concatenate(ys))
+        if shadows is None:
+            shadows = [self.shadow(schema, members, reference, i, train_rows)
+                       for i in range(self.n_shadows)]
+        clf = _fit_attack(shadows)
         surrogate = surrogate_recipe(schema, self.seed + 4000, self.surrogate_epochs).fit(
             synthetic)
         m, n = _balanced(members, non_members, self.max_eval, self.seed)

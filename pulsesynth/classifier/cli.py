@@ -1,0 +1,113 @@
+"""``pulsesynth release-classifier`` and ``pulsesynth predict`` (mechanism 1 on the CLI)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def add_classifier_commands(sub: Any) -> None:
+    """Register the classifier commands on the main parser's subcommands."""
+    rcl = sub.add_parser("release-classifier",
+                         help="train a DP classifier of a dataset's target, attack it, gate it "
+                              "and register it as a release candidate (charges the ledger)")
+    where = rcl.add_mutually_exclusive_group(required=True)
+    where.add_argument("--run", metavar="RUN_DIR",
+                       help="reuse this run's snapshot and split (e.g. a nightly run)")
+    where.add_argument("--dataset", help="start a new run of this dataset")
+    rcl.add_argument("--epsilon", type=float, help="target ε (default: the schema's per-run ε)")
+    rcl.add_argument("--non-private", action="store_true",
+                     help="train WITHOUT DP (comparison only; registered as blocked)")
+    rcl.add_argument("--seed", type=int, default=0)
+    rcl.add_argument("--max-rows", type=int, help="with --dataset: a seeded slice of the table")
+    rcl.add_argument("--epochs", type=int, help="override the default (30)")
+    rcl.add_argument("--shadows", type=int, default=2, help="shadow classifiers in the attack")
+    rcl.add_argument("--policy", help="gate policy file (default: deployments/policy.yaml)")
+    rcl.add_argument("--json", action="store_true")
+    rcl.set_defaults(handler=_release_classifier)
+
+    prd = sub.add_parser("predict", help="predict with a published classifier release")
+    prd.add_argument("--release", required=True, metavar="PUBLISHED_DIR",
+                     help="published/<dataset>_classifier/<version>/ or a downloaded copy")
+    prd.add_argument("--input", required=True, help="CSV or Parquet rows with the features")
+    prd.add_argument("--out", help="write predictions to this CSV (default: stdout)")
+    prd.set_defaults(handler=_predict)
+
+
+def _release_classifier(args: argparse.Namespace) -> int:
+    from pulsesynth import pipeline
+    from pulsesynth.classifier.release import classifier_candidate
+    from pulsesynth.governance.releases import register_candidate
+    from pulsesynth.paths import Paths
+
+    paths = Paths.default()
+    if args.run:
+        run_dir = Path(args.run)
+    else:
+        run_dir = pipeline.new_run_dir(paths, args.dataset)
+        pipeline.start_run(args.dataset, run_dir, split_seed=args.seed, max_rows=args.max_rows)
+    config = {"epochs": args.epochs} if args.epochs else {}
+    out = classifier_candidate(run_dir, epsilon=args.epsilon, private=not args.non_private,
+                               seed=args.seed, n_shadows=args.shadows,
+                               policy_path=Path(args.policy) if args.policy else None,
+                               paths=paths, **config)
+    run = pipeline.load_run(run_dir)
+    rel = register_candidate(paths, run["dataset"], Path(out["candidate_dir"]),
+                             model_id=out["privacy"]["model_hash"], kind="classifier")
+    summary = {"run_dir": str(run_dir), "candidate_id": rel.candidate_id,
+               "status": rel.status, "label": rel.label, "gate": out["gate"],
+               "charge": out["charge"], "test": out["utility"]["test"],
+               "attack": out["audit"]["membership_attacks"]["classifier_mia"]}
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+        return 0
+    att, test = summary["attack"], summary["test"]
+    eps = out["privacy"].get("epsilon")
+    guarantee = f"ε = {eps:.4g}" if eps else "NON-PRIVATE"
+    print(f"{run['dataset']} classifier: {guarantee}, "
+          f"test accuracy {test['accuracy']:.3f} (majority {test['majority_accuracy']:.3f})")
+    print(f"  shadow-model MIA accuracy {att['accuracy']:.3f} "
+          f"(95% CI {att['ci_low']:.3f}–{att['ci_high']:.3f}), privacy {att['privacy']:.0%}")
+    print(f"  label {rel.label} — {out['gate']['reason']}")
+    print(f"release {rel.candidate_id[:12]} registered as {rel.status}")
+    if rel.status == "candidate":
+        print(f"next: pulsesynth releases approve {rel.candidate_id[:12]} --steward NAME; "
+              "pulsesynth publish")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from pulsesynth.classifier import DPClassifier
+    from pulsesynth.errors import PulseSynthError
+    from pulsesynth.frames import conform
+    from pulsesynth.schema import load_schema
+
+    release = Path(args.release)
+    if not (release / "weights.pt").is_file() or not (release / "schema.yaml").is_file():
+        raise PulseSynthError(f"{release}: not a classifier release directory "
+                              "(needs weights.pt, model.json and schema.yaml)")
+    schema = load_schema(release / "schema.yaml")
+    clf = DPClassifier.from_release(release, schema)
+    path = Path(args.input)
+    try:
+        rows = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path)
+    except (OSError, ValueError) as exc:
+        raise PulseSynthError(f"{path}: cannot read rows ({exc.__class__.__name__})") from exc
+    missing = [c for c in clf.metadata.get("input_columns", []) if c not in rows.columns]
+    if missing:
+        raise PulseSynthError(f"{path}: missing feature column(s): {', '.join(missing)}")
+    proba = clf.predict_proba(conform(rows, schema))
+    out = pd.DataFrame({f"p({c})": proba[:, i] for i, c in enumerate(clf.classes)})
+    out.insert(0, f"predicted_{clf.target.name}",
+               [clf.classes[i] for i in proba.argmax(axis=1)])
+    if args.out:
+        out.to_csv(args.out, index=False)
+        print(f"{len(out)} predictions written to {args.out}", file=sys.stderr)
+    else:
+        out.to_csv(sys.stdout, index=False)
+    return 0
