@@ -52,10 +52,12 @@ test-all: setup $(CHROMIUM)
 	$(PY) -m pytest
 
 # Speed, memory, privacy and utility figures: written to benchmarks/results/ (committed).
+# Long: about an hour on 2 cores (figure3 ~25 min, orchestration on the whole catalog ~15 min).
 bench: warehouse
 	$(PY) -m benchmarks.dpvae
 	$(PY) -m benchmarks.audit
-	$(PY) -m benchmarks.orchestration --max-rows 2000 --epochs 5
+	$(PY) -m benchmarks.figure3
+	$(PY) -m benchmarks.orchestration
 
 lint: setup
 	$(VENV)/bin/ruff check pulsesynth flows tasks deployments tests benchmarks

@@ -180,10 +180,11 @@ def plot(result: dict[str, Any], directory: Path) -> None:
     import matplotlib.pyplot as plt
 
     marks = {"classifier": "o", "model": "s", "synthetic": "^"}
-    datasets = sorted({r["dataset"] for r in result["table"]})
-    fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4.5), squeeze=False)
-    for ax, ds in zip(axes[0], datasets, strict=True):
-        for r in (r for r in result["table"] if r["dataset"] == ds):
+    panels = sorted({(r["dataset"], r["train_rows"]) for r in result["table"]},
+                    key=lambda p: (p[0], -p[1]))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.5), squeeze=False)
+    for ax, (ds, rows) in zip(axes[0], panels, strict=True):
+        for r in (r for r in result["table"] if (r["dataset"], r["train_rows"]) == (ds, rows)):
             color = "tab:green" if r["private"] else "tab:red"
             ax.scatter(r["utility"], r["privacy"], marker=marks[r["mechanism"]], color=color,
                        s=70, label=f"{r['mechanism']} {'DP' if r['private'] else 'non-DP'}")
@@ -192,7 +193,8 @@ def plot(result: dict[str, Any], directory: Path) -> None:
                            facecolors="none", edgecolors=color, s=70)
                 ax.plot([r["utility"], r["paper_utility"]], [r["privacy"], r["paper_privacy"]],
                         color=color, lw=0.6, ls=":")
-        ax.set(title=f"{ds} (filled: measured, hollow: seed 000)", xlabel="utility (accuracy)",
+        ax.set(title=f"{ds}, {rows} train rows\n(filled: measured, hollow: seed 000)",
+               xlabel="utility (accuracy)",
                ylabel="privacy = 2(1 − attack accuracy)", ylim=(-0.05, 1.05))
         ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
@@ -228,12 +230,15 @@ def plot(result: dict[str, Any], directory: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=4000, help="train rows per table cell")
+    parser.add_argument("--rows", type=int, nargs="+", default=[4000, 1000],
+                        help="train rows per table cell (one table per size)")
     parser.add_argument("--curve-rows", type=int, default=2000)
     parser.add_argument("--datasets", nargs="+", default=["traffic_accidents", "census_income"])
     parser.add_argument("--classifier-epochs", type=int, nargs="+", default=[3, 10, 30, 100, 300])
     parser.add_argument("--vae-epochs", type=int, nargs="+", default=[5, 20, 60, 200, 600])
     parser.add_argument("--no-curves", action="store_true")
+    parser.add_argument("--append", action="store_true",
+                        help="add these table rows to the existing results (keeps its curves)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     threads = single_thread()
@@ -243,14 +248,21 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(row), file=sys.stderr, flush=True)
 
     t0 = time.perf_counter()
-    result: dict[str, Any] = {"setup": {"epsilon": EPSILON, "rows": args.rows,
+    result: dict[str, Any] = {"setup": {"epsilon": EPSILON, "rows": list(args.rows),
                                         "curve_rows": args.curve_rows, "threads": threads,
                                         "non_private_classifier": NON_PRIVATE_CLASSIFIER,
                                         "non_private_vae_epochs": NON_PRIVATE_VAE_EPOCHS,
                                         "privacy": "2 x (1 - attack accuracy), capped to [0, 1]"},
                               "table": [], "curves": []}
-    for ds in args.datasets:
-        result["table"] += table(ds, args.rows, log)
+    if args.append and (args.out / "figure3.json").is_file():
+        old = json.loads((args.out / "figure3.json").read_text(encoding="utf-8"))
+        result["table"], result["curves"] = old["table"], old["curves"]
+        result["ten_x_check"] = old.get("ten_x_check")
+        result["setup"]["rows"] = sorted({*old["setup"]["rows"], *args.rows}, reverse=True)
+        args.no_curves = True
+    for rows in args.rows:
+        for ds in args.datasets:
+            result["table"] += table(ds, rows, log)
     if not args.no_curves:
         result["curves"] = curves(args.datasets[0], args.curve_rows, args.classifier_epochs,
                                   args.vae_epochs, log)

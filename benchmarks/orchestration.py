@@ -80,16 +80,23 @@ def main(argv: list[str] | None = None) -> int:
             os.environ.pop("PREFECT_API_URL", None)
     compute = sum(float(r.get("compute_s") or 0.0) for r in summary)
     dask_labels = {r["dataset"]: r.get("label") for r in summary_dask}
+    dask_compute = {r["dataset"]: r.get("compute_s") for r in summary_dask}
+    compute_dask = sum(float(r.get("compute_s") or 0.0) for r in summary_dask)
     result: dict[str, Any] = {
         "overhead_fraction": round((wall_default - compute) / wall_default, 4),
         "dask_speedup": round(wall_default / wall_dask, 3),
         "datasets": [{"dataset": r["dataset"], "status": r["status"], "label": r.get("label"),
                       "label_dask": dask_labels.get(r["dataset"]), "rows": r.get("rows"),
-                      "compute_s": r.get("compute_s"), "wall_s": r.get("wall_s")}
+                      "compute_s": r.get("compute_s"), "wall_s": r.get("wall_s"),
+                      "compute_dask_s": dask_compute.get(r["dataset"])}
                      for r in summary],
         "wall_default_s": round(wall_default, 2),
         "wall_dask_s": round(wall_dask, 2),
         "task_compute_s": round(compute, 2),
+        "task_compute_dask_s": round(compute_dask, 2),
+        # > 1 when two workers computing at once each run slower than one alone (shared
+        # cores, memory bandwidth): the ceiling on any speed-up this machine can show.
+        "parallel_compute_slowdown": round(compute_dask / compute, 3) if compute else None,
         "dask_workers": args.workers,
         "max_rows": args.max_rows,
         "epochs": args.epochs,
@@ -101,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(json.dumps({k: result[k] for k in ("overhead_fraction", "dask_speedup",
                                              "wall_default_s", "wall_dask_s",
-                                             "task_compute_s")}, indent=2))
+                                             "task_compute_s", "task_compute_dask_s",
+                                             "parallel_compute_slowdown")}, indent=2))
     print(f"written to {args.out}")
     return 0
 

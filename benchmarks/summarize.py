@@ -65,8 +65,35 @@ def audit() -> str:
     return "\n".join(lines)
 
 
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value:.0%}"
+
+
+def figure3() -> str:
+    data = json.loads((RESULTS / "figure3.json").read_text())
+    lines = ["| dataset | train rows | mechanism | training | attack accuracy (95% CI) | privacy "
+             "| utility | paper privacy / utility |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in data["table"]:
+        lines.append(f"| {r['dataset']} | {r['train_rows']} | {r['mechanism']} | "
+                     f"{'private (ε=1)' if r['private'] else 'non-private'} | "
+                     f"{r['attack_accuracy']:.3f} ({r['ci_low']:.3f}–{r['ci_high']:.3f}) | "
+                     f"{_pct(r['privacy'])} | {_pct(r['utility'])} | "
+                     f"{_pct(r['paper_privacy'])} / {_pct(r['paper_utility'])} |")
+    checks = data.get("ten_x_check") or []
+    if checks:
+        lines += ["", "| mechanism (DP) | best-utility epochs | attack accuracy at ≥ 10× those "
+                  "epochs |", "| --- | --- | --- |"]
+        for c in checks:
+            far = "; ".join(f"{p['epochs']} ep: {p['attack_accuracy']:.3f} "
+                            f"({p['ci_low']:.3f}–{p['ci_high']:.3f})" for p in c["at_10x"])
+            lines.append(f"| {c['mechanism']} | {c['best_utility_epochs']} | "
+                         f"{far or 'grid ends before 10×'} |")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
-    for section in (dpvae, audit):
+    for section in (dpvae, audit, figure3):
         try:
             print(section(), end="\n\n")
         except FileNotFoundError as exc:

@@ -15,7 +15,6 @@ remote scheduler must be started with ``PREFECT_API_URL`` set to a reachable ser
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
 from typing import Any
 
 RUNNER_ENV = "PULSESYNTH_TASK_RUNNER"
@@ -63,35 +62,3 @@ def make_task_runner(kind: str | None = None, address: str | None = None,
     return DaskTaskRunner(cluster_kwargs={"n_workers": n, "threads_per_worker": 1,
                                           "processes": True, "dashboard_address": None})
 
-
-def _in_dask_worker() -> bool:
-    try:
-        from distributed import get_worker
-    except ImportError:  # pragma: no cover - distributed is a pinned dependency
-        return False
-    try:
-        get_worker()
-    except ValueError:
-        return False
-    return True
-
-
-def shadow_mapper(wrap: Callable[[Callable], Callable] | None = None
-                  ) -> Callable[[Callable, Iterable], list] | None:
-    """How an audit trains its shadow models: on the Dask cluster when the calling task runs
-    on a Dask worker (each shadow becomes a Dask task on any free worker; the calling task
-    secedes from its slot while it waits), else ``None`` (in-process, one after another).
-
-    ``wrap`` decorates the job function on the worker (e.g. to cap its threads). Jobs carry
-    run-directory references, so no rows travel through the scheduler.
-    """
-    if not _in_dask_worker():
-        return None
-    from distributed import worker_client
-
-    def mapper(fn: Callable, jobs: Iterable) -> list:
-        job_fn = wrap(fn) if wrap else fn
-        with worker_client() as client:
-            return client.gather(client.map(job_fn, list(jobs), pure=False))
-
-    return mapper
