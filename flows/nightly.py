@@ -28,7 +28,12 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.states import Completed, Failed
 
-from flows.runners import make_task_runner, runner_kind
+from flows.runners import (
+    DATASET_RESOURCE,
+    make_task_runner,
+    reserves_dataset_slots,
+    runner_kind,
+)
 from pulsesynth import runs
 from pulsesynth.errors import PulseSynthError
 from pulsesynth.governance.errors import BudgetExceeded
@@ -185,9 +190,14 @@ def nightly_synthesis(datasets: list[str] | None = None, max_rows: int | None = 
     t0 = time.perf_counter()
     if kind == "dask":
         with make_task_runner("dask") as runner:
-            futures = [runner.submit(run_one_on_worker,
-                                     parameters={"dataset": d, "params": params})
-                       for d in ids]
+            import dask
+
+            # One dataset per worker at a time; its other slot trains audit shadows.
+            reserve = reserves_dataset_slots(runner)
+            with dask.annotate(resources={DATASET_RESOURCE: 1} if reserve else {}):
+                futures = [runner.submit(run_one_on_worker,
+                                         parameters={"dataset": d, "params": params})
+                           for d in ids]
             summary = []
             for d, fut in zip(ids, futures, strict=True):
                 try:

@@ -3,7 +3,8 @@
 ``PULSESYNTH_TASK_RUNNER=dask`` (or the flow parameter ``task_runner="dask"``) switches to
 ``prefect_dask.DaskTaskRunner``; ``PULSESYNTH_DASK_ADDRESS=tcp://host:8786`` uses an
 existing scheduler, else a ``distributed.LocalCluster`` with ``PULSESYNTH_DASK_WORKERS``
-(default 2) single-threaded worker processes is started for the flow run.
+(default 2) worker processes is started for the flow run: two slots each and a
+``dataset`` resource of 1, so one slot runs a dataset and the other its audit's shadows.
 
 Dask worker processes report task runs to Prefect's API. Without ``PREFECT_API_URL`` each
 would start its own temporary server (and its runs would be invisible), so before the
@@ -15,11 +16,13 @@ remote scheduler must be started with ``PREFECT_API_URL`` set to a reachable ser
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
 from typing import Any
 
 RUNNER_ENV = "PULSESYNTH_TASK_RUNNER"
 ADDRESS_ENV = "PULSESYNTH_DASK_ADDRESS"
 WORKERS_ENV = "PULSESYNTH_DASK_WORKERS"
+DATASET_RESOURCE = "dataset"
 
 
 def runner_kind(requested: str | None = None) -> str:
@@ -59,6 +62,50 @@ def make_task_runner(kind: str | None = None, address: str | None = None,
     if address:
         return DaskTaskRunner(address=address)
     n = workers or int(os.environ.get(WORKERS_ENV, "2"))
-    return DaskTaskRunner(cluster_kwargs={"n_workers": n, "threads_per_worker": 1,
+    # Two slots per worker, at most one running a dataset (resource "dataset"): the other
+    # slot stays free for audit shadow jobs, so a dataset waiting on its shadows never
+    # starves them (no secede: seceding broke Prefect's client under the next subflow).
+    return DaskTaskRunner(cluster_kwargs={"n_workers": n, "threads_per_worker": 2,
+                                          "resources": {DATASET_RESOURCE: 1},
                                           "processes": True, "dashboard_address": None})
 
+
+
+def reserves_dataset_slots(runner: Any) -> bool:
+    """Whether every worker of the runner's cluster declares the ``dataset`` resource (the
+    local cluster does; start remote workers with ``--nthreads 2 --resources dataset=1``).
+    Only then are datasets limited to one per worker, leaving a slot for audit shadows."""
+    workers = runner.client.scheduler_info().get("workers", {})
+    return bool(workers) and all(DATASET_RESOURCE in (w.get("resources") or {})
+                                 for w in workers.values())
+
+
+def _in_dask_worker() -> bool:
+    try:
+        from distributed import get_worker
+    except ImportError:  # pragma: no cover - distributed is a pinned dependency
+        return False
+    try:
+        get_worker()
+    except ValueError:
+        return False
+    return True
+
+
+def shadow_mapper(wrap: Callable[[Callable], Callable] | None = None
+                  ) -> Callable[[Callable, Iterable], list] | None:
+    """Train audit shadows as Dask tasks when the audit runs on a worker whose cluster
+    reserves slots for them (workers with the ``dataset`` resource), else ``None``."""
+    if not _in_dask_worker():
+        return None
+    from distributed import get_client, get_worker
+
+    if DATASET_RESOURCE not in (get_worker().state.total_resources or {}):
+        return None
+
+    def mapper(fn: Callable, jobs: Iterable) -> list:
+        client = get_client()
+        futures = client.map(wrap(fn) if wrap else fn, list(jobs), pure=False)
+        return client.gather(futures)
+
+    return mapper

@@ -114,6 +114,17 @@ def compute_threads() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def with_compute_threads(fn: Callable[..., R]) -> Callable[..., R]:
+    """``fn`` run under :func:`compute_threads` (for jobs shipped to other workers)."""
+
+    @wraps(fn)
+    def inner(*args: Any, **kwargs: Any) -> R:
+        with compute_threads():
+            return fn(*args, **kwargs)
+
+    return inner
+
+
 def _paths(root: str) -> Paths:
     return Paths(Path(root))
 
@@ -285,10 +296,13 @@ def audit_candidate(run_dir: str, root: str, seed: int = 0, n_shadows: int = 1,
                     policy: str | None = None) -> dict[str, Any]:
     """Attack the model and the synthetic table, then gate (label or blocked) under the
     release policy (default ``deployments/policy.yaml``)."""
+    from flows.runners import shadow_mapper
+
     with compute_threads():
         result, seconds = _timed(lambda: pipeline.audit(
             Path(run_dir), seed=seed, n_shadows=n_shadows,
-            policy_path=Path(policy) if policy else None, paths=_paths(root)))
+            policy_path=Path(policy) if policy else None, paths=_paths(root),
+            mapper=shadow_mapper(wrap=with_compute_threads)))
     gate = result["gate"]
     get_run_logger().info("gate: %s — %s", gate["label"], gate["reason"])
     return {"label": gate["label"], "reason": gate["reason"], "seconds": seconds}

@@ -7,6 +7,7 @@ next to a third whose schema was tightened after ingest so that its validation f
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -216,3 +217,32 @@ def test_dask_runner_gives_the_same_gate_results(
         assert row["label"] == old[ds]["label"]
         assert row["epsilon"] == pytest.approx(old[ds]["epsilon"])
         assert row["model_mia_accuracy"] == pytest.approx(old[ds]["model_mia_accuracy"])
+    assert_shadows_mapped(root)
+
+
+def assert_shadows_mapped(root: Path) -> None:
+    """The audits' shadow models ran as Dask tasks (mapped), not inside the audit task."""
+    audits = list((root / "state" / "runs").glob("*/*/candidate/audit.json"))
+    assert len(audits) == len(GOOD)
+    for path in audits:
+        assert json.loads(path.read_text())["shadow_training"]["where"] == "mapped"
+
+
+@pytest.mark.slow
+def test_one_dask_worker_runs_datasets_in_turn_with_shadows_on_its_spare_slot(
+        first: tuple[list[dict[str, Any]], Any], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """One worker: its dataset slot runs the datasets one after another while its second
+    slot trains each audit's shadows — the next dataset's subflow on the same worker after
+    shadows were mapped (where seceding broke Prefect's client) completes, same labels."""
+    import prefect.settings
+
+    monkeypatch.setenv("PREFECT_API_URL", prefect.settings.PREFECT_API_URL.value())
+    monkeypatch.setenv("PULSESYNTH_DASK_WORKERS", "1")
+    root = make_root(tmp_path / "dask1", broken=False)
+    summary, state = run_nightly(datasets=GOOD, root=str(root), task_runner="dask", **PARAMS)
+    assert state.is_completed()
+    old = by_dataset(first[0])
+    assert {ds: row["label"] for ds, row in by_dataset(summary).items()} == {
+        ds: old[ds]["label"] for ds in GOOD}
+    assert_shadows_mapped(root)
