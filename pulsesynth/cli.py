@@ -286,6 +286,9 @@ def _audit(args: argparse.Namespace) -> int:
         print(f"  DCR share {d['dcr_share']:.3f}, exact matches {d['exact_matches']} "
               f"({d['exact_matches_unique']} unique), median Gower {d['median_gower']:.3f} "
               f"vs reference {d['gower_reference']:.3f}")
+        c = d["exact_match_control"]
+        print(f"  unique rows reproduced, of {c['rows']}: training {c['train_unique']}, "
+              f"unseen {c['holdout_unique']} (control)")
         print(f"label: {gate['label']} — {gate['reason']}")
         print(f"report: {Path(args.run_dir) / pipeline.CANDIDATE_DIR / 'audit.md'}")
     return 0

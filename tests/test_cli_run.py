@@ -57,5 +57,10 @@ def test_non_private_run_is_blocked_by_the_gate(
     assert cli.main(["audit", str(run)]) == 0
     out = capsys.readouterr().out
     assert "label: blocked — non-private" in out
+    assert "unique rows reproduced, of " in out and "(control)" in out
+    control = json.loads((run / "candidate" / "audit.json").read_text())["distances"][
+        "exact_match_control"]
+    assert set(control) == {"rows", "train_unique", "holdout_unique"}
+    assert "Control for chance reproductions" in (run / "candidate" / "audit.md").read_text()
     gate = json.loads((run / "candidate" / "gate.json").read_text())
     assert gate["label"] == "blocked"

@@ -159,6 +159,13 @@ def _markdown(audit: dict[str, Any], privacy: dict[str, Any], gate: dict[str, An
     lines.append(f"- Synthetic rows identical to a real training row: **{d['exact_matches']}** "
                  f"of {d['synthetic_rows']}; identical to a training row that is unique: "
                  f"**{d['exact_matches_unique']}**.")
+    control = d.get("exact_match_control")
+    if control:
+        lines.append(f"- Control for chance reproductions: of {control['rows']} training rows "
+                     f"and {control['rows']} unseen rows, the unique ones that appear verbatim "
+                     f"in the synthetic table: **{control['train_unique']}** training, "
+                     f"**{control['holdout_unique']}** unseen. Similar counts mean plausible "
+                     "rows reproduced by chance; many more on the training side mean copying.")
     lines.append(f"- Typical distance from a real person to the closest synthetic row "
                  f"(median Gower): **{d['median_gower']:.3f}**, against "
                  f"**{d['gower_reference']:.3f}** between two halves of the real data. "
