@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from pulsesynth.errors import PulseSynthError, ValidationFailed
+from pulsesynth.threads import compute_threads
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -25,7 +26,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return args.handler(args)
+        with compute_threads():
+            return args.handler(args)
     except ValidationFailed as exc:
         if getattr(args, "json", False):
             print(json.dumps(_validation_json(exc.report), indent=2))

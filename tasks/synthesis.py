@@ -17,11 +17,9 @@ Rules every task here follows:
 
 from __future__ import annotations
 
-import os
 import time
 import traceback
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -32,12 +30,12 @@ from prefect.cache_policies import NO_CACHE
 from pulsesynth import pipeline, runs
 from pulsesynth.errors import PulseSynthError
 from pulsesynth.paths import Paths
+from pulsesynth.threads import compute_threads, with_compute_threads
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 ACCOUNTANT = "prv"
-THREADS_ENV = "PULSESYNTH_THREADS"
 
 
 class StepFailed(RuntimeError):
@@ -90,39 +88,6 @@ def _local_error_log(run_dir: Any, step: str) -> None:
     with open(Path(run_dir) / "error.log", "a", encoding="utf-8") as fh:
         fh.write(f"--- {step} at {time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
         fh.write(traceback.format_exc())
-
-
-@contextmanager
-def compute_threads() -> Iterator[None]:
-    """Cap OpenMP/BLAS threads for compute steps (``PULSESYNTH_THREADS``, default 1).
-
-    Spinning OpenMP threads on a busy 2-core box slowed HistGradientBoosting fits about
-    fifty-fold here; with Dask each worker process is one slot anyway. The limit only
-    binds libraries already loaded, so torch and scikit-learn are imported first.
-    """
-    import sklearn.ensemble  # noqa: F401
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    threads = max(1, int(os.environ.get(THREADS_ENV, "1") or 1))
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        with threadpool_limits(limits=threads):
-            yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def with_compute_threads(fn: Callable[..., R]) -> Callable[..., R]:
-    """``fn`` run under :func:`compute_threads` (for jobs shipped to other workers)."""
-
-    @wraps(fn)
-    def inner(*args: Any, **kwargs: Any) -> R:
-        with compute_threads():
-            return fn(*args, **kwargs)
-
-    return inner
 
 
 def _paths(root: str) -> Paths:
