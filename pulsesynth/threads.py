@@ -1,13 +1,21 @@
-"""Thread caps for compute steps on small, shared machines.
+"""Threads: caps for compute steps, and one lock on torch's global random generator.
 
 Spinning OpenMP threads on a busy 2-core box slowed HistGradientBoosting fits about
 fifty-fold here; with Dask each worker process is one slot anyway. Flows, tasks and the
 CLI run their compute under :func:`compute_threads` (``PULSESYNTH_THREADS``, default 1).
+
+torch's global random generator is shared by every thread of a process. A Dask worker runs
+a dataset's training and another audit's shadow model in two threads at once; unguarded,
+their seeded streams interleave and the same seeds give different models (the Dask runner
+then disagreed with the default runner). Everything that draws from that generator —
+seeded training and building a module, whose constructor initialises weights — holds
+:data:`TORCH_RNG_LOCK`; :func:`seeded_torch` is the seeded form.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
@@ -18,6 +26,10 @@ from pulsesynth.errors import PulseSynthError
 R = TypeVar("R")
 
 THREADS_ENV = "PULSESYNTH_THREADS"
+
+#: Held while anything draws from torch's global generator (re-entrant: training builds
+#: modules inside its seeded section).
+TORCH_RNG_LOCK = threading.RLock()
 
 
 def thread_limit() -> int:
@@ -59,3 +71,13 @@ def with_compute_threads(fn: Callable[..., R]) -> Callable[..., R]:
             return fn(*args, **kwargs)
 
     return inner
+
+
+@contextmanager
+def seeded_torch(seed: int) -> Iterator[None]:
+    """torch's global generator seeded with ``seed`` for this thread alone, then restored."""
+    import torch
+
+    with TORCH_RNG_LOCK, torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield

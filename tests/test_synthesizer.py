@@ -203,3 +203,39 @@ def test_collapse_flag_on_flat_loss() -> None:
     assert _report(flat, 1.0)["collapse_warning"] is True
     falling = [dict(h, loss=5.0 - h["epoch"]) for h in flat]
     assert _report(falling, 1.0)["collapse_warning"] is False
+
+
+def test_same_seed_same_model_while_other_threads_train_and_load(
+    schema: DatasetSchema, data: pd.DataFrame, tmp_path: Path
+) -> None:
+    """A Dask worker trains a dataset's model and another audit's shadow in two threads of
+    one process, and loads models beside them: seeded results must not depend on that."""
+    import threading
+
+    recipe = FAST | {"epochs": 15}
+    alone = {seed: DPVAESynthesizer(schema, seed=seed, **recipe).fit(data)
+             for seed in (3, 4)}
+    alone[3].save(tmp_path / "saved")
+    together: dict[int, DPVAESynthesizer] = {}
+    stop = threading.Event()
+
+    def train(seed: int) -> None:
+        together[seed] = DPVAESynthesizer(schema, seed=seed, **recipe).fit(data)
+
+    def load_repeatedly() -> None:
+        while not stop.is_set():
+            DPVAESynthesizer.load(tmp_path / "saved", schema)
+
+    loader = threading.Thread(target=load_repeatedly)
+    trainers = [threading.Thread(target=train, args=(seed,)) for seed in (3, 4)]
+    loader.start()
+    for t in trainers:
+        t.start()
+    for t in trainers:
+        t.join()
+    stop.set()
+    loader.join()
+    for seed in (3, 4):
+        for key, value in alone[seed].model.state_dict().items():
+            torch.testing.assert_close(value, together[seed].model.state_dict()[key],
+                                       rtol=0, atol=0)

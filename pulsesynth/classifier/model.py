@@ -38,6 +38,7 @@ from pulsesynth.synth.train import (
     train_dp,
     train_plain,
 )
+from pulsesynth.threads import TORCH_RNG_LOCK, seeded_torch
 from pulsesynth.utility import FeatureEncoder, category_codes
 
 WEIGHTS_FILE = "weights.pt"
@@ -134,8 +135,7 @@ class DPClassifier:
         y = torch.from_numpy(self._labels(rows).astype(np.int64))
         delta = default_delta(n) if self.delta is None else float(self.delta)
         batch = expected_batch_size(n, self.config.batch_size)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
+        with seeded_torch(self.seed):
             model = MLP(x.shape[1], self.config.hidden, len(self.classes))
             optimizer = torch.optim.Adam(model.parameters(), lr=self.config.lr)
             criterion = nn.CrossEntropyLoss()
@@ -147,7 +147,7 @@ class DPClassifier:
             else:
                 meta, history = train_plain(model, criterion, optimizer, dataset, batch,
                                             self.config, self.seed, self.progress)
-        clean = MLP(x.shape[1], self.config.hidden, len(self.classes))
+            clean = MLP(x.shape[1], self.config.hidden, len(self.classes))
         clean.load_state_dict(model.state_dict())  # Opacus leaves hooks; release a clean copy
         clean.eval()
         self.model = clean
@@ -273,7 +273,8 @@ class DPClassifier:
                   max_grad_norm=config.max_grad_norm, accountant=config.accountant)
         if clf.encoder.feature_names != card.get("features"):
             raise SchemaError(f"{path}: feature layout differs from the released one")
-        model = MLP(len(clf.encoder.feature_names), config.hidden, len(clf.classes))
+        with TORCH_RNG_LOCK:  # construction initialises weights from the global generator
+            model = MLP(len(clf.encoder.feature_names), config.hidden, len(clf.classes))
         model.load_state_dict(torch.load(path / WEIGHTS_FILE, weights_only=True))
         model.eval()
         clf.model = model

@@ -32,6 +32,7 @@ from pulsesynth.schema import DatasetSchema
 from pulsesynth.splits import cap_rows_per_unit
 from pulsesynth.synth.model import NegativeELBO, TabularVAE
 from pulsesynth.synth.train import ProgressFn, TrainConfig, train_vae
+from pulsesynth.threads import TORCH_RNG_LOCK
 
 MODEL_FILE = "model.pt"
 METADATA_FILE = "metadata.json"
@@ -243,7 +244,8 @@ class DPVAESynthesizer:
         )
         if synth.encoder.state_dict() != meta["encoder"]:
             raise SchemaError(f"{path}: encoder layout differs from the saved one")
-        model = TabularVAE(synth.encoder.width, config.hidden, config.latent_dim)
+        with TORCH_RNG_LOCK:  # construction initialises weights from the global generator
+            model = TabularVAE(synth.encoder.width, config.hidden, config.latent_dim)
         state = torch.load(path / MODEL_FILE, weights_only=True)
         model.load_state_dict(state)
         model.eval()
@@ -336,7 +338,8 @@ class DPVAESynthesizer:
                 or list(arch.get("hidden", [])) != list(train_config.hidden)
                 or arch.get("latent_dim") != train_config.latent_dim):
             raise SchemaError(f"{where}: architecture in model.json does not match its config")
-        model = TabularVAE(synth.encoder.width, train_config.hidden, train_config.latent_dim)
+        with TORCH_RNG_LOCK:  # construction initialises weights from the global generator
+            model = TabularVAE(synth.encoder.width, train_config.hidden, train_config.latent_dim)
         state = torch.load(io.BytesIO(weights), weights_only=True, map_location="cpu")
         model.load_state_dict(state)
         model.eval()

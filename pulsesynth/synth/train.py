@@ -29,6 +29,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from pulsesynth.synth.model import NegativeELBO, TabularVAE
+from pulsesynth.threads import seeded_torch
 
 log = logging.getLogger("pulsesynth.synth")
 
@@ -107,8 +108,7 @@ def train_vae(
         raise ValueError("private training needs a positive target epsilon")
     delta = default_delta(n) if delta is None else float(delta)
     batch = expected_batch_size(n, config.batch_size)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded_torch(seed):
         model = TabularVAE(d, config.hidden, config.latent_dim)
         criterion = NegativeELBO(blocks, d, config.latent_dim, config.kl_weight)
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -122,8 +122,9 @@ def train_vae(
             meta, history = train_plain(model, criterion, optimizer, dataset, batch, config,
                                         seed, progress)
         elapsed = time.perf_counter() - start
-    # A fresh copy: Opacus leaves hooks on the trained modules; the released object has none.
-    clean = TabularVAE(d, config.hidden, config.latent_dim)
+        # A fresh copy: Opacus leaves hooks on the trained modules; the released object has
+        # none. Built inside the seeded section: its initialisation draws from the generator.
+        clean = TabularVAE(d, config.hidden, config.latent_dim)
     clean.load_state_dict(model.state_dict())
     clean.eval()
     meta.update(
