@@ -17,8 +17,8 @@ without DP on synthetic rows (they belong to nobody).
 
 "Non-private" means what the paper's attacks exploit: the network trained long with small
 batches (classifier: the paper's [400, 400] network, 300 epochs at batch 64; VAE: 300 epochs
-at batch 64 — with the synthesizer's default batch of 4,096 a slice of a few thousand rows
-is one step per epoch, and the VAE never memorises). The curves vary the training length for
+at batch 64 — the synthesizer's default expected batch, n/4 on slices this small, is four
+steps an epoch, and the VAE never memorises). The curves vary the training length for
 both. Slices keep the run to minutes on 2 cores; sizes are recorded.
 
 Run by ``make bench`` (or ``python -m benchmarks.figure3``); writes
@@ -102,9 +102,8 @@ def vae_points(schema, train, holdout, reference, private: bool, **recipe: Any
                ) -> tuple[tuple[AttackResult, float], tuple[AttackResult, float], float]:
     """(model attack, model utility), (synthetic attack, synthetic utility), seconds."""
     t0 = time.perf_counter()
-    cfg = {k: v for k, v in recipe.items() if v is not None}
     vae = DPVAESynthesizer(schema, epsilon=EPSILON if private else None, private=private,
-                           seed=1, **cfg).fit(train)
+                           seed=1, **recipe).fit(train)
     n = len(train)
     model_attack = ELBOAttack(seed=0).run(vae, train, holdout, reference)
     model_utility = utility_of(schema, vae.sample(3 * n, seed=7), holdout)
@@ -258,6 +257,11 @@ def main(argv: list[str] | None = None) -> int:
                               "table": [], "curves": []}
     if args.append and (args.out / "figure3.json").is_file():
         old = json.loads((args.out / "figure3.json").read_text(encoding="utf-8"))
+        recipes = ("non_private_classifier", "non_private_vae")
+        if any(json.loads(json.dumps(result["setup"][k])) != old["setup"].get(k)
+               for k in recipes):
+            parser.error("--append: the existing results used other non-private recipes; "
+                         "rerun the whole benchmark")
         result["table"], result["curves"] = old["table"], old["curves"]
         result["ten_x_check"] = old.get("ten_x_check")
         result["setup"]["rows"] = sorted({*old["setup"]["rows"], *args.rows}, reverse=True)

@@ -70,7 +70,6 @@ def make_task_runner(kind: str | None = None, address: str | None = None,
                                           "processes": True, "dashboard_address": None})
 
 
-
 def reserves_dataset_slots(runner: Any) -> bool:
     """Whether every worker of the runner's cluster declares the ``dataset`` resource (the
     local cluster does; start remote workers with ``--nthreads 2 --resources dataset=1``).

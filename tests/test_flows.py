@@ -203,14 +203,8 @@ def test_dask_runner_gives_the_same_gate_results(
         first: tuple[list[dict[str, Any]], Any], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Same seeds on a LocalCluster with 2 worker processes: same labels and attacks."""
-    import prefect.settings
-
-    # Worker processes must report to the harness's server (restored after the test).
-    monkeypatch.setenv("PREFECT_API_URL", prefect.settings.PREFECT_API_URL.value())
-    monkeypatch.setenv("PULSESYNTH_DASK_WORKERS", "2")
-    root = make_root(tmp_path / "dask", broken=False)
-    summary, state = run_nightly(datasets=GOOD, root=str(root), task_runner="dask", **PARAMS)
-    assert state.is_completed()
+    root = tmp_path / "dask"
+    summary = run_on_dask(root, workers=2, monkeypatch=monkeypatch)
     old = by_dataset(first[0])
     for ds, row in by_dataset(summary).items():
         assert row["status"] == old[ds]["status"]
@@ -218,6 +212,20 @@ def test_dask_runner_gives_the_same_gate_results(
         assert row["epsilon"] == pytest.approx(old[ds]["epsilon"])
         assert row["model_mia_accuracy"] == pytest.approx(old[ds]["model_mia_accuracy"])
     assert_shadows_mapped(root)
+
+
+def run_on_dask(root: Path, workers: int, monkeypatch: pytest.MonkeyPatch
+                ) -> list[dict[str, Any]]:
+    """The nightly flow over GOOD on a LocalCluster of ``workers``; its completed summary."""
+    import prefect.settings
+
+    # Worker processes must report to the harness's server (restored after the test).
+    monkeypatch.setenv("PREFECT_API_URL", prefect.settings.PREFECT_API_URL.value())
+    monkeypatch.setenv("PULSESYNTH_DASK_WORKERS", str(workers))
+    make_root(root, broken=False)
+    summary, state = run_nightly(datasets=GOOD, root=str(root), task_runner="dask", **PARAMS)
+    assert state.is_completed()
+    return summary
 
 
 def assert_shadows_mapped(root: Path) -> None:
@@ -235,13 +243,8 @@ def test_one_dask_worker_runs_datasets_in_turn_with_shadows_on_its_spare_slot(
     """One worker: its dataset slot runs the datasets one after another while its second
     slot trains each audit's shadows — the next dataset's subflow on the same worker after
     shadows were mapped (where seceding broke Prefect's client) completes, same labels."""
-    import prefect.settings
-
-    monkeypatch.setenv("PREFECT_API_URL", prefect.settings.PREFECT_API_URL.value())
-    monkeypatch.setenv("PULSESYNTH_DASK_WORKERS", "1")
-    root = make_root(tmp_path / "dask1", broken=False)
-    summary, state = run_nightly(datasets=GOOD, root=str(root), task_runner="dask", **PARAMS)
-    assert state.is_completed()
+    root = tmp_path / "dask1"
+    summary = run_on_dask(root, workers=1, monkeypatch=monkeypatch)
     old = by_dataset(first[0])
     assert {ds: row["label"] for ds, row in by_dataset(summary).items()} == {
         ds: old[ds]["label"] for ds in GOOD}

@@ -167,11 +167,8 @@ def distance_report(schema: DatasetSchema, train: pd.DataFrame, holdout: pd.Data
 def exact_matches(space: GowerSpace, train: pd.DataFrame,
                   synthetic: pd.DataFrame) -> tuple[int, int]:
     """(synthetic rows equal to some training row, ... to a training row unique in train)."""
-    both = pd.concat([train[[c.name for c in space.columns]],
-                      synthetic[[c.name for c in space.columns]]], ignore_index=True)
-    keys = space.row_keys(both)
-    train_keys, syn_keys = keys[: len(train)], keys[len(train):]
-    counts = np.bincount(train_keys, minlength=keys.max() + 1)
+    train_keys, syn_keys = _row_keys(space, [train, synthetic])
+    counts = np.bincount(train_keys, minlength=int(syn_keys.max(initial=-1)) + 1)
     in_train = counts[syn_keys] > 0
     unique_in_train = counts[syn_keys] == 1
     return int(in_train.sum()), int(unique_in_train.sum())
@@ -181,13 +178,14 @@ def unique_matches(space: GowerSpace, real_sets: list[pd.DataFrame],
                    synthetic: pd.DataFrame) -> list[int]:
     """Per real set: its rows that are unique within the set and appear verbatim in the
     synthetic table (people reproduced, each counted once however often it is emitted)."""
+    *real_keys, syn_keys = _row_keys(space, [*real_sets, synthetic])
+    emitted = np.unique(syn_keys)
+    return [int(np.isin(np.flatnonzero(np.bincount(keys) == 1), emitted).sum())
+            for keys in real_keys]
+
+
+def _row_keys(space: GowerSpace, frames: list[pd.DataFrame]) -> list[np.ndarray]:
+    """Row ids shared across ``frames`` (equal ids ⇔ identical rows), split per frame."""
     names = [c.name for c in space.columns]
-    keys = space.row_keys(pd.concat([*(r[names] for r in real_sets), synthetic[names]],
-                                    ignore_index=True))
-    emitted = np.unique(keys[sum(len(r) for r in real_sets):])
-    out, start = [], 0
-    for rows in real_sets:
-        counts = np.bincount(keys[start:start + len(rows)], minlength=keys.max() + 1)
-        out.append(int(np.isin(np.flatnonzero(counts == 1), emitted).sum()))
-        start += len(rows)
-    return out
+    keys = space.row_keys(pd.concat([f[names] for f in frames], ignore_index=True))
+    return np.split(keys, np.cumsum([len(f) for f in frames])[:-1])
