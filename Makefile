@@ -58,6 +58,7 @@ bench: warehouse
 	$(PY) -m benchmarks.audit
 	$(PY) -m benchmarks.figure3
 	$(PY) -m benchmarks.orchestration
+	$(PY) -m benchmarks.privacy_audit
 
 lint: setup
 	$(VENV)/bin/ruff check pulsesynth flows tasks deployments tests benchmarks

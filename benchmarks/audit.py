@@ -21,6 +21,7 @@ from pulsesynth.audit.distances import distance_report
 from pulsesynth.audit.report import audit_release
 from pulsesynth.gate import evaluate_gate, load_policy
 from pulsesynth.paths import Paths
+from pulsesynth.randomness import salt_from_seed
 from pulsesynth.splits import split_by_unit
 from pulsesynth.synth import DPVAESynthesizer
 from pulsesynth.utility import evaluate_utility
@@ -33,7 +34,7 @@ SHUFFLES = [0.05, 0.10, 0.20, 0.50, 1.00]
 
 def roles(dataset: str, n: int, seed: int = 0):
     snap = Warehouse(Paths.default()).pull(dataset)
-    parts = split_by_unit(snap.frame, snap.schema, seed=seed)
+    parts = split_by_unit(snap.frame, snap.schema, salt=salt_from_seed(seed))
     # Seeded random rows, not the first n: tables are ordered (e.g. by year), so a prefix
     # of each part would give members and non-members different distributions.
     def take(part, k):
@@ -134,7 +135,7 @@ def privacy_vs_epsilon(n: int, log) -> list[dict]:
 def audit_cost(dataset: str, log) -> dict:
     """Whole audit of one dataset (full size) over the target model's own training time."""
     snap = Warehouse(Paths.default()).pull(dataset)
-    parts = split_by_unit(snap.frame, snap.schema, seed=0)
+    parts = split_by_unit(snap.frame, snap.schema, salt=salt_from_seed(0))
     start = time.perf_counter()
     model = DPVAESynthesizer(snap.schema, epsilon=1.0, seed=0).fit(parts["train"])
     train_seconds = time.perf_counter() - start

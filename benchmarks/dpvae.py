@@ -22,6 +22,7 @@ import torch
 
 from benchmarks import single_thread
 from pulsesynth.paths import Paths
+from pulsesynth.randomness import salt_from_seed
 from pulsesynth.splits import split_by_unit
 from pulsesynth.synth import DPVAESynthesizer
 from pulsesynth.utility import evaluate_utility
@@ -114,7 +115,8 @@ def utility_rows(dataset: str, epsilons, seeds, log) -> list[dict]:
     if dataset == "census_income":  # UCI's own partition: adult.data → adult.test
         train, test = frame[frame.uci_split == "train"], frame[frame.uci_split == "test"]
     else:  # a recorded, privacy-unit-grouped split
-        parts = split_by_unit(frame, schema, {"train": 0.8, "holdout": 0.2}, seed=0)
+        parts = split_by_unit(frame, schema, {"train": 0.8, "holdout": 0.2},
+                              salt=salt_from_seed(0))
         train, test = parts["train"], parts["holdout"]
     rows = []
     for eps in epsilons:

@@ -41,6 +41,7 @@ from pulsesynth.audit.attacks.membership import ELBOAttack, SurrogateAttack, vae
 from pulsesynth.audit.metrics import AttackResult
 from pulsesynth.classifier import DPClassifier
 from pulsesynth.paths import Paths
+from pulsesynth.randomness import salt_from_seed
 from pulsesynth.splits import split_by_unit
 from pulsesynth.synth import DPVAESynthesizer
 from pulsesynth.warehouse import Warehouse
@@ -63,7 +64,7 @@ NON_PRIVATE_VAE = {"epochs": 300, "batch_size": 64}
 def roles(dataset: str, n: int, seed: int = 0):
     """Seeded random slices: n train, n holdout, 2n reference rows (unit-grouped split)."""
     snap = Warehouse(Paths.default()).pull(dataset)
-    parts = split_by_unit(snap.frame, snap.schema, seed=seed)
+    parts = split_by_unit(snap.frame, snap.schema, salt=salt_from_seed(seed))
 
     def take(part, k):
         return part.sample(min(k, len(part)), random_state=seed)

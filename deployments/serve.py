@@ -34,7 +34,7 @@ def deployments(max_rows: int | None = None, epochs: int | None = None) -> list:
         schedules=[Cron(NIGHTLY_CRON, timezone=TIMEZONE)],
         concurrency_limit=ConcurrencyLimitConfig(
             limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW),
-        parameters={"datasets": None, "max_rows": max_rows, "epochs": epochs, "seed": 0},
+        parameters={"datasets": None, "max_rows": max_rows, "epochs": epochs},
         description="Synthesise, audit and gate every catalogued dataset.",
         tags=["pulse-synth", "nightly"],
     )

@@ -41,18 +41,19 @@ from pulsesynth.paths import Paths
 from tasks import synthesis as t
 
 RELEASABLE = ("open", "confidential")
+#: What the summary, its artifacts and logs show: public facts and DP figures only.
 COLUMNS = ("dataset", "rows", "status", "epsilon_spent", "epsilon", "label", "reason",
-           "model_mia_accuracy", "synthetic_mia_accuracy", "tstr_accuracy", "trtr_accuracy")
+           "attack_advantage_dp", "tstr_accuracy_dp", "majority_accuracy_dp")
 
 
-def run_config(max_rows: int | None, epochs: int | None, seed: int, split_seed: int,
-               n_shadows: int, epsilon: float | None, policy: str | None) -> dict[str, Any]:
+def run_config(max_rows: int | None, epochs: int | None, n_shadows: int,
+               epsilon: float | None, policy: str | None) -> dict[str, Any]:
     """What goes into the configuration hash of the cache key (the policy by content)."""
     from pulsesynth.gate import DEFAULT_POLICY
     from pulsesynth.warehouse import file_sha256
 
-    return {"max_rows": max_rows, "epochs": epochs, "seed": seed, "split_seed": split_seed,
-            "n_shadows": n_shadows, "epsilon": epsilon, "private": True,
+    return {"max_rows": max_rows, "epochs": epochs, "n_shadows": n_shadows,
+            "epsilon": epsilon, "private": True,
             "accountant": t.ACCOUNTANT, "synthesizer": "dp-vae",
             "policy_sha256": file_sha256(Path(policy or DEFAULT_POLICY))}
 
@@ -67,14 +68,15 @@ def _root(root: str | None) -> str:
 @flow(name="synthesize-dataset", flow_run_name="synthesize-{dataset}", persist_result=False,
       log_prints=False)
 def synthesize_dataset(dataset: str, root: str | None = None, max_rows: int | None = None,
-                       epochs: int | None = None, seed: int = 0, split_seed: int = 0,
-                       n_shadows: int = 1, epsilon: float | None = None,
-                       force_retrain: bool = False, policy: str | None = None
-                       ) -> dict[str, Any]:
-    """One dataset from snapshot to registered release candidate (or reuse)."""
+                       epochs: int | None = None, n_shadows: int = 1,
+                       epsilon: float | None = None, force_retrain: bool = False,
+                       policy: str | None = None) -> dict[str, Any]:
+    """One dataset from snapshot to registered release candidate (or reuse).
+
+    No seed is a parameter: every private step draws fresh secret randomness."""
     logger = get_run_logger()
     root = _root(root)
-    config = run_config(max_rows, epochs, seed, split_seed, n_shadows, epsilon, policy)
+    config = run_config(max_rows, epochs, n_shadows, epsilon, policy)
     plan = t.plan_run(dataset, root, config)
     out: dict[str, Any] = {"dataset": dataset, "epsilon_spent": 0.0, "compute_s": 0.0}
 
@@ -85,8 +87,7 @@ def synthesize_dataset(dataset: str, root: str | None = None, max_rows: int | No
             status = "succeeded" if summary["label"] in RELEASABLE else "blocked"
         return out | summary | {
             "status": status, "cache": cache, "candidate_id": rel["candidate_id"],
-            "release_status": rel["status"], "note": note,
-            "rows": out.get("rows", summary["rows"])}
+            "release_status": rel["status"], "note": note}
 
     if plan["reuse"]:
         logger.info("%s: reused run %s (cache hit)", dataset, Path(plan["run_dir"]).name)
@@ -95,9 +96,7 @@ def synthesize_dataset(dataset: str, root: str | None = None, max_rows: int | No
                       f"(run {Path(plan['run_dir']).name})")
 
     run_dir = plan["run_dir"]
-    started = t.start_run(run_dir, dataset, root, plan, split_seed=split_seed,
-                          max_rows=max_rows)
-    out["rows"] = started["rows"]
+    started = t.start_run(run_dir, dataset, root, plan, max_rows=max_rows)
     out["compute_s"] += started["seconds"]
     decision = t.decide_retrain(dataset, root, plan, force=force_retrain)
     if decision["action"] == "reuse":
@@ -116,12 +115,10 @@ def synthesize_dataset(dataset: str, root: str | None = None, max_rows: int | No
         return out | {"status": "blocked", "cache": "miss", "reason": str(exc),
                       "run_id": Path(run_dir).name, "run_dir": run_dir}
     out["epsilon_spent"] = charge["epsilon"] if charge["new"] else 0.0
-    trained = t.train_model(run_dir, root, charge["epsilon"], charge["delta"], seed=seed,
-                            epochs=epochs)
-    sampled = t.sample_candidate(run_dir, root, seed=seed)
-    evaluated = t.evaluate_candidate(run_dir, root, seed=seed)
-    audited = t.audit_candidate(run_dir, root, seed=seed, n_shadows=n_shadows,
-                                policy=policy)
+    trained = t.train_model(run_dir, root, epochs=epochs)
+    sampled = t.sample_candidate(run_dir, root)
+    evaluated = t.evaluate_candidate(run_dir, root)
+    audited = t.audit_candidate(run_dir, root, n_shadows=n_shadows, policy=policy)
     out["compute_s"] += sum(x["seconds"] for x in (charge, trained, sampled, evaluated,
                                                    audited))
     out["compute_s"] = round(out["compute_s"], 3)
@@ -167,8 +164,8 @@ def run_one_on_worker(dataset: str, params: dict[str, Any]) -> dict[str, Any]:
 
 @flow(name="nightly-synthesis", persist_result=False, log_prints=False)
 def nightly_synthesis(datasets: list[str] | None = None, max_rows: int | None = None,
-                      epochs: int | None = None, seed: int = 0, split_seed: int = 0,
-                      n_shadows: int = 1, epsilon: float | None = None,
+                      epochs: int | None = None, n_shadows: int = 1,
+                      epsilon: float | None = None,
                       force_retrain: bool = False, task_runner: str | None = None,
                       policy: str | None = None, root: str | None = None) -> Any:
     """Synthesise, audit and gate every catalogued dataset (or ``datasets``).
@@ -181,8 +178,8 @@ def nightly_synthesis(datasets: list[str] | None = None, max_rows: int | None = 
     logger = get_run_logger()
     root = _root(root)
     ids = datasets or [e["id"] for e in Warehouse(Paths(Path(root))).catalog()]
-    params = {"root": root, "max_rows": max_rows, "epochs": epochs, "seed": seed,
-              "split_seed": split_seed, "n_shadows": n_shadows, "epsilon": epsilon,
+    params = {"root": root, "max_rows": max_rows, "epochs": epochs,
+              "n_shadows": n_shadows, "epsilon": epsilon,
               "force_retrain": force_retrain, "policy": policy}
     kind = runner_kind(task_runner)
     logger.info("nightly synthesis of %d dataset(s) on the %s runner: %s", len(ids), kind,
@@ -251,16 +248,16 @@ def table_rows(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def format_table(summary: list[dict[str, Any]], markdown: bool = False) -> str:
-    heads = ["dataset", "rows", "status", "ε spent", "ε", "label / reason", "model-MIA acc",
-             "synth-MIA acc", "TSTR acc", "TRTR acc"]
+    heads = ["dataset", "rows (DP)", "status", "ε spent", "ε", "label / reason",
+             "attack adv. (DP)", "TSTR acc (DP)", "majority (DP)"]
     rows = []
     for r in summary:
         label = r.get("label") if r.get("status") in ("succeeded", "reused") and r.get(
             "label") in RELEASABLE else f"{r.get('label') or r['status']}: {r.get('reason')}"
         rows.append([r["dataset"], _fmt(r.get("rows")), r["status"],
                      _fmt(r.get("epsilon_spent")), _fmt(r.get("epsilon")), label,
-                     _fmt(r.get("model_mia_accuracy")), _fmt(r.get("synthetic_mia_accuracy")),
-                     _fmt(r.get("tstr_accuracy")), _fmt(r.get("trtr_accuracy"))])
+                     _fmt(r.get("attack_advantage_dp")), _fmt(r.get("tstr_accuracy_dp")),
+                     _fmt(r.get("majority_accuracy_dp"))])
     if markdown:
         out = ["| " + " | ".join(heads) + " |", "|" + " --- |" * len(heads)]
         out += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in rows]
@@ -284,8 +281,10 @@ def publish_summary(summary: list[dict[str, Any]], wall_s: float) -> None:
     md = ["# Nightly synthesis", "",
           ", ".join(f"{n} {s}" for s, n in counts.items() if n) + f" in {wall_s:.0f} s", "",
           format_table(summary, markdown=True), "",
-          "Attack accuracy 0.5 = no membership signal; TSTR/TRTR: HistGradientBoosting "
-          "accuracy on the real holdout, trained on synthetic / real training rows."]
+          "Figures marked DP are released with Laplace noise and charged to the ledger: "
+          "attack advantage 0 = no membership signal; TSTR: HistGradientBoosting trained on "
+          "the synthetic table, accuracy on unseen real rows, beside always guessing the "
+          "majority class. Exact audit figures: `pulsesynth releases show ID` (stewards)."]
     create_markdown_artifact("\n".join(md), key="nightly-report",
                              description="Nightly synthesis report")
 
@@ -313,7 +312,6 @@ def main(argv: list[str] | None = None) -> int:
                         help="datasets to run (default: the whole catalog)")
     parser.add_argument("--max-rows", type=int, help="use a random slice of N source rows")
     parser.add_argument("--epochs", type=int, help="training epochs (default: 50)")
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--shadows", type=int, default=1, help="shadow models per attack")
     parser.add_argument("--force-retrain", action="store_true",
                         help="retrain even inside the refresh interval (charged)")
@@ -322,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     args = parser.parse_args(argv)
     summary, state = run_nightly(datasets=args.datasets, max_rows=args.max_rows,
-                                 epochs=args.epochs, seed=args.seed, n_shadows=args.shadows,
+                                 epochs=args.epochs, n_shadows=args.shadows,
                                  force_retrain=args.force_retrain,
                                  task_runner=args.task_runner)
     if args.json:

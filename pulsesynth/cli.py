@@ -79,16 +79,22 @@ def build_parser() -> argparse.ArgumentParser:
     trn.add_argument("--non-private", action="store_true",
                      help="train WITHOUT DP (comparison only; never publishable)")
     trn.add_argument("--out", help="run directory (default: state/runs/<id>/<timestamp>)")
-    trn.add_argument("--seed", type=int, default=0)
-    trn.add_argument("--max-rows", type=int, help="train on a seeded slice of the table")
+    trn.add_argument("--seed", type=int,
+                     help="fix every random choice (tests and comparisons only: a seeded "
+                          "run can be replayed, so it is never releasable); default: fresh "
+                          "secret randomness")
+    trn.add_argument("--max-rows", type=int, help="train on a slice of about N rows "
+                                                  "(whole privacy units)")
     trn.add_argument("--epochs", type=int, help="override the fixed default (50)")
     trn.add_argument("--json", action="store_true", help="print the privacy report as JSON")
     trn.set_defaults(handler=_train)
 
     smp = sub.add_parser("sample", help="sample a synthetic table from a trained run")
     smp.add_argument("run_dir")
-    smp.add_argument("--rows", type=int, help="rows to draw (default: as many as trained)")
-    smp.add_argument("--seed", type=int, default=0)
+    smp.add_argument("--rows", type=int,
+                     help="rows to draw (default: the DP count of the training rows)")
+    smp.add_argument("--seed", type=int, help="fix the draw (never releasable); default: "
+                                              "secret randomness derived from the run")
     smp.add_argument("--out", help="also write the table to this .parquet or .csv file")
     smp.set_defaults(handler=_sample)
 
@@ -99,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     aud = sub.add_parser("audit", help="attack a run's model and synthetic table, then gate it")
     aud.add_argument("run_dir")
-    aud.add_argument("--seed", type=int, default=0)
+    aud.add_argument("--seed", type=int, default=0,
+                     help="seed of the shadow models (post-processing: public is fine)")
     aud.add_argument("--shadows", type=int, default=1, help="shadow models per attack")
     aud.add_argument("--json", action="store_true")
     aud.set_defaults(handler=_audit)
@@ -219,16 +226,20 @@ def _train(args: argparse.Namespace) -> int:
     from pulsesynth.paths import Paths
 
     run_dir = Path(args.out) if args.out else pipeline.new_run_dir(Paths.default(), args.id)
-    pipeline.start_run(args.id, run_dir, split_seed=args.seed, max_rows=args.max_rows)
+    pipeline.start_run(args.id, run_dir, seed=args.seed, max_rows=args.max_rows)
     config = {"epochs": args.epochs} if args.epochs else {}
+    # A private fit charges the ledger first (pipeline.train), exactly like the flow.
     report = pipeline.train(run_dir, epsilon=args.epsilon, private=not args.non_private,
-                            seed=args.seed, progress=_progress, **config)
+                            progress=_progress, **config)
     report = report | {"run_dir": str(run_dir)}
     if args.json:
         print(json.dumps(report, indent=2, default=str))
     else:
-        eps = f"ε = {report['epsilon']:.4g}" if report["private"] else "NON-PRIVATE"
-        print(f"{args.id}: trained {report['train_rows']} rows, {eps}, run {run_dir}")
+        eps = (f"training ε = {report['epsilon']:.4g}, ledger charge {report['charge_id']}"
+               if report["private"] else "NON-PRIVATE")
+        note = "" if report["seed_source"] == "secret" else " (seeded: not releasable)"
+        print(f"{args.id}: trained about {report['rows']} rows (DP count), {eps}, "
+              f"run {run_dir}{note}")
     return 0
 
 
@@ -291,6 +302,10 @@ def _audit(args: argparse.Namespace) -> int:
         c = d["exact_match_control"]
         print(f"  unique rows reproduced, of {c['rows']}: training {c['train_unique']}, "
               f"unseen {c['holdout_unique']} (control)")
+        stats = result["release_stats"]["statistics"]
+        print("  published (DP): " + ", ".join(
+            f"{name} {s['value']:.3f} [{s['ci_low']:.3f}, {s['ci_high']:.3f}]"
+            for name, s in stats.items()))
         print(f"label: {gate['label']} — {gate['reason']}")
         print(f"report: {Path(args.run_dir) / pipeline.CANDIDATE_DIR / 'audit.md'}")
     return 0

@@ -7,7 +7,7 @@ measured value, so a blocked report says which threshold failed and by how much.
 
 Release kinds (white paper mechanisms 3, 1 and 2): ``table`` (a synthetic table),
 ``classifier`` (a DP-trained classifier's weights) and ``model`` (the DP-VAE itself).
-Distance thresholds (DCR share, exact matches) apply only to kinds that release rows;
+The exact-match threshold applies only to kinds that release rows;
 ε and the membership attacks apply to every kind. Each kind has a most open label it may
 get (the policy file's ``kinds`` section): a generative model is sensitive (seed 004) and
 ranks below synthetic data in privacy (seed 000), so a ``model`` is never ``open`` — the
@@ -37,8 +37,7 @@ THRESHOLDS = (
     "max_epsilon",
     "max_attack_advantage",
     "max_attack_advantage_ci_high",
-    "max_dcr_share",
-    "max_unique_exact_matches",
+    "max_exact_match_excess",
 )
 DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "deployments" / "policy.yaml"
 
@@ -166,29 +165,30 @@ def _load_kinds(path: Path, raw: Any) -> dict[str, str]:
 
 
 def evaluate_gate(policy: dict[str, dict[str, float | None]], privacy: dict[str, Any],
-                  audit: dict[str, Any], kind: str = "table") -> GateResult:
-    """Label a candidate of release ``kind`` from its privacy metadata and audit report.
+                  stats: dict[str, Any], kind: str = "table") -> GateResult:
+    """Label a candidate of release ``kind`` from public facts and DP statistics only.
 
-    ``privacy`` needs ``private`` and ``epsilon``; ``audit`` needs ``membership_attacks``
-    (name → result with ``advantage`` and ``advantage_ci_high``) and, for kinds that
-    release rows (``table``), ``distances`` (``dcr_share``, ``exact_matches_unique``).
-    The label is the most open one whose thresholds all pass *and* that the kind may get
-    (``policy.kinds``; a ``model`` is capped at ``confidential``).
+    ``privacy`` needs ``private`` and ``epsilon`` (public mechanism facts); ``stats`` is the
+    DP release report (:mod:`pulsesynth.audit.release_stats`): its ``statistics`` hold
+    ``max_attack_advantage`` (``value``, ``ci_high``) and, for kinds that release rows,
+    ``exact_match_excess``. Because nothing else enters, the label is post-processing of
+    DP outputs and may be published. The label is the most open one whose thresholds all
+    pass *and* that the kind may get (``policy.kinds``; a ``model`` is capped at
+    ``confidential``).
     """
     cap = kind_cap(policy, kind)
     allowed = RELEASE_LABELS[RELEASE_LABELS.index(cap):]
-    if not privacy.get("private", False):
+    if not privacy.get("private", False) or not stats.get("private", False):
         return GateResult("blocked", reason="non-private (non-DP) artifact: never releasable",
                           kind=kind, max_label=cap)
-    attacks = audit.get("membership_attacks") or {}
-    if not attacks:
+    statistics = stats.get("statistics") or {}
+    if "max_attack_advantage" not in statistics:
         return GateResult("blocked", reason="no membership attack was run: nothing proves "
                           "privacy", kind=kind, max_label=cap)
-    distances = (audit.get("distances") or {}) if kind in ROW_KINDS else None
     all_checks: list[Check] = []
     passing: list[str] = []
     for label, limits in policy.items():
-        checks = _checks(label, limits, privacy, attacks, distances)
+        checks = _checks(label, limits, privacy, statistics, kind in ROW_KINDS)
         all_checks += checks
         if all(c.passed for c in checks):
             passing.append(label)
@@ -215,22 +215,23 @@ def evaluate_gate(policy: dict[str, dict[str, float | None]], privacy: dict[str,
 
 
 def _checks(label: str, limits: dict[str, float | None], privacy: dict[str, Any],
-            attacks: dict[str, Any], distances: dict[str, Any] | None) -> list[Check]:
+            statistics: dict[str, Any], releases_rows: bool) -> list[Check]:
     checks = []
 
-    def add(name: str, value: float, subject: str | None = None) -> None:
+    def add(name: str, value: Any, subject: str | None = None) -> None:
         limit = limits.get(name)
         if limit is None:
             return
-        value = float(value)
+        value = math.inf if value is None else float(value)
         passed = math.isfinite(value) and value <= limit
         checks.append(Check(label, name, limit, value, passed, subject))
 
-    add("max_epsilon", privacy.get("epsilon", math.inf))
-    for name, result in sorted(attacks.items()):
-        add("max_attack_advantage", result.get("advantage", math.inf), name)
-        add("max_attack_advantage_ci_high", result.get("advantage_ci_high", math.inf), name)
-    if distances is not None:  # kinds that release rows only
-        add("max_dcr_share", distances.get("dcr_share", math.inf))
-        add("max_unique_exact_matches", distances.get("exact_matches_unique", math.inf))
+    add("max_epsilon", privacy.get("epsilon"))
+    advantage = statistics.get("max_attack_advantage") or {}
+    subject = "strongest of " + ", ".join(advantage.get("attacks") or []) + " (DP)"
+    add("max_attack_advantage", advantage.get("value"), subject)
+    add("max_attack_advantage_ci_high", advantage.get("ci_high"), subject)
+    if releases_rows:  # kinds that release rows only
+        add("max_exact_match_excess", (statistics.get("exact_match_excess") or {}).get("value"),
+            "unique training rows reproduced, beyond unseen rows (DP)")
     return checks

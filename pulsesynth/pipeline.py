@@ -19,7 +19,9 @@ A run directory ``state/runs/<dataset>/<run_id>/`` (git-ignored, sensitive) hold
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import shutil
 import uuid
 from collections.abc import Callable
@@ -35,12 +37,24 @@ import pandas as pd
 from pulsesynth.errors import PulseSynthError, ValidationFailed
 from pulsesynth.frames import conform
 from pulsesynth.paths import Paths
+from pulsesynth.randomness import CALLER, SECRET, resolve_seed, salt_from_seed
 from pulsesynth.schema import DatasetSchema
-from pulsesynth.splits import DEFAULT_FRACTIONS, split_by_unit
+from pulsesynth.splits import (
+    DEFAULT_FRACTIONS,
+    cap_rows_per_unit,
+    sample_units,
+    split_by_unit,
+    with_fresh_units,
+)
 from pulsesynth.validation import validate
 from pulsesynth.warehouse import Warehouse
 
 RUN_FILE = "run.json"
+CHARGE_FILE = "charge.json"
+SIZES_FILE = "sizes.json"
+RELEASE_STATS_FILE = "release_stats.json"
+REPORTS_FILE = "reports.json"
+ACCOUNTANT = "prv"
 MODEL_DIR = "model"
 CANDIDATE_DIR = "candidate"
 MODEL_CANDIDATE_DIR = "model_candidate"
@@ -68,9 +82,17 @@ def new_run_dir(paths: Paths, dataset_id: str, run_id: str | None = None) -> Pat
     return paths.state / "runs" / dataset_id / run_id
 
 
-def start_run(dataset_id: str, run_dir: Path, *, split_seed: int = 0,
+def start_run(dataset_id: str, run_dir: Path, *, seed: int | None = None,
               max_rows: int | None = None, paths: Paths | None = None) -> dict[str, Any]:
-    """Pull the snapshot, validate the source, record the split; nothing is trained yet."""
+    """Pull the snapshot, validate the source, record the run; nothing is trained yet.
+
+    ``seed=None`` (the default, and the only releasable choice) gives the run fresh secret
+    randomness; every later step derives its seed from it. ``run.json`` lives in the
+    sensitive state directory and is the only place the seed is written.
+    """
+    if max_rows is not None and max_rows < 1:
+        raise RunError(f"max_rows must be at least 1, got {max_rows}")
+    run_seed, source = resolve_seed(seed)
     wh = Warehouse(paths)
     snap = wh.pull(dataset_id)
     report = validate(snap.frame, snap.schema)
@@ -81,7 +103,11 @@ def start_run(dataset_id: str, run_dir: Path, *, split_seed: int = 0,
         "run_id": run_dir.name,
         "snapshot_id": snap.snapshot_id,
         "schema_hash": snap.schema.hash,
-        "split_seed": split_seed,
+        "seed": run_seed,
+        "seed_source": source,
+        "split_rule": "keyed hash of the privacy unit (secret per-dataset salt)"
+                      if source == SECRET else "keyed hash of the privacy unit (public "
+                                                "test salt from the caller's seed)",
         "fractions": DEFAULT_FRACTIONS,
         "max_rows": max_rows,
         "source_rows": len(snap.frame),
@@ -100,39 +126,144 @@ def load_run(run_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def derived_seed(run: dict[str, Any], purpose: str) -> int:
+    """A step's seed from the run's (secret or caller-given) seed: independent per step."""
+    digest = hashlib.sha256(f"{run['seed']}:{purpose}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+def _role_salt(run: dict[str, Any], paths: Paths | None) -> bytes:
+    if run.get("seed_source") == SECRET:
+        from pulsesynth.governance.secrets import role_salt
+
+        return role_salt(paths or Paths.default(), run["dataset"])
+    return salt_from_seed(int(run["seed"]))
+
+
 def run_data(run_dir: Path, paths: Paths | None = None) -> RunData:
-    """Re-pull the run's snapshot and rebuild its train/holdout/reference split."""
+    """Re-pull the run's snapshot and rebuild its roles, each capped per privacy unit.
+
+    Roles and caps are keyed hashes of the units (:mod:`pulsesynth.splits`), so removing
+    one unit from the table changes only its own rows; every role is capped at
+    ``max_rows_per_unit`` rows per unit, so each unit's weight in training *and* in every
+    audit or utility statistic is bounded by the same ``k``.
+    """
     run = load_run(run_dir)
     wh = Warehouse(paths)
     snap = wh.pull(run["dataset"])
     if snap.snapshot_id != run["snapshot_id"]:
         raise RunError(
-            f"{run['dataset']}: the warehouse table changed since run {run['run_id']} "
-            f"(snapshot {run['snapshot_id'][:12]} → {snap.snapshot_id[:12]}); start a new run"
+            f"{run['dataset']}: the warehouse table changed since run {run['run_id']}; "
+            "start a new run"
         )
-    frame = snap.frame
+    frame, schema = snap.frame, snap.schema
+    salt = _role_salt(run, paths)
     if run.get("max_rows") and len(frame) > run["max_rows"]:
-        keep = np.sort(np.random.default_rng(run["split_seed"]).choice(
-            len(frame), run["max_rows"], replace=False))
-        frame = frame.iloc[keep]
-    parts = split_by_unit(frame, snap.schema, run["fractions"], seed=run["split_seed"])
-    return RunData(snap.schema, parts["train"], parts["holdout"], parts["reference"])
+        frame = sample_units(frame, schema, run["max_rows"] / len(frame), salt=salt)
+    parts = split_by_unit(frame, schema, run["fractions"], salt=salt)
+    k = schema.privacy.max_rows_per_unit
+    capped = {name: cap_rows_per_unit(part, schema, k, salt=salt)
+              for name, part in parts.items()}
+    return RunData(schema, capped["train"], capped["holdout"], capped["reference"])
+
+
+def run_epsilon(schema: DatasetSchema, epsilon: float | None = None) -> float:
+    """The run's total ε: the caller's, else the schema's per-run ε."""
+    eps = float(schema.privacy.epsilon if epsilon is None else epsilon)
+    if not (eps > 0 and math.isfinite(eps)):
+        raise RunError(f"{schema.id}: epsilon must be a positive number, got {epsilon!r}")
+    return eps
+
+
+def run_delta(schema: DatasetSchema) -> float:
+    """δ from a public rule: the declared one, else the fixed default (never from n)."""
+    from pulsesynth.synth.train import default_delta
+
+    return float(schema.privacy.delta) if schema.privacy.delta is not None else default_delta()
+
+
+def charge(run_dir: Path, *, epsilon: float | None = None, idempotency_key: str | None = None,
+           paths: Paths | None = None, actor: str = "pipeline") -> dict[str, Any]:
+    """Charge the run's (ε, δ) on the ledger before anything is trained; idempotent.
+
+    The key defaults to one per run directory, so a retried or resumed run charges once.
+    Writes ``charge.json`` (sensitive state) with the charge id that ``privacy.json``
+    carries and that registration checks against the ledger. Raises ``BudgetExceeded``.
+    """
+    from pulsesynth.governance.ledger import Ledger
+
+    run = load_run(run_dir)
+    schema = Warehouse(paths).schema(run["dataset"])
+    eps, delta = run_epsilon(schema, epsilon), run_delta(schema)
+    key = idempotency_key or f"train:{run['dataset']}:run:{run['run_id']}"
+    c = Ledger(paths).charge(run["dataset"], run["run_id"], run["snapshot_id"], eps, delta,
+                             ACCOUNTANT, key, schema.privacy.lifetime_epsilon, actor=actor)
+    record = {"id": c.id, "epsilon": c.epsilon, "delta": c.delta, "new": c.new,
+              "idempotency_key": c.idempotency_key}
+    _write_json(Path(run_dir) / CHARGE_FILE, record)
+    return record
+
+
+def recorded_charge(run_dir: Path) -> dict[str, Any] | None:
+    path = Path(run_dir) / CHARGE_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def public_sizes(run_dir: Path) -> dict[str, int]:
+    """The run's DP row counts per role (see :mod:`pulsesynth.budget`)."""
+    path = Path(run_dir) / SIZES_FILE
+    if not path.is_file():
+        raise RunError(f"{run_dir}: no DP row counts yet (run the train step)")
+    return json.loads(path.read_text(encoding="utf-8"))["rows"]
 
 
 def train(run_dir: Path, *, epsilon: float | None = None, private: bool = True,
-          seed: int = 0, paths: Paths | None = None, progress=None,
-          **config: Any) -> dict[str, Any]:
-    """Fit the DP-VAE on the run's training rows and save it under ``model/``."""
+          paths: Paths | None = None, progress=None, **config: Any) -> dict[str, Any]:
+    """Fit the DP-VAE on the run's training rows and save it under ``model/``.
+
+    A private fit never runs without a ledger charge: the run's recorded charge (made by
+    :func:`charge`, e.g. by the flow under its own idempotency key) or one made here. Its
+    ε is split (:class:`~pulsesynth.budget.BudgetSplit`) between DP row counts, DP-SGD
+    and the release report; the counts size the schedule and the release.
+    """
+    from pulsesynth.budget import BudgetSplit, laplace_counts
     from pulsesynth.synth import DPVAESynthesizer
 
     run = load_run(run_dir)
     data = run_data(run_dir, paths)
-    synth = DPVAESynthesizer(data.schema, epsilon=epsilon, private=private, seed=seed,
-                             progress=progress, **config)
-    synth.fit(data.train, snapshot_id=run["snapshot_id"])
+    schema = data.schema
+    k = schema.privacy.max_rows_per_unit
+    true_rows = {"train": len(data.train), "holdout": len(data.holdout),
+                 "reference": len(data.reference)}
+    charged: dict[str, Any] | None = None
+    if private:
+        charged = recorded_charge(run_dir)
+        if charged is None:
+            charged = charge(run_dir, epsilon=epsilon, paths=paths)
+        elif epsilon is not None and not math.isclose(charged["epsilon"], float(epsilon)):
+            raise RunError(f"{run['dataset']}: run {run['run_id']} was charged ε = "
+                           f"{charged['epsilon']:g}, not {epsilon:g}; start a new run")
+        split = BudgetSplit.of(charged["epsilon"])
+        rng = np.random.default_rng(derived_seed(run, "row-count"))
+        sizes = laplace_counts(true_rows, k, split.row_count, rng)
+        _write_json(Path(run_dir) / SIZES_FILE, {
+            "rows": sizes, "mechanism": "Laplace", "sensitivity": k,
+            "epsilon": split.row_count})
+    else:
+        sizes = true_rows  # non-private runs are never released
+        _write_json(Path(run_dir) / SIZES_FILE, {"rows": sizes, "mechanism": None})
+    synth = DPVAESynthesizer(
+        schema, epsilon=split.training if private else None,
+        delta=charged["delta"] if charged else None, private=private,
+        seed=derived_seed(run, "train"), progress=progress, **config)
+    synth.fit(data.train, snapshot_id=run["snapshot_id"], public_rows=sizes["train"])
     synth.metadata["dataset_id"] = run["dataset"]
+    # The seed is derived from the run's: it is exactly as secret as the run's seed.
+    synth.metadata["seed_source"] = run["seed_source"]
     synth.save(Path(run_dir) / MODEL_DIR)
-    return synth.privacy_report
+    report = dict(synth.privacy_report) | {"seed_source": run["seed_source"]}
+    return report | {"charge_id": charged["id"] if charged else None,
+                     "rows": sizes["train"]}
 
 
 def load_model(run_dir: Path, paths: Paths | None = None):
@@ -142,13 +273,68 @@ def load_model(run_dir: Path, paths: Paths | None = None):
     return DPVAESynthesizer.load(Path(run_dir) / MODEL_DIR, schema)
 
 
-def sample(run_dir: Path, rows: int | None = None, seed: int = 0,
+def privacy_report(run_dir: Path, synth: Any, *, sample_seed_source: str) -> dict[str, Any]:
+    """``privacy.json``: public facts and DP figures only (see
+    :mod:`pulsesynth.governance.publishable`). The exact row count, the snapshot hash and
+    every seed stay in ``run.json`` / ``model/`` (sensitive state)."""
+    from pulsesynth.budget import BudgetSplit, budget_report
+
+    run = load_run(run_dir)
+    meta = synth.metadata
+    charged = recorded_charge(run_dir)
+    private = bool(meta.get("private"))
+    report: dict[str, Any] = {
+        "private": private,
+        "dataset_id": run["dataset"],
+        "schema_hash": run["schema_hash"],
+        "mechanism": "DP-SGD (Opacus: Poisson sampling, ghost clipping, Gaussian noise)",
+        "adjacency": "add or remove one privacy unit (all its rows) from the table",
+        "privacy_unit": list(synth.schema.privacy_unit) or ["<row>"],
+        "max_rows_per_unit": meta.get("max_rows_per_unit"),
+        "unit_rule": meta.get("unit_rule"),
+        "randomness": SECRET if (run["seed_source"] == SECRET
+                                 and sample_seed_source == SECRET) else CALLER,
+        "code_version": code_version(),
+        "model_hash": model_hash(run_dir),
+    }
+    if private and charged:
+        split = BudgetSplit.of(charged["epsilon"])
+        training_eps = float(meta["epsilon"])
+        report |= {
+            "epsilon": training_eps + split.row_count + split.release_report,
+            "target_epsilon": split.total,
+            "delta": float(charged["delta"]),
+            "budget": budget_report(split, float(charged["delta"])) | {
+                "training_epsilon_accountant": training_eps},
+            "accountant": meta.get("accountant"),
+            "noise_multiplier": meta.get("noise_multiplier"),
+            "sample_rate": meta.get("sample_rate"),
+            "steps": meta.get("steps"),
+            "expected_batch_size": meta.get("batch_size"),
+            "epochs": meta.get("epochs"),
+            "max_grad_norm": meta.get("max_grad_norm"),
+            "rows_dp": public_sizes(run_dir)["train"],
+            "charge_id": charged["id"],
+        }
+    else:
+        report |= {"epsilon": None, "delta": None, "charge_id": None}
+    report["collapse_warning"] = bool(meta.get("training_report", {}).get("collapse_warning"))
+    return report
+
+
+def sample(run_dir: Path, rows: int | None = None, seed: int | None = None,
            paths: Paths | None = None) -> Path:
-    """Sample the candidate table (default: as many rows as were trained) and validate it
-    against the declared schema; sampling is post-processing and costs no budget."""
+    """Sample the candidate table and validate it against the declared schema.
+
+    Sampling is post-processing and costs no budget. By default it draws as many rows as
+    the DP count of the training rows (never the exact count) with a seed derived from
+    the run's secret one; a caller-given seed makes the candidate unreleasable.
+    """
+    run = load_run(run_dir)
     synth = load_model(run_dir, paths)
-    rows = rows or int(synth.metadata.get("train_rows") or 1000)
-    table = conform(synth.sample(rows, seed=seed), synth.schema)
+    rows = rows or public_sizes(run_dir)["train"]
+    sample_seed = derived_seed(run, "sample") if seed is None else seed
+    table = conform(synth.sample(rows, seed=sample_seed), synth.schema)
     report = validate(table, synth.schema, synthetic=True)
     if not report.success:
         raise ValidationFailed(f"{synth.schema.id} (synthetic)", report)
@@ -156,10 +342,9 @@ def sample(run_dir: Path, rows: int | None = None, seed: int = 0,
     out.mkdir(parents=True, exist_ok=True)
     path = out / SYNTHETIC_FILE
     table.to_parquet(path, index=False)
-    privacy = dict(synth.privacy_report) | {"model_hash": model_hash(run_dir),
-                                            "code_version": code_version()}
-    (out / "privacy.json").write_text(json.dumps(privacy, indent=2, default=str),
-                                      encoding="utf-8")
+    privacy = privacy_report(run_dir, synth,
+                             sample_seed_source=SECRET if seed is None else CALLER)
+    _write_json(out / "privacy.json", privacy)
     if synth.schema.path:
         shutil.copyfile(synth.schema.path, out / "schema.yaml")
     return path
@@ -184,18 +369,11 @@ def evaluate(run_dir: Path, seed: int = 0, paths: Paths | None = None) -> dict[s
 
 
 def code_version() -> str:
-    """The package version plus the git commit when run from a checkout."""
-    import subprocess
+    """The code fingerprint (:func:`pulsesynth.runs.code_fingerprint`): version + a hash of
+    the package sources, the same value the run cache keys on."""
+    from pulsesynth.runs import code_fingerprint
 
-    from pulsesynth import __version__
-
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).resolve().parent,
-            capture_output=True, text=True, timeout=5, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return __version__
-    return f"{__version__}+git.{commit}" if commit else __version__
+    return code_fingerprint()
 
 
 def model_hash(run_dir: Path) -> str:
@@ -218,6 +396,17 @@ def _released_rows(run_dir: Path, schema: DatasetSchema,
     return synthetic
 
 
+def auditor_pool(run_dir: Path, model: Any) -> pd.DataFrame:
+    """The auditor's reference rows: a fresh draw from the released model (2 × the DP
+    training count, at least 1,000 rows). What anyone holding the release could make, so
+    attack rules learnt on it are post-processing of DP outputs; the same rows in every
+    process of one audit (seeded from the run)."""
+    rows = max(1000, 2 * public_sizes(run_dir)["train"])
+    pool = conform(model.sample(rows, seed=derived_seed(load_run(run_dir), "audit-pool")),
+                   model.schema)
+    return with_fresh_units(pool, model.schema)
+
+
 def audit_shadow(run_dir: Path, attack: str, index: int, *, seed: int = 0,
                  n_shadows: int = 1, extra_synthetic: list[Path] | None = None,
                  paths: Paths | None = None):
@@ -226,16 +415,21 @@ def audit_shadow(run_dir: Path, attack: str, index: int, *, seed: int = 0,
     from pulsesynth.audit.report import train_shadow
 
     data = run_data(run_dir, paths)
+    model = load_model(run_dir, paths)
     rows = len(_released_rows(run_dir, data.schema, extra_synthetic))
-    return train_shadow(data.schema, load_model(run_dir, paths), data.train, data.reference,
+    return train_shadow(data.schema, model, data.train, auditor_pool(run_dir, model),
                         rows, attack, index, seed=seed, n_shadows=n_shadows)
 
 
 def audit(run_dir: Path, *, seed: int = 0, n_shadows: int = 1,
           extra_synthetic: list[Path] | None = None, policy_path: Path | None = None,
           paths: Paths | None = None, mapper: Callable | None = None) -> dict[str, Any]:
-    """Attack the model and its synthetic table, gate the result, write the reports.
+    """Attack the model and its synthetic table, make the DP release report, gate, write.
 
+    The exact attack and distance figures go to ``audit.json`` / ``audit.md`` (sensitive,
+    for the steward). The gate decides on public facts and ``release_stats.json`` only —
+    noisy statistics charged with the run (:mod:`pulsesynth.audit.release_stats`) — so
+    its label is post-processing of DP outputs.
     ``extra_synthetic`` lists other tables already released from the same model: the audit
     covers every row released from it, since more draws make attacks stronger.
     ``mapper(fn, jobs)`` (e.g. a Dask client's map-and-gather) trains the shadow models in
@@ -256,16 +450,95 @@ def audit(run_dir: Path, *, seed: int = 0, n_shadows: int = 1,
     data = run_data(run_dir, paths)
     model = load_model(run_dir, paths)
     synthetic = _released_rows(run_dir, data.schema, extra_synthetic)
-    result = audit_release(data.schema, model, data.train, data.holdout, data.reference,
-                           synthetic, seed=seed, n_shadows=n_shadows, shadows=shadows)
+    pool = auditor_pool(run_dir, model)
+    decisions: list[Any] = []
+    distance_pool = conform(model.sample(
+        min(len(synthetic), 5000), seed=derived_seed(load_run(run_dir), "distance-pool")),
+        data.schema)
+    result = audit_release(data.schema, model, data.train, data.holdout, pool,
+                           synthetic, seed=seed, n_shadows=n_shadows, shadows=shadows,
+                           decisions=decisions, distance_pool=distance_pool)
     result["shadow_training"] = {"jobs": 2 * n_shadows,
-                                 "where": "mapped" if mapper is not None else "in-process"}
+                                 "where": "mapped" if mapper is not None else "in-process",
+                                 "reference": "fresh draws from the released model"}
     candidate = Path(run_dir) / CANDIDATE_DIR
     privacy = json.loads((candidate / "privacy.json").read_text(encoding="utf-8"))
-    gate = evaluate_gate(load_policy(policy_path or DEFAULT_POLICY), privacy, result)
+    audit_key = hashlib.sha256(json.dumps(
+        {"seed": seed, "n_shadows": n_shadows,
+         "extra": [hashlib.sha256(Path(p).read_bytes()).hexdigest()
+                   for p in extra_synthetic or []]}, sort_keys=True).encode()).hexdigest()
+    stats = release_statistics(run_dir, data, synthetic, decisions, privacy, audit_key,
+                               paths=paths)
+    _write_json(candidate / RELEASE_STATS_FILE, stats)
+    gate = evaluate_gate(load_policy(policy_path or DEFAULT_POLICY), privacy, stats)
     _write_json(candidate / "gate.json", gate.to_dict())
-    write_report(result, candidate, privacy, gate.to_dict())
-    return result | {"gate": gate.to_dict()}
+    write_report(result, candidate, privacy, gate.to_dict(), stats)
+    return result | {"gate": gate.to_dict(), "release_stats": stats}
+
+
+def release_statistics(run_dir: Path, data: RunData, synthetic: pd.DataFrame,
+                       decisions: list[Any], privacy: dict[str, Any], audit_key: str,
+                       paths: Paths | None = None) -> dict[str, Any]:
+    """The run's DP release report (Laplace, the ``release_report`` part of its ε).
+
+    Every distinct audit of a run (``audit_key``: its settings and released tables) is a
+    new use of the report mechanism: the first is paid by the run's charge, each further
+    one is charged to the ledger on its own (idempotently under the key, so a retry of the
+    same audit, which redraws exactly the same noise, is charged once) and draws its own
+    noise. A non-private run gets the figures without noise, marked ``private: false``
+    (never releasable; the gate blocks it first).
+    """
+    from pulsesynth.audit.distances import GowerSpace, unique_matches
+    from pulsesynth.audit.release_stats import release_report
+    from pulsesynth.budget import BudgetSplit
+    from pulsesynth.utility import tstr_counts
+
+    run = load_run(run_dir)
+    sizes = public_sizes(run_dir)
+    # Uniqueness depends on set size (a row of a larger set more often has a duplicate), so
+    # the training side is a unit-level keyed-hash subsample of the holdout's expected
+    # size; its count is compared over the same share of the DP training count.
+    share = min(1.0, run["fractions"]["holdout"] / run["fractions"]["train"])
+    train_eq = sample_units(data.train, data.schema, share, salt=_role_salt(run, paths))
+    unique = unique_matches(GowerSpace(data.schema), [train_eq, data.holdout], synthetic)
+    tstr = tstr_counts(data.schema, synthetic, data.holdout, seed=0)
+    charged = recorded_charge(run_dir)
+    private = bool(privacy.get("private")) and charged is not None
+    eps = BudgetSplit.of(charged["epsilon"]).release_report if private else 1e12
+    charge_id = _charge_report(run_dir, run, audit_key, eps, paths) if private else None
+    report = release_report(
+        decisions=decisions, unique_reproduced=(unique[0], unique[1]),
+        tstr_correct=tstr[0] if tstr else None, class_counts=tstr[1] if tstr else None,
+        rows=sizes, k=data.schema.privacy.max_rows_per_unit, epsilon=eps, match_share=share,
+        rng=np.random.default_rng(derived_seed(run, f"release-report:{audit_key}")))
+    return report | {"private": private, "dataset_id": run["dataset"],
+                     "classifier": "hist_gb" if tstr else None, "charge_id": charge_id}
+
+
+def _charge_report(run_dir: Path, run: dict[str, Any], audit_key: str, epsilon: float,
+                   paths: Paths | None) -> int:
+    """The ledger charge paying for this audit's release report (see
+    :func:`release_statistics`); returns its id."""
+    from pulsesynth.governance.ledger import Ledger
+
+    path = Path(run_dir) / REPORTS_FILE
+    reports = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    if audit_key in reports:
+        return int(reports[audit_key])
+    charged = recorded_charge(run_dir)
+    assert charged is not None
+    if not reports:
+        charge_id = int(charged["id"])  # the run's charge includes one release report
+    else:
+        schema = Warehouse(paths).schema(run["dataset"])
+        c = Ledger(paths).charge(
+            run["dataset"], run["run_id"], run["snapshot_id"], epsilon, 0.0, "laplace",
+            f"report:{run['dataset']}:{run['run_id']}:{audit_key[:24]}",
+            schema.privacy.lifetime_epsilon, actor="audit")
+        charge_id = c.id
+    reports[audit_key] = charge_id
+    _write_json(path, reports)
+    return charge_id
 
 
 def _shadow_job(job: tuple[str, str, int], **kwargs: Any):
@@ -280,9 +553,11 @@ def model_candidate(run_dir: Path, policy_path: Path | None = None,
     Needs an already trained, sampled, evaluated and audited run. Writes the public
     release files (``weights.pt`` + sanitized ``model.json``), the run's privacy report,
     an audit holding only the model membership attack (the attack on the released object
-    itself; a model releases no rows, so no distances), the run's TSTR utility, the gate
-    evaluated for kind ``model`` (capped at confidential; a non-DP model is blocked) and
-    the declared schema. Trains nothing and charges nothing.
+    itself; a model releases no rows, so no distances), the run's TSTR utility, its DP
+    release report, the gate evaluated on that report for kind ``model`` (capped at
+    confidential; a non-DP model is blocked) and the declared schema. Trains nothing and
+    charges nothing: the model was paid for by the run's charge (``privacy.json``'s
+    ``charge_id``), and releasing it is post-processing of that DP training.
     """
     import yaml
 
@@ -291,7 +566,7 @@ def model_candidate(run_dir: Path, policy_path: Path | None = None,
 
     run_dir = Path(run_dir)
     candidate = run_dir / CANDIDATE_DIR
-    needed = ("privacy.json", "audit.json", "utility.json", "schema.yaml")
+    needed = ("privacy.json", "audit.json", "utility.json", RELEASE_STATS_FILE, "schema.yaml")
     missing = [n for n in needed if not (candidate / n).is_file()]
     if missing:
         raise RunError(f"{run_dir}: run is not audited and evaluated yet (candidate lacks "
@@ -313,10 +588,12 @@ def model_candidate(run_dir: Path, policy_path: Path | None = None,
         # A non-DP model is never exported for release; the candidate is recorded (blocked)
         # with a placeholder so the steward sees why.
         _write_blocked_model_files(out, synth)
-    gate = evaluate_gate(load_policy(policy_path or DEFAULT_POLICY), privacy, audit,
+    stats = json.loads((candidate / RELEASE_STATS_FILE).read_text(encoding="utf-8"))
+    gate = evaluate_gate(load_policy(policy_path or DEFAULT_POLICY), privacy, stats,
                          kind="model")
     _write_json(out / "privacy.json", privacy)
     _write_json(out / "audit.json", audit)
+    _write_json(out / RELEASE_STATS_FILE, stats)
     _write_json(out / "gate.json", gate.to_dict())
     shutil.copyfile(candidate / "utility.json", out / "utility.json")
     declared = (candidate / "schema.yaml").read_bytes()

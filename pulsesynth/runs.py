@@ -5,15 +5,17 @@ A run is cached on its *content*, never on frames: the key is the SHA-256 of
 - the snapshot id (SHA-256 of the warehouse's Parquet file),
 - the declared schema's hash,
 - the synthesizer/run configuration hash (ε, epochs, seeds, row limit, shadows, ...),
-- the code version (``pulsesynth.__version__``).
+- the code fingerprint: a SHA-256 of the package's own source files, so a change to the
+  audit, the gate or the synthesizer re-runs instead of reusing a stale result.
 
 ``record_key`` writes ``cache.json`` into a run directory once the run has started;
 ``find_run`` finds the newest run directory holding a key (complete or not), so a nightly
 run on unchanged data reuses the finished run (no training, no ledger charge) and a run
 that failed half-way is resumed in the same directory under the same ledger idempotency
 key (a retried charge is recorded once). ``summarize`` reads a run directory's reports and
-returns only aggregates: ε, δ, gate label/reason, attack accuracies, TSTR/TRTR accuracy
-(no value from the real table ever appears here).
+returns public facts and DP figures only: ε, δ, the DP row count, the gate's label and
+reason, the DP release report's attack advantage and TSTR accuracy (what an orchestrator
+may show; the exact audit stays in the run directory for the steward).
 
 No Prefect here: ``tasks/`` and ``flows/`` call these functions.
 """
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +32,22 @@ import pulsesynth
 from pulsesynth.paths import Paths
 
 CACHE_FILE = "cache.json"
-CODE_VERSION = pulsesynth.__version__
-#: The classifier whose TSTR/TRTR accuracy the summary reports.
-SUMMARY_CLASSIFIER = "hist_gb"
+
+
+@lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """``<version>+src.<sha256[:16]>`` over every source file of the installed package
+    (path and bytes, in sorted order): changes with the code, whatever git says."""
+    root = Path(pulsesynth.__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and path.suffix in (".py", ".html", ".css", ".yaml", ".json"):
+            digest.update(str(path.relative_to(root)).encode() + b"\0")
+            digest.update(path.read_bytes() + b"\0")
+    return f"{pulsesynth.__version__}+src.{digest.hexdigest()[:16]}"
+
+
+CODE_VERSION = code_fingerprint()
 
 
 def config_hash(config: dict[str, Any]) -> str:
@@ -79,7 +95,8 @@ def is_complete(run_dir: Path) -> bool:
     candidate = run_dir / "candidate"
     needed = [run_dir / "model" / "model.pt", candidate / "synthetic.parquet",
               candidate / "privacy.json", candidate / "utility.json",
-              candidate / "audit.json", candidate / "gate.json"]
+              candidate / "audit.json", candidate / "release_stats.json",
+              candidate / "gate.json"]
     return all(p.is_file() for p in needed)
 
 
@@ -126,30 +143,6 @@ def latest_complete_run(paths: Paths, dataset: str, snapshot_id: str) -> Path | 
     return None
 
 
-def planned_privacy(run_dir: Path, epsilon: float | None = None,
-                    delta: float | None = None, paths: Paths | None = None) -> dict[str, Any]:
-    """The (ε, δ) a training run will target, known *before* training (to charge the ledger).
-
-    δ is the schema's (or the argument), else 1/(10·n) with n the training rows after the
-    per-unit cap — exactly what the trainer uses. Returns counts only, never row values.
-    """
-    from pulsesynth.pipeline import run_data
-    from pulsesynth.splits import cap_rows_per_unit
-    from pulsesynth.synth.train import default_delta
-
-    data = run_data(Path(run_dir), paths)
-    schema = data.schema
-    eps = float(schema.privacy.epsilon if epsilon is None else epsilon)
-    n = len(cap_rows_per_unit(data.train, schema, schema.privacy.max_rows_per_unit))
-    if delta is None:
-        delta = schema.privacy.delta
-    if delta is None:
-        delta = default_delta(n)
-    return {"epsilon": eps, "delta": float(delta), "train_rows": n,
-            "lifetime_epsilon": float(schema.privacy.lifetime_epsilon),
-            "refresh_days": float(schema.privacy.refresh_days)}
-
-
 def _read(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -159,38 +152,27 @@ def _read(path: Path) -> dict[str, Any]:
 
 
 def summarize(run_dir: Path) -> dict[str, Any]:
-    """Aggregates of a run for reports and Prefect artifacts (no real values, no rows)."""
+    """Public and DP figures of a run for reports and Prefect artifacts (no exact audit or
+    utility figure, no exact row count)."""
     run_dir = Path(run_dir)
     candidate = run_dir / "candidate"
-    run = _read(run_dir / "run.json")
     privacy = _read(candidate / "privacy.json")
     gate = _read(candidate / "gate.json")
-    audit = _read(candidate / "audit.json")
-    utility = _read(candidate / "utility.json")
-    attacks = audit.get("membership_attacks") or {}
+    stats = (_read(candidate / "release_stats.json").get("statistics") or {})
 
-    def accuracy(name: str) -> float | None:
-        value = (attacks.get(name) or {}).get("accuracy")
-        return None if value is None else round(float(value), 4)
+    def dp(name: str) -> float | None:
+        value = (stats.get(name) or {}).get("value")
+        return None if value is None else round(float(value), 3)
 
-    def util(kind: str) -> float | None:
-        value = ((utility.get(kind) or {}).get(SUMMARY_CLASSIFIER) or {}).get("accuracy")
-        return None if value is None else round(float(value), 4)
-
-    label = gate.get("label")
     return {
         "run_id": run_dir.name,
         "run_dir": str(run_dir),
-        "rows": run.get("max_rows") and min(run["max_rows"], run.get("source_rows") or 0)
-        or run.get("source_rows"),
-        "train_rows": privacy.get("train_rows"),
+        "rows": privacy.get("rows_dp"),
         "epsilon": privacy.get("epsilon"),
         "delta": privacy.get("delta"),
-        "label": label,
+        "label": gate.get("label"),
         "reason": gate.get("reason"),
-        "model_mia_accuracy": accuracy("model_mia"),
-        "synthetic_mia_accuracy": accuracy("synthetic_mia"),
-        "tstr_accuracy": util("tstr"),
-        "trtr_accuracy": util("trtr"),
-        "classifier": SUMMARY_CLASSIFIER,
+        "attack_advantage_dp": dp("max_attack_advantage"),
+        "tstr_accuracy_dp": dp("tstr_accuracy"),
+        "majority_accuracy_dp": dp("majority_accuracy"),
     }

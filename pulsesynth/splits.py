@@ -1,13 +1,25 @@
-"""Unit-grouped splits and the per-unit row cap.
+"""Stable, unit-grouped data roles and the per-unit row cap, by keyed hash.
 
 DP guarantees and membership audits are stated per *privacy unit* (a person, a crash, a
-patient), not per row: every row of one unit must land on the same side of a split, and
-a unit may contribute at most ``max_rows_per_unit`` rows to training so that one unit's
-influence is bounded. Without a declared privacy unit every row is its own unit.
+patient), not per row: every row of one unit lands in the same role, and a unit
+contributes at most ``max_rows_per_unit`` rows to training.
+
+Both decisions are made **per unit from that unit alone**: a unit's role is a keyed hash
+(HMAC-SHA-256 with a secret per-dataset salt) of its key, cut by the role fractions, and
+the rows a unit keeps under the cap are the ``k`` with the smallest keyed hash of their
+row key. Removing one unit from the table therefore changes only that unit's own rows in
+every role (a seeded permutation of the whole table, as before, moved thousands). That
+is what makes Opacus' add/remove-one-unit accounting of the *training set* hold for the
+*table*: neighbouring tables give neighbouring training sets. The salt is secret so
+nobody can tell from the outside which units were held out; tests and benchmarks use a
+public salt (:func:`pulsesynth.randomness.salt_from_seed`). Without a declared privacy
+unit every row is its own unit, keyed by the declared row key.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import math
 from collections.abc import Mapping
 
@@ -17,58 +29,87 @@ import pandas as pd
 from pulsesynth.schema import DatasetSchema
 
 DEFAULT_FRACTIONS: dict[str, float] = {"train": 0.6, "holdout": 0.2, "reference": 0.2}
+_SEP = "\x1f"
 
 
-def unit_codes(df: pd.DataFrame, schema: DatasetSchema) -> np.ndarray:
-    """Integer id of each row's privacy unit, numbered in sorted key order.
-
-    Numbering by sorted key (not by row order) makes splits independent of how the rows
-    happen to be ordered. Missing key values form their own unit.
-    """
-    unit = list(schema.privacy_unit)
-    if not unit:
-        return np.arange(len(df), dtype=np.int64)
-    missing = [c for c in unit if c not in df.columns]
+def _key_strings(df: pd.DataFrame, columns: list[str]) -> pd.Series:
+    """One canonical string per row from ``columns`` (missing values spelled alike)."""
+    missing = [c for c in columns if c not in df.columns]
     if missing:
-        raise KeyError(f"table lacks privacy-unit column(s): {', '.join(missing)}")
-    codes = df.groupby(unit, sort=True, dropna=False).ngroup()
-    return codes.to_numpy(dtype=np.int64)
+        raise KeyError(f"table lacks key column(s): {', '.join(missing)}")
+    parts = [df[c].astype("string").fillna("<NA>") for c in columns]
+    out = parts[0]
+    for p in parts[1:]:
+        out = out + _SEP + p
+    return out.astype(object)
+
+
+def unit_keys(df: pd.DataFrame, schema: DatasetSchema) -> pd.Series:
+    """Each row's privacy-unit key (the row key where no unit is declared)."""
+    return _key_strings(df, list(schema.privacy_unit or schema.row_key))
+
+
+def with_fresh_units(df: pd.DataFrame, schema: DatasetSchema) -> pd.DataFrame:
+    """Synthetic rows belong to nobody: give each its own unit and row key (the declared
+    key columns, filled with ``syn-<i>``), so recipes that cap per unit can train on them."""
+    out = df.copy()
+    for name in dict.fromkeys([*schema.privacy_unit, *schema.row_key]):
+        if name not in out.columns:
+            out[name] = [f"syn-{i}" for i in range(len(out))]
+    return out
+
+
+def keyed_uniform(keys: pd.Series, salt: bytes, purpose: str) -> np.ndarray:
+    """A uniform number in [0, 1) per key: HMAC-SHA-256(salt, purpose + key), 53 bits.
+
+    Equal keys get equal numbers, and a key's number depends on nothing but the key, the
+    salt and ``purpose`` (so roles and caps are independent draws).
+    """
+    if not salt:
+        raise ValueError("a keyed hash needs a non-empty salt")
+    prefix = purpose.encode() + b"\0"
+    cache: dict[str, float] = {}
+    out = np.empty(len(keys), dtype=np.float64)
+    for i, key in enumerate(keys):
+        value = cache.get(key)
+        if value is None:
+            digest = hmac.new(salt, prefix + str(key).encode(), hashlib.sha256).digest()
+            value = (int.from_bytes(digest[:8], "big") >> 11) / float(1 << 53)
+            cache[key] = value
+        out[i] = value
+    return out
+
+
+def _check_fractions(fractions: Mapping[str, float]) -> dict[str, float]:
+    fractions = dict(fractions)
+    if not fractions or any(f < 0 or not math.isfinite(f) for f in fractions.values()):
+        raise ValueError("fractions must be non-negative numbers")
+    if abs(sum(fractions.values()) - 1.0) > 1e-9:
+        raise ValueError(f"fractions must sum to 1, got {sum(fractions.values())}")
+    return fractions
 
 
 def split_by_unit(
     df: pd.DataFrame,
     schema: DatasetSchema,
     fractions: Mapping[str, float] | None = None,
-    seed: int = 0,
+    *,
+    salt: bytes,
 ) -> dict[str, pd.DataFrame]:
-    """Split ``df`` into named parts with all rows of one privacy unit in one part.
+    """Split ``df`` into named roles with all rows of one privacy unit in one role.
 
-    Units (not rows) are shuffled with ``seed`` and cut by the cumulative ``fractions``
-    (which must sum to 1), so part sizes are exact in units and approximate in rows. The
-    original index and row order are kept; each part records the rule in ``.attrs["split"]``.
+    A unit goes to the role whose cumulative-fraction interval holds its keyed hash, so
+    role sizes are binomial around the fractions and a unit's role never depends on the
+    other units. The original index and row order are kept; each part records the rule in
+    ``.attrs["split"]`` (never the salt).
     """
-    fractions = dict(DEFAULT_FRACTIONS if fractions is None else fractions)
-    if not fractions or any(f < 0 or not math.isfinite(f) for f in fractions.values()):
-        raise ValueError("fractions must be non-negative numbers")
-    if abs(sum(fractions.values()) - 1.0) > 1e-9:
-        raise ValueError(f"fractions must sum to 1, got {sum(fractions.values())}")
-    codes = unit_codes(df, schema)
-    n_units = int(codes.max()) + 1 if len(codes) else 0
-    order = np.random.default_rng(seed).permutation(n_units)
-    cuts = np.rint(np.cumsum(list(fractions.values())) * n_units).astype(np.int64)
-    cuts[-1] = n_units
-    part_of_unit = np.empty(n_units, dtype=np.int64)
-    start = 0
-    for i, stop in enumerate(cuts):
-        part_of_unit[order[start:stop]] = i
-        start = stop
-    part_of_row = part_of_unit[codes] if len(codes) else np.zeros(0, dtype=np.int64)
-    record = {
-        "seed": seed,
-        "fractions": fractions,
-        "unit": list(schema.privacy_unit) or ["<row>"],
-        "units": n_units,
-    }
+    fractions = _check_fractions(DEFAULT_FRACTIONS if fractions is None else fractions)
+    u = keyed_uniform(unit_keys(df, schema), salt, "role")
+    edges = np.cumsum(list(fractions.values()))
+    edges[-1] = 1.0
+    part_of_row = np.minimum(np.searchsorted(edges, u, side="right"), len(edges) - 1)
+    record = {"rule": "keyed hash of the unit (HMAC-SHA-256, secret salt)",
+              "fractions": fractions, "unit": list(schema.privacy_unit) or ["<row>"]}
     parts: dict[str, pd.DataFrame] = {}
     for i, name in enumerate(fractions):
         part = df[part_of_row == i].copy()
@@ -77,23 +118,32 @@ def split_by_unit(
     return parts
 
 
+def sample_units(df: pd.DataFrame, schema: DatasetSchema, share: float, *,
+                 salt: bytes) -> pd.DataFrame:
+    """Keep each unit (all its rows) when its keyed hash is below ``share``: a unit-level
+    Poisson sample whose membership depends on the unit alone."""
+    if not 0 < share <= 1:
+        raise ValueError(f"share must be in (0, 1], got {share!r}")
+    if share >= 1:
+        return df
+    return df[keyed_uniform(unit_keys(df, schema), salt, "slice") < share]
+
+
 def cap_rows_per_unit(
-    df: pd.DataFrame, schema: DatasetSchema, max_rows: int, seed: int = 0
+    df: pd.DataFrame, schema: DatasetSchema, max_rows: int, *, salt: bytes
 ) -> pd.DataFrame:
-    """Keep at most ``max_rows`` rows of each privacy unit, chosen at random with ``seed``.
+    """Keep at most ``max_rows`` rows of each privacy unit: those with the smallest keyed
+    hash of their row key, so the choice depends on the unit's own rows only.
 
     Bounding rows per unit turns a row-level DP guarantee into a unit-level one (with
     group privacy over ``max_rows`` rows). Kept rows stay in their original order.
     """
     if max_rows < 1:
         raise ValueError("max_rows must be at least 1")
-    codes = unit_codes(df, schema)
-    keys = np.random.default_rng(seed).random(len(df))
-    order = np.lexsort((keys, codes))
-    sorted_codes = codes[order]
-    first = np.r_[True, sorted_codes[1:] != sorted_codes[:-1]] if len(order) else np.zeros(0, bool)
-    group_start = np.maximum.accumulate(np.where(first, np.arange(len(order)), 0))
-    rank = np.arange(len(order)) - group_start
-    keep = np.zeros(len(df), dtype=bool)
-    keep[order[rank < max_rows]] = True
-    return df[keep].copy()
+    if not schema.privacy_unit or len(df) == 0:
+        return df.copy()
+    units = unit_keys(df, schema)
+    rank_key = keyed_uniform(_key_strings(df, list(schema.row_key)), salt, "cap")
+    ranks = (pd.DataFrame({"unit": units.to_numpy(), "key": rank_key}, index=range(len(df)))
+             .groupby("unit", sort=False)["key"].rank(method="first"))
+    return df[ranks.to_numpy() <= max_rows].copy()

@@ -286,6 +286,26 @@ def _run_suite(
     return out
 
 
+def tstr_counts(schema: DatasetSchema, synthetic: pd.DataFrame, holdout_real: pd.DataFrame,
+                seed: int = 0, classifier: str = "hist_gb") -> tuple[int, list[int]] | None:
+    """(holdout rows a classifier trained on the synthetic table gets right, the holdout's
+    class counts): per-row sums of a DP-derived rule, for the DP release report. None
+    without a target."""
+    if not schema.target:
+        return None
+    target = schema.column(schema.target)
+    n_classes = len(target.categories or ())
+    enc = FeatureEncoder.from_schema(schema, exclude=[target.name])
+    train, test = (_task(synthetic, enc, target, "synthetic"),
+                   _task(holdout_real, enc, target, "holdout"))
+    counts = np.bincount(test.y, minlength=n_classes).astype(int).tolist()
+    if len(train.y) == 0 or len(test.y) == 0:
+        return 0, counts
+    proba = _fit_predict_proba(make_classifier(classifier, seed), train.x, train.y, test.x,
+                               n_classes)
+    return int((np.argmax(proba, axis=1) == test.y).sum()), counts
+
+
 def synthetic_ranking_agreement(
     trtr: dict[str, float | None], tstr: dict[str, float | None],
 ) -> float | None:

@@ -2,8 +2,10 @@
 
 Rules every task here follows:
 
-- arguments and return values are dataset ids, snapshot ids, paths (as strings) and small
-  dicts of aggregates (ε, δ, counts, labels) — never frames or values of real rows;
+- arguments and return values are dataset ids, paths (as strings) and small dicts of
+  public or DP figures (ε, δ, DP counts, labels) — never frames, values of real rows or
+  exact statistics of them; hashes of the private table (snapshot id, cache key) pass
+  between tasks in memory but are never logged;
 - ``persist_result=False`` and ``cache_policy=NO_CACHE``: Prefect stores no result of a
   task that touches real rows (the flows' content cache is ``pulsesynth.runs``);
 - an exception that is not a :class:`~pulsesynth.errors.PulseSynthError` (whose messages
@@ -35,7 +37,7 @@ from pulsesynth.threads import compute_threads, with_compute_threads
 P = ParamSpec("P")
 R = TypeVar("R")
 
-ACCOUNTANT = "prv"
+ACCOUNTANT = pipeline.ACCOUNTANT
 
 
 class StepFailed(RuntimeError):
@@ -121,15 +123,14 @@ def plan_run(dataset: str, root: str, config: dict[str, Any]) -> dict[str, Any]:
     resumable = None if reusable else runs.find_run(paths, dataset, key, complete=False)
     run_dir = reusable or resumable or pipeline.new_run_dir(paths, dataset)
     logger = get_run_logger()
+    # Keys and snapshot ids are hashes of the private table: they stay out of Prefect.
     if reusable:
-        logger.info("%s: cache hit %s (snapshot %s): reusing run %s — no training, "
-                    "nothing charged", dataset, key[:12], snapshot_id[:12], reusable.name)
+        logger.info("%s: cache hit: reusing run %s — no training, nothing charged", dataset,
+                    reusable.name)
     elif resumable:
-        logger.info("%s: resuming unfinished run %s for key %s", dataset, resumable.name,
-                    key[:12])
+        logger.info("%s: resuming unfinished run %s", dataset, resumable.name)
     else:
-        logger.info("%s: cache miss %s (snapshot %s): new run %s", dataset, key[:12],
-                    snapshot_id[:12], run_dir.name)
+        logger.info("%s: cache miss: new run %s", dataset, run_dir.name)
     return {"dataset": dataset, "key": key, "snapshot_id": snapshot_id,
             "schema_hash": schema_hash, "config_hash": digest,
             "code_version": runs.CODE_VERSION, "run_dir": str(run_dir),
@@ -141,20 +142,18 @@ def plan_run(dataset: str, root: str, config: dict[str, Any]) -> dict[str, Any]:
 @task(name="start-run", **RETRY_IO)
 @value_free("start")
 def start_run(run_dir: str, dataset: str, root: str, plan: dict[str, Any],
-              split_seed: int = 0, max_rows: int | None = None) -> dict[str, Any]:
-    """Pull the snapshot and validate the source (``ValidationFailed`` is not retried)."""
+              max_rows: int | None = None) -> dict[str, Any]:
+    """Pull the snapshot and validate the source (``ValidationFailed`` is not retried).
+    The run's randomness is fresh and secret (recorded in ``run.json`` only)."""
     run, seconds = _timed(lambda: pipeline.start_run(
-        dataset, Path(run_dir), split_seed=split_seed, max_rows=max_rows, paths=_paths(root)))
+        dataset, Path(run_dir), max_rows=max_rows, paths=_paths(root)))
     if run["snapshot_id"] != plan["snapshot_id"]:
         raise pipeline.RunError(f"{dataset}: the table changed between planning and pulling "
-                                f"({plan['snapshot_id'][:12]} → {run['snapshot_id'][:12]})")
+                                "; run again")
     runs.record_key(Path(run_dir), plan["key"], {
         k: plan[k] for k in ("snapshot_id", "schema_hash", "config_hash", "code_version")})
-    rows = min(max_rows, run["source_rows"]) if max_rows else run["source_rows"]
-    get_run_logger().info("%s: snapshot %s validated (%d rows in the source, %d used)",
-                          dataset, run["snapshot_id"][:12], run["source_rows"], rows)
-    return {"snapshot_id": run["snapshot_id"], "source_rows": run["source_rows"],
-            "rows": rows, "seconds": seconds}
+    get_run_logger().info("%s: snapshot validated", dataset)
+    return {"seconds": seconds}
 
 
 @task(name="decide-retrain", **SAFE)
@@ -189,23 +188,17 @@ def decide_retrain(dataset: str, root: str, plan: dict[str, Any],
 @value_free("charge")
 def charge_ledger(run_dir: str, dataset: str, root: str, plan: dict[str, Any],
                   epsilon: float | None = None) -> dict[str, Any]:
-    """Charge the planned (ε, δ) *before* training; idempotent under the run's key, so a
-    retried task or a resumed run charges once. ``BudgetExceeded`` is not retried."""
-    from pulsesynth.governance.ledger import Ledger
-
-    paths = _paths(root)
-    t0 = time.perf_counter()
-    planned = runs.planned_privacy(Path(run_dir), epsilon=epsilon, paths=paths)
-    charge = Ledger(paths).charge(
-        dataset, Path(run_dir).name, plan["snapshot_id"], planned["epsilon"],
-        planned["delta"], ACCOUNTANT, runs.idempotency_key(dataset, plan["key"]),
-        planned["lifetime_epsilon"])
-    seconds = round(time.perf_counter() - t0, 3)
-    get_run_logger().info("%s: ledger %s ε=%g δ=%.3g for run %s", dataset,
-                          "charged" if charge.new else "already charged (idempotent)",
-                          charge.epsilon, charge.delta, charge.run_id)
-    return {"epsilon": charge.epsilon, "delta": charge.delta, "new": charge.new,
-            "charge_id": charge.id, "train_rows": planned["train_rows"], "seconds": seconds}
+    """Charge the run's (ε, δ) *before* training; idempotent under the run's cache key, so
+    a retried task or a resumed run charges once. ``BudgetExceeded`` is not retried."""
+    record, seconds = _timed(lambda: pipeline.charge(
+        Path(run_dir), epsilon=epsilon, idempotency_key=runs.idempotency_key(dataset,
+                                                                             plan["key"]),
+        paths=_paths(root)))
+    get_run_logger().info("%s: ledger %s ε=%g δ=%.3g", dataset,
+                          "charged" if record["new"] else "already charged (idempotent)",
+                          record["epsilon"], record["delta"])
+    return {"epsilon": record["epsilon"], "delta": record["delta"], "new": record["new"],
+            "charge_id": record["id"], "seconds": seconds}
 
 
 # --- compute ----------------------------------------------------------------------------
@@ -213,51 +206,39 @@ def charge_ledger(run_dir: str, dataset: str, root: str, plan: dict[str, Any],
 
 @task(name="train-dp-vae", **SAFE)
 @value_free("train")
-def train_model(run_dir: str, root: str, epsilon: float, delta: float, seed: int = 0,
-                epochs: int | None = None) -> dict[str, Any]:
-    """Train the DP-VAE at exactly the charged (ε, δ)."""
-    config: dict[str, Any] = {"delta": delta}
-    if epochs:
-        config["epochs"] = epochs
+def train_model(run_dir: str, root: str, epochs: int | None = None) -> dict[str, Any]:
+    """Train the DP-VAE under the run's recorded ledger charge."""
+    config: dict[str, Any] = {"epochs": epochs} if epochs else {}
     with compute_threads():
         report, seconds = _timed(lambda: pipeline.train(
-            Path(run_dir), epsilon=epsilon, private=True, seed=seed, paths=_paths(root),
-            **config))
-    get_run_logger().info("trained %d rows in %.1fs: ε=%.4g (target %g), δ=%.3g, %s steps",
-                          report["train_rows"], seconds, report["epsilon"], epsilon,
-                          report["delta"], report["steps"])
-    return {"epsilon": report["epsilon"], "delta": report["delta"],
-            "train_rows": report["train_rows"], "seconds": seconds}
+            Path(run_dir), private=True, paths=_paths(root), **config))
+    get_run_logger().info("trained in %.1fs: training ε=%.4g, δ=%.3g, %s steps", seconds,
+                          report["epsilon"], report["delta"], report["steps"])
+    return {"rows_dp": report["rows"], "seconds": seconds}
 
 
 @task(name="sample-synthetic", **SAFE)
 @value_free("sample")
-def sample_candidate(run_dir: str, root: str, seed: int = 0) -> dict[str, Any]:
-    """Sample the candidate table and validate it (post-processing: no budget)."""
+def sample_candidate(run_dir: str, root: str) -> dict[str, Any]:
+    """Sample the candidate table (secret randomness, DP row count) and validate it
+    (post-processing: no budget)."""
     with compute_threads():
-        path, seconds = _timed(lambda: pipeline.sample(Path(run_dir), seed=seed,
-                                                       paths=_paths(root)))
+        path, seconds = _timed(lambda: pipeline.sample(Path(run_dir), paths=_paths(root)))
     return {"path": str(path), "seconds": seconds}
 
 
 @task(name="evaluate-utility", **SAFE)
 @value_free("evaluate")
-def evaluate_candidate(run_dir: str, root: str, seed: int = 0) -> dict[str, Any]:
-    """TSTR vs TRTR and the other utility scores (aggregates only)."""
+def evaluate_candidate(run_dir: str, root: str) -> dict[str, Any]:
+    """The steward's utility report (exact figures stay in the run directory)."""
     with compute_threads():
-        _, seconds = _timed(lambda: pipeline.evaluate(Path(run_dir), seed=seed,
-                                                      paths=_paths(root)))
-    summary = runs.summarize(Path(run_dir))
-    get_run_logger().info("utility: TSTR %s vs TRTR %s accuracy (%s)",
-                          summary["tstr_accuracy"], summary["trtr_accuracy"],
-                          summary["classifier"])
-    return {"tstr_accuracy": summary["tstr_accuracy"],
-            "trtr_accuracy": summary["trtr_accuracy"], "seconds": seconds}
+        _, seconds = _timed(lambda: pipeline.evaluate(Path(run_dir), paths=_paths(root)))
+    return {"seconds": seconds}
 
 
 @task(name="audit-and-gate", **SAFE)
 @value_free("audit")
-def audit_candidate(run_dir: str, root: str, seed: int = 0, n_shadows: int = 1,
+def audit_candidate(run_dir: str, root: str, n_shadows: int = 1,
                     policy: str | None = None) -> dict[str, Any]:
     """Attack the model and the synthetic table, then gate (label or blocked) under the
     release policy (default ``deployments/policy.yaml``)."""
@@ -265,7 +246,7 @@ def audit_candidate(run_dir: str, root: str, seed: int = 0, n_shadows: int = 1,
 
     with compute_threads():
         result, seconds = _timed(lambda: pipeline.audit(
-            Path(run_dir), seed=seed, n_shadows=n_shadows,
+            Path(run_dir), n_shadows=n_shadows,
             policy_path=Path(policy) if policy else None, paths=_paths(root),
             mapper=shadow_mapper(wrap=with_compute_threads)))
     gate = result["gate"]

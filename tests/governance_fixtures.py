@@ -74,6 +74,32 @@ def synthetic_table(rows: int = 120, seed: int = 0) -> pd.DataFrame:
     })
 
 
+def ledger_charge(paths: Paths, dataset: str, run_id: str, epsilon: float) -> int:
+    """A real ledger charge backing a fake candidate (idempotent per run id)."""
+    from pulsesynth.governance.ledger import Ledger
+
+    return Ledger(paths).charge(dataset, run_id, "0" * 64, epsilon, 1e-6, "prv",
+                                f"test:{dataset}:{run_id}:{epsilon}", 1000.0).id
+
+
+def release_stats(charge_id: int | None, advantage: float = 0.01, private: bool = True,
+                  excess: float = 0.0) -> dict[str, Any]:
+    """A DP release report shaped like :func:`pulsesynth.audit.release_stats.release_report`."""
+
+    def stat(value: float, width: float = 0.03) -> dict[str, float]:
+        return {"value": value, "ci_low": value - width, "ci_high": value + width,
+                "sensitivity": 0.005, "epsilon": 0.036, "laplace_scale": 0.14}
+
+    return {"mechanism": "Laplace", "epsilon": 0.12, "private": private,
+            "rows_dp": {"train": 120, "holdout": 40}, "max_rows_per_unit": 1,
+            "confidence": 0.95, "charge_id": charge_id, "classifier": "hist_gb",
+            "statistics": {
+                "max_attack_advantage": stat(advantage) | {
+                    "attacks": ["distance_mia", "model_mia", "synthetic_mia"]},
+                "exact_match_excess": stat(excess),
+                "tstr_accuracy": stat(0.71), "majority_accuracy": stat(0.62)}}
+
+
 def make_candidate(paths: Paths, dataset: str = "taxi_trips", run_id: str = "run1", *,
                    label: str = "open", private: bool = True, seed: int = 0,
                    epsilon: float = 1.0, snapshot_id: str | None = None,
@@ -94,11 +120,15 @@ def make_candidate(paths: Paths, dataset: str = "taxi_trips", run_id: str = "run
             "checks": [{"label": "open", "name": "max_epsilon", "threshold": 1.0,
                         "value": epsilon, "passed": passed}]}
     (out / "gate.json").write_text(json.dumps(gate, indent=2))
-    privacy = {"epsilon": epsilon, "delta": 1e-5, "accountant": "prv", "private": private,
+    charge_id = ledger_charge(paths, dataset, run_id, epsilon) if private else None
+    privacy = {"epsilon": epsilon, "delta": 1e-6, "accountant": "prv", "private": private,
                "noise_multiplier": 1.1, "sample_rate": 0.01, "steps": 500,
-               "max_grad_norm": 1.0, "snapshot_id": snapshot_id or "0" * 64,
-               "schema_hash": "1" * 64, "model_hash": "2" * 64, "code_version": "0.1.0-test"}
+               "max_grad_norm": 1.0, "schema_hash": "1" * 64, "model_hash": "2" * 64,
+               "code_version": "0.1.0-test", "randomness": "secret", "charge_id": charge_id,
+               "rows_dp": rows}
     (out / "privacy.json").write_text(json.dumps(privacy, indent=2))
+    (out / "release_stats.json").write_text(json.dumps(
+        release_stats(charge_id, private=private), indent=2))
     utility = {"tstr": {"hist_gb": {"accuracy": 0.71, "auc": 0.66}},
                "trtr": {"hist_gb": {"accuracy": 0.74, "auc": 0.70}},
                "majority_accuracy": 0.62,

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
-from governance_fixtures import SCHEMA, synthetic_table
+from governance_fixtures import SCHEMA, ledger_charge, release_stats, synthetic_table
 
 from pulsesynth.gate import evaluate_gate, load_policy
 from pulsesynth.paths import Paths
@@ -72,9 +72,17 @@ def attack(accuracy: float = 0.505, advantage: float = 0.01,
 
 def _write_common(out: Path, kind: str, privacy: dict[str, Any], audit: dict[str, Any],
                   utility: dict[str, Any], schema_raw: dict[str, Any],
-                  policy_path: Path | None) -> None:
+                  policy_path: Path | None, paths: Paths, advantage: float = 0.01,
+                  advantage_ci_high: float = 0.04) -> None:
     policy = load_policy(policy_path) if policy_path else load_policy()
-    gate = evaluate_gate(policy, privacy, audit, kind=kind).to_dict()
+    private = bool(privacy.get("private"))
+    charge_id = ledger_charge(paths, schema_raw["id"], out.name,
+                              float(privacy.get("epsilon") or 1.0)) if private else None
+    privacy |= {"charge_id": charge_id, "randomness": "secret"}
+    stats = release_stats(charge_id, advantage, private)
+    stats["statistics"]["max_attack_advantage"]["ci_high"] = advantage_ci_high
+    (out / "release_stats.json").write_text(json.dumps(stats, indent=2))
+    gate = evaluate_gate(policy, privacy, stats, kind=kind).to_dict()
     (out / "gate.json").write_text(json.dumps(gate, indent=2))
     (out / "privacy.json").write_text(json.dumps(privacy, indent=2, default=str))
     (out / "audit.json").write_text(json.dumps(audit, indent=2))
@@ -103,7 +111,8 @@ def make_model_candidate(paths: Paths, synth: Any = None, dataset: str = "taxi_t
                "trtr": {"hist_gb": {"accuracy": 0.74, "auc": 0.70}},
                "majority_accuracy": 0.62,
                "column_shapes": {"mean": 0.9, "columns": {"tip": 0.95}}}
-    _write_common(out, "model", privacy, audit, utility, synth.schema.raw, policy_path)
+    _write_common(out, "model", privacy, audit, utility, synth.schema.raw, policy_path, paths,
+                  advantage, advantage_ci_high)
     return out
 
 
@@ -129,7 +138,7 @@ def make_classifier_candidate(paths: Paths, dataset: str = "taxi_trips", run_id:
     (out / "model.json").write_text(json.dumps(config, indent=2))
     privacy = {"private": private, "epsilon": epsilon, "delta": 1e-5, "accountant": "prv",
                "noise_multiplier": 1.2, "sample_rate": 0.01, "steps": 400,
-               "max_grad_norm": 1.0, "snapshot_id": "e" * 64, "schema_hash": config[
+               "max_grad_norm": 1.0, "schema_hash": config[
                    "schema_hash"], "model_hash": "3" * 64, "code_version": "0.1.0-test"}
     audit = {"dataset": dataset, "kind": "classifier",
              "membership_attacks": {"classifier_mia": attack(0.5 + advantage / 2, advantage,
@@ -137,5 +146,6 @@ def make_classifier_candidate(paths: Paths, dataset: str = "taxi_trips", run_id:
                                     | {"attack": "classifier_mia"}}}
     utility = {"target": "tip", "test_accuracy": 0.71 + seed / 1000, "test_auc": 0.66,
                "test_f1": 0.6, "majority_accuracy": 0.62, "test_rows": 800}
-    _write_common(out, "classifier", privacy, audit, utility, schema_raw, None)
+    _write_common(out, "classifier", privacy, audit, utility, schema_raw, None, paths,
+                  advantage, advantage + 0.03)
     return out

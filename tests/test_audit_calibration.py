@@ -1,7 +1,10 @@
 """Every attack must be able to fail: each detects real leakage and stays quiet under DP.
 
 Small slices of census_income keep these in the default suite (about a minute); the
-full-size versions are in the audit benchmark (`make bench`).
+full-size versions are in the audit benchmark (`make bench`). As in the pipeline, the
+attacks' reference rows are fresh draws from the model under attack (so their rules are
+post-processing of DP outputs), and the gate reads the release report built from their
+calls on every member and non-member (here without noise: these test the measurements).
 """
 
 from __future__ import annotations
@@ -12,9 +15,13 @@ import pytest
 from pulsesynth.audit.attacks import membership
 from pulsesynth.audit.attacks.membership import ELBOAttack, SurrogateAttack, vae_release
 from pulsesynth.audit.baselines import shuffle_features, shuffle_release
-from pulsesynth.audit.distances import distance_report
+from pulsesynth.audit.distances import GowerSpace, unique_matches
+from pulsesynth.audit.release_stats import MembershipDecisions, release_report
+from pulsesynth.audit.report import distance_decisions
+from pulsesynth.frames import conform
 from pulsesynth.gate import evaluate_gate, load_policy
-from pulsesynth.splits import split_by_unit
+from pulsesynth.randomness import salt_from_seed
+from pulsesynth.splits import split_by_unit, with_fresh_units
 from pulsesynth.synth import DPVAESynthesizer
 
 POLICY = load_policy()
@@ -23,7 +30,7 @@ POLICY = load_policy()
 @pytest.fixture(scope="module")
 def census(built_warehouse):
     snap = built_warehouse.pull("census_income")
-    parts = split_by_unit(snap.frame, snap.schema, seed=0)
+    parts = split_by_unit(snap.frame, snap.schema, salt=salt_from_seed(0))
     return (snap.schema, parts["train"].iloc[:500], parts["holdout"].iloc[:500],
             parts["reference"].iloc[:2000])
 
@@ -35,41 +42,57 @@ def overfit(census):
     return DPVAESynthesizer(schema, private=False, epochs=300, seed=0).fit(train)
 
 
-def gate_for(advantage_result, distances, private=True, epsilon=1.0):
-    audit = {"membership_attacks": {advantage_result.attack: advantage_result.to_dict()},
-             "distances": distances}
-    return evaluate_gate(POLICY, {"private": private, "epsilon": epsilon}, audit)
+def pool(model, schema, rows: int = 2000, seed: int = 9):
+    """The auditor's reference rows: fresh draws from the model under attack."""
+    return with_fresh_units(conform(model.sample(rows, seed=seed), schema), schema)
+
+
+def gate_for(decisions: list[MembershipDecisions], unique=(0, 0), private=True,
+             epsilon=1.0, n=500):
+    stats = release_report(decisions=decisions, unique_reproduced=unique, tstr_correct=None,
+                           class_counts=None, rows={"train": n, "holdout": n}, k=1,
+                           epsilon=1e9, rng=np.random.default_rng(0))
+    return evaluate_gate(POLICY, {"private": private, "epsilon": epsilon},
+                         stats | {"private": private})
 
 
 def test_model_mia_detects_an_overfit_non_dp_vae(census, overfit) -> None:
-    schema, train, holdout, reference = census
-    result = ELBOAttack(seed=0).run(overfit, train, holdout, reference)
+    schema, train, holdout, _ = census
+    attack = ELBOAttack(seed=0)
+    result = attack.run(overfit, train, holdout, pool(overfit, schema))
     assert result.accuracy >= 0.60 and result.ci_low > 0.5, result
     # Blocked on its measurements alone, even if it were (wrongly) labelled private.
-    gate = gate_for(result, {"dcr_share": 0.5, "exact_matches_unique": 0})
-    assert gate.label == "blocked" and "max_attack_advantage[model_mia]" in gate.reason
-    assert gate_for(result, {}, private=False).label == "blocked"
+    gate = gate_for([attack.decisions])
+    assert gate.label == "blocked" and "max_attack_advantage" in gate.reason
+    assert gate_for([attack.decisions], private=False).label == "blocked"
 
 
-def test_synthetic_mia_detects_the_overfit_vaes_synthetic_table(census, overfit) -> None:
-    schema, train, holdout, reference = census
-    synthetic = overfit.sample(500, seed=1)
-    result = SurrogateAttack(vae_release(overfit, 500), surrogate_epochs=300, seed=0).run(
-        schema, synthetic, train, holdout, reference, train_rows=500)
+def test_synthetic_and_distance_attacks_detect_the_overfit_vaes_table(census,
+                                                                       overfit) -> None:
+    schema, train, holdout, _ = census
+    synthetic = conform(overfit.sample(500, seed=1), schema)
+    attack = SurrogateAttack(vae_release(overfit, 500), surrogate_epochs=300, seed=0)
+    result = attack.run(schema, synthetic, train, holdout, pool(overfit, schema),
+                        train_rows=500)
     assert result.ci_low > 0.5, result
-    distances = distance_report(schema, train, holdout, synthetic)
-    assert gate_for(result, distances).label == "blocked"
+    distance = distance_decisions(schema, train, holdout, synthetic,
+                                  pool(overfit, schema, 500, seed=2))
+    assert distance.members.mean() - distance.non_members.mean() > 0.1
+    assert gate_for([attack.decisions, distance]).label == "blocked"
 
 
 def test_shuffled_copy_is_blocked_and_detected_by_the_surrogate_attack(census) -> None:
     schema, train, holdout, reference = census
     train, holdout = train.iloc[:500], holdout.iloc[:500]
     fake = shuffle_features(train, schema, 0.2, seed=5)
-    distances = distance_report(schema, train, holdout, fake)
-    assert distances["exact_matches_unique"] > 0 and distances["dcr_share"] > 0.6
-    gate = gate_for(ELBOStub(), distances)
-    assert gate.label == "blocked"
-    assert "max_unique_exact_matches" in gate.reason and "max_dcr_share" in gate.reason
+    unique = unique_matches(GowerSpace(schema), [train, holdout], fake)
+    assert unique[0] > 50 and unique[1] < 10
+    distance = distance_decisions(schema, train, holdout, fake,
+                                  shuffle_features(train, schema, 0.2, seed=6))
+    chance = MembershipDecisions("model_mia", np.zeros(500, bool), np.zeros(500, bool))
+    gate = gate_for([chance], unique=tuple(unique))
+    assert gate.label == "blocked" and "max_exact_match_excess" in gate.reason
+    assert distance.members.mean() - distance.non_members.mean() > 0.1
     big_train = census[1]
     result = SurrogateAttack(shuffle_release(schema, 0.2), surrogate_epochs=100, seed=0).run(
         schema, shuffle_features(big_train, schema, 0.2, seed=5), big_train, census[2],
@@ -78,16 +101,19 @@ def test_shuffled_copy_is_blocked_and_detected_by_the_surrogate_attack(census) -
 
 
 def test_dp_vae_at_epsilon_1_passes_the_open_thresholds(census) -> None:
-    schema, train, holdout, reference = census
+    schema, train, holdout, _ = census
     model = DPVAESynthesizer(schema, epsilon=1.0, seed=0).fit(train)
-    model_mia = ELBOAttack(seed=0).run(model, train, holdout, reference)
-    synthetic = model.sample(500, seed=1)
-    synthetic_mia = SurrogateAttack(vae_release(model, 500), seed=0).run(
-        schema, synthetic, train, holdout, reference, train_rows=500)
-    audit = {"membership_attacks": {"model_mia": model_mia.to_dict(),
-                                    "synthetic_mia": synthetic_mia.to_dict()},
-             "distances": distance_report(schema, train, holdout, synthetic)}
-    gate = evaluate_gate(POLICY, model.privacy_report, audit)
+    reference = pool(model, schema)
+    model_attack = ELBOAttack(seed=0)
+    model_attack.run(model, train, holdout, reference)
+    synthetic = conform(model.sample(500, seed=1), schema)
+    surrogate = SurrogateAttack(vae_release(model, 500), seed=0)
+    surrogate.run(schema, synthetic, train, holdout, reference, train_rows=500)
+    distance = distance_decisions(schema, train, holdout, synthetic,
+                                  pool(model, schema, 500, seed=2))
+    unique = unique_matches(GowerSpace(schema), [train, holdout], synthetic)
+    gate = gate_for([model_attack.decisions, surrogate.decisions, distance],
+                    unique=tuple(unique))
     assert gate.label == "open", gate.reason
 
 
@@ -100,12 +126,3 @@ def test_a_blinded_attack_detects_nothing(census, overfit, monkeypatch) -> None:
     result = ELBOAttack(seed=0).run(overfit, train, holdout, reference)
     assert result.ci_low <= 0.5 <= result.ci_high
     assert not (result.accuracy >= 0.60 and result.ci_low > 0.5)
-
-
-class ELBOStub:
-    """A membership result at chance level, to isolate the distance thresholds."""
-
-    attack = "model_mia"
-
-    def to_dict(self) -> dict:
-        return {"advantage": 0.0, "advantage_ci_high": 0.02}

@@ -40,4 +40,5 @@ def test_shadow_jobs_in_other_processes_give_the_in_process_audit(
         assert abs(a["accuracy"] - b["accuracy"]) <= 0.01 and abs(a["auc"] - b["auc"]) <= 0.01
     assert mapped["shadow_training"]["where"] == "mapped"
     report = json.loads((run / "candidate" / "audit.json").read_text())
-    assert report["shadow_training"] == {"jobs": 4, "where": "mapped"}
+    assert report["shadow_training"] == {"jobs": 4, "where": "mapped",
+                                         "reference": "fresh draws from the released model"}

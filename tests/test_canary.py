@@ -90,7 +90,7 @@ def canary_root(harness: str, tmp_path_factory: pytest.TempPathFactory
     policy.write_text(yaml.safe_dump(LENIENT_POLICY))
 
     gx_before = _gx_dirs()
-    summary, state = run_nightly(datasets=[DATASET], root=str(root), epochs=1, seed=0,
+    summary, state = run_nightly(datasets=[DATASET], root=str(root), epochs=1,
                                  policy=str(policy))
     row = summary[0]
     assert row["status"] == "succeeded", row

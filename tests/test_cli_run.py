@@ -23,7 +23,8 @@ def test_train_sample_evaluate_audit_from_the_warehouse(
     captured = capsys.readouterr()
     report = json.loads(captured.out)
     assert report["private"] is True and report["epsilon"] <= 1.0
-    assert report["epsilon"] >= 0.98 and report["accountant"] == "prv"
+    # DP-SGD spends its 85% share of the run's ε (row counts and the report the rest)
+    assert 0.98 * 0.85 <= report["epsilon"] <= 0.85 and report["accountant"] == "prv"
     assert "epoch 5" in captured.err  # progress is shown on stderr
     assert (run / "model" / "model.pt").is_file()
 

@@ -30,7 +30,7 @@ from tasks.synthesis import charge_ledger, plan_run, start_run
 REPO = Path(__file__).resolve().parent.parent
 GOOD = ["taxi_trips", "patient_tests"]
 BROKEN = "broken_taxi"
-PARAMS: dict[str, Any] = {"max_rows": 1000, "epochs": 1, "seed": 0}
+PARAMS: dict[str, Any] = {"max_rows": 1000, "epochs": 1}
 
 
 @pytest.fixture(scope="session")
@@ -81,12 +81,15 @@ def test_nightly_end_to_end(first: tuple[list[dict[str, Any]], Any], root: Path)
         assert row["status"] in ("succeeded", "blocked"), row
         assert row["status"] == ("succeeded" if row["label"] in ("open", "confidential")
                                  else "blocked")
-        assert row["rows"] == 1000 and row["cache"] == "miss"
+        # rows: the DP count of the training rows (about 60% of the 1,000-row slice, with
+        # Laplace noise of scale 1/0.03 ≈ 33 rows)
+        assert 300 <= row["rows"] <= 900 and row["cache"] == "miss"
         assert row["epsilon_spent"] == pytest.approx(1.0)
         assert 0 < row["epsilon"] <= 1.0 + 1e-6
-        for key in ("model_mia_accuracy", "synthetic_mia_accuracy", "tstr_accuracy",
-                    "trtr_accuracy"):
-            assert 0.0 <= row[key] <= 1.0, key
+        for key in ("attack_advantage_dp", "tstr_accuracy_dp", "majority_accuracy_dp"):
+            assert -1.0 <= row[key] <= 2.0, key  # Laplace-noised, so not clipped to [0, 1]
+        # nothing exact about the real rows reaches the summary (and so Prefect)
+        assert set(row) & {"model_mia_accuracy", "trtr_accuracy", "train_rows"} == set()
         assert row["reason"]
         run_dir = Path(row["run_dir"])
         assert runs.is_complete(run_dir) and runs.run_key(run_dir)
@@ -166,7 +169,7 @@ def test_charge_is_idempotent(harness: str, tmp_path: Path) -> None:
     paths = Paths(root)
     from flows.nightly import run_config
 
-    config = run_config(1000, 1, 0, 0, 1, None, None)
+    config = run_config(1000, 1, 1, None, None)
 
     @flow
     def charge_twice() -> tuple[dict[str, Any], dict[str, Any]]:
@@ -202,15 +205,16 @@ def test_cache_key_components() -> None:
 def test_dask_runner_gives_the_same_gate_results(
         first: tuple[list[dict[str, Any]], Any], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """Same seeds on a LocalCluster with 2 worker processes: same labels and attacks."""
+    """A LocalCluster with 2 worker processes runs every dataset to a gated candidate with
+    the shadows mapped. (Private runs draw fresh secret randomness, so two runners no
+    longer give bit-identical figures; the seeded determinism under threads is checked in
+    ``test_synthesizer``.)"""
     root = tmp_path / "dask"
     summary = run_on_dask(root, workers=2, monkeypatch=monkeypatch)
     old = by_dataset(first[0])
     for ds, row in by_dataset(summary).items():
-        assert row["status"] == old[ds]["status"]
-        assert row["label"] == old[ds]["label"]
-        assert row["epsilon"] == pytest.approx(old[ds]["epsilon"])
-        assert row["model_mia_accuracy"] == pytest.approx(old[ds]["model_mia_accuracy"])
+        assert row["status"] in ("succeeded", "blocked") and old[ds]["status"] != "failed"
+        assert 0 < row["epsilon"] <= 1.0 + 1e-6
     assert_shadows_mapped(root)
 
 
@@ -242,10 +246,10 @@ def test_one_dask_worker_runs_datasets_in_turn_with_shadows_on_its_spare_slot(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """One worker: its dataset slot runs the datasets one after another while its second
     slot trains each audit's shadows — the next dataset's subflow on the same worker after
-    shadows were mapped (where seceding broke Prefect's client) completes, same labels."""
+    shadows were mapped (where seceding broke Prefect's client) completes and is gated."""
     root = tmp_path / "dask1"
     summary = run_on_dask(root, workers=1, monkeypatch=monkeypatch)
-    old = by_dataset(first[0])
-    assert {ds: row["label"] for ds, row in by_dataset(summary).items()} == {
-        ds: old[ds]["label"] for ds in GOOD}
+    assert set(by_dataset(summary)) == set(GOOD)
+    for row in summary:
+        assert row["status"] in ("succeeded", "blocked") and row["label"] is not None
     assert_shadows_mapped(root)

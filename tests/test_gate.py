@@ -11,25 +11,27 @@ from pulsesynth.gate import PolicyError, evaluate_gate, load_policy
 POLICY = load_policy()
 
 
+def stat(value: float, ci_high: float | None = None) -> dict:
+    return {"value": value, "ci_low": value - 0.03,
+            "ci_high": value + 0.03 if ci_high is None else ci_high}
+
+
 def passing_open() -> tuple[dict, dict]:
     privacy = {"private": True, "epsilon": 1.0}
-    audit = {
-        "membership_attacks": {
-            "model_mia": {"advantage": 0.01, "advantage_ci_high": 0.05},
-            "synthetic_mia": {"advantage": 0.0, "advantage_ci_high": 0.04},
-        },
-        "distances": {"dcr_share": 0.5, "exact_matches_unique": 0},
-    }
-    return privacy, audit
+    stats = {"private": True, "statistics": {
+        "max_attack_advantage": stat(0.01, 0.05) | {"attacks": ["model_mia", "synthetic_mia"]},
+        "exact_match_excess": stat(0.0),
+        "tstr_accuracy": stat(0.8)}}
+    return privacy, stats
 
 
 def test_policy_file_has_the_documented_thresholds() -> None:
     assert POLICY["open"] == {"max_epsilon": 1.0, "max_attack_advantage": 0.05,
-                              "max_attack_advantage_ci_high": 0.10, "max_dcr_share": 0.55,
-                              "max_unique_exact_matches": 0.0}
-    assert POLICY["confidential"]["max_epsilon"] == 3.0
-    assert POLICY["confidential"]["max_attack_advantage"] == 0.10
-    assert POLICY["confidential"]["max_dcr_share"] == 0.60
+                              "max_attack_advantage_ci_high": 0.10,
+                              "max_exact_match_excess": 0.01}
+    assert POLICY["confidential"] == {"max_epsilon": 3.0, "max_attack_advantage": 0.10,
+                                      "max_attack_advantage_ci_high": None,
+                                      "max_exact_match_excess": 0.02}
 
 
 def test_clean_dp_candidate_is_open() -> None:
@@ -39,52 +41,78 @@ def test_clean_dp_candidate_is_open() -> None:
 
 
 def test_non_dp_artifact_is_always_blocked() -> None:
-    privacy, audit = passing_open()
-    result = evaluate_gate(POLICY, privacy | {"private": False}, audit)
+    privacy, stats = passing_open()
+    result = evaluate_gate(POLICY, privacy | {"private": False}, stats)
+    assert result.label == "blocked" and "non-private" in result.reason
+    result = evaluate_gate(POLICY, privacy, stats | {"private": False})
     assert result.label == "blocked" and "non-private" in result.reason
 
 
 def test_no_attack_means_blocked() -> None:
-    privacy, audit = passing_open()
-    assert evaluate_gate(POLICY, privacy, audit | {"membership_attacks": {}}).label == "blocked"
+    privacy, stats = passing_open()
+    del stats["statistics"]["max_attack_advantage"]
+    assert evaluate_gate(POLICY, privacy, stats).label == "blocked"
 
 
-# (threshold, setter, value just inside open, just outside open but inside confidential,
+def test_gate_reads_only_public_and_dp_inputs() -> None:
+    """Exact audit figures next to the DP report change nothing: the gate never reads them."""
+    privacy, stats = passing_open()
+    leaky = stats | {"membership_attacks": {"model_mia": {"advantage": 0.9}},
+                     "distances": {"dcr_share": 1.0, "exact_matches_unique": 99}}
+    assert evaluate_gate(POLICY, privacy, leaky).to_dict() == \
+        evaluate_gate(POLICY, privacy, stats).to_dict()
+
+
+def _set(name: str):
+    def setter(p: dict, s: dict, v: float) -> None:
+        st = s["statistics"]
+        if name == "max_epsilon":
+            p["epsilon"] = v
+        elif name == "max_attack_advantage":
+            st["max_attack_advantage"]["value"] = v
+        elif name == "max_attack_advantage_ci_high":
+            st["max_attack_advantage"]["ci_high"] = v
+        else:
+            st["exact_match_excess"]["value"] = v
+    return setter
+
+
+# (threshold, value just inside open, just outside open but inside confidential,
 #  outside confidential)
 BOUNDARIES = [
-    ("max_epsilon", lambda p, a, v: p.update(epsilon=v), 1.0, 1.01, 3.01),
-    ("max_attack_advantage",
-     lambda p, a, v: a["membership_attacks"]["model_mia"].update(advantage=v), 0.05, 0.051,
-     0.101),
-    ("max_attack_advantage_ci_high",
-     lambda p, a, v: a["membership_attacks"]["synthetic_mia"].update(advantage_ci_high=v),
-     0.10, 0.101, None),
-    ("max_dcr_share", lambda p, a, v: a["distances"].update(dcr_share=v), 0.55, 0.551, 0.601),
-    ("max_unique_exact_matches",
-     lambda p, a, v: a["distances"].update(exact_matches_unique=v), 0, None, 1),
+    ("max_epsilon", 1.0, 1.01, 3.01),
+    ("max_attack_advantage", 0.05, 0.051, 0.101),
+    ("max_attack_advantage_ci_high", 0.10, 0.101, None),
+    ("max_exact_match_excess", 0.01, 0.011, 0.021),
 ]
 
 
-@pytest.mark.parametrize(("name", "setter", "inside", "outside_open", "outside_conf"),
-                         BOUNDARIES)
-def test_each_threshold_on_each_side_of_its_boundary(name, setter, inside, outside_open,
+@pytest.mark.parametrize(("name", "inside", "outside_open", "outside_conf"), BOUNDARIES)
+def test_each_threshold_on_each_side_of_its_boundary(name, inside, outside_open,
                                                      outside_conf) -> None:
-    privacy, audit = passing_open()
-    setter(privacy, audit, inside)
-    assert evaluate_gate(POLICY, privacy, audit).label == "open"
-    if outside_open is not None:
-        privacy, audit = passing_open()
-        setter(privacy, audit, outside_open)
-        result = evaluate_gate(POLICY, privacy, audit)
-        assert result.label == "confidential"
-        failed = [c for c in result.checks if not c.passed]
-        assert [(c.label, c.name) for c in failed] == [("open", name)]
+    setter = _set(name)
+    privacy, stats = passing_open()
+    setter(privacy, stats, inside)
+    assert evaluate_gate(POLICY, privacy, stats).label == "open"
+    privacy, stats = passing_open()
+    setter(privacy, stats, outside_open)
+    result = evaluate_gate(POLICY, privacy, stats)
+    assert result.label == "confidential"
+    failed = [c for c in result.checks if not c.passed]
+    assert [(c.label, c.name) for c in failed] == [("open", name)]
     if outside_conf is not None:
-        privacy, audit = passing_open()
-        setter(privacy, audit, outside_conf)
-        result = evaluate_gate(POLICY, privacy, audit)
+        privacy, stats = passing_open()
+        setter(privacy, stats, outside_conf)
+        result = evaluate_gate(POLICY, privacy, stats)
         assert result.label == "blocked"
         assert name in result.reason and "FAILS by" in result.reason
+
+
+def test_exact_matches_do_not_gate_kinds_without_rows() -> None:
+    privacy, stats = passing_open()
+    stats["statistics"]["exact_match_excess"]["value"] = 0.5
+    assert evaluate_gate(POLICY, privacy, stats, kind="classifier").label == "open"
+    assert evaluate_gate(POLICY, privacy, stats, kind="table").label == "blocked"
 
 
 def test_malformed_policy_is_a_clear_error(tmp_path: Path) -> None:

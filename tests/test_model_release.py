@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from governance_fixtures import make_candidate
+from governance_fixtures import make_candidate, release_stats
 from model_fixtures import (
     FAST,
     fake_real_table,
@@ -43,6 +43,8 @@ from pulsesynth.governance.errors import (
     ReleaseStateError,
     TamperedCandidate,
 )
+from pulsesynth.governance.ledger import Ledger
+from pulsesynth.governance.publishable import unlisted_fields
 from pulsesynth.governance.releases import (
     approve,
     get_release,
@@ -70,10 +72,10 @@ def _index(paths: Paths) -> list[dict]:
 
 def _passing_open() -> tuple[dict, dict]:
     privacy = {"private": True, "epsilon": 0.9}
-    audit = {"membership_attacks": {"model_mia": {"advantage": 0.01,
-                                                  "advantage_ci_high": 0.05}},
-             "distances": {"dcr_share": 0.5, "exact_matches_unique": 0}}
-    return privacy, audit
+    stats = {"private": True, "statistics": {
+        "max_attack_advantage": {"value": 0.01, "ci_high": 0.05, "attacks": ["model_mia"]},
+        "exact_match_excess": {"value": 0.0, "ci_high": 0.02}}}
+    return privacy, stats
 
 
 # --- the schema migration ------------------------------------------------------------------
@@ -125,7 +127,9 @@ def test_v1_database_migrates_keeping_rows_with_kind_table(paths: Paths) -> None
 
     conn = connect(paths)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        # version 3 adds the secret per-dataset salts (empty after a migration)
+        assert conn.execute("SELECT COUNT(*) FROM dataset_secrets").fetchone()[0] == 0
         [row] = conn.execute("SELECT * FROM releases").fetchall()
         assert (row["candidate_id"], row["kind"], row["version"], row["status"]) == (
             cid, "table", "v1", "published")
@@ -179,16 +183,18 @@ def test_model_is_capped_at_confidential_even_when_open_thresholds_pass() -> Non
         "model", "confidential", "open")
     # A plain mapping of thresholds (no kinds section) caps a model all the same.
     assert evaluate_gate(dict(policy), privacy, audit, kind="model").label == "confidential"
-    # Distances apply to released rows only: a model or classifier needs none; a table does.
-    no_rows = {"membership_attacks": audit["membership_attacks"]}
+    # The exact-match excess applies to released rows only: a model or classifier needs
+    # none; a table does.
+    no_rows = {"private": True, "statistics": {
+        "max_attack_advantage": audit["statistics"]["max_attack_advantage"]}}
     assert evaluate_gate(policy, privacy, no_rows, kind="model").label == "confidential"
     assert evaluate_gate(policy, privacy, no_rows, kind="classifier").label == "open"
     assert evaluate_gate(policy, privacy, no_rows).label == "blocked"
-    assert not any(c.name == "max_dcr_share"
+    assert not any(c.name == "max_exact_match_excess"
                    for c in evaluate_gate(policy, privacy, audit, kind="model").checks)
     # ε and attacks still apply to every kind.
     leaky = json.loads(json.dumps(no_rows))
-    leaky["membership_attacks"]["model_mia"]["advantage"] = 0.2
+    leaky["statistics"]["max_attack_advantage"]["value"] = 0.2
     blocked = evaluate_gate(policy, privacy, leaky, kind="model")
     assert blocked.label == "blocked" and "max_attack_advantage" in blocked.reason
     assert evaluate_gate(policy, {"private": True, "epsilon": 3.5}, no_rows,
@@ -306,10 +312,9 @@ def test_model_release_registers_approves_and_publishes_atomically(paths: Paths)
     assert card["label_text"] == "Shared: Confidential — DP generative model"
     assert card["privacy"]["epsilon"] == pytest.approx(tiny_model().privacy_report["epsilon"])
     assert card["privacy"]["accountant"] == "prv" and card["privacy"]["steps"] > 0
-    mia = card["audit"]["attacks"]["model_mia"]
-    assert mia["privacy"] == pytest.approx(2 * (1 - mia["accuracy"]))
-    assert mia["ci_low"] < mia["accuracy"] < mia["ci_high"]
-    assert card["utility"]["classifiers"]["hist_gb"]["tstr_accuracy"] == 0.70
+    adv = card["release_statistics"]["statistics"]["max_attack_advantage"]
+    assert adv["ci_low"] < adv["value"] < adv["ci_high"] and adv["value"] == 0.01
+    assert "audit" not in card and "utility" not in card and unlisted_fields(card) == []
     assert card["usage"]["endpoint"] == "/datasets/taxi_trips_model/v1/sample?n=N&seed=S" \
                                         "&format=csv"
     assert any("pulsesynth sample-release --release" in c for c in card["usage"]["commands"])
@@ -353,10 +358,11 @@ def test_classifier_release_publishes_with_a_model_card(paths: Paths) -> None:
     assert card["kind"] == "classifier" and card["label_text"] == "Open — DP classifier"
     assert card["model"]["target"] == "tip" and card["model"]["classes"] == ["no", "yes"]
     assert card["model"]["features"] == ["distance", "company", "hour"]
-    assert card["utility"]["test_accuracy"] == 0.71 and card["utility"]["test_auc"] == 0.66
+    assert card["release_statistics"]["statistics"]["tstr_accuracy"]["value"] == 0.71
+    assert unlisted_fields(card) == [] and "utility" not in card
     assert card["usage"]["commands"] == [
         "pulsesynth predict --release taxi_trips_classifier-v1/ --input rows.csv"]
-    assert "classifier_mia" in card["audit"]["attacks"]
+    assert "audit" not in card
     [entry] = _index(paths)
     assert (entry["id"], entry["kind"], entry["label"]) == (
         "taxi_trips_classifier", "classifier", "open")
@@ -463,6 +469,8 @@ def _fake_audit_and_utility(run: Path) -> None:
     (cand / "utility.json").write_text(json.dumps({
         "target": "tip", "tstr": {"logreg": {"accuracy": 0.6, "auc": 0.55}},
         "trtr": {"logreg": {"accuracy": 0.62, "auc": 0.58}}, "majority_accuracy": 0.6}))
+    charge_id = pipeline.recorded_charge(run)["id"]
+    (cand / "release_stats.json").write_text(json.dumps(release_stats(charge_id)))
 
 
 def test_model_candidate_from_a_run_and_the_cli(
@@ -482,7 +490,10 @@ def test_model_candidate_from_a_run_and_the_cli(
     out = run / pipeline.MODEL_CANDIDATE_DIR
     assert {p.name for p in out.iterdir()} == {"weights.pt", "model.json", "audit.json",
                                                "gate.json", "privacy.json", "utility.json",
-                                               "schema.yaml"}
+                                               "release_stats.json", "schema.yaml"}
+    # the model is paid for by the run's own ledger charge: releasing it charges nothing
+    [charge] = Ledger(paths).charges("taxi_trips")
+    assert json.loads((out / "privacy.json").read_text())["charge_id"] == charge.id
     audit = json.loads((out / "audit.json").read_text())
     assert set(audit["membership_attacks"]) == {"model_mia"} and "distances" not in audit
     gate = json.loads((out / "gate.json").read_text())

@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from governance_fixtures import CANARY, CANARY_NUMBER, make_candidate, plant_real_table
 
 from pulsesynth.governance.db import audit_events
+from pulsesynth.governance.publishable import unlisted_api_fields, unlisted_fields
 from pulsesynth.governance.releases import approve, publish_approved, register_candidate
 from pulsesynth.governance.tokens import create_token, revoke_tokens
 from pulsesynth.paths import Paths
@@ -30,9 +31,11 @@ class Site:
 
     def __init__(self, root: Path) -> None:
         self.paths = Paths(root)
+        self.snapshots: list[str] = []
         for dataset, runs in (("taxi_trips", [("r1", "open"), ("r2", "open")]),
                               (SECRET_ID, [("r1", "confidential")])):
             snapshot = plant_real_table(self.paths, dataset)
+            self.snapshots.append(snapshot)
             for i, (run, label) in enumerate(runs):
                 cand = make_candidate(self.paths, dataset, run, label=label, seed=i,
                                       snapshot_id=snapshot)
@@ -67,6 +70,26 @@ def _bad_credentials(site: Site) -> list[dict]:
                 {"params": {"token": token}},
                 {"cookies": {"pulsesynth_token": token}}]
     return out
+
+
+def test_every_published_field_is_declared_public_or_dp(site: Site) -> None:
+    """index.json, every card and every API answer carry only fields declared publishable
+    (public facts or DP figures); the private snapshot's hash appears nowhere."""
+    auth = {"Authorization": f"Bearer {site.token}"}
+    published = site.paths.published
+    assert unlisted_fields(json.loads((published / "index.json").read_text())) == []
+    cards = sorted(published.glob("*/v*/datacard.json"))
+    assert len(cards) == 3
+    for card in cards:
+        assert unlisted_fields(json.loads(card.read_text())) == [], card
+    answers = [site.client.get("/api/datasets", headers=auth).json()]
+    answers += [site.client.get(f"/api/datasets/{d}", headers=auth).json()
+                for d in ("taxi_trips", SECRET_ID)]
+    for answer in answers:
+        assert unlisted_api_fields(answer) == []
+    text = json.dumps(answers) + "".join(p.read_text() for p in cards)
+    for snapshot in site.snapshots:
+        assert snapshot not in text
 
 
 def test_index_lists_open_releases_with_label_epsilon_version(site: Site) -> None:

@@ -122,7 +122,7 @@ def test_model_page_renders_the_card_and_the_sample_form(site: Site) -> None:
     assert 'name="n"' in text and 'name="seed"' in text and 'max="500"' in text
     for name in ("weights.pt", "model.json", "schema.yaml", "modelcard.md", "modelcard.json"):
         assert f'data-name="{name}"' in text, name
-    assert "sample-release --release" in text and "model_mia" in text
+    assert "sample-release --release" in text and "strongest membership attack" in text
     assert "capped at confidential" in text
     assert "form-action 'self'" in page.headers["content-security-policy"]
     detail = site.client.get(f"/api/datasets/{MODEL_ID}", headers=auth).json()

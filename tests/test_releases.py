@@ -19,6 +19,7 @@ from pulsesynth.governance.errors import (
     ReleaseStateError,
     TamperedCandidate,
 )
+from pulsesynth.governance.publishable import unlisted_fields
 from pulsesynth.governance.releases import (
     approve,
     get_release,
@@ -128,9 +129,14 @@ def test_publish_writes_release_supersedes_and_withdraws(paths: Paths) -> None:
     assert card["label_text"] == "Open — synthetic"
     assert card["privacy"]["epsilon"] == 1.0 and "ln 2 ≈ 0.693" in card["privacy"][
         "epsilon_vs_ln2"]
-    assert card["provenance"]["source_snapshot_id"] == snapshot
+    # the private snapshot's hash never leaves; every field is declared public or DP
+    assert snapshot not in json.dumps(card) and "source_snapshot_id" not in card["provenance"]
+    assert unlisted_fields(card) == []
+    assert unlisted_fields(json.loads((paths.published / "index.json").read_text())) == []
     assert card["approval"]["steward"] == "alice"
-    assert set(card["audit"]["attacks"]) == {"model_mia", "synthetic_mia"}
+    assert set(card["release_statistics"]["statistics"]) == {
+        "max_attack_advantage", "exact_match_excess", "tstr_accuracy", "majority_accuracy"}
+    assert "audit" not in card and "utility" not in card
     assert "rare" in " ".join(card["not_suitable_for"]) and "future" in card["caveat"]
     assert len(card["plots"]) == 4
     md = (v1 / "datacard.md").read_text()
@@ -233,7 +239,8 @@ def test_steward_workflow_through_the_cli(paths: Paths, monkeypatch: pytest.Monk
     assert "published" in shown and "approved by alice (data steward): ok" in shown
     assert _cli(paths, monkeypatch, "budget", "--json") == 0
     [row] = json.loads(capsys.readouterr().out)
-    assert row["dataset"] == "taxi_trips" and row["retrains_left"] == 10
+    # the registered candidate is backed by one ledger charge of ε = 1 (lifetime 10)
+    assert row["dataset"] == "taxi_trips" and row["retrains_left"] == 9
     assert _cli(paths, monkeypatch, "tokens", "create", "--entity", "rta") == 0
     token = capsys.readouterr().out.strip()
     assert len(token) >= 40

@@ -31,7 +31,10 @@ def test_builtin_schema_loads_with_public_domains(dataset: str) -> None:
 def test_compound_row_key_and_privacy_unit_for_traffic() -> None:
     schema = load_schema(REPO / "schemas" / "traffic_accidents.yaml")
     assert schema.row_key == ("yearacc", "caseid", "occRole")
-    assert schema.privacy_unit == ("yearacc", "caseid")
+    # The unit is the crash, not the vehicle that (yearacc, caseid) names.
+    assert schema.privacy_unit == ("crash_id",)
+    crash = schema.column("crash_id")
+    assert (crash.type, crash.role, crash.is_synthesized) == ("text", "identifier", False)
 
 
 def test_schema_hash_changes_with_the_declaration(tmp_path: Path) -> None:

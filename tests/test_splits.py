@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from pulsesynth.randomness import salt_from_seed
 from pulsesynth.schema import DatasetSchema, parse_schema
-from pulsesynth.splits import cap_rows_per_unit, split_by_unit, unit_codes
+from pulsesynth.splits import cap_rows_per_unit, split_by_unit, unit_keys
 
 BASE = {
     "id": "units",
@@ -52,9 +54,12 @@ def units_of(df: pd.DataFrame) -> set[tuple[int, int]]:
     return set(zip(df["year"], df["crash"], strict=True))
 
 
+SALT = salt_from_seed(1)
+
+
 def test_split_keeps_units_together_and_covers_all_rows() -> None:
     df = frame()
-    parts = split_by_unit(df, schema(), FRACTIONS, seed=1)
+    parts = split_by_unit(df, schema(), FRACTIONS, salt=SALT)
     assert list(parts) == list(FRACTIONS)
     assert sum(len(p) for p in parts.values()) == len(df)
     names = list(parts)
@@ -62,51 +67,75 @@ def test_split_keeps_units_together_and_covers_all_rows() -> None:
         for b in names[i + 1:]:
             assert not units_of(parts[a]) & units_of(parts[b])
             assert not set(parts[a].index) & set(parts[b].index)
-    # unit counts follow the fractions exactly (rounded)
-    assert len(units_of(parts["train"])) == 180
-    assert len(units_of(parts["holdout"])) == 60
-    assert parts["train"].attrs["split"]["seed"] == 1
+    # keyed-hash roles: unit counts are binomial around the fractions (300 units)
+    assert 150 <= len(units_of(parts["train"])) <= 210
     assert parts["train"].attrs["split"]["unit"] == ["year", "crash"]
+    assert SALT.hex() not in json.dumps(parts["train"].attrs["split"], default=str)
 
 
-def test_split_is_deterministic_and_order_independent() -> None:
+def test_split_is_deterministic_order_independent_and_keyed() -> None:
     df = frame()
-    a = split_by_unit(df, schema(), FRACTIONS, seed=5)
-    b = split_by_unit(df, schema(), FRACTIONS, seed=5)
+    a = split_by_unit(df, schema(), FRACTIONS, salt=SALT)
+    b = split_by_unit(df, schema(), FRACTIONS, salt=SALT)
     shuffled = df.sample(frac=1.0, random_state=3)
-    c = split_by_unit(shuffled, schema(), FRACTIONS, seed=5)
-    d = split_by_unit(df, schema(), FRACTIONS, seed=6)
+    c = split_by_unit(shuffled, schema(), FRACTIONS, salt=SALT)
+    d = split_by_unit(df, schema(), FRACTIONS, salt=salt_from_seed(2))
     for name in FRACTIONS:
         pd.testing.assert_frame_equal(a[name], b[name])
         assert set(a[name].index) == set(c[name].index)
     assert set(a["train"].index) != set(d["train"].index)
 
 
-def test_split_without_unit_is_by_row() -> None:
+def roles_of(df: pd.DataFrame, salt: bytes) -> dict[tuple[int, int, int], str]:
+    """Role of every row (by its row key) after split and cap, as run_data makes them."""
+    out = {}
+    for name, part in split_by_unit(df, schema(), FRACTIONS, salt=salt).items():
+        kept = cap_rows_per_unit(part, schema(), 2, salt=salt)
+        for key in zip(kept["year"], kept["crash"], kept["seat"], strict=True):
+            out[key] = name
+    return out
+
+
+def test_removing_one_unit_moves_only_its_own_rows() -> None:
+    df = frame(400)
+    before = roles_of(df, SALT)
+    for year, crash in [(2000, 1), (2001, 57), (2000, 120)]:
+        gone = (df["year"] == year) & (df["crash"] == crash)
+        after = roles_of(df[~gone], SALT)
+        changed = {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
+        assert changed, "the removed unit had rows in some role"
+        assert all((k[0], k[1]) == (year, crash) for k in changed)
+
+
+def test_split_without_unit_is_by_row_key() -> None:
     df = frame(50)
-    parts = split_by_unit(df, schema(unit=False), {"train": 0.5, "holdout": 0.5}, seed=0)
-    assert len(parts["train"]) == round(len(df) / 2)
+    parts = split_by_unit(df, schema(unit=False), {"train": 0.5, "holdout": 0.5}, salt=SALT)
+    assert sum(len(p) for p in parts.values()) == len(df)
     assert parts["train"].attrs["split"]["unit"] == ["<row>"]
+    # rows of one crash may now land in different roles: each row is its own unit
+    crashes = [units_of(p) for p in parts.values()]
+    assert crashes[0] & crashes[1]
 
 
 def test_split_rejects_bad_fractions() -> None:
     with pytest.raises(ValueError):
-        split_by_unit(frame(10), schema(), {"train": 0.5, "holdout": 0.6})
+        split_by_unit(frame(10), schema(), {"train": 0.5, "holdout": 0.6}, salt=SALT)
     with pytest.raises(ValueError):
-        split_by_unit(frame(10), schema(), {"train": 1.2, "holdout": -0.2})
+        split_by_unit(frame(10), schema(), {"train": 1.2, "holdout": -0.2}, salt=SALT)
 
 
-def test_unit_codes_group_multi_column_key() -> None:
+def test_unit_keys_group_multi_column_key() -> None:
     df = frame(20)
-    codes = unit_codes(df, schema())
-    assert len(set(codes)) == 20
-    assert list(unit_codes(df, schema(unit=False))) == list(range(len(df)))
+    assert unit_keys(df, schema()).nunique() == 20
+    # without a unit each row key is a unit (this frame's (crash, seat) recurs across years)
+    assert unit_keys(df, schema(unit=False)).nunique() == len(
+        df[["crash", "seat"]].drop_duplicates())
 
 
 @pytest.mark.parametrize("k", [1, 2, 3])
 def test_cap_rows_per_unit(k: int) -> None:
     df = frame()
-    capped = cap_rows_per_unit(df, schema(), k, seed=0)
+    capped = cap_rows_per_unit(df, schema(), k, salt=SALT)
     per_unit = capped.groupby(["year", "crash"]).size()
     assert per_unit.max() <= k
     assert units_of(capped) == units_of(df)  # every unit keeps at least one row
@@ -116,17 +145,17 @@ def test_cap_rows_per_unit(k: int) -> None:
     pd.testing.assert_frame_equal(capped, df.loc[capped.index])
 
 
-def test_cap_is_seeded() -> None:
+def test_cap_depends_on_the_salt_only() -> None:
     df = frame()
-    a = cap_rows_per_unit(df, schema(), 1, seed=0)
-    b = cap_rows_per_unit(df, schema(), 1, seed=0)
-    c = cap_rows_per_unit(df, schema(), 1, seed=1)
-    pd.testing.assert_frame_equal(a, b)
+    a = cap_rows_per_unit(df, schema(), 1, salt=SALT)
+    b = cap_rows_per_unit(df.sample(frac=1.0, random_state=4), schema(), 1, salt=SALT)
+    c = cap_rows_per_unit(df, schema(), 1, salt=salt_from_seed(9))
+    assert set(a.index) == set(b.index)
     assert not a.index.equals(c.index)
 
 
 def test_cap_without_unit_keeps_every_row() -> None:
     df = frame(30)
-    assert len(cap_rows_per_unit(df, schema(unit=False), 1, seed=0)) == len(df)
+    assert len(cap_rows_per_unit(df, schema(unit=False), 1, salt=SALT)) == len(df)
     with pytest.raises(ValueError):
-        cap_rows_per_unit(df, schema(), 0)
+        cap_rows_per_unit(df, schema(), 0, salt=SALT)

@@ -61,8 +61,10 @@ def test_rdp_accountant_and_explicit_epsilon(schema: DatasetSchema, data: pd.Dat
 def test_metadata_records_mechanism(fitted: DPVAESynthesizer, data: pd.DataFrame) -> None:
     m = fitted.metadata
     n = m["train_rows"]
-    assert m["delta"] == pytest.approx(default_delta(n)) == pytest.approx(1 / (10 * n))
+    # δ is a fixed public value, never 1/(10 n): n must not leave through δ
+    assert m["delta"] == default_delta() == 1e-6
     assert m["batch_size"] == expected_batch_size(n)
+    assert m["seed_source"] == "caller" and m["size_rule"].startswith("exact")
     for key in ("noise_multiplier", "sample_rate", "steps", "max_grad_norm", "accountant",
                 "epsilon", "delta", "epochs", "batch_size", "lr", "kl_weight", "seed",
                 "private", "schema_hash", "dataset_id", "snapshot_id", "versions", "config",
@@ -72,9 +74,34 @@ def test_metadata_records_mechanism(fitted: DPVAESynthesizer, data: pd.DataFrame
     assert set(m["versions"]) >= {"torch", "opacus"}
     report = m["training_report"]
     assert isinstance(report["collapse_warning"], bool)
-    assert [h["epoch"] for h in report["history"]] == [1, 2, 3]
+    # one entry per pass of the Poisson loader (int(1/q) batches each) until the planned
+    # ceil(epochs / q) steps are done
+    passes = -(-m["steps"] // int(1 / m["sample_rate"]))
+    assert [h["epoch"] for h in report["history"]] == list(range(1, passes + 1))
     eps = [h["epsilon"] for h in report["history"]]
     assert eps == sorted(eps) and eps[-1] == m["epsilon"]
+
+
+def test_default_fits_use_fresh_secret_randomness(schema: DatasetSchema,
+                                                  data: pd.DataFrame) -> None:
+    """Two default (unseeded) private fits of the same data differ: nothing replays them."""
+    a = DPVAESynthesizer(schema, **{**FAST, "epochs": 1}).fit(data)
+    b = DPVAESynthesizer(schema, **{**FAST, "epochs": 1}).fit(data)
+    assert a.metadata["seed_source"] == b.metadata["seed_source"] == "secret"
+    assert a.seed != b.seed
+    wa, wb = a.model.state_dict(), b.model.state_dict()
+    assert any(not torch.equal(wa[k], wb[k]) for k in wa)
+    assert not a.sample(200).equals(a.sample(200))  # unseeded draws are fresh too
+
+
+def test_schedule_comes_from_the_public_row_count(schema: DatasetSchema,
+                                                  data: pd.DataFrame) -> None:
+    """With a DP row count given, q, the expected batch and the steps follow it, not n."""
+    syn = DPVAESynthesizer(schema, seed=0, **FAST).fit(data, public_rows=1000)
+    m = syn.metadata
+    assert m["batch_size"] == 250 and m["sample_rate"] == 0.25
+    assert m["steps"] == m["planned_steps"] == 3 * 4
+    assert m["public_rows"] == 1000 and m["size_rule"] == "DP count of the training rows"
 
 
 def test_batch_size_rule() -> None:

@@ -6,11 +6,13 @@ import json
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from pulsesynth import cli
+from pulsesynth.errors import SourceError
 from pulsesynth.paths import Paths
-from pulsesynth.sources import BUILTIN_SOURCES
+from pulsesynth.sources import BUILTIN_SOURCES, crash_ids
 from pulsesynth.warehouse import Warehouse, file_sha256
 
 SOURCE_ROWS = {
@@ -28,7 +30,7 @@ def test_catalog_lists_the_four_real_tables_with_source_row_counts(
     assert {k: v["rows"] for k, v in entries.items()} == SOURCE_ROWS
     assert entries["patient_tests"]["classification"] == "secret"
     assert entries["census_income"]["target"] == "income"
-    assert entries["traffic_accidents"]["privacy_unit"] == ["yearacc", "caseid"]
+    assert entries["traffic_accidents"]["privacy_unit"] == ["crash_id"]
     assert entries["census_income"]["licence"] == "CC BY 4.0"
     for entry in entries.values():
         assert Path(built_warehouse.paths.resolve(entry["table_path"])).suffix == ".parquet"
@@ -88,6 +90,37 @@ def test_traffic_target_is_derived_by_the_documented_rule(built_warehouse: Wareh
     known = target.dropna()
     assert len(known) == 25_929  # DATASETS.md: 37% yes over 25,929 known rows
     assert 0.30 < (known == "yes").mean() < 0.45
+
+
+def test_traffic_privacy_unit_is_the_crash_not_the_vehicle(built_warehouse: Warehouse) -> None:
+    """crash_id is yearacc plus caseid's PSU:case: all vehicles of one crash share it."""
+    snap = built_warehouse.pull("traffic_accidents")
+    frame = snap.frame
+    assert "crash_id" in frame.columns and frame["crash_id"].notna().all()
+    # Computed independently of the builder: drop caseid's last (vehicle) part.
+    psu_case = frame["caseid"].str.rsplit(":", n=1).str[0]
+    crash = pd.DataFrame({"yearacc": frame["yearacc"], "psu_case": psu_case})
+    # One crash_id per (yearacc, PSU:case) and one (yearacc, PSU:case) per crash_id.
+    assert crash.groupby(frame["crash_id"]).nunique().max().to_dict() == {
+        "yearacc": 1, "psu_case": 1}
+    assert frame.groupby([crash["yearacc"], crash["psu_case"]])["crash_id"].nunique().max() == 1
+    # Two vehicles of one real crash: 1997, PSU 2, case 3, vehicles 1 and 2.
+    both = frame[(frame["yearacc"] == 1997) & frame["caseid"].isin(["2:3:1", "2:3:2"])]
+    assert set(both["caseid"]) == {"2:3:1", "2:3:2"}
+    assert set(both["crash_id"]) == {"1997:2:3"}
+    # Units as the schema declares them (DATASETS.md: 14,596 crashes).
+    n_units = frame.groupby(list(snap.schema.privacy_unit), dropna=False).ngroups
+    assert n_units == len(crash.drop_duplicates()) == 14_596
+    assert len(frame[["yearacc", "caseid"]].drop_duplicates()) == 20_670  # vehicles
+    vehicles = frame.groupby("crash_id")["caseid"].nunique()
+    assert int((vehicles > 1).sum()) == 5_901 and int(vehicles.max()) == 5
+
+
+def test_crash_ids_refuse_a_caseid_without_three_parts() -> None:
+    years = pd.Series([1997, 1997])
+    assert crash_ids(years, pd.Series(["2:3:1", "2:3:2"])).tolist() == ["1997:2:3"] * 2
+    with pytest.raises(SourceError, match="1 caseid value"):
+        crash_ids(years, pd.Series(["2:3:1", "2:3"]))
 
 
 def test_census_keeps_uci_partition_and_strips_test_label_period(

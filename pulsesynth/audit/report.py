@@ -13,11 +13,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from pulsesynth.audit.attacks.anonymeter import attribute_inference, singling_out
 from pulsesynth.audit.attacks.membership import ELBOAttack, SurrogateAttack, vae_release
 from pulsesynth.audit.distances import distance_report
+from pulsesynth.audit.release_stats import MembershipDecisions
 from pulsesynth.schema import DatasetSchema
 
 CAVEAT = (
@@ -31,13 +33,20 @@ CAVEAT = (
 def audit_release(schema: DatasetSchema, model, train: pd.DataFrame, holdout: pd.DataFrame,
                   reference: pd.DataFrame, synthetic: pd.DataFrame, *, seed: int = 0,
                   n_shadows: int = 1, surrogate_epochs: int = 30,
-                  max_eval: int = 2000, shadows: dict[str, list] | None = None
-                  ) -> dict[str, Any]:
+                  max_eval: int = 2000, shadows: dict[str, list] | None = None,
+                  decisions: list[MembershipDecisions] | None = None,
+                  distance_pool: pd.DataFrame | None = None) -> dict[str, Any]:
     """Every attack and metric for one release; ``synthetic`` must hold every row released
     from ``model`` (more draws make attacks stronger, seed 000 §6.4).
 
-    ``shadows`` (attack name → every shadow's result, e.g. trained in parallel by an
-    orchestrator through :func:`shadow_jobs`) skips training them here.
+    ``reference`` is the auditor's data for shadow models. In the pipeline it is a fresh
+    draw from the released model (what anyone could get), so every attack *rule* is a
+    function of DP outputs and the DP release report can count its calls on real rows
+    with a bounded sensitivity. ``shadows`` (attack name → every shadow's result, e.g.
+    trained in parallel by an orchestrator through :func:`shadow_jobs`) skips training
+    them here. When ``decisions`` is a list, every attack's call on every training and
+    holdout row is appended to it (in memory only: never written), including the
+    distance attack when ``distance_pool`` (other rows from the same model) is given.
     """
     shadows = shadows or {}
     started = time.perf_counter()
@@ -49,13 +58,19 @@ def audit_release(schema: DatasetSchema, model, train: pd.DataFrame, holdout: pd
         timings[name] = round(time.perf_counter() - t0, 2)
         return out
 
-    model_mia = timed("model_mia", lambda: ELBOAttack(n_shadows, max_eval, seed).run(
+    elbo_attack = ELBOAttack(n_shadows, max_eval, seed)
+    model_mia = timed("model_mia", lambda: elbo_attack.run(
         model, train, holdout, reference, shadows=shadows.get("model_mia")))
     release = vae_release(model, rows=len(synthetic))
-    synthetic_mia = timed("synthetic_mia", lambda: SurrogateAttack(
-        release, n_shadows, surrogate_epochs, max_eval, seed).run(
+    surrogate_attack = SurrogateAttack(release, n_shadows, surrogate_epochs, max_eval, seed)
+    synthetic_mia = timed("synthetic_mia", lambda: surrogate_attack.run(
         schema, synthetic, train, holdout, reference,
-        train_rows=model.metadata.get("train_rows"), shadows=shadows.get("synthetic_mia")))
+        train_rows=_public_rows(model), shadows=shadows.get("synthetic_mia")))
+    if decisions is not None:
+        decisions += [a.decisions for a in (elbo_attack, surrogate_attack) if a.decisions]
+        if distance_pool is not None:
+            decisions.append(timed("distance_mia", lambda: distance_decisions(
+                schema, train, holdout, synthetic, distance_pool)))
     distances = timed("distances", lambda: distance_report(schema, train, holdout, synthetic,
                                                            seed))
     inference = timed("attribute_inference", lambda: attribute_inference(
@@ -77,6 +92,29 @@ def audit_release(schema: DatasetSchema, model, train: pd.DataFrame, holdout: pd
     }
 
 
+def _public_rows(model) -> int | None:
+    return model.metadata.get("public_rows") or model.metadata.get("train_rows")
+
+
+def distance_decisions(schema: DatasetSchema, train: pd.DataFrame, holdout: pd.DataFrame,
+                       synthetic: pd.DataFrame, pool: pd.DataFrame) -> MembershipDecisions:
+    """Distance-to-closest-record as a membership attack whose rule uses DP outputs only.
+
+    A real row is called a member when its Gower distance to the nearest released row is
+    at most τ, the median of the same distance for ``pool`` rows (fresh draws from the same
+    mechanism). A model that copies its training rows puts them closer than unseen rows;
+    a DP model cannot. ("At most": a copying mechanism's fresh draws are copies too, τ = 0.)
+    """
+    from pulsesynth.audit.distances import GowerSpace, nearest_distance
+
+    space = GowerSpace(schema)
+    released = space.encode(synthetic)
+    tau = float(np.median(nearest_distance(space.encode(pool), released)))
+    return MembershipDecisions("distance_mia",
+                               nearest_distance(space.encode(train), released) <= tau,
+                               nearest_distance(space.encode(holdout), released) <= tau)
+
+
 def shadow_jobs(n_shadows: int) -> list[tuple[str, int]]:
     """Every independent shadow of one audit, as (attack name, shadow index)."""
     return [(attack, i) for attack in ("model_mia", "synthetic_mia") for i in range(n_shadows)]
@@ -91,20 +129,36 @@ def train_shadow(schema: DatasetSchema, model, train: pd.DataFrame, reference: p
     if attack == "synthetic_mia":
         return SurrogateAttack(vae_release(model, rows=synthetic_rows), n_shadows,
                                surrogate_epochs, seed=seed).shadow(
-            schema, train, reference, index, model.metadata.get("train_rows"))
+            schema, train, reference, index, _public_rows(model))
     raise ValueError(f"unknown attack {attack!r}")
 
 
 def write_report(audit: dict[str, Any], directory: Path, privacy: dict[str, Any],
-                 gate: dict[str, Any] | None = None) -> Path:
-    """Write ``audit.json``, ``audit.md`` and its images into ``directory``."""
+                 gate: dict[str, Any] | None = None,
+                 release_stats: dict[str, Any] | None = None) -> Path:
+    """Write ``audit.json``, ``audit.md`` and its images into ``directory``.
+
+    Both are the steward's (exact figures of the private rows); ``audit.md`` also shows
+    the DP release report the gate decided on, when given."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "audit.json").write_text(json.dumps(audit, indent=2, default=str),
                                           encoding="utf-8")
     images = _plots(audit, directory)
-    (directory / "audit.md").write_text(_markdown(audit, privacy, gate, images),
-                                        encoding="utf-8")
+    text = _markdown(audit, privacy, gate, images)
+    if release_stats:
+        text += "\n" + _release_markdown(release_stats)
+    (directory / "audit.md").write_text(text, encoding="utf-8")
     return directory / "audit.md"
+
+
+def _release_markdown(stats: dict[str, Any]) -> str:
+    from pulsesynth.governance.datacard import release_markdown, release_section
+
+    lines = release_markdown(release_section(stats))
+    lines[0] = "## What the gate decided on (the DP release report, as published)"
+    lines += ["", "The exact figures above are for the steward only; the gate and every "
+              "published card use these noisy ones.", ""]
+    return "\n".join(lines)
 
 
 def _plots(audit: dict[str, Any], directory: Path) -> dict[str, str]:

@@ -21,8 +21,10 @@ def add_classifier_commands(sub: Any) -> None:
     rcl.add_argument("--epsilon", type=float, help="target ε (default: the schema's per-run ε)")
     rcl.add_argument("--non-private", action="store_true",
                      help="train WITHOUT DP (comparison only; registered as blocked)")
-    rcl.add_argument("--seed", type=int, default=0)
-    rcl.add_argument("--max-rows", type=int, help="with --dataset: a seeded slice of the table")
+    rcl.add_argument("--seed", type=int,
+                     help="with --dataset: fix every random choice (never releasable); "
+                          "default: fresh secret randomness")
+    rcl.add_argument("--max-rows", type=int, help="with --dataset: a slice of about N rows")
     rcl.add_argument("--epochs", type=int, help="override the default (30)")
     rcl.add_argument("--shadows", type=int, default=2, help="shadow classifiers in the attack")
     rcl.add_argument("--policy", help="gate policy file (default: deployments/policy.yaml)")
@@ -48,10 +50,10 @@ def _release_classifier(args: argparse.Namespace) -> int:
         run_dir = Path(args.run)
     else:
         run_dir = pipeline.new_run_dir(paths, args.dataset)
-        pipeline.start_run(args.dataset, run_dir, split_seed=args.seed, max_rows=args.max_rows)
+        pipeline.start_run(args.dataset, run_dir, seed=args.seed, max_rows=args.max_rows)
     config = {"epochs": args.epochs} if args.epochs else {}
     out = classifier_candidate(run_dir, epsilon=args.epsilon, private=not args.non_private,
-                               seed=args.seed, n_shadows=args.shadows,
+                               n_shadows=args.shadows,
                                policy_path=Path(args.policy) if args.policy else None,
                                paths=paths, **config)
     run = pipeline.load_run(run_dir)

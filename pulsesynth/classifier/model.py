@@ -32,9 +32,9 @@ from pulsesynth.schema import DatasetSchema
 from pulsesynth.splits import cap_rows_per_unit
 from pulsesynth.synth.train import (
     ProgressFn,
+    Schedule,
     TrainConfig,
     default_delta,
-    expected_batch_size,
     train_dp,
     train_plain,
 )
@@ -77,7 +77,7 @@ class DPClassifier:
         epsilon: float | None = None,
         delta: float | None = None,
         private: bool = True,
-        seed: int = 0,
+        seed: int | None = None,
         epochs: int = 30,
         batch_size: int = 1024,
         lr: float = 1e-2,
@@ -99,7 +99,9 @@ class DPClassifier:
         self.epsilon = (schema.privacy.epsilon if epsilon is None else float(epsilon)) \
             if private else None
         self.delta = delta
+        #: None until fit: then the caller's seed, or a fresh secret one (``seed_source``).
         self.seed = seed
+        self.seed_source: str | None = None
         self.config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr,
                                   max_grad_norm=max_grad_norm, hidden=tuple(hidden),
                                   accountant=accountant)
@@ -111,10 +113,14 @@ class DPClassifier:
     # --- data ---------------------------------------------------------------------------
 
     def training_rows(self, df: pd.DataFrame) -> pd.DataFrame:
-        """The rows ``fit`` trains on: at most ``max_rows_per_unit`` per privacy unit,
-        chosen with the seed, and only rows whose target is a declared class."""
+        """The rows ``fit`` trains on: at most ``max_rows_per_unit`` per privacy unit
+        (a keyed hash of the row key picks them), and only rows whose target is a declared
+        class."""
+        from pulsesynth.randomness import salt_from_seed
+
+        salt = salt_from_seed(self.seed if self.seed is not None else 0)
         capped = cap_rows_per_unit(df, self.schema, self.schema.privacy.max_rows_per_unit,
-                                   seed=self.seed)
+                                   salt=salt)
         return capped[self._labels(capped) < len(self.classes)]
 
     def _labels(self, df: pd.DataFrame) -> np.ndarray:
@@ -125,16 +131,24 @@ class DPClassifier:
 
     # --- fit / predict ------------------------------------------------------------------
 
-    def fit(self, df: pd.DataFrame, snapshot_id: str | None = None) -> DPClassifier:
-        """Train on ``df`` (DP unless disabled); returns self."""
+    def fit(self, df: pd.DataFrame, snapshot_id: str | None = None, *,
+            public_rows: int | None = None) -> DPClassifier:
+        """Train on ``df`` (DP unless disabled); returns self.
+
+        ``seed=None`` draws fresh secret randomness; ``public_rows`` (a DP row count) plans
+        the DP-SGD schedule, else the exact count does (experiments only)."""
+        from pulsesynth.randomness import resolve_seed
+
+        self.seed, self.seed_source = resolve_seed(self.seed)
         rows = self.training_rows(df)
         n = len(rows)
         if n < 2:
             raise ValueError("need at least two training rows with a declared target class")
         x = self._matrix(rows)
         y = torch.from_numpy(self._labels(rows).astype(np.int64))
-        delta = default_delta(n) if self.delta is None else float(self.delta)
-        batch = expected_batch_size(n, self.config.batch_size)
+        delta = default_delta() if self.delta is None else float(self.delta)
+        schedule = Schedule.plan(public_rows or n, self.config)
+        batch = schedule.expected_batch
         with seeded_torch(self.seed):
             model = MLP(x.shape[1], self.config.hidden, len(self.classes))
             optimizer = torch.optim.Adam(model.parameters(), lr=self.config.lr)
@@ -142,8 +156,9 @@ class DPClassifier:
             dataset = TensorDataset(x, y)
             if self.private:
                 assert self.epsilon is not None
-                meta, history = train_dp(model, criterion, optimizer, dataset, batch,
-                                         self.config, self.epsilon, delta, self.progress)
+                meta, history = train_dp(model, criterion, optimizer, dataset, schedule,
+                                         self.config, self.epsilon, delta, self.progress,
+                                         seed=self.seed)
             else:
                 meta, history = train_plain(model, criterion, optimizer, dataset, batch,
                                             self.config, self.seed, self.progress)
@@ -153,7 +168,8 @@ class DPClassifier:
         self.model = clean
         meta.update(private=self.private, delta=delta if self.private else None,
                     epochs=self.config.epochs, batch_size=batch, lr=self.config.lr,
-                    seed=self.seed, train_rows=n)
+                    seed=self.seed, seed_source=self.seed_source, train_rows=n,
+                    public_rows=public_rows)
         self.metadata = self._metadata(meta, snapshot_id, history)
         return self
 
@@ -225,9 +241,9 @@ class DPClassifier:
     def privacy_report(self) -> dict[str, Any]:
         """Guarantee and mechanism parameters (as the synthesizer reports them)."""
         keys = ("private", "epsilon", "target_epsilon", "delta", "accountant",
-                "noise_multiplier", "sample_rate", "steps", "planned_steps", "max_grad_norm",
-                "batch_size", "epochs", "train_rows", "privacy_unit", "max_rows_per_unit",
-                "dataset_id", "snapshot_id", "schema_hash", "seed")
+                "noise_multiplier", "sample_rate", "steps", "max_grad_norm",
+                "batch_size", "epochs", "public_rows", "privacy_unit", "max_rows_per_unit",
+                "dataset_id", "schema_hash", "seed_source")
         if not self.metadata:
             return {"fitted": False, "private": self.private, "target_epsilon": self.epsilon}
         return {k: self.metadata.get(k) for k in keys} | {"fitted": True,
@@ -235,7 +251,7 @@ class DPClassifier:
 
     def public_card(self) -> dict[str, Any]:
         """``model.json``: what is needed to rebuild and use the network, nothing learned
-        from the rows beyond the DP weights (no losses, no counts beyond train_rows)."""
+        from the rows beyond the DP weights (no losses, no exact counts, no seed)."""
         m = self.metadata
         keys = ("format_version", "model", "kind", "dataset_id", "schema_hash", "target",
                 "classes", "features", "input_columns", "config", "versions")

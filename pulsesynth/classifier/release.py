@@ -5,9 +5,9 @@ snapshot and split), and writes ``<run>/classifier_candidate/`` with the files t
 governance layer registers for kind ``classifier``: ``weights.pt``, ``model.json``,
 ``audit.json``, ``gate.json``, ``privacy.json``, ``utility.json``, ``schema.yaml``.
 
-The ledger is charged *before* training, under an idempotency key made of the run, the
-seed and the training recipe, so a retried command charges once; a non-private classifier
-charges nothing and is blocked by the gate.
+The ledger is charged *before* training, under an idempotency key made of the run and the
+training recipe, so a retried command charges once; a non-private classifier charges
+nothing and is blocked by the gate. The gate decides on the DP release report only.
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ import json
 import shutil
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import pandas as pd
 
 from pulsesynth.classifier.model import WEIGHTS_FILE, DPClassifier
 from pulsesynth.paths import Paths
@@ -28,28 +31,59 @@ def _write(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
 
 
-def recipe_key(dataset: str, run_id: str, seed: int, config: dict[str, Any],
+def recipe_key(dataset: str, run_id: str, config: dict[str, Any],
                epsilon: float, delta: float) -> str:
-    """Ledger idempotency key of one classifier training run."""
-    blob = json.dumps({"config": config, "seed": seed, "epsilon": epsilon, "delta": delta},
+    """Ledger idempotency key of one classifier training run (the run's seed is secret and
+    per run, so the run id stands for it)."""
+    blob = json.dumps({"config": config, "epsilon": epsilon, "delta": delta},
                       sort_keys=True, default=str)
     return f"classifier:{dataset}:{run_id}:{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
 
 
+def public_pool(target: DPClassifier, rows: int, seed: int) -> pd.DataFrame:
+    """The auditor's reference rows for shadow classifiers, made from public and DP
+    outputs only: feature values drawn uniformly from the declared domains, each labelled
+    by a class drawn from the released classifier's own predicted probabilities. Attack
+    rules learnt on it are post-processing, so the DP release report can count their calls
+    on real rows with a bounded sensitivity."""
+    from pulsesynth.audit.one_run import make_canaries
+
+    rng = np.random.default_rng(seed)
+    pool = make_canaries(target.schema, rows, rng)
+    proba = target.predict_proba(pool)
+    cum = proba.cumsum(axis=1)
+    picks = (rng.random(len(pool))[:, None] > cum).sum(axis=1).clip(0, len(target.classes) - 1)
+    pool[target.target.name] = np.asarray(target.classes, dtype=object)[picks]
+    return pool
+
+
 def classifier_candidate(run_dir: Path, *, epsilon: float | None = None,
-                         private: bool = True, seed: int = 0, n_shadows: int = 2,
+                         private: bool = True, n_shadows: int = 2,
                          policy_path: Path | None = None, paths: Paths | None = None,
                          charge: bool = True, progress=None, **config: Any) -> dict[str, Any]:
     """Train, evaluate, attack and gate a DP classifier on the run's training rows.
 
-    Returns ``{"candidate_dir", "privacy", "utility", "audit", "gate", "charge"}``; the
-    ledger charge (when ``charge`` and ``private``) happens before any training.
+    The ledger is charged the run's (ε, δ) before any training (``charge=False`` is for
+    non-private comparisons only: a private classifier cannot be trained without one). The
+    ε is split like a synthesis run's (:class:`~pulsesynth.budget.BudgetSplit`): DP row
+    counts, DP-SGD, and the DP release report the gate decides on. Returns
+    ``{"candidate_dir", "privacy", "utility", "audit", "gate", "charge"}``.
     """
     from pulsesynth.audit.attacks.classifier_mia import ShadowClassifierAttack
+    from pulsesynth.audit.release_stats import release_report
+    from pulsesynth.budget import BudgetSplit, laplace_counts
     from pulsesynth.gate import DEFAULT_POLICY, evaluate_gate, load_policy
     from pulsesynth.governance.ledger import Ledger
-    from pulsesynth.pipeline import code_version, load_run, run_data
-    from pulsesynth.synth.train import default_delta
+    from pulsesynth.pipeline import (
+        ACCOUNTANT,
+        code_version,
+        derived_seed,
+        load_run,
+        run_data,
+        run_delta,
+        run_epsilon,
+    )
+    from pulsesynth.randomness import CALLER, SECRET
     from pulsesynth.warehouse import file_sha256
 
     run_dir = Path(run_dir)
@@ -57,39 +91,78 @@ def classifier_candidate(run_dir: Path, *, epsilon: float | None = None,
     run = load_run(run_dir)
     data = run_data(run_dir, paths)
     schema = data.schema
-    clf = DPClassifier(schema, epsilon=epsilon, private=private, seed=seed,
+    k = schema.privacy.max_rows_per_unit
+    eps_run = run_epsilon(schema, epsilon)
+    split = BudgetSplit.of(eps_run)
+    delta = run_delta(schema)
+    clf = DPClassifier(schema, epsilon=split.training if private else None, delta=delta,
+                       private=private, seed=derived_seed(run, "classifier"),
                        progress=progress, **config)
-    n = len(clf.training_rows(data.train))
     charged = None
     if private:
-        assert clf.epsilon is not None
-        clf.delta = schema.privacy.delta if schema.privacy.delta is not None \
-            else default_delta(n)
-        if charge:
-            key = recipe_key(schema.id, run["run_id"], seed, clf.config.to_dict(),
-                             clf.epsilon, clf.delta)
-            c = Ledger(paths).charge(schema.id, run["run_id"], run["snapshot_id"], clf.epsilon,
-                                     clf.delta, clf.config.accountant, key,
-                                     schema.privacy.lifetime_epsilon, actor="classifier")
-            charged = {"epsilon": c.epsilon, "delta": c.delta, "new": c.new, "id": c.id}
-    clf.fit(data.train, snapshot_id=run["snapshot_id"])
+        if not charge:
+            raise ValueError("a private classifier is never trained without a ledger charge")
+        key = recipe_key(schema.id, run["run_id"], clf.config.to_dict(), eps_run, delta)
+        c = Ledger(paths).charge(schema.id, run["run_id"], run["snapshot_id"], eps_run, delta,
+                                 ACCOUNTANT, key, schema.privacy.lifetime_epsilon,
+                                 actor="classifier")
+        charged = {"epsilon": c.epsilon, "delta": c.delta, "new": c.new, "id": c.id}
+    true_rows = {"train": len(data.train), "holdout": len(data.holdout),
+                 "reference": len(data.reference)}
+    rng = np.random.default_rng(derived_seed(run, "classifier-row-count"))
+    sizes = laplace_counts(true_rows, k, split.row_count, rng) if private else true_rows
+    clf.fit(data.train, snapshot_id=run["snapshot_id"], public_rows=sizes["train"])
 
     out = run_dir / CANDIDATE_DIR
     if out.exists():
         shutil.rmtree(out)
     clf.export_release(out)
-    utility = {"kind": "classifier", "target": schema.target,
-               "test": clf.evaluate(data.holdout),
+    test = clf.evaluate(data.holdout)
+    utility = {"kind": "classifier", "target": schema.target, "test": test,
                "reading": "accuracy of the released classifier on unseen real rows"}
-    attack = ShadowClassifierAttack(n_shadows=n_shadows, seed=seed).run(
-        clf, data.train, data.holdout, data.reference)
-    audit = {"kind": "classifier", "membership_attacks": {attack.attack: attack.to_dict()}}
-    privacy = clf.privacy_report | {"model_hash": file_sha256(out / WEIGHTS_FILE),
-                                    "code_version": code_version()}
-    gate = evaluate_gate(load_policy(policy_path or DEFAULT_POLICY), privacy, audit,
+    pool = public_pool(clf, max(1000, 2 * sizes["train"]), derived_seed(run, "classifier-pool"))
+    attacker = ShadowClassifierAttack(n_shadows=n_shadows, seed=0)
+    attack = attacker.run(clf, data.train, data.holdout, pool)
+    audit = {"kind": "classifier", "membership_attacks": {attack.attack: attack.to_dict()},
+             "reference": "uniform rows of the declared domains labelled by the classifier"}
+    labels = clf._labels(data.holdout)
+    labels = labels[labels < len(clf.classes)]
+    correct = int(round(test["accuracy"] * test["rows"]))
+    stats = release_report(
+        decisions=[attacker.decisions] if attacker.decisions else [], unique_reproduced=None,
+        tstr_correct=correct, class_counts=np.bincount(labels, minlength=len(clf.classes))
+        .astype(int).tolist(), rows=sizes, k=k,
+        epsilon=split.release_report if private else 1e12,
+        rng=np.random.default_rng(derived_seed(run, "classifier-release-report")))
+    stats |= {"private": private, "dataset_id": schema.id, "classifier": "released",
+              "charge_id": charged["id"] if charged else None}
+    meta = clf.metadata
+    privacy = {
+        "private": private, "dataset_id": schema.id, "schema_hash": schema.hash,
+        "mechanism": "DP-SGD (Opacus: Poisson sampling, ghost clipping, Gaussian noise)",
+        "adjacency": "add or remove one privacy unit (all its rows) from the table",
+        "privacy_unit": list(schema.privacy_unit) or ["<row>"], "max_rows_per_unit": k,
+        "randomness": SECRET if run["seed_source"] == SECRET else CALLER,
+        "code_version": code_version(), "model_hash": file_sha256(out / WEIGHTS_FILE),
+        "kind": "classifier",
+    }
+    if private and charged:
+        privacy |= {
+            "epsilon": float(meta["epsilon"]) + split.row_count + split.release_report,
+            "target_epsilon": eps_run, "delta": delta,
+            "budget": {"epsilon_total": eps_run, "parts": split.to_dict()},
+            "accountant": meta.get("accountant"), "noise_multiplier": meta.get("noise_multiplier"),
+            "sample_rate": meta.get("sample_rate"), "steps": meta.get("steps"),
+            "expected_batch_size": meta.get("batch_size"), "epochs": meta.get("epochs"),
+            "max_grad_norm": meta.get("max_grad_norm"), "rows_dp": sizes["train"],
+            "charge_id": charged["id"]}
+    else:
+        privacy |= {"epsilon": None, "delta": None, "charge_id": None}
+    gate = evaluate_gate(load_policy(policy_path or DEFAULT_POLICY), privacy, stats,
                          kind="classifier").to_dict()
     for name, value in (("utility.json", utility), ("audit.json", audit),
-                        ("privacy.json", privacy), ("gate.json", gate)):
+                        ("privacy.json", privacy), ("gate.json", gate),
+                        ("release_stats.json", stats)):
         _write(out / name, value)
     if schema.path:
         shutil.copyfile(schema.path, out / "schema.yaml")

@@ -94,9 +94,12 @@ def _load(files: dict[str, bytes], name: str) -> dict[str, Any]:
 
 def datacard(files: dict[str, bytes], release: Any, approval: dict[str, Any], version: str,
              schema: dict[str, Any], table: pd.DataFrame, plots: list[str]) -> dict[str, Any]:
-    """The data card as a JSON-ready dict (the portal and ``datacard.md`` render it)."""
+    """The data card as a JSON-ready dict (the portal and ``datacard.md`` render it).
+
+    Public facts and DP figures only (:mod:`pulsesynth.governance.publishable`): the exact
+    audit and utility figures stay with the steward.
+    """
     privacy = _load(files, "privacy.json")
-    eps = _num(privacy.get("epsilon"))
     card: dict[str, Any] = {
         "id": release.dataset,
         "title": release.title,
@@ -108,39 +111,51 @@ def datacard(files: dict[str, bytes], release: Any, approval: dict[str, Any], ve
         "terms": TERMS.get(release.label, {}),
         "rows": int(len(table)),
         "columns": [str(c) for c in table.columns],
-        "privacy": {
-            "epsilon": eps,
-            "delta": _num(privacy.get("delta")),
-            "ln2": round(LN2, 6),
-            "epsilon_vs_ln2": _eps_sentence(eps),
-            "accountant": privacy.get("accountant"),
-            "mechanism": "DP-SGD (Opacus): per-sample clipping, Gaussian noise, Poisson sampling",
-            "noise_multiplier": _num(privacy.get("noise_multiplier")),
-            "sample_rate": _num(privacy.get("sample_rate")),
-            "steps": privacy.get("steps"),
-            "max_grad_norm": _num(privacy.get("max_grad_norm")),
-            "private": privacy.get("private"),
-        },
-        "audit": audit_summary(_load(files, "audit.json")),
+        "privacy": privacy_section(privacy),
+        "release_statistics": release_section(_load(files, "release_stats.json")),
         "gate": _gate_summary(_load(files, "gate.json")),
-        "utility": utility_summary(_load(files, "utility.json")),
         "suitable_for": SUITABLE_FOR,
         "not_suitable_for": NOT_SUITABLE_FOR,
         "caveat": CAVEAT,
         "schema": _public_schema(schema),
         "provenance": {
-            "source_snapshot_id": privacy.get("snapshot_id"),
             "schema_hash": privacy.get("schema_hash"),
             "model_id": release.model_id,
             "model_hash": privacy.get("model_hash"),
             "code_version": privacy.get("code_version"),
         },
         "approval": {"steward": approval.get("steward"), "role": approval.get("role"),
-                     "approved_at": approval.get("decided_at"), "note": approval.get("note"),
-                     "candidate_hash": approval.get("candidate_hash")},
+                     "approved_at": approval.get("decided_at"), "note": approval.get("note")},
         "plots": plots,
     }
     return card
+
+
+def privacy_section(privacy: dict[str, Any]) -> dict[str, Any]:
+    """The public mechanism facts of ``privacy.json`` (parameters, ε, δ, the budget split,
+    the unit rule) and its DP row count."""
+    eps = _num(privacy.get("epsilon"))
+    return {
+        "epsilon": eps,
+        "delta": _num(privacy.get("delta")),
+        "ln2": round(LN2, 6),
+        "epsilon_vs_ln2": _eps_sentence(eps),
+        "accountant": privacy.get("accountant"),
+        "mechanism": "DP-SGD (Opacus): per-sample clipping, Gaussian noise, Poisson sampling",
+        "noise_multiplier": _num(privacy.get("noise_multiplier")),
+        "sample_rate": _num(privacy.get("sample_rate")),
+        "steps": privacy.get("steps"),
+        "expected_batch_size": privacy.get("expected_batch_size"),
+        "max_grad_norm": _num(privacy.get("max_grad_norm")),
+        "private": privacy.get("private"),
+        "adjacency": privacy.get("adjacency"),
+        "privacy_unit": privacy.get("privacy_unit"),
+        "max_rows_per_unit": privacy.get("max_rows_per_unit"),
+        "unit_rule": privacy.get("unit_rule"),
+        "randomness": privacy.get("randomness"),
+        "budget": (privacy.get("budget") or {}).get("parts"),
+        "rows_dp": privacy.get("rows_dp"),
+    }
 
 
 def _eps_sentence(eps: float | None) -> str:
@@ -148,59 +163,38 @@ def _eps_sentence(eps: float | None) -> str:
         return "ε not recorded"
     ratio = math.exp(eps)
     side = "at or below" if eps <= LN2 + 1e-12 else "above"
-    return (f"ε = {eps:g} is {side} ln 2 ≈ 0.693: any one person's record changes the "
+    return (f"ε = {eps:.3g} is {side} ln 2 ≈ 0.693: any one person's record changes the "
             f"probability of any outcome by at most a factor e^ε ≈ {ratio:.3g}")
 
 
-def audit_summary(audit: dict[str, Any]) -> dict[str, Any]:
-    """Per-attack accuracy with CI, and the distance metrics; tolerant of both report
-    layouts (``attacks`` + top-level metrics, or ``membership_attacks`` + ``distances``)."""
-    attacks = audit.get("attacks") or audit.get("membership_attacks") or {}
-    distances = audit.get("distances") if isinstance(audit.get("distances"), dict) else audit
-    out_attacks = {}
-    for name, res in attacks.items():
-        if not isinstance(res, dict):
+RELEASE_STAT_TEXT = {
+    "max_attack_advantage": "strongest membership attack's advantage (TPR − FPR; 0 = no "
+                            "better than guessing)",
+    "exact_match_excess": "share of unique training rows reproduced verbatim, beyond the "
+                          "share of unseen rows (0 = chance)",
+    "tstr_accuracy": "accuracy on unseen real rows of a model trained on this table",
+    "majority_accuracy": "accuracy of always guessing the most common class",
+}
+
+
+def release_section(stats: dict[str, Any]) -> dict[str, Any]:
+    """The DP release report as published: each noisy statistic with its 95% interval,
+    its sensitivity and its share of ε."""
+    out = {}
+    for name, s in (stats.get("statistics") or {}).items():
+        if not isinstance(s, dict):
             continue
-        out_attacks[str(name)] = {
-            "accuracy": _first(res, "accuracy"),
-            "ci_low": _first(res, "ci_low", "accuracy_ci_low"),
-            "ci_high": _first(res, "ci_high", "accuracy_ci_high"),
-            "advantage": _first(res, "advantage"),
-            "auc": _first(res, "auc", "roc_auc"),
-            "tpr_at_1pct_fpr": _first(res, "tpr_at_1pct_fpr"),
-            "effective_epsilon": _first(res, "effective_epsilon"),
-        }
-    return {
-        "attacks": out_attacks,
-        "dcr_share": _first(distances, "dcr_share"),
-        "exact_matches": _first(distances, "exact_matches"),
-        "exact_matches_unique": _first(distances, "exact_matches_unique"),
-        "median_gower": _first(distances, "median_gower", "median_dcr"),
-        "gower_reference": _first(distances, "gower_reference", "reference_median"),
-        "reading": "50% attack accuracy = 100% privacy, 100% = 0%; DCR share 50% is ideal",
-    }
-
-
-def utility_summary(utility: dict[str, Any]) -> dict[str, Any]:
-    """TSTR beside TRTR per classifier, the majority baseline, mean column shape."""
-    tstr, trtr = utility.get("tstr") or {}, utility.get("trtr") or {}
-    models = {}
-    for name in sorted(set(tstr) | set(trtr)):
-        models[str(name)] = {
-            "tstr_accuracy": _first(tstr.get(name) or {}, "accuracy"),
-            "trtr_accuracy": _first(trtr.get(name) or {}, "accuracy"),
-            "tstr_auc": _first(tstr.get(name) or {}, "auc", "roc_auc"),
-            "trtr_auc": _first(trtr.get(name) or {}, "auc", "roc_auc"),
-        }
-    shapes = utility.get("column_shapes") or {}
-    per_col = shapes.get("columns") if isinstance(shapes, dict) else None
-    return {
-        "classifiers": models,
-        "majority_accuracy": _num(utility.get("majority_accuracy")),
-        "column_shapes_mean": _num(shapes.get("mean")) if isinstance(shapes, dict) else None,
-        "column_shapes": ({str(k): _num(v if not isinstance(v, dict) else v.get("score"))
-                           for k, v in per_col.items()} if isinstance(per_col, dict) else {}),
-    }
+        out[str(name)] = {k: _num(s.get(k)) for k in ("value", "ci_low", "ci_high",
+                                                       "sensitivity", "epsilon",
+                                                       "laplace_scale")}
+        out[str(name)]["text"] = RELEASE_STAT_TEXT.get(str(name), str(name))
+        if s.get("attacks"):
+            out[str(name)]["attacks"] = [str(a) for a in s["attacks"]]
+    return {"mechanism": stats.get("mechanism"), "epsilon": _num(stats.get("epsilon")),
+            "confidence": stats.get("confidence"), "rows_dp": stats.get("rows_dp") or {},
+            "statistics": out,
+            "reading": "Laplace-noised statistics of the real rows, charged to the privacy "
+                       "ledger with the release; the interval covers sampling and noise"}
 
 
 def _gate_summary(gate: dict[str, Any]) -> dict[str, Any]:
@@ -271,7 +265,7 @@ def write_plots(table: pd.DataFrame, schema: dict[str, Any], out: Path) -> list[
 
 def datacard_markdown(card: dict[str, Any]) -> str:
     """Human-readable data card (the same facts as ``datacard.json``)."""
-    p, a, u = card["privacy"], card["audit"], card["utility"]
+    p = card["privacy"]
     lines = [f"# {card['title']} — {card['version']}", "", f"**{card['label_text']}**", ""]
     if card["description"]:
         lines += [card["description"], ""]
@@ -279,25 +273,9 @@ def datacard_markdown(card: dict[str, Any]) -> str:
     lines += [f"- **{k}**: {v}" for k, v in card["terms"].items()] + [""]
     lines += ["## Privacy", "", f"- ε = {_fmt(p['epsilon'])}, δ = {_fmt(p['delta'])} "
               f"(accountant: {p['accountant']})", f"- {p['epsilon_vs_ln2']}",
-              f"- mechanism: {p['mechanism']}", ""]
-    lines += ["## Audit", "", "| attack | accuracy | 95% CI | advantage | AUC |",
-              "| --- | --- | --- | --- | --- |"]
-    for name, r in a["attacks"].items():
-        lines.append(f"| {name} | {_fmt(r['accuracy'])} | [{_fmt(r['ci_low'])}, "
-                     f"{_fmt(r['ci_high'])}] | {_fmt(r['advantage'])} | {_fmt(r['auc'])} |")
-    lines += ["", f"- DCR share (synthetic rows closer to training than holdout): "
-              f"{_fmt(a['dcr_share'])} (0.5 ideal)",
-              f"- exact matches: {_fmt(a['exact_matches'])} "
-              f"(of unique training rows: {_fmt(a['exact_matches_unique'])})",
-              f"- median Gower distance to closest record: {_fmt(a['median_gower'])} "
-              f"(reference between real halves: {_fmt(a['gower_reference'])})", "",
-              f"> {card['caveat']}", ""]
-    lines += ["## Utility", "", "| classifier | TSTR accuracy | TRTR accuracy |",
-              "| --- | --- | --- |"]
-    for name, r in u["classifiers"].items():
-        lines.append(f"| {name} | {_fmt(r['tstr_accuracy'])} | {_fmt(r['trtr_accuracy'])} |")
-    lines += ["", f"- majority-class accuracy: {_fmt(u['majority_accuracy'])}",
-              f"- column shapes (mean similarity): {_fmt(u['column_shapes_mean'])}", ""]
+              f"- mechanism: {p['mechanism']}", f"- privacy unit: {p.get('unit_rule')}", ""]
+    lines += release_markdown(card["release_statistics"])
+    lines += ["", f"> {card['caveat']}", ""]
     lines += ["## Suitable for", ""] + [f"- {s}" for s in card["suitable_for"]] + [""]
     lines += ["## Not suitable for", ""] + [f"- {s}" for s in card["not_suitable_for"]] + [""]
     lines += ["## Declared schema", "", "| column | type | role |", "| --- | --- | --- |"]
@@ -305,12 +283,22 @@ def datacard_markdown(card: dict[str, Any]) -> str:
               for c in card["schema"].get("columns", [])] + [""]
     prov, appr = card["provenance"], card["approval"]
     lines += ["## Provenance and approval", "",
-              f"- source snapshot: `{prov['source_snapshot_id']}`",
               f"- model: {prov['model_id']} (hash `{prov['model_hash']}`)",
               f"- code version: {prov['code_version']}",
               f"- approved by {appr['steward']} ({appr['role']}) at {appr['approved_at']}",
               f"- candidate id: `{card['candidate_id']}`", ""]
     return "\n".join(lines)
+
+
+def release_markdown(section: dict[str, Any]) -> list[str]:
+    """The DP release report as a Markdown table."""
+    lines = ["## Audit and utility (differentially private figures)", "",
+             f"{section.get('reading', '')}; ε = {_fmt(section.get('epsilon'))}.", "",
+             "| figure | value | 95% interval |", "| --- | --- | --- |"]
+    for s in (section.get("statistics") or {}).values():
+        lines.append(f"| {s['text']} | {_fmt(s['value'])} | [{_fmt(s['ci_low'])}, "
+                     f"{_fmt(s['ci_high'])}] |")
+    return lines
 
 
 def _first(d: Any, *keys: str) -> Any:

@@ -29,7 +29,7 @@ from pulsesynth.paths import Paths
 
 DB_NAME = "governance.db"
 BUSY_TIMEOUT_MS = 30_000
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS privacy_ledger (
@@ -81,6 +81,13 @@ CREATE TABLE IF NOT EXISTS access_tokens (
     token_hash TEXT NOT NULL UNIQUE,
     created_at TEXT NOT NULL,
     revoked_at TEXT
+);
+
+-- Secret per-dataset keys (the salt of the keyed-hash data roles): sensitive, never exported.
+CREATE TABLE IF NOT EXISTS dataset_secrets (
+    dataset TEXT PRIMARY KEY,
+    role_salt BLOB NOT NULL,
+    created_at TEXT NOT NULL
 );
 
 CREATE TABLE IF NOT EXISTS audit_log (

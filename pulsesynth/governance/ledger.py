@@ -163,8 +163,8 @@ class Ledger:
         if last is None:
             return RetrainDecision(True, f"{dataset}: never trained")
         if last.snapshot_id == snapshot_id:
-            return RetrainDecision(False, f"{dataset}: snapshot {snapshot_id[:12]} unchanged "
-                                          f"since run {last.run_id}; nothing charged")
+            return RetrainDecision(False, f"{dataset}: table unchanged since run "
+                                          f"{last.run_id}; nothing charged")
         now = (now or datetime.now(UTC)).astimezone(UTC)
         due = datetime.fromisoformat(last.charged_at) + timedelta(days=refresh_days)
         if now < due:

@@ -30,16 +30,14 @@ import yaml
 
 from pulsesynth.governance.datacard import (
     CAVEAT,
-    LN2,
-    _eps_sentence,
-    _first,
     _fmt,
     _gate_summary,
     _load,
-    _num,
     _public_schema,
     file_entry,
-    utility_summary,
+    privacy_section,
+    release_markdown,
+    release_section,
 )
 from pulsesynth.paths import Paths
 
@@ -136,7 +134,6 @@ def modelcard(files: dict[str, bytes], release: Any, approval: dict[str, Any], v
     cat_id = release.catalogue_id
     privacy = _load(files, "privacy.json")
     config = _load(files, "model.json")
-    eps = _num(privacy.get("epsilon"))
     kind_text = KIND_TEXT.get(kind, kind)
     return {
         "id": cat_id,
@@ -151,28 +148,14 @@ def modelcard(files: dict[str, bytes], release: Any, approval: dict[str, Any], v
         "label_text": LABEL_TEXT.get(kind, {}).get(release.label, release.label),
         "terms": TERMS.get(kind, {}).get(release.label, {}),
         "model": _model_summary(config, kind, schema),
-        "privacy": {
-            "epsilon": eps,
-            "delta": _num(privacy.get("delta")),
-            "ln2": round(LN2, 6),
-            "epsilon_vs_ln2": _eps_sentence(eps),
-            "accountant": privacy.get("accountant"),
-            "mechanism": "DP-SGD (Opacus): per-sample clipping, Gaussian noise, Poisson sampling",
-            "noise_multiplier": _num(privacy.get("noise_multiplier")),
-            "sample_rate": _num(privacy.get("sample_rate")),
-            "steps": privacy.get("steps"),
-            "max_grad_norm": _num(privacy.get("max_grad_norm")),
-            "private": privacy.get("private"),
+        "privacy": privacy_section(privacy) | {
             "post_processing": ("every use of the released weights — predictions, or any "
                                 "number of sampled rows — is post-processing of a DP output "
-                                "and spends no further privacy budget"),
-        },
-        "audit": attack_summary(_load(files, "audit.json")),
+                                "and spends no further privacy budget")},
+        "release_statistics": release_section(_load(files, "release_stats.json")),
         "gate": _gate_summary(_load(files, "gate.json")) | {
             "max_label": _load(files, "gate.json").get("max_label"),
             "capped_from": _load(files, "gate.json").get("capped_from")},
-        "utility": (classifier_utility(_load(files, "utility.json")) if kind == "classifier"
-                    else utility_summary(_load(files, "utility.json"))),
         "usage": usage(kind, cat_id, version, config),
         "suitable_for": SUITABLE_FOR.get(kind, []),
         "not_suitable_for": NOT_SUITABLE_FOR.get(kind, []),
@@ -180,15 +163,13 @@ def modelcard(files: dict[str, bytes], release: Any, approval: dict[str, Any], v
         "schema": _public_schema(schema),
         "provenance": {
             "dataset": release.dataset,
-            "source_snapshot_id": privacy.get("snapshot_id"),
             "schema_hash": config.get("schema_hash") or privacy.get("schema_hash"),
             "model_id": release.model_id,
             "model_hash": privacy.get("model_hash"),
             "code_version": privacy.get("code_version"),
         },
         "approval": {"steward": approval.get("steward"), "role": approval.get("role"),
-                     "approved_at": approval.get("decided_at"), "note": approval.get("note"),
-                     "candidate_hash": approval.get("candidate_hash")},
+                     "approved_at": approval.get("decided_at"), "note": approval.get("note")},
     }
 
 
@@ -218,50 +199,6 @@ def _model_summary(config: dict[str, Any], kind: str, schema: dict[str, Any]) ->
     return out
 
 
-def attack_summary(audit: dict[str, Any]) -> dict[str, Any]:
-    """Each membership attack with its 95% CI and seed 000's privacy = 2·(1 − accuracy)."""
-    attacks = audit.get("membership_attacks") or audit.get("attacks") or {}
-    out = {}
-    for name, res in attacks.items():
-        if not isinstance(res, dict):
-            continue
-        acc = _num(_first(res, "accuracy"))
-        out[str(name)] = {
-            "accuracy": acc,
-            "ci_low": _first(res, "ci_low", "accuracy_ci_low"),
-            "ci_high": _first(res, "ci_high", "accuracy_ci_high"),
-            "advantage": _first(res, "advantage"),
-            "advantage_ci_high": _first(res, "advantage_ci_high"),
-            "auc": _first(res, "auc", "roc_auc"),
-            "tpr_at_1pct_fpr": _first(res, "tpr_at_1pct_fpr"),
-            "effective_epsilon": _first(res, "effective_epsilon"),
-            "privacy": (None if acc is None else
-                        round(min(1.0, max(0.0, 2.0 * (1.0 - acc))), 6)),
-        }
-    return {"attacks": out,
-            "reading": "50% attack accuracy = 100% privacy, 100% = 0% (privacy = 2·(1 − "
-                       "accuracy), seed 000); advantage = TPR − FPR"}
-
-
-def classifier_utility(utility: dict[str, Any]) -> dict[str, Any]:
-    """Accuracy / AUC on unseen real rows beside the majority-class baseline."""
-    test = utility.get("test") if isinstance(utility.get("test"), dict) else {}
-
-    def pick(top: tuple[str, ...], nested: tuple[str, ...]) -> Any:
-        value = _first(utility, *top)
-        return _first(test, *nested) if value is None else value
-
-    return {
-        "target": utility.get("target"),
-        "test_accuracy": _num(pick(("test_accuracy", "accuracy"), ("accuracy",))),
-        "test_auc": _num(pick(("test_auc", "auc", "roc_auc"), ("auc", "roc_auc"))),
-        "test_f1": _num(pick(("test_f1", "f1"), ("f1",))),
-        "majority_accuracy": _num(pick(("majority_accuracy",), ("majority_accuracy",))),
-        "test_rows": pick(("test_rows", "n_test"), ("rows", "n")),
-        "reading": "measured on real holdout rows the classifier never saw during training",
-    }
-
-
 def usage(kind: str, cat_id: str, version: str, config: dict[str, Any]) -> dict[str, Any]:
     """How to use the release (commands are run where the release directory was saved)."""
     release_dir = f"{cat_id}-{version}/"
@@ -287,7 +224,7 @@ def usage(kind: str, cat_id: str, version: str, config: dict[str, Any]) -> dict[
 
 def modelcard_markdown(card: dict[str, Any]) -> str:
     """Human-readable model card (the same facts as ``modelcard.json``)."""
-    p, a, u, m, use = card["privacy"], card["audit"], card["utility"], card["model"], card["usage"]
+    p, m, use = card["privacy"], card["model"], card["usage"]
     lines = [f"# {card['title']} — {card['version']}", "",
              f"**{card['label_text']}** · kind: `{card['kind']}` · dataset: "
              f"`{card['dataset']}`", ""]
@@ -307,30 +244,11 @@ def modelcard_markdown(card: dict[str, Any]) -> str:
               f"- mechanism: {p['mechanism']}; noise multiplier {_fmt(p['noise_multiplier'])}, "
               f"sample rate {_fmt(p['sample_rate'])}, steps {_fmt(p['steps'])}, clipping norm "
               f"{_fmt(p['max_grad_norm'])}", f"- {p['post_processing']}", ""]
-    lines += ["## Audit", "", "| attack | accuracy | 95% CI | advantage | AUC | privacy |",
-              "| --- | --- | --- | --- | --- | --- |"]
-    for name, r in a["attacks"].items():
-        lines.append(f"| {name} | {_fmt(r['accuracy'])} | [{_fmt(r['ci_low'])}, "
-                     f"{_fmt(r['ci_high'])}] | {_fmt(r['advantage'])} | {_fmt(r['auc'])} | "
-                     f"{_fmt(r['privacy'])} |")
     g = card["gate"]
-    lines += ["", f"- {a['reading']}", f"- gate: {g['label']} — {g['reason']}",
+    lines += release_markdown(card["release_statistics"])
+    lines += ["", f"- gate: {g['label']} — {g['reason']}",
               f"- most open label for this kind: {g.get('max_label') or '—'}", "",
               f"> {card['caveat']}", ""]
-    lines += ["## Utility", ""]
-    if card["kind"] == "classifier":
-        lines += [f"- target: {u.get('target') or m.get('target')}",
-                  f"- test accuracy: {_fmt(u['test_accuracy'])} (majority class: "
-                  f"{_fmt(u['majority_accuracy'])})",
-                  f"- test ROC AUC: {_fmt(u['test_auc'])}; F1: {_fmt(u['test_f1'])}",
-                  f"- {u['reading']}", ""]
-    else:
-        lines += ["| classifier | TSTR accuracy | TRTR accuracy |", "| --- | --- | --- |"]
-        for name, r in u["classifiers"].items():
-            lines.append(f"| {name} | {_fmt(r['tstr_accuracy'])} | "
-                         f"{_fmt(r['trtr_accuracy'])} |")
-        lines += ["", f"- majority-class accuracy: {_fmt(u['majority_accuracy'])}",
-                  f"- column shapes (mean similarity): {_fmt(u['column_shapes_mean'])}", ""]
     lines += ["## How to use it", "", use["summary"], ""]
     if use.get("endpoint"):
         lines += [f"- portal: `GET {use['endpoint']}` ({use['endpoint_limits']})"]
@@ -343,7 +261,7 @@ def modelcard_markdown(card: dict[str, Any]) -> str:
               for c in card["schema"].get("columns", [])] + [""]
     prov, appr = card["provenance"], card["approval"]
     lines += ["## Provenance and approval", "",
-              f"- dataset: `{prov['dataset']}`, source snapshot: `{prov['source_snapshot_id']}`",
+              f"- dataset: `{prov['dataset']}`",
               f"- model: {prov['model_id']} (hash `{prov['model_hash']}`)",
               f"- code version: {prov['code_version']}",
               f"- approved by {appr['steward']} ({appr['role']}) at {appr['approved_at']}",

@@ -62,9 +62,9 @@ from pulsesynth.governance.errors import (
 from pulsesynth.paths import Paths
 
 CANDIDATE_FILES = ("synthetic.parquet", "audit.json", "gate.json", "privacy.json",
-                   "utility.json", "schema.yaml")
+                   "utility.json", "release_stats.json", "schema.yaml")
 MODEL_CANDIDATE_FILES = ("weights.pt", "model.json", "audit.json", "gate.json",
-                         "privacy.json", "utility.json", "schema.yaml")
+                         "privacy.json", "utility.json", "release_stats.json", "schema.yaml")
 KINDS = ("table", "classifier", "model")
 KIND_FILES = {"table": CANDIDATE_FILES, "classifier": MODEL_CANDIDATE_FILES,
               "model": MODEL_CANDIDATE_FILES}
@@ -150,10 +150,13 @@ def read_candidate(candidate_dir: Path, kind: str = "table") -> dict[str, bytes]
 
 
 def candidate_id_of(files: dict[str, bytes], label: str, kind: str = "table") -> str:
-    """SHA-256 over the primary file's bytes (synthetic table, or weights) + audit report
-    bytes + label, and the kind for kinds other than ``table`` (length-prefixed)."""
+    """SHA-256 over the primary file's bytes (synthetic table, or weights) + the DP release
+    report's bytes + label, and the kind for kinds other than ``table`` (length-prefixed).
+
+    Only DP outputs enter, so the id may be published; the exact audit (a statistic of
+    the real rows) is covered by the approval's content hash, which stays internal."""
     _check_kind(kind)
-    parts = [files[PRIMARY_FILE[kind]], files["audit.json"], label.encode()]
+    parts = [files[PRIMARY_FILE[kind]], files["release_stats.json"], label.encode()]
     if kind != "table":  # table ids are unchanged from before kinds existed
         parts.append(kind.encode())
     digest = hashlib.sha256()
@@ -216,6 +219,9 @@ def register_candidate(paths: Paths, dataset: str, candidate_dir: Path, model_id
                              f"kind={kind}")
     if kind != "table":
         _check_model_candidate(files, kind, candidate_dir)
+    if privacy.get("private") is True:
+        _check_private_candidate(paths, dataset, privacy,
+                                 _json(files, "release_stats.json", candidate_dir), candidate_dir)
     if not title:
         try:
             declared = yaml.safe_load(files["schema.yaml"].decode("utf-8")) or {}
@@ -248,6 +254,34 @@ def register_candidate(paths: Paths, dataset: str, candidate_dir: Path, model_id
                    "model_id": model_id, "reason": gate.get("reason", "")}, now)
         return _release(conn.execute("SELECT * FROM releases WHERE candidate_id = ?",
                                      (cid,)).fetchone())
+
+
+def _check_private_candidate(paths: Paths, dataset: str, privacy: dict[str, Any],
+                             stats: dict[str, Any], where: Path) -> None:
+    """A private candidate must be replay-proof and paid for: trained and sampled with
+    fresh secret randomness, and its training and release report charged to the ledger
+    (the charges exist, belong to this dataset and cover the reported ε)."""
+    from pulsesynth.governance.ledger import Ledger
+    from pulsesynth.randomness import SECRET
+
+    if privacy.get("randomness") != SECRET:
+        raise CandidateError(
+            f"{where}: trained or sampled with a caller-given seed (randomness: "
+            f"{privacy.get('randomness')!r}); anyone who knows the seed can replay it, so it "
+            "is never releasable — train without --seed")
+    charges = {c.id: c for c in Ledger(paths).charges(dataset)}
+    charge = charges.get(privacy.get("charge_id"))  # type: ignore[arg-type]
+    if charge is None:
+        raise CandidateError(f"{where}: no ledger charge of {dataset} backs this candidate "
+                             f"(charge_id {privacy.get('charge_id')!r}); train through the "
+                             "pipeline, which charges the ledger first")
+    eps = privacy.get("epsilon")
+    if not isinstance(eps, (int, float)) or eps > charge.epsilon * (1 + 1e-9):
+        raise CandidateError(f"{where}: reported ε {eps!r} exceeds the ε charged to the "
+                             f"ledger ({charge.epsilon:g}, charge {charge.id})")
+    if stats.get("charge_id") not in charges:
+        raise CandidateError(f"{where}: the release report is not backed by a ledger charge "
+                             f"of {dataset}")
 
 
 def get_release(paths: Paths, candidate_id: str) -> Release:

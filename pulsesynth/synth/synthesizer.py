@@ -45,7 +45,7 @@ RELEASE_FORMAT_VERSION = 1
 RELEASE_PRIVACY_KEYS = ("private", "epsilon", "target_epsilon", "delta", "accountant",
                         "noise_multiplier", "sample_rate", "steps", "max_grad_norm",
                         "batch_size", "epochs", "privacy_unit", "max_rows_per_unit",
-                        "unit_rule")
+                        "unit_rule", "public_rows")
 #: Rows drawn after training to check that the synthetic target keeps more than one class.
 COLLAPSE_CHECK_ROWS = 2000
 
@@ -59,7 +59,7 @@ class DPVAESynthesizer:
         epsilon: float | None = None,
         delta: float | None = None,
         private: bool = True,
-        seed: int = 0,
+        seed: int | None = None,
         epochs: int = 50,
         batch_size: int = 4096,
         lr: float = 1e-2,
@@ -76,7 +76,9 @@ class DPVAESynthesizer:
         self.epsilon = float(schema.privacy.epsilon if epsilon is None else epsilon)
         self.delta = delta if delta is not None else schema.privacy.delta
         self.private = private
+        #: None until fit: then the caller's seed, or a fresh secret one (``seed_source``).
         self.seed = seed
+        self.seed_source: str | None = None
         self.config = TrainConfig(
             epochs=epochs, batch_size=batch_size, lr=lr, kl_weight=kl_weight,
             max_grad_norm=max_grad_norm, hidden=tuple(hidden), latent_dim=latent_dim,
@@ -89,10 +91,21 @@ class DPVAESynthesizer:
 
     # --- fit ----------------------------------------------------------------------------
 
-    def fit(self, df: pd.DataFrame, snapshot_id: str | None = None) -> DPVAESynthesizer:
-        """Cap rows per privacy unit, encode with the schema and train (DP unless disabled)."""
+    def fit(self, df: pd.DataFrame, snapshot_id: str | None = None, *,
+            public_rows: int | None = None) -> DPVAESynthesizer:
+        """Cap rows per privacy unit, encode with the schema and train (DP unless disabled).
+
+        ``seed=None`` (the default) draws fresh secret randomness for this fit; a given seed
+        makes it reproducible and never releasable. ``public_rows`` is the row count the
+        DP-SGD schedule is planned from: a DP count in the pipeline; the exact count when
+        omitted (experiments: the schedule then reveals it).
+        """
+        from pulsesynth.randomness import resolve_seed, salt_from_seed
+
+        seed, self.seed_source = resolve_seed(self.seed)
+        self.seed = seed
         k = self.schema.privacy.max_rows_per_unit
-        capped = cap_rows_per_unit(df, self.schema, k, seed=self.seed)
+        capped = cap_rows_per_unit(df, self.schema, k, salt=salt_from_seed(seed))
         unit = list(self.schema.privacy_unit)
         if unit:
             rule = (f"rows per unit capped at {k}, epsilon holds per unit "
@@ -105,19 +118,20 @@ class DPVAESynthesizer:
         result = train_vae(
             x, self.encoder.blocks, self.config, private=self.private,
             epsilon=self.epsilon if self.private else None, delta=self.delta,
-            seed=self.seed, progress=self.progress,
+            seed=seed, public_rows=public_rows, progress=self.progress,
         )
         self.model = result.model
         report = dict(result.report)
         report["encoding"] = self.encoder.last_transform_report
         report["unit_cap"] = {"rule": rule, "max_rows_per_unit": k, "rows_in": len(df),
                               "rows_trained": len(capped)}
-        self.metadata = self._metadata(result.metadata, report, snapshot_id)
+        self.metadata = self._metadata(result.metadata, report, snapshot_id, public_rows)
         self._check_target_collapse()
         return self
 
     def _metadata(
-        self, train_meta: dict[str, Any], report: dict[str, Any], snapshot_id: str | None
+        self, train_meta: dict[str, Any], report: dict[str, Any], snapshot_id: str | None,
+        public_rows: int | None,
     ) -> dict[str, Any]:
         import opacus
 
@@ -128,6 +142,10 @@ class DPVAESynthesizer:
             dataset_id=self.schema.id,
             schema_hash=self.schema.hash,
             snapshot_id=snapshot_id,
+            seed_source=self.seed_source,
+            public_rows=public_rows,
+            size_rule=("DP count of the training rows" if public_rows
+                       else "exact row count (not for release)"),
             privacy_unit=list(self.schema.privacy_unit),
             max_rows_per_unit=self.schema.privacy.max_rows_per_unit,
             unit_rule=report["unit_cap"]["rule"],
@@ -161,8 +179,12 @@ class DPVAESynthesizer:
             raise RuntimeError("synthesizer is not fitted")
         return self.model
 
-    def sample(self, n: int, seed: int = 0) -> pd.DataFrame:
-        """Draw ``n`` synthetic rows (schema's synthesized columns only); same seed, same rows."""
+    def sample(self, n: int, seed: int | None = None) -> pd.DataFrame:
+        """Draw ``n`` synthetic rows (schema's synthesized columns only); same seed, same
+        rows; without a seed the draw uses fresh secret randomness."""
+        from pulsesynth.randomness import resolve_seed
+
+        seed = resolve_seed(seed)[0]
         model = self._require_model()
         model.eval()
         gen = torch.Generator().manual_seed(seed)
@@ -204,7 +226,8 @@ class DPVAESynthesizer:
         keys = ("private", "epsilon", "target_epsilon", "delta", "accountant",
                 "noise_multiplier", "sample_rate", "steps", "planned_steps", "max_grad_norm",
                 "batch_size", "epochs", "train_rows", "privacy_unit", "max_rows_per_unit",
-                "unit_rule", "dataset_id", "snapshot_id", "schema_hash", "seed")
+                "unit_rule", "dataset_id", "schema_hash", "seed_source", "public_rows",
+                "size_rule")
         out = {k: m.get(k) for k in keys}
         out["fitted"] = True
         out["collapse_warning"] = m["training_report"]["collapse_warning"]
@@ -326,7 +349,7 @@ class DPVAESynthesizer:
         privacy = config.get("privacy") or {}
         synth = cls(schema, epsilon=privacy.get("target_epsilon") or schema.privacy.epsilon,
                     delta=privacy.get("delta"), private=bool(privacy.get("private")),
-                    seed=0, epochs=train_config.epochs,
+                    seed=None, epochs=train_config.epochs,
                     batch_size=train_config.batch_size, lr=train_config.lr,
                     kl_weight=train_config.kl_weight,
                     max_grad_norm=train_config.max_grad_norm, hidden=train_config.hidden,

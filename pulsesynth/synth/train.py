@@ -6,10 +6,10 @@ sampling, per-sample clipping (ghost clipping) and Gaussian noise calibrated by 
 within 2% of it. The non-DP path trains the same model on the same batches for
 comparison and for calibrating membership attacks; its metadata says ``private: false``.
 
-Batch size rule (one fixed config for every dataset): expected batch
-``B = min(batch_size, max(1, n // 4))`` with ``batch_size = 4096`` by default, i.e. at
-least four batches per epoch on small tables. Opacus then sets the Poisson sample rate
-``q = 1 / ceil(n / B)`` (so the realised expected batch is ``n·q``, close to ``B``).
+Schedule rule (:class:`Schedule`, one fixed config for every dataset), from a *public*
+row count ñ (a DP count in private runs): expected batch ``B = min(batch_size, ñ // 4)``
+with ``batch_size = 4096`` by default, Poisson rate ``q = B / ñ``, ``ceil(epochs / q)``
+steps. Nothing about the schedule reveals the exact row count.
 
 Logs and the progress callback carry only epoch number, mean loss and ε spent so far.
 """
@@ -80,9 +80,46 @@ def expected_batch_size(n: int, batch_size: int = 4096) -> int:
     return max(1, min(batch_size, n // 4))
 
 
-def default_delta(n: int) -> float:
-    """δ = 1 / (10 n): well below 1/n, so no single row can be released outright."""
-    return 1.0 / (10.0 * max(n, 1))
+#: δ when the schema declares none: a fixed public value, never a function of the private
+#: row count (1/(10 n) would publish n). Below 1/(10 n) for tables under 100,000 units;
+#: a steward declares a smaller ``privacy.delta`` for larger tables.
+DEFAULT_DELTA = 1e-6
+
+
+def default_delta(n: int | None = None) -> float:
+    """The public default δ (:data:`DEFAULT_DELTA`); ``n`` is ignored (kept for callers)."""
+    return DEFAULT_DELTA
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """DP-SGD's sampling plan, a function of public facts only (a DP row count, the
+    recipe): Poisson rate ``q``, the expected batch it implies and the exact step count."""
+
+    sample_rate: float
+    expected_batch: int
+    steps: int
+
+    @classmethod
+    def plan(cls, public_rows: int, config: TrainConfig) -> Schedule:
+        """``B = min(batch_size, rows // 4)``, ``q = B / rows``, ``steps = ceil(epochs / q)``."""
+        rows = max(2, int(public_rows))
+        batch = expected_batch_size(rows, config.batch_size)
+        q = min(1.0, batch / rows)
+        return cls(sample_rate=q, expected_batch=batch,
+                   steps=max(1, math.ceil(config.epochs / q - 1e-9)))
+
+
+def planned_epsilon(noise: float, schedule: Schedule, delta: float, accountant: str) -> float:
+    """The accountant's ε for ``schedule.steps`` steps at (``noise``, ``q``): exactly the
+    history the training loop will record (checked before and after training)."""
+    from opacus.accountants import create_accountant
+
+    acc = create_accountant(accountant)
+    acc.history = [(noise, schedule.sample_rate, schedule.steps)]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
+        return float(acc.get_epsilon(delta))
 
 
 def train_vae(
@@ -93,21 +130,24 @@ def train_vae(
     private: bool = True,
     epsilon: float | None = None,
     delta: float | None = None,
-    seed: int = 0,
+    seed: int,
+    public_rows: int | None = None,
     progress: ProgressFn | None = None,
 ) -> TrainResult:
     """Train a VAE on the encoded matrix ``x`` (rows already capped per privacy unit).
 
-    With ``private=True`` this is DP-SGD at (``epsilon``, ``delta``); δ defaults to
-    1/(10 n). Same seed and same data give the same model on CPU.
+    With ``private=True`` this is DP-SGD at (``epsilon``, ``delta``) with the schedule
+    planned from ``public_rows`` (a DP count of the rows; ``len(x)`` when not given, which
+    is fine for experiments but makes the schedule a function of the exact count). Same
+    seed and same data give the same model on CPU.
     """
     n, d = x.shape
     if n < 2:
         raise ValueError("need at least two training rows")
     if private and (epsilon is None or epsilon <= 0):
         raise ValueError("private training needs a positive target epsilon")
-    delta = default_delta(n) if delta is None else float(delta)
-    batch = expected_batch_size(n, config.batch_size)
+    delta = default_delta() if delta is None else float(delta)
+    schedule = Schedule.plan(public_rows or n, config)
     with seeded_torch(seed):
         model = TabularVAE(d, config.hidden, config.latent_dim)
         criterion = NegativeELBO(blocks, d, config.latent_dim, config.kl_weight)
@@ -116,11 +156,11 @@ def train_vae(
         start = time.perf_counter()
         if private:
             assert epsilon is not None
-            meta, history = train_dp(model, criterion, optimizer, dataset, batch, config,
-                                     float(epsilon), delta, progress)
+            meta, history = train_dp(model, criterion, optimizer, dataset, schedule, config,
+                                     float(epsilon), delta, progress, seed=seed)
         else:
-            meta, history = train_plain(model, criterion, optimizer, dataset, batch, config,
-                                        seed, progress)
+            meta, history = train_plain(model, criterion, optimizer, dataset,
+                                        schedule.expected_batch, config, seed, progress)
         elapsed = time.perf_counter() - start
         # A fresh copy: Opacus leaves hooks on the trained modules; the released object has
         # none. Built inside the seeded section: its initialisation draws from the generator.
@@ -128,8 +168,9 @@ def train_vae(
     clean.load_state_dict(model.state_dict())
     clean.eval()
     meta.update(
-        private=private, delta=delta if private else None, epochs=config.epochs, batch_size=batch,
-        lr=config.lr, kl_weight=config.kl_weight, seed=seed, train_rows=n,
+        private=private, delta=delta if private else None, epochs=config.epochs,
+        batch_size=schedule.expected_batch, lr=config.lr, kl_weight=config.kl_weight,
+        seed=seed, train_rows=n,
     )
     report = _report(history, elapsed)
     return TrainResult(model=clean, metadata=meta, report=report)
@@ -140,66 +181,83 @@ def train_dp(
     criterion: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     dataset: TensorDataset,
-    batch: int,
+    schedule: Schedule,
     config: TrainConfig,
     epsilon: float,
     delta: float,
     progress: ProgressFn | None,
+    *,
+    seed: int,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """DP-SGD to exactly (``epsilon``, ``delta``): Opacus ghost clipping, Poisson sampling.
 
     Shared by every model that may be released (the VAE, the classifier). ``dataset``
     yields ``(x,)`` (the target is the input, as for an autoencoder) or ``(x, y)``;
-    ``criterion`` must accept ``reduction="none"`` as ghost clipping requires. Uses
-    ``config.epochs``, ``max_grad_norm`` and ``accountant``; raises if the accountant's
-    final ε exceeds the target.
+    ``criterion`` must accept ``reduction="none"`` as ghost clipping requires.
+
+    The Poisson rate, the expected batch that scales the noisy gradient sum and the step
+    count all come from ``schedule`` (public), never from ``len(dataset)``: Opacus would
+    derive them from the loader (``1 / len(loader)``, and ``int(1 / q)`` batches an epoch
+    is 244 for ``q = 1/245`` in floating point), so the loader is built here with the
+    schedule's rate, the accountant records that rate, and the noise search assumes the
+    same (σ, q, steps) history; the final ε is checked before and after training.
+    The Poisson masks and the noise draw from generators seeded with ``seed`` (secret in
+    private runs: :mod:`pulsesynth.randomness`).
     """
     from opacus import PrivacyEngine
+    from opacus.accountants.utils import get_noise_multiplier
+    from opacus.data_loader import DPDataLoader
 
-    loader = DataLoader(dataset, batch_size=batch, shuffle=False)
-    sample_rate = 1.0 / len(loader)  # what make_private_with_epsilon assumes
-    planned_steps = int(config.epochs / sample_rate)  # what its noise search assumes
+    q, steps = schedule.sample_rate, schedule.steps
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
+        noise = float(get_noise_multiplier(
+            target_epsilon=epsilon, target_delta=delta, sample_rate=q, steps=steps,
+            accountant=config.accountant, epsilon_tolerance=EPSILON_REL_TOLERANCE * epsilon))
+    before = planned_epsilon(noise, schedule, delta, config.accountant)
+    if before > epsilon * (1 + 1e-9):
+        raise RuntimeError(f"planned epsilon {before:.4f} is above the target {epsilon:.4f}; "
+                           "nothing was trained")
+    sampling = torch.Generator().manual_seed(seed ^ 0x5A5A5A5A)
+    noise_gen = torch.Generator().manual_seed(seed ^ 0x3C3C3C3C)
+    loader = DPDataLoader(dataset, sample_rate=q, generator=sampling)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Secure RNG turned off")
         warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
         engine = PrivacyEngine(accountant=config.accountant)
-        dp_model, dp_opt, dp_crit, dp_loader = engine.make_private_with_epsilon(
-            module=model,
-            optimizer=optimizer,
-            data_loader=loader,
-            criterion=criterion,
-            target_epsilon=epsilon,
-            target_delta=delta,
-            epochs=config.epochs,
-            max_grad_norm=config.max_grad_norm,
-            grad_sample_mode="ghost",
-            poisson_sampling=True,
-            epsilon_tolerance=EPSILON_REL_TOLERANCE * epsilon,
+        dp_model, dp_opt, dp_crit, dp_loader = engine.make_private(
+            module=model, optimizer=optimizer, data_loader=loader, criterion=criterion,
+            noise_multiplier=noise, max_grad_norm=config.max_grad_norm,
+            grad_sample_mode="ghost", poisson_sampling=False, noise_generator=noise_gen,
         )
-    noise = float(dp_opt.noise_multiplier)
+    # make_private reads q and the averaging batch off the loader (1/len(loader), n·q):
+    # record the schedule's public values instead.
+    dp_opt.attach_step_hook(engine.accountant.get_optimizer_hook_fn(sample_rate=q))
+    dp_opt.expected_batch_size = schedule.expected_batch
     history: list[dict[str, Any]] = []
-    steps = 0
+    done = 0
     epoch = 0
+    epochs = max(1, math.ceil(steps * q - 1e-9))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Full backward hook is firing")
         warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
-        while steps < planned_steps:
+        while done < steps:
             epoch += 1
             total, count = 0.0, 0
             for batch_tensors in dp_loader:
-                if steps >= planned_steps:
+                if done >= steps:
                     break
                 xb, yb = batch_tensors[0], batch_tensors[-1]
                 dp_opt.zero_grad(set_to_none=True)
                 loss = dp_crit(dp_model(xb), yb)
                 loss.backward()
                 dp_opt.step()
-                steps += 1
+                done += 1
                 if xb.shape[0]:
                     total += float(loss.item()) * xb.shape[0]
                     count += xb.shape[0]
             eps_now = float(engine.get_epsilon(delta))
-            _emit(history, progress, epoch, config.epochs, total, count, eps_now)
+            _emit(history, progress, epoch, epochs, total, count, eps_now)
         final_eps = float(engine.get_epsilon(delta))
     if final_eps > epsilon * (1 + 1e-9):
         raise RuntimeError(
@@ -207,16 +265,16 @@ def train_dp(
             "the model must not be released"
         )
     shortfall = (epsilon - final_eps) / epsilon
-    if shortfall > EPSILON_MAX_SHORTFALL:  # cannot happen with the tolerance above
+    if shortfall > EPSILON_MAX_SHORTFALL:
         log.warning("final epsilon %.4f is %.1f%% below target", final_eps, 100 * shortfall)
     meta = {
         "epsilon": final_eps,
         "target_epsilon": epsilon,
         "accountant": config.accountant,
         "noise_multiplier": noise,
-        "sample_rate": sample_rate,
-        "steps": steps,
-        "planned_steps": planned_steps,
+        "sample_rate": q,
+        "steps": done,
+        "planned_steps": steps,
         "max_grad_norm": config.max_grad_norm,
         "grad_sample_mode": "ghost",
         "poisson_sampling": True,

@@ -20,6 +20,7 @@ import pandas as pd
 from sklearn.ensemble import RandomForestClassifier
 
 from pulsesynth.audit.metrics import AttackResult, score_attack
+from pulsesynth.audit.release_stats import MembershipDecisions
 from pulsesynth.classifier import DPClassifier, same_recipe
 
 
@@ -44,6 +45,7 @@ class ShadowClassifierAttack:
         self.max_eval = max_eval
         self.seed = seed
         self.blind = blind
+        self.decisions: MembershipDecisions | None = None
 
     def _features(self, model: DPClassifier, rows: pd.DataFrame) -> np.ndarray:
         x = attack_features(model, rows)
@@ -55,7 +57,8 @@ class ShadowClassifierAttack:
         trained = target.training_rows(members)
         outside = target.training_rows(non_members)
         pool = target.training_rows(reference)
-        size = min(int(target.metadata.get("train_rows") or len(trained)), len(pool) // 2)
+        size = min(int(target.metadata.get("public_rows") or target.metadata.get("train_rows")
+                       or len(trained)), len(pool) // 2)
         if size < 10:
             raise ValueError("reference data too small for shadow classifiers "
                              "(need at least 20 rows)")
@@ -78,6 +81,9 @@ class ShadowClassifierAttack:
         o = outside.iloc[rng.choice(len(outside), n, replace=False)]
         scores_m = attack.predict_proba(self._features(target, m))[:, 1]
         scores_o = attack.predict_proba(self._features(target, o))[:, 1]
+        self.decisions = MembershipDecisions(
+            self.name, attack.predict_proba(self._features(target, trained))[:, 1] > 0.5,
+            attack.predict_proba(self._features(target, outside))[:, 1] > 0.5)
         return score_attack(self.name, scores_m, scores_o, 0.5,
                             {"shadows": self.n_shadows, "shadow_train_rows": size,
                              "feature": "class-probability vector + true class",

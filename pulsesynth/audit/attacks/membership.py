@@ -27,6 +27,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from pulsesynth.audit.metrics import AttackResult, score_attack
+from pulsesynth.audit.release_stats import MembershipDecisions
 from pulsesynth.synth import DPVAESynthesizer
 
 FEATURES = ["elbo", "reconstruction", "kl"]
@@ -115,6 +116,21 @@ def _fit_attack(shadows: list[Shadow]):
                              np.concatenate([y for _, y in shadows]))
 
 
+def _shadow_size(target: DPVAESynthesizer, members: pd.DataFrame) -> int:
+    """Shadow training size: the target's public (DP) row count when it has one, so the
+    attack rule depends on DP outputs only; else the members' count (experiments)."""
+    return int(target.metadata.get("public_rows") or target.metadata.get("train_rows")
+               or len(members))
+
+
+def _decisions(name: str, clf, model: DPVAESynthesizer, members: pd.DataFrame,
+               non_members: pd.DataFrame) -> MembershipDecisions:
+    """The attack's call (member above 0.5) on every member and non-member row: what the
+    DP release report counts (:mod:`pulsesynth.audit.release_stats`)."""
+    return MembershipDecisions(name, clf.predict_proba(_features(model, members))[:, 1] > 0.5,
+                               clf.predict_proba(_features(model, non_members))[:, 1] > 0.5)
+
+
 class ELBOAttack:
     """Model MIA: shadow VAEs with the target's recipe, ELBO features, a learned threshold.
 
@@ -128,11 +144,12 @@ class ELBOAttack:
         self.n_shadows = n_shadows
         self.max_eval = max_eval
         self.seed = seed
+        self.decisions: MembershipDecisions | None = None
 
     def shadow(self, target: DPVAESynthesizer, members: pd.DataFrame,
                reference: pd.DataFrame, index: int) -> Shadow:
         """Shadow ``index``: a VAE with the target's recipe on reference rows, its features."""
-        size = int(target.metadata.get("train_rows") or len(members))
+        size = _shadow_size(target, members)
         pair = _shadow_pairs(reference, size, self.n_shadows, self.seed)[index]
         return _shadow_set(same_recipe(target, seed=self.seed + 1000 + index).fit(pair.members),
                            pair)
@@ -145,11 +162,12 @@ class ELBOAttack:
         if shadows is None:
             shadows = [self.shadow(target, members, reference, i)
                        for i in range(self.n_shadows)]
-        size = int(target.metadata.get("train_rows") or len(members))
+        size = _shadow_size(target, members)
         clf = _fit_attack(shadows)
         m, n = _balanced(members, non_members, self.max_eval, self.seed)
         scores_m = clf.predict_proba(_features(target, m))[:, 1]
         scores_n = clf.predict_proba(_features(target, n))[:, 1]
+        self.decisions = _decisions(self.name, clf, target, members, non_members)
         return score_attack(self.name, scores_m, scores_n, 0.5,
                             {"shadows": self.n_shadows,
                              "shadow_train_rows": min(size, len(reference) // 2)})
@@ -167,6 +185,7 @@ class SurrogateAttack:
         self.surrogate_epochs = surrogate_epochs
         self.max_eval = max_eval
         self.seed = seed
+        self.decisions: MembershipDecisions | None = None
 
     def shadow(self, schema, members: pd.DataFrame, reference: pd.DataFrame, index: int,
                train_rows: int | None = None) -> Shadow:
@@ -192,6 +211,7 @@ class SurrogateAttack:
         m, n = _balanced(members, non_members, self.max_eval, self.seed)
         scores_m = clf.predict_proba(_features(surrogate, m))[:, 1]
         scores_n = clf.predict_proba(_features(surrogate, n))[:, 1]
+        self.decisions = _decisions(self.name, clf, surrogate, members, non_members)
         return score_attack(self.name, scores_m, scores_n, 0.5,
                             {"shadows": self.n_shadows, "synthetic_rows": len(synthetic),
                              "surrogate_epochs": self.surrogate_epochs})

@@ -1,0 +1,110 @@
+"""The DP release report: the only audit and utility figures that leave the trust boundary.
+
+The audit's exact figures (attack accuracies, AUC, distances, exact-match counts, TRTR)
+are statistics of the private rows; they stay in ``audit.json`` / ``utility.json`` for the
+steward. What the gate decides on and the cards publish is this report: a few statistics
+released with the Laplace mechanism, charged to the ledger with the run (the
+``release_report`` part of :class:`~pulsesynth.budget.BudgetSplit`).
+
+**Why the sensitivities hold.** Every statistic is a sum over real rows of a per-row term
+that depends only on that row and on DP outputs (the model, the synthetic table, rules
+learnt from shadows trained on synthetic rows), divided by a public DP row count ñ of
+its role. A privacy unit lies in exactly one role and keeps at most ``k`` rows there
+(:func:`pulsesynth.pipeline.run_data`), so adding or removing it moves each sum by at
+most ``k``:
+
+- ``max_attack_advantage``: the largest over attacks of TP/ñ_train − FP/ñ_holdout, where
+  TP and FP count training and holdout rows the attack calls "member" (the max of
+  functions of sensitivity Δ has sensitivity Δ): Δ = k / min(ñ_train, ñ_holdout);
+- ``exact_match_excess``: (rows unique within a keyed-hash subsample of training of the
+  holdout's expected size, reproduced verbatim) / (ñ_train · share) − (the same for
+  holdout) / ñ_holdout. Removing a unit removes its ≤ k rows and can make at most k
+  other rows unique: Δ = k / min(ñ_train · share, ñ_holdout);
+- ``tstr_accuracy``: holdout rows a classifier trained on the synthetic table gets right,
+  over ñ_holdout: Δ = k / ñ_holdout;
+- ``majority_accuracy``: the largest class count of the holdout target over ñ_holdout:
+  Δ = k / ñ_holdout.
+
+Each gets Laplace(Δ/ε_i) noise with ε_i its share of the report's ε (sequential
+composition: the shares sum to the report's ε). The intervals are stated at 95%:
+sampling error bounded from the public counts (worst case p = 1/2) plus the Laplace
+tail, joined by a union bound.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+#: How the report's ε is shared between its statistics (public).
+SHARES = {"max_attack_advantage": 0.4, "exact_match_excess": 0.2, "tstr_accuracy": 0.2,
+          "majority_accuracy": 0.2}
+#: Two-sided 95%: a Laplace(b) draw exceeds b·ln(20) in absolute value with probability 5%.
+LAPLACE_95 = math.log(20.0)
+Z_975 = 1.959963984540054
+
+
+@dataclass(frozen=True)
+class MembershipDecisions:
+    """One attack's member/non-member call for *every* training and holdout row."""
+
+    attack: str
+    members: np.ndarray
+    non_members: np.ndarray
+
+
+def _noisy(value: float, sensitivity: float, epsilon: float, rng: np.random.Generator,
+           sampling_sd: float) -> dict[str, float]:
+    scale = sensitivity / epsilon
+    noisy = float(value + rng.laplace(0.0, scale))
+    half = Z_975 * sampling_sd + scale * LAPLACE_95
+    return {"value": noisy, "ci_low": noisy - half, "ci_high": noisy + half,
+            "sensitivity": sensitivity, "epsilon": epsilon, "laplace_scale": scale}
+
+
+def release_report(*, decisions: list[MembershipDecisions],
+                   unique_reproduced: tuple[int, int] | None,
+                   tstr_correct: int | None, class_counts: list[int] | None,
+                   rows: dict[str, int], k: int, epsilon: float,
+                   rng: np.random.Generator, match_share: float = 1.0) -> dict[str, Any]:
+    """The noisy statistics (see the module docstring) and how they were made.
+
+    ``rows`` holds the public DP counts ``train`` and ``holdout``; ``unique_reproduced``
+    is (training, holdout) unique rows found verbatim in the release, the training side
+    counted on a unit-level subsample of share ``match_share`` (so both sides have about
+    the same size, as uniqueness depends on it); ``tstr_correct``
+    and ``class_counts`` are over holdout rows with a declared target class (None when
+    the dataset has no target). ``rng`` must be seeded secretly in private runs.
+    """
+    if not decisions:
+        raise ValueError("the release report needs at least one membership attack")
+    n_tr, n_ho = float(rows["train"]), float(rows["holdout"])
+    n_min = min(n_tr, n_ho)
+    both_sd = math.sqrt(0.25 / n_tr + 0.25 / n_ho)
+    stats: dict[str, Any] = {}
+    advantages = {d.attack: float(d.members.sum()) / n_tr - float(d.non_members.sum()) / n_ho
+                  for d in decisions}
+    stats["max_attack_advantage"] = _noisy(
+        max(advantages.values()), k / n_min, epsilon * SHARES["max_attack_advantage"], rng,
+        both_sd) | {"attacks": sorted(advantages)}
+    if unique_reproduced is not None:  # kinds that release rows
+        train_u, holdout_u = unique_reproduced
+        n_eq = max(1.0, n_tr * match_share)
+        stats["exact_match_excess"] = _noisy(
+            train_u / n_eq - holdout_u / n_ho, k / min(n_eq, n_ho),
+            epsilon * SHARES["exact_match_excess"], rng,
+            math.sqrt(0.25 / n_eq + 0.25 / n_ho))
+    holdout_sd = math.sqrt(0.25 / n_ho)
+    if tstr_correct is not None:
+        stats["tstr_accuracy"] = _noisy(tstr_correct / n_ho, k / n_ho,
+                                        epsilon * SHARES["tstr_accuracy"], rng, holdout_sd)
+    if class_counts:
+        stats["majority_accuracy"] = _noisy(max(class_counts) / n_ho, k / n_ho,
+                                            epsilon * SHARES["majority_accuracy"], rng,
+                                            holdout_sd)
+    return {"mechanism": "Laplace", "epsilon": epsilon, "shares": SHARES,
+            "rows_dp": {"train": int(rows["train"]), "holdout": int(rows["holdout"])},
+            "max_rows_per_unit": k, "confidence": 0.95, "statistics": stats}

@@ -1,0 +1,129 @@
+"""The DP promise as deployed: secret randomness, the ledger on every path, only public or
+DP figures in what a candidate carries, and accounting that matches the loader."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from pulsesynth import cli, pipeline
+from pulsesynth.governance.errors import CandidateError
+from pulsesynth.governance.ledger import Ledger
+from pulsesynth.governance.releases import register_candidate
+from pulsesynth.paths import Paths
+from pulsesynth.synth.train import Schedule, TrainConfig, planned_epsilon
+from pulsesynth.warehouse import Warehouse
+
+QUICK = ["--max-rows", "700", "--epochs", "2"]
+
+
+@pytest.fixture
+def taxi(project_root: Path) -> Paths:
+    paths = Paths(project_root)
+    Warehouse(paths).build(["taxi_trips"])
+    return paths
+
+
+def _run(paths: Paths, run: Path, *extra: str) -> dict:
+    assert cli.main(["train", "taxi_trips", *QUICK, "--out", str(run), "--json",
+                     *extra]) == 0
+    assert cli.main(["sample", str(run)]) == 0
+    assert cli.main(["evaluate", str(run), "--json"]) == 0
+    assert cli.main(["audit", str(run), "--json"]) == 0
+    return json.loads((run / "candidate" / "privacy.json").read_text())
+
+
+def test_default_runs_draw_fresh_secret_randomness_and_cannot_be_replayed(
+        taxi: Paths, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a = _run(taxi, tmp_path / "a")
+    b = _run(taxi, tmp_path / "b")
+    capsys.readouterr()
+    runs = [json.loads((tmp_path / r / "run.json").read_text()) for r in ("a", "b")]
+    assert [r["seed_source"] for r in runs] == ["secret", "secret"]
+    assert runs[0]["seed"] != runs[1]["seed"]
+    assert a["randomness"] == b["randomness"] == "secret"
+    wa = torch.load(tmp_path / "a" / "model" / "model.pt", weights_only=True)
+    wb = torch.load(tmp_path / "b" / "model" / "model.pt", weights_only=True)
+    assert any(not torch.equal(wa[k], wb[k]) for k in wa)
+    ta = (tmp_path / "a" / "candidate" / "synthetic.parquet").read_bytes()
+    assert ta != (tmp_path / "b" / "candidate" / "synthetic.parquet").read_bytes()
+    # nothing a candidate carries holds a seed, the exact row count or the snapshot's hash
+    run = runs[0]
+    for name in ("privacy.json", "release_stats.json", "gate.json"):
+        text = (tmp_path / "a" / "candidate" / name).read_text()
+        assert run["snapshot_id"] not in text and str(run["seed"]) not in text, name
+        assert '"seed"' not in text and "train_rows" not in text, name
+    # a replay with the code's old public default (seed 0) reproduces neither release
+    replay = _run(taxi, tmp_path / "replay", "--seed", "0")
+    assert replay["randomness"] == "caller"
+    assert (tmp_path / "replay" / "candidate" / "synthetic.parquet").read_bytes() != ta
+
+
+def test_cli_train_charges_the_ledger_and_release_model_reuses_that_charge(
+        taxi: Paths, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "r"
+    privacy = _run(taxi, run)
+    [charge] = Ledger(taxi).charges("taxi_trips")
+    assert charge.run_id == "r" and charge.epsilon == 1.0 and charge.delta == 1e-6
+    assert privacy["charge_id"] == charge.id
+    assert privacy["epsilon"] <= charge.epsilon and privacy["target_epsilon"] == 1.0
+    assert privacy["budget"]["parts"] == {"total": 1.0, "training": 0.85,
+                                          "row_count": 0.03, "release_report": 0.12}
+    stats = json.loads((run / "candidate" / "release_stats.json").read_text())
+    assert stats["charge_id"] == charge.id and stats["private"] is True
+    assert set(stats["statistics"]["max_attack_advantage"]["attacks"]) == {
+        "model_mia", "synthetic_mia", "distance_mia"}
+    rel = register_candidate(taxi, "taxi_trips", run / "candidate",
+                             model_id=pipeline.model_hash(run))
+    assert rel.status in ("candidate", "blocked")
+    capsys.readouterr()
+    assert cli.main(["release-model", "--run", str(run), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["kind"] == "model"
+    assert len(Ledger(taxi).charges("taxi_trips")) == 1  # releasing the model is free
+    # the same audit again redraws the same noise and charges nothing; a different one pays
+    assert cli.main(["audit", str(run)]) == 0
+    assert len(Ledger(taxi).charges("taxi_trips")) == 1
+    assert cli.main(["audit", str(run), "--shadows", "2"]) == 0
+    extra = Ledger(taxi).charges("taxi_trips")[1:]
+    assert [(c.epsilon, c.delta) for c in extra] == [(pytest.approx(0.12), 0.0)]
+
+
+def test_a_seeded_or_unpaid_candidate_is_never_registered(
+        taxi: Paths, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    seeded = tmp_path / "seeded"
+    _run(taxi, seeded, "--seed", "7")
+    with pytest.raises(CandidateError, match="caller-given seed"):
+        register_candidate(taxi, "taxi_trips", seeded / "candidate",
+                           model_id=pipeline.model_hash(seeded))
+    unpaid = tmp_path / "unpaid"
+    _run(taxi, unpaid)
+    path = unpaid / "candidate" / "privacy.json"
+    privacy = json.loads(path.read_text())
+    path.write_text(json.dumps(privacy | {"charge_id": 10_000}))
+    with pytest.raises(CandidateError, match="no ledger charge"):
+        register_candidate(taxi, "taxi_trips", unpaid / "candidate",
+                           model_id=pipeline.model_hash(unpaid))
+    path.write_text(json.dumps(privacy | {"epsilon": 2.0}))
+    with pytest.raises(CandidateError, match="exceeds the ε charged"):
+        register_candidate(taxi, "taxi_trips", unpaid / "candidate",
+                           model_id=pipeline.model_hash(unpaid))
+
+
+@pytest.mark.parametrize("rows", [100, 245 * 4096, 1_000_000, 10_000_000])
+def test_accounting_matches_the_schedule_the_loader_uses(rows: int) -> None:
+    """No training: the noise found for the schedule gives the accountant's ε within 2%
+    below the target and never above, also where 1/(1/q) is not a whole number."""
+    from opacus.accountants.utils import get_noise_multiplier
+
+    config = TrainConfig(epochs=2)
+    schedule = Schedule.plan(rows, config)
+    assert schedule.steps == math.ceil(config.epochs / schedule.sample_rate - 1e-9)
+    noise = get_noise_multiplier(target_epsilon=1.0, target_delta=1e-6,
+                                 sample_rate=schedule.sample_rate, steps=schedule.steps,
+                                 accountant="prv", epsilon_tolerance=0.005)
+    eps = planned_epsilon(noise, schedule, 1e-6, "prv")
+    assert 0.98 <= eps <= 1.0
