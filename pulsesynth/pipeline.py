@@ -6,15 +6,21 @@ snapshot id) and from the run directory, and writes its outputs there, so an orc
 
 A run directory ``state/runs/<dataset>/<run_id>/`` (git-ignored, sensitive) holds:
 
-- ``run.json``      dataset, snapshot id, schema hash, split seed and fractions, row limit
+- ``run.json``      dataset, snapshot id, schema hash, the run's seed and where it came
+                    from (secret OS entropy, or the caller), role fractions, row limit
+- ``charge.json``   the ledger charge that pays for the run (id, ε, δ, idempotency key)
+- ``sizes.json``    the Laplace counts of the rows in each role (DP; they size the run)
+- ``reports.json``  the ledger charge paying for each distinct audit's release report
 - ``model/``        the trained synthesizer (sensitive: a model can be attacked)
-- ``candidate/``    what may be released after approval: ``synthetic.parquet``,
-                    ``privacy.json``, ``utility.json``, ``audit.json``, ``audit.md`` (+ plots),
-                    ``gate.json``, ``schema.yaml`` (public declaration)
+- ``candidate/``    the candidate: ``synthetic.parquet``, ``privacy.json`` (public facts and
+                    DP figures), ``release_stats.json`` (the DP release report the gate
+                    reads), ``gate.json``, ``schema.yaml`` (public declaration), and the
+                    steward's exact ``utility.json``, ``audit.json``, ``audit.md`` (+ plots)
+                    that never leave ``state/``
 - ``model_candidate/`` (optional, :func:`model_candidate`) the DP-VAE itself as a ``model``
                     release candidate: ``weights.pt``, ``model.json``, ``audit.json`` (the
                     model MIA only), ``gate.json`` (kind ``model``: at most confidential),
-                    ``privacy.json``, ``utility.json``, ``schema.yaml``
+                    ``privacy.json``, ``utility.json``, ``release_stats.json``, ``schema.yaml``
 """
 
 from __future__ import annotations

@@ -28,10 +28,10 @@ def passing_open() -> tuple[dict, dict]:
 def test_policy_file_has_the_documented_thresholds() -> None:
     assert POLICY["open"] == {"max_epsilon": 1.0, "max_attack_advantage": 0.05,
                               "max_attack_advantage_ci_high": 0.10,
-                              "max_exact_match_excess": 0.01}
+                              "max_exact_match_excess": 0.05}
     assert POLICY["confidential"] == {"max_epsilon": 3.0, "max_attack_advantage": 0.10,
                                       "max_attack_advantage_ci_high": None,
-                                      "max_exact_match_excess": 0.02}
+                                      "max_exact_match_excess": 0.10}
 
 
 def test_clean_dp_candidate_is_open() -> None:
@@ -83,7 +83,7 @@ BOUNDARIES = [
     ("max_epsilon", 1.0, 1.01, 3.01),
     ("max_attack_advantage", 0.05, 0.051, 0.101),
     ("max_attack_advantage_ci_high", 0.10, 0.101, None),
-    ("max_exact_match_excess", 0.01, 0.011, 0.021),
+    ("max_exact_match_excess", 0.05, 0.051, 0.101),
 ]
 
 

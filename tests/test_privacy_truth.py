@@ -127,3 +127,23 @@ def test_accounting_matches_the_schedule_the_loader_uses(rows: int) -> None:
                                  accountant="prv", epsilon_tolerance=0.005)
     eps = planned_epsilon(noise, schedule, 1e-6, "prv")
     assert 0.98 <= eps <= 1.0
+
+
+def test_python_api_train_charges_once_per_run(taxi: Paths, tmp_path: Path) -> None:
+    """pipeline.train is the library boundary: a private fit makes its own charge when the
+    run has none, and training the same run again does not charge twice."""
+    run = tmp_path / "api"
+    pipeline.start_run("taxi_trips", run, max_rows=600, paths=taxi)
+    first = pipeline.train(run, epochs=1, paths=taxi)
+    [charge] = Ledger(taxi).charges("taxi_trips")
+    assert first["charge_id"] == charge.id
+    assert charge.idempotency_key == "train:taxi_trips:run:api"
+    again = pipeline.train(run, epochs=1, paths=taxi)
+    assert again["charge_id"] == charge.id and len(Ledger(taxi).charges("taxi_trips")) == 1
+    with pytest.raises(pipeline.RunError, match="was charged ε = 1"):
+        pipeline.train(run, epsilon=0.5, epochs=1, paths=taxi)
+    # a non-private fit charges nothing (and is never releasable)
+    plain = tmp_path / "plain"
+    pipeline.start_run("taxi_trips", plain, max_rows=600, paths=taxi)
+    assert pipeline.train(plain, private=False, epochs=1, paths=taxi)["charge_id"] is None
+    assert len(Ledger(taxi).charges("taxi_trips")) == 1

@@ -40,8 +40,8 @@ from typing import Any
 import numpy as np
 
 #: How the report's ε is shared between its statistics (public).
-SHARES = {"max_attack_advantage": 0.4, "exact_match_excess": 0.2, "tstr_accuracy": 0.2,
-          "majority_accuracy": 0.2}
+SHARES = {"max_attack_advantage": 0.35, "exact_match_excess": 0.35, "tstr_accuracy": 0.15,
+          "majority_accuracy": 0.15}
 #: Two-sided 95%: a Laplace(b) draw exceeds b·ln(20) in absolute value with probability 5%.
 LAPLACE_95 = math.log(20.0)
 Z_975 = 1.959963984540054
