@@ -43,7 +43,8 @@ from tasks import synthesis as t
 RELEASABLE = ("open", "confidential")
 #: What the summary, its artifacts and logs show: public facts and DP figures only.
 COLUMNS = ("dataset", "rows", "status", "epsilon_spent", "epsilon", "label", "reason",
-           "attack_advantage_dp", "tstr_accuracy_dp", "majority_accuracy_dp")
+           "attack_advantage_dp", "tstr_accuracy_dp", "majority_accuracy_dp",
+           "fit_for_purpose")
 
 
 def run_config(max_rows: int | None, epochs: int | None, n_shadows: int,
@@ -249,7 +250,7 @@ def table_rows(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def format_table(summary: list[dict[str, Any]], markdown: bool = False) -> str:
     heads = ["dataset", "rows (DP)", "status", "ε spent", "ε", "label / reason",
-             "attack adv. (DP)", "TSTR acc (DP)", "majority (DP)"]
+             "attack adv. (DP)", "TSTR acc (DP)", "majority (DP)", "fit"]
     rows = []
     for r in summary:
         label = r.get("label") if r.get("status") in ("succeeded", "reused") and r.get(
@@ -257,7 +258,7 @@ def format_table(summary: list[dict[str, Any]], markdown: bool = False) -> str:
         rows.append([r["dataset"], _fmt(r.get("rows")), r["status"],
                      _fmt(r.get("epsilon_spent")), _fmt(r.get("epsilon")), label,
                      _fmt(r.get("attack_advantage_dp")), _fmt(r.get("tstr_accuracy_dp")),
-                     _fmt(r.get("majority_accuracy_dp"))])
+                     _fmt(r.get("majority_accuracy_dp")), _fmt(r.get("fit_for_purpose"))])
     if markdown:
         out = ["| " + " | ".join(heads) + " |", "|" + " --- |" * len(heads)]
         out += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in rows]

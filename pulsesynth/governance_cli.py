@@ -147,10 +147,33 @@ def _releases_show(args: argparse.Namespace) -> int:
     print(f"{'gate':14s} {rel.gate.get('label')}: {rel.gate.get('reason', '')}")
     for c in rel.gate.get("checks", []):
         print(f"  {c.get('message') or _check_line(c)}")
+    _print_candidate_reports(paths.resolve(rel.candidate_dir), rel.kind)
     for d in decisions:
         print(f"decision       {d['decided_at']} {d['decision']} by {d['steward']} "
               f"({d['role']}): {d['note']}")
     return 0
+
+
+def _print_candidate_reports(candidate: Any, kind: str) -> None:
+    """The steward's view: the DP figures that were published, the fit-for-purpose
+    verdict, and where the exact (private) audit report is."""
+    import yaml
+
+    from pulsesynth.fitness import verdict
+
+    try:
+        stats = json.loads((candidate / "release_stats.json").read_text(encoding="utf-8"))
+        declared = yaml.safe_load((candidate / "schema.yaml").read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError):
+        return
+    for name, s in (stats.get("statistics") or {}).items():
+        print(f"  DP {name}: {s['value']:.3f} [{s['ci_low']:.3f}, {s['ci_high']:.3f}]")
+    fit = verdict(stats, (declared or {}).get("target"), kind)
+    if fit["verdict"]:
+        print(f"{'fit':14s} {fit['verdict']}: {(fit['suitable'] + fit['not_suitable'])[0]}")
+    report = candidate / "audit.md"
+    if report.is_file():
+        print(f"{'audit report':14s} {report} (exact figures, steward only)")
 
 
 def _check_line(c: dict[str, Any]) -> str:

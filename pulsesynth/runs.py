@@ -29,16 +29,21 @@ from pathlib import Path
 from typing import Any
 
 import pulsesynth
+from pulsesynth.fitness import verdict
 from pulsesynth.paths import Paths
 
 CACHE_FILE = "cache.json"
 
 
-@lru_cache(maxsize=1)
-def code_fingerprint() -> str:
-    """``<version>+src.<sha256[:16]>`` over every source file of the installed package
-    (path and bytes, in sorted order): changes with the code, whatever git says."""
-    root = Path(pulsesynth.__file__).resolve().parent
+def code_fingerprint(root: Path | None = None) -> str:
+    """``<version>+src.<sha256[:16]>`` over every source file of the package at ``root``
+    (default: the installed one), path and bytes in sorted order: it changes with the
+    code, whatever git says, so a fix to the audit or the gate invalidates cached runs."""
+    return _fingerprint(Path(root or Path(pulsesynth.__file__).resolve().parent))
+
+
+@lru_cache(maxsize=4)
+def _fingerprint(root: Path) -> str:
     digest = hashlib.sha256()
     for path in sorted(root.rglob("*")):
         if path.is_file() and path.suffix in (".py", ".html", ".css", ".yaml", ".json"):
@@ -158,7 +163,8 @@ def summarize(run_dir: Path) -> dict[str, Any]:
     candidate = run_dir / "candidate"
     privacy = _read(candidate / "privacy.json")
     gate = _read(candidate / "gate.json")
-    stats = (_read(candidate / "release_stats.json").get("statistics") or {})
+    report = _read(candidate / "release_stats.json")
+    stats = report.get("statistics") or {}
 
     def dp(name: str) -> float | None:
         value = (stats.get(name) or {}).get("value")
@@ -175,4 +181,15 @@ def summarize(run_dir: Path) -> dict[str, Any]:
         "attack_advantage_dp": dp("max_attack_advantage"),
         "tstr_accuracy_dp": dp("tstr_accuracy"),
         "majority_accuracy_dp": dp("majority_accuracy"),
+        "fit_for_purpose": verdict(report, _target(candidate))["verdict"],
     }
+
+
+def _target(candidate: Path) -> str | None:
+    import yaml
+
+    try:
+        declared = yaml.safe_load((candidate / "schema.yaml").read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+    return declared.get("target") if isinstance(declared, dict) else None

@@ -18,6 +18,7 @@ import yaml
 from prefect import flow
 
 import flows  # noqa: F401  (before prefect: makes Prefect's home when run from the repo)
+import pulsesynth
 from flows.nightly import format_table, run_nightly
 from flows.testing import close_test_harness, shared_test_harness
 from pulsesynth import pipeline, runs
@@ -87,7 +88,8 @@ def test_nightly_end_to_end(first: tuple[list[dict[str, Any]], Any], root: Path)
         assert row["epsilon_spent"] == pytest.approx(1.0)
         assert 0 < row["epsilon"] <= 1.0 + 1e-6
         for key in ("attack_advantage_dp", "tstr_accuracy_dp", "majority_accuracy_dp"):
-            assert -1.0 <= row[key] <= 2.0, key  # Laplace-noised, so not clipped to [0, 1]
+            assert -1.0 <= row[key] <= 1.0, key  # Laplace-noised, then clipped to range
+        assert row["fit_for_purpose"] in ("useful", "not useful", "unclear")
         # nothing exact about the real rows reaches the summary (and so Prefect)
         assert set(row) & {"model_mia_accuracy", "trtr_accuracy", "train_rows"} == set()
         assert row["reason"]
@@ -186,6 +188,20 @@ def test_charge_is_idempotent(harness: str, tmp_path: Path) -> None:
     assert runs.find_run(paths, "taxi_trips", runs.run_key(run_dir), complete=False) == run_dir
     assert runs.find_reusable_run(paths, "taxi_trips", runs.run_key(run_dir)) is None
     assert pipeline.load_run(run_dir)["max_rows"] == 1000
+
+
+def test_code_fingerprint_follows_the_sources(tmp_path: Path) -> None:
+    """A changed audit or gate file changes the cache key's code part (not __version__)."""
+    package = tmp_path / "pulsesynth"
+    shutil.copytree(REPO / "pulsesynth", package,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    before = runs.code_fingerprint(package)
+    assert before == runs.code_fingerprint(package)
+    assert before.startswith(pulsesynth.__version__ + "+src.")
+    gate = package / "gate.py"
+    gate.write_text(gate.read_text() + "\n# a fix\n")
+    runs._fingerprint.cache_clear()
+    assert runs.code_fingerprint(package) != before
 
 
 def test_cache_key_components() -> None:

@@ -135,6 +135,8 @@ def test_valid_token_sees_and_downloads_confidential_and_download_is_logged(site
     assert detail["datacard"]["label_text"] == "Shared: Confidential — synthetic"
     page = site.client.get(f"/datasets/{SECRET_ID}", headers=auth)
     assert page.status_code == 200 and "Shared: Confidential — synthetic" in page.text
+    # the measured fit-for-purpose verdict and the DP figures are on the page
+    assert 'data-verdict="useful"' in page.text and 'data-stat="tstr_accuracy"' in page.text
     before = len(audit_events(site.paths, "release.download"))
     csv = next(f for f in site.secret["files"] if f["name"] == "synthetic.csv")
     assert site.client.head(csv["downloadURL"], headers=auth).status_code == 200

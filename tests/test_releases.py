@@ -137,6 +137,9 @@ def test_publish_writes_release_supersedes_and_withdraws(paths: Paths) -> None:
     assert set(card["release_statistics"]["statistics"]) == {
         "max_attack_advantage", "exact_match_excess", "tstr_accuracy", "majority_accuracy"}
     assert "audit" not in card and "utility" not in card
+    # the fit-for-purpose verdict comes from the DP figures (0.71 vs 0.62 by guessing)
+    assert card["fit_for_purpose"]["verdict"] == "useful"
+    assert card["suitable_for"][-1].startswith("predicting `tip`: a model trained on this")
     assert "rare" in " ".join(card["not_suitable_for"]) and "future" in card["caveat"]
     assert len(card["plots"]) == 4
     md = (v1 / "datacard.md").read_text()

@@ -57,11 +57,17 @@ class MembershipDecisions:
 
 
 def _noisy(value: float, sensitivity: float, epsilon: float, rng: np.random.Generator,
-           sampling_sd: float) -> dict[str, float]:
+           sampling_sd: float, low: float) -> dict[str, float]:
+    """Laplace release of ``value``; the value and its interval are then clipped to the
+    statistic's range [``low``, 1] (post-processing: a rate of 1.3 helps nobody)."""
     scale = sensitivity / epsilon
     noisy = float(value + rng.laplace(0.0, scale))
     half = Z_975 * sampling_sd + scale * LAPLACE_95
-    return {"value": noisy, "ci_low": noisy - half, "ci_high": noisy + half,
+
+    def clip(x: float) -> float:
+        return float(min(1.0, max(low, x)))
+
+    return {"value": clip(noisy), "ci_low": clip(noisy - half), "ci_high": clip(noisy + half),
             "sensitivity": sensitivity, "epsilon": epsilon, "laplace_scale": scale}
 
 
@@ -89,22 +95,23 @@ def release_report(*, decisions: list[MembershipDecisions],
                   for d in decisions}
     stats["max_attack_advantage"] = _noisy(
         max(advantages.values()), k / n_min, epsilon * SHARES["max_attack_advantage"], rng,
-        both_sd) | {"attacks": sorted(advantages)}
+        both_sd, -1.0) | {"attacks": sorted(advantages)}
     if unique_reproduced is not None:  # kinds that release rows
         train_u, holdout_u = unique_reproduced
         n_eq = max(1.0, n_tr * match_share)
         stats["exact_match_excess"] = _noisy(
             train_u / n_eq - holdout_u / n_ho, k / min(n_eq, n_ho),
             epsilon * SHARES["exact_match_excess"], rng,
-            math.sqrt(0.25 / n_eq + 0.25 / n_ho))
+            math.sqrt(0.25 / n_eq + 0.25 / n_ho), -1.0)
     holdout_sd = math.sqrt(0.25 / n_ho)
     if tstr_correct is not None:
         stats["tstr_accuracy"] = _noisy(tstr_correct / n_ho, k / n_ho,
-                                        epsilon * SHARES["tstr_accuracy"], rng, holdout_sd)
+                                        epsilon * SHARES["tstr_accuracy"], rng, holdout_sd,
+                                        0.0)
     if class_counts:
         stats["majority_accuracy"] = _noisy(max(class_counts) / n_ho, k / n_ho,
                                             epsilon * SHARES["majority_accuracy"], rng,
-                                            holdout_sd)
+                                            holdout_sd, 0.0)
     return {"mechanism": "Laplace", "epsilon": epsilon, "shares": SHARES,
             "rows_dp": {"train": int(rows["train"]), "holdout": int(rows["holdout"])},
             "max_rows_per_unit": k, "confidence": 0.95, "statistics": stats}

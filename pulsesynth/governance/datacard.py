@@ -44,7 +44,7 @@ TERMS = {
 SUITABLE_FOR = [
     "exploring the table's structure and typical values",
     "prototyping analyses, dashboards and pipelines before requesting real data",
-    "teaching, testing software and training models on common patterns",
+    "teaching and testing software",
 ]
 NOT_SUITABLE_FOR = [
     "decisions about individual people, vehicles or cases (no row is a real record)",
@@ -99,7 +99,10 @@ def datacard(files: dict[str, bytes], release: Any, approval: dict[str, Any], ve
     Public facts and DP figures only (:mod:`pulsesynth.governance.publishable`): the exact
     audit and utility figures stay with the steward.
     """
+    from pulsesynth.fitness import verdict
+
     privacy = _load(files, "privacy.json")
+    fit = verdict(_load(files, "release_stats.json"), schema.get("target"))
     card: dict[str, Any] = {
         "id": release.dataset,
         "title": release.title,
@@ -114,8 +117,9 @@ def datacard(files: dict[str, bytes], release: Any, approval: dict[str, Any], ve
         "privacy": privacy_section(privacy),
         "release_statistics": release_section(_load(files, "release_stats.json")),
         "gate": _gate_summary(_load(files, "gate.json")),
-        "suitable_for": SUITABLE_FOR,
-        "not_suitable_for": NOT_SUITABLE_FOR,
+        "fit_for_purpose": fit,
+        "suitable_for": [*SUITABLE_FOR, *fit["suitable"]],
+        "not_suitable_for": [*fit["not_suitable"], *NOT_SUITABLE_FOR],
         "caveat": CAVEAT,
         "schema": _public_schema(schema),
         "provenance": {

@@ -132,9 +132,12 @@ def modelcard(files: dict[str, bytes], release: Any, approval: dict[str, Any], v
     """The model card as a JSON-ready dict (the portal and ``modelcard.md`` render it)."""
     kind = release.kind
     cat_id = release.catalogue_id
+    from pulsesynth.fitness import verdict
+
     privacy = _load(files, "privacy.json")
     config = _load(files, "model.json")
     kind_text = KIND_TEXT.get(kind, kind)
+    fit = verdict(_load(files, "release_stats.json"), schema.get("target"), kind)
     return {
         "id": cat_id,
         "dataset": release.dataset,
@@ -157,8 +160,9 @@ def modelcard(files: dict[str, bytes], release: Any, approval: dict[str, Any], v
             "max_label": _load(files, "gate.json").get("max_label"),
             "capped_from": _load(files, "gate.json").get("capped_from")},
         "usage": usage(kind, cat_id, version, config),
-        "suitable_for": SUITABLE_FOR.get(kind, []),
-        "not_suitable_for": NOT_SUITABLE_FOR.get(kind, []),
+        "fit_for_purpose": fit,
+        "suitable_for": [*SUITABLE_FOR.get(kind, []), *fit["suitable"]],
+        "not_suitable_for": [*fit["not_suitable"], *NOT_SUITABLE_FOR.get(kind, [])],
         "caveat": CAVEAT,
         "schema": _public_schema(schema),
         "provenance": {

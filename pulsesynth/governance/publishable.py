@@ -27,8 +27,11 @@ PUBLISHABLE: dict[str, str] = {
     "id": "public", "dataset": "public", "kind": "public", "kind_text": "public",
     "title": "public", "description": "public", "version": "public",
     "candidate_id": "dp", "label": "public", "label_text": "public",
-    "terms.*": "public", "caveat": "public", "suitable_for.*": "public",
-    "not_suitable_for.*": "public", "plots.*": "dp", "columns.*": "public",
+    "terms.*": "public", "caveat": "public", "suitable_for.*": "dp",
+    "not_suitable_for.*": "dp", "plots.*": "dp", "columns.*": "public",
+    "fit_for_purpose.target": "public", "fit_for_purpose.verdict": "dp",
+    "fit_for_purpose.suitable": "dp", "fit_for_purpose.suitable.*": "dp",
+    "fit_for_purpose.not_suitable": "dp", "fit_for_purpose.not_suitable.*": "dp",
     "rows": "dp",
     # the DP mechanism
     "privacy.epsilon": "public", "privacy.delta": "public", "privacy.ln2": "public",

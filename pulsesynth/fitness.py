@@ -1,0 +1,48 @@
+"""A fit-for-purpose verdict per release, measured from its DP release report.
+
+A card must not say "suitable for training models" when a model trained on the release
+does no better than guessing. The verdict compares the DP TSTR accuracy (a classifier
+trained on the released table, or the released classifier itself, scored on unseen real
+rows) with the DP majority baseline (always guessing the most common class), using the
+report's 95% intervals. It reads DP figures only, so it is post-processing and may be
+published.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+USEFUL = "useful"
+NOT_USEFUL = "not useful"
+UNCLEAR = "unclear"
+
+
+def verdict(stats: dict[str, Any], target: str | None,
+            kind: str = "table") -> dict[str, Any]:
+    """``{"target", "verdict", "suitable", "not_suitable"}`` for predicting ``target``.
+
+    Useful when the accuracy interval lies wholly above the baseline's; not useful when
+    it does not reach the baseline's value; unclear in between (the noise and the holdout
+    size cannot tell).
+    """
+    figures = stats.get("statistics") or {}
+    tstr, majority = figures.get("tstr_accuracy"), figures.get("majority_accuracy")
+    if not target or not tstr or not majority:
+        return {"target": target, "verdict": None, "suitable": [], "not_suitable": []}
+    what = ("a model trained on this table" if kind == "table" else
+            "this classifier" if kind == "classifier" else
+            "a model trained on rows sampled from this model")
+    numbers = (f"accuracy {tstr['value']:.2f} on unseen real rows against "
+               f"{majority['value']:.2f} by always guessing the most common class "
+               "(differentially private figures)")
+    if tstr["ci_low"] > majority["ci_high"]:
+        return {"target": target, "verdict": USEFUL,
+                "suitable": [f"predicting `{target}`: {what} beats guessing ({numbers})"],
+                "not_suitable": []}
+    if tstr["ci_high"] <= majority["value"]:
+        return {"target": target, "verdict": NOT_USEFUL, "suitable": [],
+                "not_suitable": [f"predicting `{target}`: {what} does no better than "
+                                 f"guessing ({numbers})"]}
+    return {"target": target, "verdict": UNCLEAR, "suitable": [],
+            "not_suitable": [f"predicting `{target}` with confidence: {what} is not clearly "
+                             f"better than guessing ({numbers})"]}
