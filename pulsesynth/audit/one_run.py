@@ -379,7 +379,7 @@ def run_vae_canary_audit(
                              **synth_kwargs)
     synth.fit(train)
     scores = synth.elbo(canaries)["elbo"].to_numpy()
-    delta = synth.metadata.get("delta") or default_delta(int(synth.metadata["train_rows"]))
+    delta = synth.metadata.get("delta") or default_delta()
     result = audit_one_run(scores, included, ks or default_ks(m), float(delta), confidence)
     _fill(details, synth.metadata, result)
     return _row("vae", setting, private, epsilon, m, result)
@@ -429,7 +429,7 @@ def run_classifier_canary_audit(
     own = category_codes(canaries[target.name], target)
     # Clip before the log: a memorised non-member can get probability 0 in float32.
     scores = np.log(np.clip(proba[np.arange(m), own], 1e-300, None))
-    delta = clf.metadata.get("delta") or default_delta(int(clf.metadata["train_rows"]))
+    delta = clf.metadata.get("delta") or default_delta()
     result = audit_one_run(scores, included, ks or default_ks(m), float(delta), confidence)
     _fill(details, clf.metadata, result)
     return _row("classifier", setting, private, epsilon, m, result)

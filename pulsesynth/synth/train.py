@@ -86,8 +86,8 @@ def expected_batch_size(n: int, batch_size: int = 4096) -> int:
 DEFAULT_DELTA = 1e-6
 
 
-def default_delta(n: int | None = None) -> float:
-    """The public default δ (:data:`DEFAULT_DELTA`); ``n`` is ignored (kept for callers)."""
+def default_delta() -> float:
+    """The public default δ (:data:`DEFAULT_DELTA`), whatever the table's size."""
     return DEFAULT_DELTA
 
 
