@@ -10,7 +10,7 @@ confidence with a Bonferroni correction over the cuts tried
 
 Settings: the VAE non-private and memorising (batch 64, 300 epochs), the VAE with DP-SGD
 at ε = 1 and ε = 10 (the synthesizer's defaults), the classifier non-private and
-memorising ([400, 400], batch 64, 300 epochs) and with DP-SGD at ε = 1 (defaults).
+memorising ([400, 400], batch 64, 30 epochs) and with DP-SGD at ε = 1 (defaults).
 
 Fails loudly (after writing the results) if a DP lower bound exceeds its ε — the DP wiring
 would then be broken — and reports when a non-private bound is below 1.5 (the attack
@@ -67,8 +67,11 @@ ONE_RUN_SETTINGS: list[tuple[str, str, float | None, dict[str, Any]]] = [
      {"batch_size": 64, "epochs": 300}),
     ("vae", "DP-SGD, synthesizer defaults", 1.0, {}),
     ("vae", "DP-SGD, synthesizer defaults", 10.0, {}),
-    ("classifier", "non-private, memorising ([400, 400], batch 64, 300 epochs)", None,
-     {"hidden": (400, 400), "batch_size": 64, "epochs": 300}),
+    # 30 epochs, not 300: trained longer, the network grows confident on the random-feature
+    # canaries it never saw too, and the label score separates members less (measured:
+    # lower bound 1.41 at 300 epochs, 1.84 at 30 in a smoke run).
+    ("classifier", "non-private, memorising ([400, 400], batch 64, 30 epochs)", None,
+     {"hidden": (400, 400), "batch_size": 64, "epochs": 30}),
     ("classifier", "DP-SGD, classifier defaults", 1.0, {}),
 ]
 
