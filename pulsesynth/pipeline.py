@@ -104,6 +104,7 @@ def start_run(dataset_id: str, run_dir: Path, *, seed: int | None = None,
     report = validate(snap.frame, snap.schema)
     if not report.success:
         raise ValidationFailed(dataset_id, report)
+    _check_delta(snap.schema, len(snap.frame))
     run = {
         "dataset": dataset_id,
         "run_id": run_dir.name,
@@ -123,6 +124,18 @@ def start_run(dataset_id: str, run_dir: Path, *, seed: int | None = None,
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / RUN_FILE).write_text(json.dumps(run, indent=2), encoding="utf-8")
     return run
+
+
+def _check_delta(schema: DatasetSchema, rows: int) -> None:
+    """Refuse a δ that is not well below 1/units: the fixed public default (10⁻⁶) is only
+    meant for tables of at most 100,000 rows. The check reads the row count but only tells
+    the operator to declare a smaller δ; nothing about it is released."""
+    delta = run_delta(schema)
+    if delta * rows > 0.1:
+        raise RunError(
+            f"{schema.id}: δ = {delta:g} is too large for a table of this size (it must stay "
+            f"well below 1 / rows); declare a smaller privacy.delta in its schema, e.g. "
+            f"{10 ** math.floor(math.log10(0.1 / rows)):g}")
 
 
 def load_run(run_dir: Path) -> dict[str, Any]:

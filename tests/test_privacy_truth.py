@@ -147,3 +147,14 @@ def test_python_api_train_charges_once_per_run(taxi: Paths, tmp_path: Path) -> N
     pipeline.start_run("taxi_trips", plain, max_rows=600, paths=taxi)
     assert pipeline.train(plain, private=False, epochs=1, paths=taxi)["charge_id"] is None
     assert len(Ledger(taxi).charges("taxi_trips")) == 1
+
+
+def test_a_default_delta_too_large_for_the_table_is_refused(taxi: Paths, tmp_path: Path,
+                                                            monkeypatch) -> None:
+    """δ must stay well below 1/rows; the public default only fits tables ≤ 100k rows."""
+    from pulsesynth.synth import train as train_mod
+
+    monkeypatch.setattr(train_mod, "DEFAULT_DELTA", 1e-4)  # as if taxi had 1M rows
+    with pytest.raises(pipeline.RunError, match="declare a smaller privacy.delta"):
+        pipeline.start_run("taxi_trips", tmp_path / "r", paths=taxi)
+    assert not (tmp_path / "r").exists()
