@@ -64,8 +64,14 @@ class TableEncoder:
     """One-hot encoder whose levels are fixed by the declared schema alone."""
 
     def __init__(self, schema: DatasetSchema) -> None:
+        from pulsesynth.relations import derived_columns
+
         self.schema = schema
-        self.columns: list[Column] = list(schema.synthesized_columns)
+        # Columns a codebook relation derives from another are not modelled: sampling
+        # fills them from their source (pulsesynth.relations).
+        derived = derived_columns(schema.relations)
+        self.columns: list[Column] = [c for c in schema.synthesized_columns
+                                      if c.name not in derived]
         if not self.columns:
             raise ValueError(f"{schema.id}: schema declares no synthesized column")
         self._blocks: list[Block] = []

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from pulsesynth.errors import SchemaError
+from pulsesynth.relations import Derive, Implies, Relation
 
 ROLES = ("identifier", "quasi_identifier", "sensitive", "target", "other")
 TYPES = ("categorical", "integer", "float", "text")
@@ -79,6 +80,7 @@ class DatasetSchema:
     min_rows: int
     privacy: PrivacyPolicy
     columns: tuple[Column, ...]
+    relations: tuple[Relation, ...] = ()
     path: Path | None = field(default=None, compare=False)
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -132,7 +134,7 @@ def parse_schema(raw: Any, path: Path | None = None) -> DatasetSchema:
     where = _Where(path)
     known = {
         "id", "title", "description", "classification", "steward", "source", "target",
-        "row_key", "privacy_unit", "min_rows", "privacy", "columns",
+        "row_key", "privacy_unit", "min_rows", "privacy", "columns", "relations",
     }
     _no_unknown(raw, known, where, "")
     dataset_id = _req(raw, "id", str, where)
@@ -180,6 +182,8 @@ def parse_schema(raw: Any, path: Path | None = None) -> DatasetSchema:
     if privacy.max_rows_per_unit < 1:
         raise where.error("privacy.max_rows_per_unit", "must be at least 1")
 
+    relations = _parse_relations(raw.get("relations"), columns, where)
+
     source = raw.get("source") or {}
     if not isinstance(source, dict):
         raise where.error("source", "must be a mapping")
@@ -200,9 +204,74 @@ def parse_schema(raw: Any, path: Path | None = None) -> DatasetSchema:
         min_rows=min_rows,
         privacy=privacy,
         columns=columns,
+        relations=relations,
         path=path,
         raw=raw,
     )
+
+
+def _parse_relations(raw: Any, columns: tuple[Column, ...],
+                     where: _Where) -> tuple[Relation, ...]:
+    """``relations``: codebook facts (see :mod:`pulsesynth.relations`), every value inside
+    the declared domains, derived columns fixed by a categorical source's whole list."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise where.error("relations", "must be a list")
+    by_name = {c.name: c for c in columns}
+
+    def column(name: Any, at: str) -> Column:
+        col = by_name.get(name) if isinstance(name, str) else None
+        if col is None or not col.is_synthesized:
+            raise where.error(at, f"{name!r} is not a declared synthesized column")
+        return col
+
+    def in_domain(col: Column, value: Any, at: str) -> None:
+        if col.type == "categorical":
+            if value not in (col.categories or ()):
+                raise where.error(at, f"{value!r} is not a declared category of {col.name}")
+        elif not (isinstance(value, (int, float)) and col.bounds
+                  and col.bounds[0] <= value <= col.bounds[1]):
+            raise where.error(at, f"{value!r} is outside {col.name}'s declared bounds")
+
+    out: list[Relation] = []
+    derived: set[str] = set()
+    for i, rel in enumerate(raw):
+        at = f"relations[{i}]"
+        if not isinstance(rel, dict):
+            raise where.error(at, "must be a mapping")
+        if "derive" in rel:
+            _no_unknown(rel, {"derive", "from", "map"}, where, f"{at}.")
+            target, source = column(rel["derive"], f"{at}.derive"), column(rel.get("from"),
+                                                                            f"{at}.from")
+            if source.type != "categorical" or source.name == target.name:
+                raise where.error(f"{at}.from", "must be another, categorical column")
+            mapping = rel.get("map")
+            if not isinstance(mapping, dict) or set(mapping) != set(source.categories or ()):
+                raise where.error(f"{at}.map", f"must map every category of {source.name}")
+            for key, value in mapping.items():
+                in_domain(target, value, f"{at}.map.{key}")
+            if target.name in derived:
+                raise where.error(f"{at}.derive", f"{target.name} is derived twice")
+            derived.add(target.name)
+            out.append(Derive(target.name, source.name, tuple(mapping.items())))
+        elif "if" in rel:
+            _no_unknown(rel, {"if", "then"}, where, f"{at}.")
+            parts = []
+            for key in ("if", "then"):
+                part = rel.get(key)
+                if not isinstance(part, dict) or not part:
+                    raise where.error(f"{at}.{key}", "must map columns to values")
+                for name, value in part.items():
+                    in_domain(column(name, f"{at}.{key}.{name}"), value, f"{at}.{key}.{name}")
+                parts.append(tuple(part.items()))
+            out.append(Implies(parts[0], parts[1]))
+        else:
+            raise where.error(at, "must be a derive: or an if:/then: relation")
+    sources = {r.source for r in out if isinstance(r, Derive)}
+    if derived & sources:
+        raise where.error("relations", "a derived column cannot be the source of another")
+    return tuple(out)
 
 
 # --- helpers -----------------------------------------------------------------------------

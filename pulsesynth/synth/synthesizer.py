@@ -195,7 +195,13 @@ class DPVAESynthesizer:
             for _, start, width in self.encoder.blocks:
                 probs[:, start:start + width] = torch.softmax(
                     logits[:, start:start + width].double(), dim=1).numpy()
-        return self.encoder.inverse_transform(probs, np.random.default_rng(seed))
+        table = self.encoder.inverse_transform(probs, np.random.default_rng(seed))
+        if not self.schema.relations:
+            return table
+        from pulsesynth.relations import apply_relations
+
+        return apply_relations(table, self.schema.relations,
+                               [c.name for c in self.schema.synthesized_columns])
 
     def elbo(self, df: pd.DataFrame) -> pd.DataFrame:
         """Per-record ``elbo``, ``reconstruction`` and ``kl`` (z at the posterior mean).
