@@ -17,10 +17,23 @@ from pulsesynth.paths import Paths
 
 def add_governance_commands(sub: Any) -> None:
     """Add ``budget``, ``releases``, ``publish``, ``tokens`` and ``portal`` to a subparsers."""
-    bud = sub.add_parser("budget", help="privacy budget spent / remaining per dataset")
-    bud.add_argument("id", nargs="?", help="one dataset (default: every declared schema)")
+    bud = sub.add_parser("budget", help="privacy budget spent / remaining per dataset; a "
+                                        "steward's change of a dataset's budget")
     bud.add_argument("--json", action="store_true", help="print JSON")
-    bud.set_defaults(handler=_budget)
+    bud.set_defaults(handler=_budget, id=None)
+    bud_sub = bud.add_subparsers(metavar="ACTION")
+    show = bud_sub.add_parser("show", help="spent / remaining ε (default action)")
+    show.add_argument("id", nargs="?", help="one dataset (default: every declared schema)")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    show.set_defaults(handler=_budget)
+    bset = bud_sub.add_parser("set", help="a steward's decision on a dataset's lifetime or "
+                                          "per-run ε (in the audit log)")
+    bset.add_argument("id", help="dataset id")
+    bset.add_argument("--lifetime", type=float, help="new lifetime ε")
+    bset.add_argument("--per-run", type=float, help="new per-run ε")
+    bset.add_argument("--steward", required=True, help="who decides")
+    bset.add_argument("--note", required=True, help="why (kept in the audit log)")
+    bset.set_defaults(handler=_budget_set)
 
     rel = sub.add_parser("releases", help="release candidates and steward decisions")
     rel_sub = rel.add_subparsers(metavar="ACTION")
@@ -102,8 +115,10 @@ def _budget(args: argparse.Namespace) -> int:
     rows = []
     for f in files:
         schema = load_schema(f)
-        rows.append(ledger.summary(schema.id, schema.privacy.lifetime_epsilon,
-                                   schema.privacy.epsilon))
+        governed = ledger.governed(schema.id)  # a steward's decision wins over the file
+        rows.append(ledger.summary(
+            schema.id, governed.lifetime_epsilon if governed else schema.privacy.lifetime_epsilon,
+            governed.per_run_epsilon if governed else schema.privacy.epsilon))
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -114,6 +129,24 @@ def _budget(args: argparse.Namespace) -> int:
               f"{r['remaining_epsilon']:>11.4g} {r['per_run_epsilon']:>6.4g} "
               f"{r['retrains_left']:>13d} {r['spent_delta']:>9.3g}")
     print("composition: basic (ε and δ summed over every training run)")
+    return 0
+
+
+def _budget_set(args: argparse.Namespace) -> int:
+    from pulsesynth.governance.errors import LedgerError
+    from pulsesynth.governance.ledger import Budget, Ledger
+    from pulsesynth.warehouse import Warehouse
+
+    paths = _paths()
+    if args.lifetime is None and args.per_run is None:
+        raise LedgerError(f"{args.id}: give --lifetime and/or --per-run")
+    declared = Budget.declared(Warehouse(paths).schema(args.id))
+    after = Ledger(paths).set_budget(args.id, args.steward, args.note,
+                                     lifetime_epsilon=args.lifetime,
+                                     per_run_epsilon=args.per_run, declared=declared)
+    print(f"{args.id}: lifetime ε {after.lifetime_epsilon:g}, per-run ε "
+          f"{after.per_run_epsilon:g} (decided by {args.steward}; in the audit log). Declare "
+          f"the same values in the dataset's schema file.")
     return 0
 
 

@@ -209,14 +209,18 @@ def charge(run_dir: Path, *, epsilon: float | None = None, idempotency_key: str 
     Writes ``charge.json`` (sensitive state) with the charge id that ``privacy.json``
     carries and that registration checks against the ledger. Raises ``BudgetExceeded``.
     """
-    from pulsesynth.governance.ledger import Ledger
+    from pulsesynth.governance.ledger import Budget, Ledger
 
     run = load_run(run_dir)
     schema = Warehouse(paths).schema(run["dataset"])
     eps, delta = run_epsilon(schema, epsilon), run_delta(schema)
     key = idempotency_key or f"train:{run['dataset']}:run:{run['run_id']}"
-    c = Ledger(paths).charge(run["dataset"], run["run_id"], run["snapshot_id"], eps, delta,
-                             ACCOUNTANT, key, schema.privacy.lifetime_epsilon, actor=actor)
+    ledger = Ledger(paths)
+    # The governed budget, not the schema file's: editing or re-ingesting a schema cannot
+    # raise a lifetime ε (BudgetChanged says how a steward changes it).
+    budget = ledger.budget(run["dataset"], Budget.declared(schema), actor=actor)
+    c = ledger.charge(run["dataset"], run["run_id"], run["snapshot_id"], eps, delta,
+                      ACCOUNTANT, key, budget.lifetime_epsilon, actor=actor)
     record = {"id": c.id, "epsilon": c.epsilon, "delta": c.delta, "new": c.new,
               "idempotency_key": c.idempotency_key}
     _write_json(Path(run_dir) / CHARGE_FILE, record)
@@ -549,11 +553,15 @@ def _charge_report(run_dir: Path, run: dict[str, Any], audit_key: str, epsilon: 
     if not reports:
         charge_id = int(charged["id"])  # the run's charge includes one release report
     else:
+        from pulsesynth.governance.ledger import Budget
+
         schema = Warehouse(paths).schema(run["dataset"])
-        c = Ledger(paths).charge(
+        ledger = Ledger(paths)
+        budget = ledger.budget(run["dataset"], Budget.declared(schema), actor="audit")
+        c = ledger.charge(
             run["dataset"], run["run_id"], run["snapshot_id"], epsilon, 0.0, "laplace",
             f"report:{run['dataset']}:{run['run_id']}:{audit_key[:24]}",
-            schema.privacy.lifetime_epsilon, actor="audit")
+            budget.lifetime_epsilon, actor="audit")
         charge_id = c.id
     reports[audit_key] = charge_id
     _write_json(path, reports)

@@ -220,9 +220,8 @@ def test_rejects_wrong_width() -> None:
 def test_real_schemas_build() -> None:
     from pathlib import Path
 
-    from pulsesynth.schema import load_schema
-
     from pulsesynth.relations import apply_relations
+    from pulsesynth.schema import load_schema
 
     for path in sorted(Path(__file__).resolve().parents[1].glob("schemas/*.yaml")):
         schema = load_schema(path)

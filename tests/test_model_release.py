@@ -127,9 +127,11 @@ def test_v1_database_migrates_keeping_rows_with_kind_table(paths: Paths) -> None
 
     conn = connect(paths)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
-        # version 3 adds the secret per-dataset salts (empty after a migration)
-        assert conn.execute("SELECT COUNT(*) FROM dataset_secrets").fetchone()[0] == 0
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        # versions 3 and 4 add the secret per-dataset salts and the governed budgets
+        # (empty after a migration)
+        for table in ("dataset_secrets", "budgets"):
+            assert conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] == 0
         [row] = conn.execute("SELECT * FROM releases").fetchall()
         assert (row["candidate_id"], row["kind"], row["version"], row["status"]) == (
             cid, "table", "v1", "published")

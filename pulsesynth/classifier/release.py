@@ -73,7 +73,7 @@ def classifier_candidate(run_dir: Path, *, epsilon: float | None = None,
     from pulsesynth.audit.release_stats import release_report
     from pulsesynth.budget import BudgetSplit, laplace_counts
     from pulsesynth.gate import DEFAULT_POLICY, evaluate_gate, load_policy
-    from pulsesynth.governance.ledger import Ledger
+    from pulsesynth.governance.ledger import Budget, Ledger
     from pulsesynth.pipeline import (
         ACCOUNTANT,
         code_version,
@@ -103,9 +103,10 @@ def classifier_candidate(run_dir: Path, *, epsilon: float | None = None,
         if not charge:
             raise ValueError("a private classifier is never trained without a ledger charge")
         key = recipe_key(schema.id, run["run_id"], clf.config.to_dict(), eps_run, delta)
-        c = Ledger(paths).charge(schema.id, run["run_id"], run["snapshot_id"], eps_run, delta,
-                                 ACCOUNTANT, key, schema.privacy.lifetime_epsilon,
-                                 actor="classifier")
+        ledger = Ledger(paths)
+        budget = ledger.budget(schema.id, Budget.declared(schema), actor="classifier")
+        c = ledger.charge(schema.id, run["run_id"], run["snapshot_id"], eps_run, delta,
+                          ACCOUNTANT, key, budget.lifetime_epsilon, actor="classifier")
         charged = {"epsilon": c.epsilon, "delta": c.delta, "new": c.new, "id": c.id}
     true_rows = {"train": len(data.train), "holdout": len(data.holdout),
                  "reference": len(data.reference)}

@@ -29,7 +29,7 @@ from pulsesynth.paths import Paths
 
 DB_NAME = "governance.db"
 BUSY_TIMEOUT_MS = 30_000
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS privacy_ledger (
@@ -88,6 +88,17 @@ CREATE TABLE IF NOT EXISTS dataset_secrets (
     dataset TEXT PRIMARY KEY,
     role_salt BLOB NOT NULL,
     created_at TEXT NOT NULL
+);
+
+-- The governed privacy block of each dataset: recorded at its first use, changed only by a
+-- steward's decision (pulsesynth budget set), never by editing or re-ingesting a schema.
+CREATE TABLE IF NOT EXISTS budgets (
+    dataset TEXT PRIMARY KEY,
+    lifetime_epsilon REAL NOT NULL CHECK (lifetime_epsilon > 0),
+    per_run_epsilon REAL NOT NULL CHECK (per_run_epsilon > 0),
+    privacy_unit TEXT NOT NULL,
+    max_rows_per_unit INTEGER NOT NULL,
+    updated_at TEXT NOT NULL
 );
 
 CREATE TABLE IF NOT EXISTS audit_log (

@@ -9,6 +9,10 @@ class GovernanceError(PulseSynthError):
     """Base class of governance failures (ledger, releases, tokens, publication)."""
 
 
+class BudgetChanged(GovernanceError):
+    """A declared privacy block differs from the one the steward governs for a dataset."""
+
+
 class BudgetExceeded(GovernanceError):
     """A charge would take a dataset past its lifetime privacy budget."""
 

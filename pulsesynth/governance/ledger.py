@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pulsesynth.governance.db import log_event, now_iso, open_db, transaction
-from pulsesynth.governance.errors import BudgetExceeded, LedgerError
+from pulsesynth.governance.errors import BudgetChanged, BudgetExceeded, LedgerError
 from pulsesynth.paths import Paths
 
 # Tolerance for float sums: 10 charges of ε=1.0 must fit a lifetime ε of 10.
@@ -52,6 +52,27 @@ class Spent:
     epsilon: float
     delta: float
     runs: int
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A dataset's governed privacy block: a promise about the people in the table."""
+
+    lifetime_epsilon: float
+    per_run_epsilon: float
+    privacy_unit: tuple[str, ...]
+    max_rows_per_unit: int
+
+    @classmethod
+    def declared(cls, schema: Any) -> Budget:
+        """The privacy block a declared schema states."""
+        return cls(float(schema.privacy.lifetime_epsilon), float(schema.privacy.epsilon),
+                   tuple(schema.privacy_unit), int(schema.privacy.max_rows_per_unit))
+
+    def differences(self, other: Budget) -> list[str]:
+        names = ("lifetime_epsilon", "per_run_epsilon", "privacy_unit", "max_rows_per_unit")
+        return [f"{n} {getattr(self, n)!r} → {getattr(other, n)!r}" for n in names
+                if getattr(self, n) != getattr(other, n)]
 
 
 @dataclass(frozen=True)
@@ -124,6 +145,68 @@ class Ledger:
         return Charge(charge_id, dataset, run_id, snapshot_id, float(epsilon), float(delta),
                       accountant, idempotency_key, at)
 
+    def budget(self, dataset: str, declared: Budget, *, actor: str = "pipeline") -> Budget:
+        """The governed budget of ``dataset``: recorded from ``declared`` at first use;
+        afterwards a declaration that differs (a raised lifetime ε after re-ingest or an
+        edited schema file, another privacy unit) is refused with :class:`BudgetChanged`:
+        only :meth:`set_budget` — a steward's recorded decision — changes it."""
+        with open_db(self.paths) as conn, transaction(conn):
+            row = conn.execute("SELECT * FROM budgets WHERE dataset = ?", (dataset,)).fetchone()
+            if row is None:
+                _write_budget(conn, dataset, declared)
+                log_event(conn, actor, "budget.recorded", dataset, _budget_detail(declared))
+                return declared
+        recorded = _budget(row)
+        diffs = recorded.differences(declared)
+        if diffs:
+            raise BudgetChanged(
+                f"{dataset}: the declared privacy block differs from the governed one "
+                f"({'; '.join(diffs)}); a budget changes only by a steward's decision: "
+                f"`pulsesynth budget set {dataset} --lifetime E [--per-run E] --steward NAME "
+                "--note TEXT`, then declare the same values (a new privacy unit needs a new "
+                "dataset id)")
+        return recorded
+
+    def governed(self, dataset: str) -> Budget | None:
+        """The recorded budget of ``dataset`` (None before its first use)."""
+        with open_db(self.paths) as conn:
+            row = conn.execute("SELECT * FROM budgets WHERE dataset = ?", (dataset,)).fetchone()
+        return None if row is None else _budget(row)
+
+    def set_budget(self, dataset: str, steward: str, note: str, *,
+                   lifetime_epsilon: float | None = None,
+                   per_run_epsilon: float | None = None,
+                   declared: Budget | None = None) -> Budget:
+        """A steward's decision on a dataset's budget, in the audit log with the spent ε.
+        Lowering is always allowed; raising is recorded as such (``raised: true``)."""
+        if not steward.strip() or not note.strip():
+            raise LedgerError(f"{dataset}: a budget decision needs --steward and --note")
+        for name, value in (("lifetime", lifetime_epsilon), ("per-run", per_run_epsilon)):
+            if value is not None and not (value > 0 and math.isfinite(value)):
+                raise LedgerError(f"{dataset}: {name} ε must be a positive number, "
+                                  f"got {value!r}")
+        with open_db(self.paths) as conn, transaction(conn):
+            row = conn.execute("SELECT * FROM budgets WHERE dataset = ?", (dataset,)).fetchone()
+            before = _budget(row) if row is not None else declared
+            if before is None:
+                raise LedgerError(f"{dataset}: no budget recorded or declared yet")
+            after = Budget(
+                float(lifetime_epsilon if lifetime_epsilon is not None
+                      else before.lifetime_epsilon),
+                float(per_run_epsilon if per_run_epsilon is not None
+                      else before.per_run_epsilon),
+                before.privacy_unit, before.max_rows_per_unit)
+            if after.per_run_epsilon > after.lifetime_epsilon:
+                raise LedgerError(f"{dataset}: per-run ε exceeds the lifetime ε")
+            _write_budget(conn, dataset, after)
+            spent = _spent(conn, dataset).epsilon
+            log_event(conn, steward, "budget.set", dataset, {
+                "before": _budget_detail(before), "after": _budget_detail(after),
+                "spent_epsilon": spent, "note": note,
+                "raised": after.lifetime_epsilon > before.lifetime_epsilon
+                or after.per_run_epsilon > before.per_run_epsilon})
+        return after
+
     def spent(self, dataset: str) -> Spent:
         """Spent (ε, δ) by basic composition: the sums over every charge."""
         with open_db(self.paths) as conn:
@@ -190,6 +273,32 @@ def _spent(conn: Any, dataset: str) -> Spent:
                         (dataset,)).fetchall()
     return Spent(dataset, math.fsum(r["epsilon"] for r in rows),
                  math.fsum(r["delta"] for r in rows), len(rows))
+
+
+def _write_budget(conn: Any, dataset: str, budget: Budget) -> None:
+    import json
+
+    conn.execute(
+        "INSERT INTO budgets (dataset, lifetime_epsilon, per_run_epsilon, privacy_unit, "
+        "max_rows_per_unit, updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (dataset) DO "
+        "UPDATE SET lifetime_epsilon = excluded.lifetime_epsilon, per_run_epsilon = "
+        "excluded.per_run_epsilon, updated_at = excluded.updated_at",
+        (dataset, budget.lifetime_epsilon, budget.per_run_epsilon,
+         json.dumps(list(budget.privacy_unit)), budget.max_rows_per_unit, now_iso()))
+
+
+def _budget(row: Any) -> Budget:
+    import json
+
+    return Budget(float(row["lifetime_epsilon"]), float(row["per_run_epsilon"]),
+                  tuple(json.loads(row["privacy_unit"])), int(row["max_rows_per_unit"]))
+
+
+def _budget_detail(budget: Budget) -> dict[str, Any]:
+    return {"lifetime_epsilon": budget.lifetime_epsilon,
+            "per_run_epsilon": budget.per_run_epsilon,
+            "privacy_unit": list(budget.privacy_unit),
+            "max_rows_per_unit": budget.max_rows_per_unit}
 
 
 def _charge(row: Any, new: bool) -> Charge:
