@@ -122,6 +122,8 @@ def classifier_candidate(run_dir: Path, *, epsilon: float | None = None,
     utility = {"kind": "classifier", "target": schema.target, "test": test,
                "reading": "accuracy of the released classifier on unseen real rows"}
     pool = public_pool(clf, max(1000, 2 * sizes["train"]), derived_seed(run, "classifier-pool"))
+    # A public seed is fine here: the shadows train on the public pool (post-processing);
+    # the secret randomness is in the training above and the report's noise below.
     attacker = ShadowClassifierAttack(n_shadows=n_shadows, seed=0)
     attack = attacker.run(clf, data.train, data.holdout, pool)
     audit = {"kind": "classifier", "membership_attacks": {attack.attack: attack.to_dict()},
