@@ -10,6 +10,7 @@ published.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 USEFUL = "useful"
@@ -21,9 +22,9 @@ def verdict(stats: dict[str, Any], target: str | None,
             kind: str = "table") -> dict[str, Any]:
     """``{"target", "verdict", "suitable", "not_suitable"}`` for predicting ``target``.
 
-    Useful when the accuracy interval lies wholly above the baseline's; not useful when
-    it does not reach the baseline's value; unclear in between (the noise and the holdout
-    size cannot tell).
+    Useful when the accuracy beats the baseline by more than the 95% half-width of their
+    difference; not useful when its interval does not reach the baseline's value; unclear
+    in between (the noise and the holdout size cannot tell).
     """
     figures = stats.get("statistics") or {}
     tstr, majority = figures.get("tstr_accuracy"), figures.get("majority_accuracy")
@@ -35,7 +36,12 @@ def verdict(stats: dict[str, Any], target: str | None,
     numbers = (f"accuracy {tstr['value']:.2f} on unseen real rows against "
                f"{majority['value']:.2f} by always guessing the most common class "
                "(differentially private figures)")
-    if tstr["ci_low"] > majority["ci_high"]:
+    # The two figures carry independent noise: the difference's 95% half-width is about
+    # the root of the sum of squares of theirs (summing them would be needlessly strict).
+    spread = math.hypot(max(tstr["value"] - tstr["ci_low"], tstr["ci_high"] - tstr["value"]),
+                        max(majority["value"] - majority["ci_low"],
+                            majority["ci_high"] - majority["value"]))
+    if tstr["value"] - majority["value"] > spread:
         return {"target": target, "verdict": USEFUL,
                 "suitable": [f"predicting `{target}`: {what} beats guessing ({numbers})"],
                 "not_suitable": []}

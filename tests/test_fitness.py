@@ -41,3 +41,10 @@ def test_no_target_or_no_figures_gives_no_verdict() -> None:
     assert verdict(stats(0.9, 0.5), None)["verdict"] is None
     assert verdict({"statistics": {}}, "tip") == {"target": "tip", "verdict": None,
                                                    "suitable": [], "not_suitable": []}
+
+
+def test_the_difference_is_judged_on_its_own_interval() -> None:
+    """Overlapping intervals can still show a clear difference (traffic at full size):
+    0.72 vs 0.595, each ± 0.075, differ by 0.125 > √2 · 0.075 ≈ 0.106."""
+    assert verdict(stats(0.72, 0.595, width=0.075), "serious_injury")["verdict"] == USEFUL
+    assert verdict(stats(0.70, 0.595, width=0.075), "serious_injury")["verdict"] == UNCLEAR
