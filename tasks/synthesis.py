@@ -136,7 +136,7 @@ def plan_run(dataset: str, root: str, config: dict[str, Any]) -> dict[str, Any]:
             "code_version": runs.CODE_VERSION, "run_dir": str(run_dir),
             "reuse": bool(reusable), "resume": bool(resumable),
             "lifetime_epsilon": entry["lifetime_epsilon"],
-            "refresh_days": entry["refresh_days"], "catalog_rows": entry["rows"]}
+            "refresh_days": entry["refresh_days"]}
 
 
 @task(name="start-run", **RETRY_IO)
