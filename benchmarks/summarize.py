@@ -92,8 +92,53 @@ def figure3() -> str:
     return "\n".join(lines)
 
 
+def _cell(rows: list[dict], table: str, system: str, key: str, sd: bool = False) -> str:
+    vals = [r[key] for r in rows
+            if r["table"] == table and r["system"] == system and r.get(key) is not None]
+    if not vals:
+        return "—"
+    if sd and len(vals) > 1:
+        return f"{statistics.mean(vals):.3f} ± {statistics.stdev(vals):.3f}"
+    return f"{statistics.mean(vals):.3f}"
+
+
+def _yes(flag: bool | None) -> str:
+    return "—" if flag is None else ("yes" if flag else "**no**")
+
+
+def utility_suite() -> str:
+    """The development suite side by side: product vs AIM / MST vs the references."""
+    data = json.loads((RESULTS / "utility_suite.json").read_text())
+    rows, goals = data["rows"], data["goals"]
+    lines = ["| table | real AUC (binned) | majority acc | AIM AUC | MST AUC | Pulse Synth AUC "
+             "| Pulse Synth acc | 1-way TV: ours / AIM | AUC ≥ AIM − 0.01 | not chance |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for g in goals["tables"]:
+        t = g["table"]
+        lines.append(
+            f"| {t} | {_cell(rows, t, 'real', 'auc')} ({_cell(rows, t, 'real_binned', 'auc')}) "
+            f"| {_cell(rows, t, 'majority', 'accuracy')} | {_cell(rows, t, 'aim', 'auc')} "
+            f"| {_cell(rows, t, 'mst', 'auc')} | {_cell(rows, t, 'pulsesynth', 'auc', True)} "
+            f"| {_cell(rows, t, 'pulsesynth', 'accuracy')} "
+            f"| {_cell(rows, t, 'pulsesynth', 'tv1')} / {_cell(rows, t, 'aim', 'tv1')} "
+            f"| {_yes(g['auc_not_below_aim'])} | {_yes(g['not_chance_where_real_ge_070'])} |")
+    out = ["\n".join(lines), ""]
+    if "mean_auc" in goals:
+        out.append(f"Suite means over the tables with an AIM result: AUC "
+                   f"**{goals['mean_auc']:.3f}** vs AIM {goals['mean_aim_auc']:.3f} "
+                   f"(goal ≥ AIM + 0.01: "
+                   f"{_yes(goals['mean_auc_goal'])}); 1-way TV **{goals['mean_tv1']:.3f}** vs "
+                   f"AIM {goals['mean_aim_tv1']:.3f} (goal ≤ 1.2 × AIM: "
+                   f"{_yes(goals.get('tv1_goal'))}).")
+    if "census" in goals:
+        c = goals["census"]
+        out.append(f"census_income (UCI split): accuracy **{c['accuracy']:.3f}**, AUC "
+                   f"**{c['auc']:.3f}** (goal ≥ 0.85 / ≥ 0.90: {_yes(c['goal'])}).")
+    return "\n".join(out)
+
+
 if __name__ == "__main__":
-    for section in (dpvae, audit, figure3):
+    for section in (utility_suite, dpvae, audit, figure3):
         try:
             print(section(), end="\n\n")
         except FileNotFoundError as exc:

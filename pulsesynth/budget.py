@@ -3,7 +3,8 @@
 A run is charged its whole (ε, δ) on the ledger before anything touches the rows, and
 that ε is spent by three mechanisms composed sequentially (basic composition):
 
-- ``training`` — DP-SGD (Opacus' accountant lands at or just below its share);
+- ``training`` — the DP marginals (Gaussian mechanism, :mod:`pulsesynth.synth.marginals`)
+  and DP-SGD, composed in one Opacus accountant that lands at or just below this share;
 - ``row_count`` — Laplace counts of the rows in each data role (train / holdout /
   reference). A unit lies in exactly one role and has at most ``k`` rows there, so the
   count vector has L1 sensitivity ``k`` and one Laplace(k/ε) draw per role is ε-DP.

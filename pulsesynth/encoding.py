@@ -127,21 +127,29 @@ class TableEncoder:
         Rows stay aligned with ``df``; out-of-domain cells follow the module's rule and
         are counted in :attr:`last_transform_report` (counts only, no values).
         """
+        levels = self.levels(df)
+        out = np.zeros((len(df), self.width), dtype=np.float32)
+        rows = np.arange(len(df))
+        for j, block in enumerate(self._blocks):
+            idx = levels[:, j]
+            ok = idx >= 0
+            out[rows[ok], block.start + idx[ok]] = 1.0
+        return out
+
+    def levels(self, df: pd.DataFrame) -> np.ndarray:
+        """Each row's level index in every block, ``(n, columns)`` int64; -1 where the
+        cell is unobserved (see the module's out-of-domain rule, counted the same way)."""
         missing_cols = [c.name for c in self.columns if c.name not in df.columns]
         if missing_cols:
             raise KeyError(f"table lacks synthesized column(s): {', '.join(missing_cols)}")
-        n = len(df)
-        out = np.zeros((n, self.width), dtype=np.float32)
-        report: dict[str, Any] = {"rows": n, "columns": {}}
-        rows = np.arange(n)
-        for col, block in zip(self.columns, self._blocks, strict=True):
+        out = np.full((len(df), len(self._blocks)), -1, dtype=np.int64)
+        report: dict[str, Any] = {"rows": len(df), "columns": {}}
+        for j, (col, block) in enumerate(zip(self.columns, self._blocks, strict=True)):
             counts = _empty_counts()
             if block.kind == "categorical":
-                idx = self._categorical_index(col, block, df[col.name], counts)
+                out[:, j] = self._categorical_index(col, block, df[col.name], counts)
             else:
-                idx = self._numeric_index(col, block, df[col.name], counts)
-            ok = idx >= 0
-            out[rows[ok], block.start + idx[ok]] = 1.0
+                out[:, j] = self._numeric_index(col, block, df[col.name], counts)
             report["columns"][col.name] = counts
         self.last_transform_report = report
         return out
@@ -219,7 +227,16 @@ class TableEncoder:
         space for ``scale: log``), integers uniformly among the bin's integers; outputs
         always lie in the declared domain and carry the source dtypes.
         """
-        levels = self.sample_levels(probs, rng)
+        return self.decode_levels(self.sample_levels(probs, rng), rng)
+
+    def decode_levels(self, levels: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
+        """The table whose cells lie at ``levels`` (``(n, columns)``, as :meth:`levels`
+        returns, without -1): numeric values drawn inside their bin as
+        :meth:`inverse_transform` describes."""
+        levels = np.asarray(levels, dtype=np.int64)
+        if levels.ndim != 2 or levels.shape[1] != len(self._blocks):
+            raise ValueError(f"expected an (n, {len(self._blocks)}) level array, "
+                             f"got {levels.shape}")
         data: dict[str, pd.Series] = {}
         for j, (col, b) in enumerate(zip(self.columns, self._blocks, strict=True)):
             lv = levels[:, j]

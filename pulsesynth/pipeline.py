@@ -296,6 +296,26 @@ def load_model(run_dir: Path, paths: Paths | None = None):
     return DPVAESynthesizer.load(Path(run_dir) / MODEL_DIR, schema)
 
 
+def _mechanism_text(meta: dict[str, Any]) -> str:
+    sgd = "DP-SGD (Opacus: Poisson sampling, ghost clipping, Gaussian noise)"
+    if not meta.get("marginals"):
+        return sgd
+    return ("Gaussian-mechanism marginals (each column with the target), then " + sgd
+            + ", composed in one accountant; samples raked to the DP marginals "
+            "(post-processing)")
+
+
+def _marginals_facts(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The DP marginals' public mechanism facts (which, how noisy), never their values."""
+    marg = meta.get("marginals")
+    if not marg:
+        return None
+    return {"columns": [list(g) for g in marg["groups"]], "count": len(marg["groups"]),
+            "noise_multiplier": marg["noise_multiplier"],
+            "share_alone": meta.get("marginal_share"),
+            "composition": "in the same accountant as the DP-SGD steps"}
+
+
 def privacy_report(run_dir: Path, synth: Any, *, sample_seed_source: str) -> dict[str, Any]:
     """``privacy.json``: public facts and DP figures only (see
     :mod:`pulsesynth.governance.publishable`). The exact row count, the snapshot hash and
@@ -310,7 +330,7 @@ def privacy_report(run_dir: Path, synth: Any, *, sample_seed_source: str) -> dic
         "private": private,
         "dataset_id": run["dataset"],
         "schema_hash": run["schema_hash"],
-        "mechanism": "DP-SGD (Opacus: Poisson sampling, ghost clipping, Gaussian noise)",
+        "mechanism": _mechanism_text(meta),
         "adjacency": "add or remove one privacy unit (all its rows) from the table",
         "privacy_unit": list(synth.schema.privacy_unit) or ["<row>"],
         "max_rows_per_unit": meta.get("max_rows_per_unit"),
@@ -336,6 +356,7 @@ def privacy_report(run_dir: Path, synth: Any, *, sample_seed_source: str) -> dic
             "expected_batch_size": meta.get("batch_size"),
             "epochs": meta.get("epochs"),
             "max_grad_norm": meta.get("max_grad_norm"),
+            "marginals": _marginals_facts(meta),
             "rows_dp": public_sizes(run_dir)["train"],
             "charge_id": charged["id"],
         }

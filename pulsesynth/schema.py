@@ -81,6 +81,9 @@ class DatasetSchema:
     privacy: PrivacyPolicy
     columns: tuple[Column, ...]
     relations: tuple[Relation, ...] = ()
+    #: Columns the codebook says imply the target (a death implies a serious injury):
+    #: synthesized and published, but never a predictor when utility is measured.
+    leaks_target: tuple[str, ...] = ()
     path: Path | None = field(default=None, compare=False)
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -97,6 +100,11 @@ class DatasetSchema:
     @property
     def synthesized_columns(self) -> list[Column]:
         return [c for c in self.columns if c.is_synthesized]
+
+    @property
+    def not_predictors(self) -> list[str]:
+        """The target and the columns that leak it: left out of every prediction task."""
+        return [self.target, *self.leaks_target] if self.target else []
 
     @property
     def hash(self) -> str:
@@ -135,6 +143,7 @@ def parse_schema(raw: Any, path: Path | None = None) -> DatasetSchema:
     known = {
         "id", "title", "description", "classification", "steward", "source", "target",
         "row_key", "privacy_unit", "min_rows", "privacy", "columns", "relations",
+        "leaks_target",
     }
     _no_unknown(raw, known, where, "")
     dataset_id = _req(raw, "id", str, where)
@@ -161,6 +170,11 @@ def parse_schema(raw: Any, path: Path | None = None) -> DatasetSchema:
             raise where.error("target", f"{target!r} must be a categorical column with role target")
         if len(tcol.categories or ()) < 2:
             raise where.error("target", f"{target!r} must declare at least two classes")
+    leaks = _name_list(raw.get("leaks_target"), "leaks_target", names, where)
+    if leaks and target is None:
+        raise where.error("leaks_target", "needs a declared target")
+    if target in leaks:
+        raise where.error("leaks_target", "cannot list the target itself")
     row_key = _name_list(raw.get("row_key"), "row_key", names, where, required=True)
     privacy_unit = _name_list(raw.get("privacy_unit"), "privacy_unit", names, where)
 
@@ -205,6 +219,7 @@ def parse_schema(raw: Any, path: Path | None = None) -> DatasetSchema:
         privacy=privacy,
         columns=columns,
         relations=relations,
+        leaks_target=leaks,
         path=path,
         raw=raw,
     )

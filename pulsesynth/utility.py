@@ -41,9 +41,11 @@ __all__ = [
     "column_shapes",
     "evaluate_utility",
     "make_classifier",
+    "marginal_tv",
     "pair_trends",
     "pmse",
     "synthetic_ranking_agreement",
+    "tstr_scores",
 ]
 
 #: Share of the synthetic table held out as the TSTS test part.
@@ -295,7 +297,7 @@ def tstr_counts(schema: DatasetSchema, synthetic: pd.DataFrame, holdout_real: pd
         return None
     target = schema.column(schema.target)
     n_classes = len(target.categories or ())
-    enc = FeatureEncoder.from_schema(schema, exclude=[target.name])
+    enc = FeatureEncoder.from_schema(schema, exclude=schema.not_predictors)
     train, test = (_task(synthetic, enc, target, "synthetic"),
                    _task(holdout_real, enc, target, "holdout"))
     counts = np.bincount(test.y, minlength=n_classes).astype(int).tolist()
@@ -304,6 +306,54 @@ def tstr_counts(schema: DatasetSchema, synthetic: pd.DataFrame, holdout_real: pd
     proba = _fit_predict_proba(make_classifier(classifier, seed), train.x, train.y, test.x,
                                n_classes)
     return int((np.argmax(proba, axis=1) == test.y).sum()), counts
+
+
+def tstr_scores(schema: DatasetSchema, train: pd.DataFrame, test: pd.DataFrame,
+                classifier: str = "hist_gb", seed: int = 0) -> dict[str, float | None]:
+    """Accuracy, AUC, macro F1 and recall of ``classifier`` trained on ``train`` (real or
+    synthetic) predicting the target on the real ``test`` rows; the benchmarks' one
+    TSTR (and TRTR, with real ``train``) for every system."""
+    if not schema.target:
+        raise ValueError(f"{schema.id}: TSTR needs a declared target")
+    target = schema.column(schema.target)
+    enc = FeatureEncoder.from_schema(schema, exclude=schema.not_predictors)
+    fit, held = _task(train, enc, target, "train"), _task(test, enc, target, "test")
+    return _run_suite(fit, held, [classifier], seed, len(target.categories or ()))[classifier]
+
+
+def marginal_tv(schema: DatasetSchema, synthetic: pd.DataFrame, real: pd.DataFrame,
+                order: int = 1) -> float:
+    """Mean total-variation distance over every ``order``-way marginal (1 or 2) of the
+    modelled columns on the schema's public levels (categories, public bins, missing).
+
+    Cells a schema cannot place (unobserved, see :mod:`pulsesynth.encoding`) are left out
+    of that marginal on both sides. 0 = identical marginals, 1 = disjoint supports.
+    """
+    from pulsesynth.encoding import TableEncoder
+
+    if order not in (1, 2):
+        raise ValueError(f"order must be 1 or 2, got {order!r}")
+    enc = TableEncoder(schema)
+    widths = [b.width for b in enc.block_specs]
+    syn, ref = enc.levels(synthetic), enc.levels(real)
+    groups = ([(j,) for j in range(len(widths))] if order == 1
+              else list(combinations(range(len(widths)), 2)))
+    distances = []
+    for group in groups:
+        size = int(np.prod([widths[j] for j in group]))
+        a, b = _cell_index(syn, group, widths), _cell_index(ref, group, widths)
+        distances.append(_tvd(a, b, size))
+    return float(np.mean(distances)) if distances else 0.0
+
+
+def _cell_index(levels: np.ndarray, group: tuple[int, ...], widths: list[int]) -> np.ndarray:
+    """Flat cell index of each row in the marginal over ``group`` (rows with an
+    unobserved cell in the group dropped)."""
+    keep = (levels[:, list(group)] >= 0).all(axis=1)
+    cell = np.zeros(int(keep.sum()), dtype=np.int64)
+    for j in group:
+        cell = cell * widths[j] + levels[keep, j]
+    return cell
 
 
 def synthetic_ranking_agreement(
@@ -492,7 +542,7 @@ def evaluate_utility(
     if schema.target is not None:
         target = schema.column(schema.target)
         n_classes = len(target.categories or ())
-        enc = FeatureEncoder.from_schema(schema, exclude=[target.name])
+        enc = FeatureEncoder.from_schema(schema, exclude=schema.not_predictors)
         train = _task(train_real, enc, target, "real train")
         holdout = _task(holdout_real, enc, target, "real holdout")
         syn = _task(synthetic, enc, target, "synthetic")

@@ -94,3 +94,28 @@ def test_unparseable_yaml_and_missing_file_are_clear(tmp_path: Path) -> None:
         load_schema(bad)
     with pytest.raises(SchemaError, match="schema file not found"):
         load_schema(tmp_path / "absent.yaml")
+
+
+def test_traffic_dead_leaks_the_target_and_is_never_a_predictor() -> None:
+    from pulsesynth.utility import FeatureEncoder
+
+    schema = load_schema(REPO / "schemas" / "traffic_accidents.yaml")
+    assert schema.leaks_target == ("dead",)
+    assert schema.not_predictors == ["serious_injury", "dead"]
+    assert "dead" in [c.name for c in schema.synthesized_columns]  # still published
+    names = FeatureEncoder.from_schema(schema, exclude=schema.not_predictors).feature_names
+    assert not [n for n in names if n.startswith(("dead", "serious_injury"))]
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    (["nope"], "'nope' is not a declared column"),
+    (["income"], "cannot list the target itself"),
+])
+def test_leaks_target_must_name_other_declared_columns(tmp_path: Path, value: list[str],
+                                                      message: str) -> None:
+    raw = yaml.safe_load((REPO / "schemas" / "census_income.yaml").read_text())
+    raw["leaks_target"] = value
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(SchemaError, match=f"leaks_target: {message}"):
+        load_schema(path)

@@ -106,7 +106,7 @@ class DPClassifier:
                                   max_grad_norm=max_grad_norm, hidden=tuple(hidden),
                                   accountant=accountant)
         self.progress = progress
-        self.encoder = FeatureEncoder.from_schema(schema, exclude=[target.name])
+        self.encoder = FeatureEncoder.from_schema(schema, exclude=schema.not_predictors)
         self.model: MLP | None = None
         self.metadata: dict[str, Any] = {}
 

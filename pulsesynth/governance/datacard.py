@@ -145,7 +145,9 @@ def privacy_section(privacy: dict[str, Any]) -> dict[str, Any]:
         "ln2": round(LN2, 6),
         "epsilon_vs_ln2": _eps_sentence(eps),
         "accountant": privacy.get("accountant"),
-        "mechanism": "DP-SGD (Opacus): per-sample clipping, Gaussian noise, Poisson sampling",
+        "mechanism": privacy.get("mechanism") or "DP-SGD (Opacus): per-sample clipping, "
+                     "Gaussian noise, Poisson sampling",
+        "marginals": privacy.get("marginals"),
         "noise_multiplier": _num(privacy.get("noise_multiplier")),
         "sample_rate": _num(privacy.get("sample_rate")),
         "steps": privacy.get("steps"),

@@ -45,6 +45,8 @@ PUBLISHABLE: dict[str, str] = {
     "privacy.unit_rule": "public", "privacy.randomness": "public",
     "privacy.budget": "public", "privacy.budget.*": "public", "privacy.budget.*.*": "public",
     "privacy.privacy_unit": "public", "privacy.rows_dp": "dp",
+    "privacy.marginals": "public", "privacy.marginals.*": "public",
+    "privacy.marginals.*.*": "public", "privacy.marginals.*.*.*": "public",
     # the DP release report
     "release_statistics.mechanism": "public", "release_statistics.epsilon": "public",
     "release_statistics.confidence": "public", "release_statistics.rows_dp.*": "dp",

@@ -30,8 +30,10 @@ from pulsesynth.encoding import TableEncoder
 from pulsesynth.errors import SchemaError
 from pulsesynth.schema import DatasetSchema
 from pulsesynth.splits import cap_rows_per_unit
+from pulsesynth.synth import marginals as dp_marginals
+from pulsesynth.synth.marginals import MarginalPlan, NoisyMarginals
 from pulsesynth.synth.model import NegativeELBO, TabularVAE
-from pulsesynth.synth.train import ProgressFn, TrainConfig, train_vae
+from pulsesynth.synth.train import ProgressFn, TrainConfig, gaussian_noise_for, train_vae
 from pulsesynth.threads import TORCH_RNG_LOCK
 
 MODEL_FILE = "model.pt"
@@ -45,7 +47,8 @@ RELEASE_FORMAT_VERSION = 1
 RELEASE_PRIVACY_KEYS = ("private", "epsilon", "target_epsilon", "delta", "accountant",
                         "noise_multiplier", "sample_rate", "steps", "max_grad_norm",
                         "batch_size", "epochs", "privacy_unit", "max_rows_per_unit",
-                        "unit_rule", "public_rows")
+                        "unit_rule", "public_rows", "marginal_share",
+                        "prior_mechanisms")
 #: Rows drawn after training to check that the synthetic target keeps more than one class.
 COLLAPSE_CHECK_ROWS = 2000
 
@@ -68,10 +71,13 @@ class DPVAESynthesizer:
         hidden: tuple[int, ...] = (128, 128),
         latent_dim: int = 16,
         accountant: str = "prv",
+        marginal_share: float = dp_marginals.MARGINAL_SHARE,
         progress: ProgressFn | None = None,
     ) -> None:
         if accountant not in ("prv", "rdp"):
             raise ValueError(f"accountant must be 'prv' or 'rdp', got {accountant!r}")
+        if not 0 <= marginal_share < 1:
+            raise ValueError(f"marginal_share must be in [0, 1), got {marginal_share!r}")
         self.schema = schema
         self.epsilon = float(schema.privacy.epsilon if epsilon is None else epsilon)
         self.delta = delta if delta is not None else schema.privacy.delta
@@ -84,9 +90,13 @@ class DPVAESynthesizer:
             max_grad_norm=max_grad_norm, hidden=tuple(hidden), latent_dim=latent_dim,
             accountant=accountant,
         )
+        #: Share of ε the DP marginals would cost alone (0: no marginals, no raking).
+        self.marginal_share = float(marginal_share)
         self.progress = progress
         self.encoder = TableEncoder(schema)
         self.model: TabularVAE | None = None
+        #: DP marginals that sampling rakes the VAE's draws to (None: plain VAE draws).
+        self.marginals: NoisyMarginals | None = None
         self.metadata: dict[str, Any] = {}
 
     # --- fit ----------------------------------------------------------------------------
@@ -115,10 +125,11 @@ class DPVAESynthesizer:
         else:
             rule = "no privacy unit declared: each row is a unit, epsilon holds per row"
         x = self.encoder.transform(capped)
+        prior = self._measure_marginals(capped, seed)
         result = train_vae(
             x, self.encoder.blocks, self.config, private=self.private,
             epsilon=self.epsilon if self.private else None, delta=self.delta,
-            seed=seed, public_rows=public_rows, progress=self.progress,
+            seed=seed, public_rows=public_rows, progress=self.progress, prior=prior,
         )
         self.model = result.model
         report = dict(result.report)
@@ -128,6 +139,24 @@ class DPVAESynthesizer:
         self.metadata = self._metadata(result.metadata, report, snapshot_id, public_rows)
         self._check_target_collapse()
         return self
+
+    def _measure_marginals(self, capped: pd.DataFrame, seed: int) -> list[tuple[float, float, int]]:
+        """Measure the plan's marginals with the Gaussian mechanism (private fits with a
+        positive ``marginal_share``); returns its accountant entry for DP-SGD to compose."""
+        self.marginals = None
+        if not (self.private and self.marginal_share > 0):
+            return []
+        from pulsesynth.synth.train import default_delta
+
+        delta = default_delta() if self.delta is None else float(self.delta)
+        noise = gaussian_noise_for(self.marginal_share * self.epsilon, delta,
+                                   self.config.accountant)
+        plan = MarginalPlan.for_columns(self.encoder.column_names,
+                                        [b.width for b in self.encoder.block_specs],
+                                        self.schema.target)
+        rng = np.random.default_rng([seed, 0x4D415247])  # "MARG": its own stream
+        self.marginals = dp_marginals.measure(self.encoder.levels(capped), plan, noise, rng)
+        return [(noise, 1.0, 1)]
 
     def _metadata(
         self, train_meta: dict[str, Any], report: dict[str, Any], snapshot_id: str | None,
@@ -150,6 +179,8 @@ class DPVAESynthesizer:
             max_rows_per_unit=self.schema.privacy.max_rows_per_unit,
             unit_rule=report["unit_cap"]["rule"],
             config=self.config.to_dict(),
+            marginal_share=self.marginal_share if self.marginals is not None else 0.0,
+            marginals=self.marginals.to_dict() if self.marginals is not None else None,
             encoder=self.encoder.state_dict(),
             versions={"torch": torch.__version__, "opacus": opacus.__version__,
                       "numpy": np.__version__, "pandas": pd.__version__,
@@ -185,6 +216,27 @@ class DPVAESynthesizer:
         from pulsesynth.randomness import resolve_seed
 
         seed = resolve_seed(seed)[0]
+        rng = np.random.default_rng(seed)
+        if self.marginals is None:
+            levels = self._draw_levels(n, seed, rng)
+        else:
+            # A pool of VAE draws, raked to the DP marginals, then n rows drawn by weight.
+            pool = np.vstack([
+                self._draw_levels(max(n, 1) * dp_marginals.POOL_FACTOR, seed, rng),
+                dp_marginals.independent_draws(
+                    self.marginals, max(n, 1) * dp_marginals.INDEPENDENT_FACTOR, rng)])
+            weights = dp_marginals.rake(pool, self.marginals)
+            levels = pool[dp_marginals.resample(weights, n, rng)]
+        table = self.encoder.decode_levels(levels, rng)
+        if not self.schema.relations:
+            return table
+        from pulsesynth.relations import apply_relations
+
+        return apply_relations(table, self.schema.relations,
+                               [c.name for c in self.schema.synthesized_columns])
+
+    def _draw_levels(self, n: int, seed: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` rows of block levels from the decoder at standard-normal latents."""
         model = self._require_model()
         model.eval()
         gen = torch.Generator().manual_seed(seed)
@@ -195,13 +247,7 @@ class DPVAESynthesizer:
             for _, start, width in self.encoder.blocks:
                 probs[:, start:start + width] = torch.softmax(
                     logits[:, start:start + width].double(), dim=1).numpy()
-        table = self.encoder.inverse_transform(probs, np.random.default_rng(seed))
-        if not self.schema.relations:
-            return table
-        from pulsesynth.relations import apply_relations
-
-        return apply_relations(table, self.schema.relations,
-                               [c.name for c in self.schema.synthesized_columns])
+        return self.encoder.sample_levels(probs, rng)
 
     def elbo(self, df: pd.DataFrame) -> pd.DataFrame:
         """Per-record ``elbo``, ``reconstruction`` and ``kl`` (z at the posterior mean).
@@ -233,7 +279,7 @@ class DPVAESynthesizer:
                 "noise_multiplier", "sample_rate", "steps", "planned_steps", "max_grad_norm",
                 "batch_size", "epochs", "train_rows", "privacy_unit", "max_rows_per_unit",
                 "unit_rule", "dataset_id", "schema_hash", "seed_source", "public_rows",
-                "size_rule")
+                "size_rule", "marginal_share", "prior_mechanisms")
         out = {k: m.get(k) for k in keys}
         out["fitted"] = True
         out["collapse_warning"] = m["training_report"]["collapse_warning"]
@@ -270,9 +316,12 @@ class DPVAESynthesizer:
             epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
             kl_weight=config.kl_weight, max_grad_norm=config.max_grad_norm,
             hidden=config.hidden, latent_dim=config.latent_dim, accountant=config.accountant,
+            marginal_share=float(meta.get("marginal_share") or 0.0),
         )
         if synth.encoder.state_dict() != meta["encoder"]:
             raise SchemaError(f"{path}: encoder layout differs from the saved one")
+        if meta.get("marginals"):
+            synth.marginals = NoisyMarginals.from_dict(meta["marginals"])
         with TORCH_RNG_LOCK:  # construction initialises weights from the global generator
             model = TabularVAE(synth.encoder.width, config.hidden, config.latent_dim)
         state = torch.load(path / MODEL_FILE, weights_only=True)
@@ -304,8 +353,12 @@ class DPVAESynthesizer:
             "encoder": self.encoder.state_dict(),
             "config": self.config.to_dict(),
             "privacy": privacy,
+            "marginals": meta.get("marginals"),
             "sampling": {"latent": "standard normal", "decoding": "softmax per column block; "
                          "numeric bins decoded uniformly (log-uniformly for log scale)",
+                         "raking": (f"{dp_marginals.POOL_FACTOR} draws per row raked to the "
+                                    "DP marginals, then drawn by weight"
+                                    if meta.get("marginals") else None),
                          "seeded": True},
             "versions": {k: v for k, v in (meta.get("versions") or {}).items()
                          if k in ("torch", "opacus")},
@@ -359,9 +412,12 @@ class DPVAESynthesizer:
                     batch_size=train_config.batch_size, lr=train_config.lr,
                     kl_weight=train_config.kl_weight,
                     max_grad_norm=train_config.max_grad_norm, hidden=train_config.hidden,
-                    latent_dim=train_config.latent_dim, accountant=train_config.accountant)
+                    latent_dim=train_config.latent_dim, accountant=train_config.accountant,
+                    marginal_share=float(privacy.get("marginal_share") or 0.0))
         if synth.encoder.state_dict() != config["encoder"]:
             raise SchemaError(f"{where}: encoder layout differs from the released one")
+        if config.get("marginals"):
+            synth.marginals = NoisyMarginals.from_dict(config["marginals"])
         arch = config["architecture"]
         if (arch.get("data_dim") != synth.encoder.width
                 or list(arch.get("hidden", [])) != list(train_config.hidden)

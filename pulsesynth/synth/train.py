@@ -110,16 +110,66 @@ class Schedule:
                    steps=max(1, math.ceil(config.epochs / q - 1e-9)))
 
 
-def planned_epsilon(noise: float, schedule: Schedule, delta: float, accountant: str) -> float:
-    """The accountant's ε for ``schedule.steps`` steps at (``noise``, ``q``): exactly the
-    history the training loop will record (checked before and after training)."""
+#: An accountant history entry: (noise multiplier, sample rate, steps), Opacus' format.
+HistoryEntry = tuple[float, float, int]
+
+
+def planned_epsilon(noise: float, schedule: Schedule, delta: float, accountant: str,
+                    prior: Sequence[HistoryEntry] = ()) -> float:
+    """The accountant's ε for ``prior`` mechanisms followed by ``schedule.steps`` steps at
+    (``noise``, ``q``): exactly the history the training loop will record (checked before
+    and after training)."""
     from opacus.accountants import create_accountant
 
     acc = create_accountant(accountant)
-    acc.history = [(noise, schedule.sample_rate, schedule.steps)]
-    with warnings.catch_warnings():
+    acc.history = [*prior, (noise, schedule.sample_rate, schedule.steps)]
+    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+        # PRV's q = 1 entries take log(0) on a branch np.where discards: harmless.
         warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
         return float(acc.get_epsilon(delta))
+
+
+def gaussian_noise_for(epsilon: float, delta: float, accountant: str) -> float:
+    """Noise multiplier of one Gaussian mechanism (q = 1, one step) that costs ``epsilon``
+    at ``delta`` on its own (used for the DP marginals)."""
+    from opacus.accountants.utils import get_noise_multiplier
+
+    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+        warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
+        return float(get_noise_multiplier(
+            target_epsilon=epsilon, target_delta=delta, sample_rate=1.0, steps=1,
+            accountant=accountant, epsilon_tolerance=EPSILON_REL_TOLERANCE * epsilon))
+
+
+def noise_for_schedule(epsilon: float, delta: float, schedule: Schedule, accountant: str,
+                       prior: Sequence[HistoryEntry] = ()) -> float:
+    """The smallest DP-SGD noise multiplier (within the search tolerance) whose steps,
+    composed after ``prior`` in one accountant, stay at or below ``epsilon``."""
+    if not prior:
+        from opacus.accountants.utils import get_noise_multiplier
+
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
+            return float(get_noise_multiplier(
+                target_epsilon=epsilon, target_delta=delta,
+                sample_rate=schedule.sample_rate, steps=schedule.steps,
+                accountant=accountant,
+                epsilon_tolerance=EPSILON_REL_TOLERANCE * epsilon))
+    if planned_epsilon(1e6, schedule, delta, accountant, prior) > epsilon:
+        raise ValueError(f"the mechanisms before training already spend more than "
+                         f"epsilon {epsilon:.4f}")
+    lo, hi = 0.0, 10.0
+    while planned_epsilon(hi, schedule, delta, accountant, prior) > epsilon:
+        lo, hi = hi, 2 * hi
+    while True:  # invariant: hi meets the target; stop once it is within tolerance
+        eps_hi = planned_epsilon(hi, schedule, delta, accountant, prior)
+        if eps_hi >= epsilon * (1 - EPSILON_REL_TOLERANCE) or hi - lo < 1e-4:
+            return hi
+        mid = (lo + hi) / 2
+        if planned_epsilon(mid, schedule, delta, accountant, prior) > epsilon:
+            lo = mid
+        else:
+            hi = mid
 
 
 def train_vae(
@@ -133,13 +183,16 @@ def train_vae(
     seed: int,
     public_rows: int | None = None,
     progress: ProgressFn | None = None,
+    prior: Sequence[HistoryEntry] = (),
 ) -> TrainResult:
     """Train a VAE on the encoded matrix ``x`` (rows already capped per privacy unit).
 
     With ``private=True`` this is DP-SGD at (``epsilon``, ``delta``) with the schedule
     planned from ``public_rows`` (a DP count of the rows; ``len(x)`` when not given, which
-    is fine for experiments but makes the schedule a function of the exact count). Same
-    seed and same data give the same model on CPU.
+    is fine for experiments but makes the schedule a function of the exact count).
+    ``prior`` lists Gaussian mechanisms already run on the same rows (the DP marginals):
+    they are composed with the DP-SGD steps in one accountant, so ``epsilon`` covers all.
+    Same seed and same data give the same model on CPU.
     """
     n, d = x.shape
     if n < 2:
@@ -157,7 +210,8 @@ def train_vae(
         if private:
             assert epsilon is not None
             meta, history = train_dp(model, criterion, optimizer, dataset, schedule, config,
-                                     float(epsilon), delta, progress, seed=seed)
+                                     float(epsilon), delta, progress, seed=seed,
+                                     prior=prior)
         else:
             meta, history = train_plain(model, criterion, optimizer, dataset,
                                         schedule.expected_batch, config, seed, progress)
@@ -188,6 +242,7 @@ def train_dp(
     progress: ProgressFn | None,
     *,
     seed: int,
+    prior: Sequence[HistoryEntry] = (),
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """DP-SGD to exactly (``epsilon``, ``delta``): Opacus ghost clipping, Poisson sampling.
 
@@ -205,16 +260,11 @@ def train_dp(
     private runs: :mod:`pulsesynth.randomness`).
     """
     from opacus import PrivacyEngine
-    from opacus.accountants.utils import get_noise_multiplier
     from opacus.data_loader import DPDataLoader
 
     q, steps = schedule.sample_rate, schedule.steps
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
-        noise = float(get_noise_multiplier(
-            target_epsilon=epsilon, target_delta=delta, sample_rate=q, steps=steps,
-            accountant=config.accountant, epsilon_tolerance=EPSILON_REL_TOLERANCE * epsilon))
-    before = planned_epsilon(noise, schedule, delta, config.accountant)
+    noise = noise_for_schedule(epsilon, delta, schedule, config.accountant, prior)
+    before = planned_epsilon(noise, schedule, delta, config.accountant, prior)
     if before > epsilon * (1 + 1e-9):
         raise RuntimeError(f"planned epsilon {before:.4f} is above the target {epsilon:.4f}; "
                            "nothing was trained")
@@ -233,12 +283,15 @@ def train_dp(
     # make_private reads q and the averaging batch off the loader (1/len(loader), n·q):
     # record the schedule's public values instead.
     dp_opt.attach_step_hook(engine.accountant.get_optimizer_hook_fn(sample_rate=q))
+    # The mechanisms already run on these rows open the accountant's history: every ε it
+    # reports from here on is the composition of all of them with the steps taken.
+    engine.accountant.history = list(prior)
     dp_opt.expected_batch_size = schedule.expected_batch
     history: list[dict[str, Any]] = []
     done = 0
     epoch = 0
     epochs = max(1, math.ceil(steps * q - 1e-9))
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
         warnings.filterwarnings("ignore", message="Full backward hook is firing")
         warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
         while done < steps:
@@ -277,6 +330,7 @@ def train_dp(
         "planned_steps": steps,
         "max_grad_norm": config.max_grad_norm,
         "grad_sample_mode": "ghost",
+        "prior_mechanisms": [list(entry) for entry in prior],
         "poisson_sampling": True,
         "secure_rng": False,
     }
