@@ -44,6 +44,13 @@ def test_train_sample_evaluate_audit_from_the_warehouse(
     for name in ("audit.json", "audit.md", "gate.json", "roc.png", "dcr.png", "utility.json",
                  "privacy.json", "synthetic.parquet"):
         assert (run / "candidate" / name).is_file(), name
+    # The DP marginals are named on privacy.json with their noise, never their values.
+    privacy = json.loads((run / "candidate" / "privacy.json").read_text())
+    marginals = privacy["marginals"]
+    assert marginals["count"] == 6 and marginals["columns"][0] == ["distance", "tip"]
+    assert marginals["noise_multiplier"] > 0 and marginals["share_alone"] == 0.8
+    assert privacy["mechanism"].startswith("Gaussian-mechanism marginals")
+    assert "probabilities" not in json.dumps(privacy)
 
 
 def test_non_private_run_is_blocked_by_the_gate(
