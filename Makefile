@@ -54,11 +54,32 @@ test-all: setup $(CHROMIUM)
 # Speed, memory, privacy and utility figures: written to benchmarks/results/ (committed).
 # Long: about an hour on 2 cores (figure3 ~25 min, orchestration on the whole catalog ~15 min).
 bench: warehouse
+	$(PY) -m benchmarks.utility_suite
 	$(PY) -m benchmarks.dpvae
 	$(PY) -m benchmarks.audit
 	$(PY) -m benchmarks.figure3
 	$(PY) -m benchmarks.orchestration
 	$(PY) -m benchmarks.privacy_audit
+
+# SmartNoise AIM and MST at ε = 1 on every table of the development suite, beside the
+# product (same split, public bins and TSTR classifier): benchmarks/results/peers.json.
+# They live in their own venv, .venv-peers: smartnoise-synth 1.0.8 declares opacus 0.14
+# (an old torch with CUDA wheels), so every pin of benchmarks/peers/requirements.txt is
+# installed with --no-deps (no torch). An interrupted run resumes where it stopped
+# (PEERS_ARGS=--fresh starts over; e.g. PEERS_ARGS="--tables census_income --seeds 0").
+# Long: about two hours on 2 cores.
+PEERS_VENV := .venv-peers
+PEERS_STAMP := $(PEERS_VENV)/.installed-stamp
+PEERS_ARGS ?=
+
+$(PEERS_STAMP): benchmarks/peers/requirements.txt
+	@test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install --quiet --no-deps -r benchmarks/peers/requirements.txt
+	@touch $(PEERS_STAMP)
+
+.PHONY: bench-peers
+bench-peers: warehouse $(PEERS_STAMP)
+	PULSESYNTH_THREADS=1 OMP_NUM_THREADS=1 $(PY) -m benchmarks.peers_bench $(PEERS_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check pulsesynth flows tasks deployments tests benchmarks

@@ -137,7 +137,24 @@ def utility_suite() -> str:
     return "\n".join(out)
 
 
+README = Path(__file__).resolve().parent.parent / "README.md"
+MARKERS = ("<!-- utility-suite:start -->", "<!-- utility-suite:end -->")
+
+
+def update_readme() -> None:
+    """Rewrite the utility-suite table between the README's markers."""
+    text = README.read_text(encoding="utf-8")
+    start, end = text.index(MARKERS[0]), text.index(MARKERS[1])
+    body = f"{MARKERS[0]}\n{utility_suite()}\n"
+    README.write_text(text[:start] + body + text[end:], encoding="utf-8")
+
+
 if __name__ == "__main__":
+    import sys
+
+    if "--readme" in sys.argv:
+        update_readme()
+        sys.exit(0)
     for section in (utility_suite, dpvae, audit, figure3):
         try:
             print(section(), end="\n\n")

@@ -1,0 +1,140 @@
+"""The peers benchmark's plumbing (benchmarks/peers_bench.py): levels out to the peers'
+runner and back through the product's decoder, and the resumable results file. Needs
+neither the peers venv nor a fit."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmarks import peers_bench
+from benchmarks.peers_bench import (
+    ResultsFile,
+    decode_levels,
+    export_levels,
+    majority_scores,
+    pending,
+    write_input,
+)
+from pulsesynth.encoding import TableEncoder
+from pulsesynth.schema import load_schema
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _random_levels(schema, n: int, seed: int) -> np.ndarray:
+    widths = [b.width for b in TableEncoder(schema).block_specs]
+    rng = np.random.default_rng(seed)
+    return np.column_stack([rng.integers(0, w, n) for w in widths]).astype(np.int64)
+
+
+def _load_runner():
+    """benchmarks/peers/runner.py as a module (it imports only numpy and pandas at load;
+    its thread settings are undone afterwards)."""
+    saved = dict(os.environ)
+    try:
+        spec = importlib.util.spec_from_file_location("peers_runner", peers_bench.RUNNER)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return module
+
+
+def test_levels_roundtrip_through_decode() -> None:
+    """encode(decode(levels)) == levels for every modelled cell (numeric values drawn
+    inside their public bin land back in it; missing levels stay missing)."""
+    schema = load_schema(ROOT / "schemas" / "taxi_trips.yaml")
+    levels = _random_levels(schema, 400, seed=1)
+    frame = decode_levels(levels, schema, seed=3)
+    back, widths, dropped = export_levels(frame, schema)
+    assert dropped == 0
+    assert list(back.columns) == [b.name for b in TableEncoder(schema).block_specs]
+    assert widths == {b.name: b.width for b in TableEncoder(schema).block_specs}
+    np.testing.assert_array_equal(back.to_numpy(), levels)
+
+
+def test_relations_applied_once_then_stable() -> None:
+    """With codebook relations (census: derived education_num, husband -> male) the
+    decoded table obeys them, and a second round trip changes nothing."""
+    from pulsesynth.relations import violations
+
+    schema = load_schema(ROOT / "schemas" / "census_income.yaml")
+    frame = decode_levels(_random_levels(schema, 300, seed=2), schema, seed=0)
+    assert "education_num" in frame.columns
+    assert violations(frame, schema.relations) == 0
+    once, _, dropped = export_levels(frame, schema)
+    assert dropped == 0
+    twice, _, _ = export_levels(decode_levels(once, schema, seed=5), schema)
+    pd.testing.assert_frame_equal(once, twice)
+
+
+def test_unobserved_rows_dropped_and_counted() -> None:
+    schema = load_schema(ROOT / "schemas" / "taxi_trips.yaml")
+    frame = decode_levels(_random_levels(schema, 50, seed=4), schema, seed=0)
+    column = next(c for c in schema.synthesized_columns
+                  if c.type == "categorical" and not c.nullable)
+    frame[column.name] = frame[column.name].astype(object)
+    frame.loc[[3, 7], column.name] = "not-a-declared-category"
+    levels, _, dropped = export_levels(frame, schema)
+    assert dropped == 2 and len(levels) == 48
+    assert (levels.to_numpy() >= 0).all()
+
+
+def test_runner_reads_what_the_bench_writes(tmp_path: Path) -> None:
+    schema = load_schema(ROOT / "schemas" / "taxi_trips.yaml")
+    levels, widths, _ = export_levels(decode_levels(_random_levels(schema, 60, 6), schema, 0),
+                                      schema)
+    write_input(tmp_path, levels, widths)
+    read_levels, read_widths = _load_runner().read_input(tmp_path)
+    assert read_widths == widths
+    pd.testing.assert_frame_equal(read_levels, levels, check_dtype=False)
+
+
+def test_majority_reference() -> None:
+    schema = load_schema(ROOT / "schemas" / "taxi_trips.yaml")
+    target = schema.column(schema.target)
+    train = decode_levels(_random_levels(schema, 100, 8), schema, 0)
+    test = train.copy()
+    train[target.name] = target.categories[1]
+    scores = majority_scores(schema, train, test)
+    assert scores["auc"] == 0.5 and scores["tv1"] is None
+    assert scores["accuracy"] == np.mean(test[target.name] == target.categories[1])
+
+
+def _row(table: str, system: str, seed: int) -> dict:
+    return {"table": table, "system": system, "seed": seed, "accuracy": 0.8, "auc": 0.7,
+            "tv1": 0.1, "tv2": 0.2, "fit_seconds": 1.0, "epsilon": 1.0}
+
+
+def test_results_file_resumes(tmp_path: Path) -> None:
+    path = tmp_path / "peers.json"
+    results = ResultsFile(path)
+    results.settings["epsilon"] = 1.0
+    results.add(_row("census_income", "aim", 0))
+    results.add(_row("census_income", "real", 0))
+    assert not list(tmp_path.glob("*.tmp"))  # atomic write leaves no temp file
+
+    resumed = ResultsFile(path)
+    assert resumed.settings == {"epsilon": 1.0}
+    assert resumed.done("census_income", "aim", 0)
+    jobs = list(pending(resumed, ["census_income", "diamonds"], ["aim", "real", "majority"],
+                        [0, 1]))
+    assert jobs == [("census_income", "aim", 1), ("census_income", "majority", 0),
+                    ("diamonds", "aim", 0), ("diamonds", "aim", 1), ("diamonds", "real", 0),
+                    ("diamonds", "majority", 0)]
+    # Re-measuring a row replaces it instead of duplicating it.
+    resumed.add(dict(_row("census_income", "aim", 0), auc=0.9))
+    rows = json.loads(path.read_text())["rows"]
+    assert len(rows) == 2
+    assert [r["auc"] for r in rows if r["system"] == "aim"] == [0.9]
+
+    fresh = ResultsFile(path, fresh=True)
+    assert fresh.rows == [] and not fresh.done("census_income", "aim", 0)
+    assert len(list(pending(fresh, ["census_income"], ["aim"], [0, 1]))) == 2
