@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -383,6 +384,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{args.peers_python} not found: create the peers venv first "
                      "(make bench-peers does)")
 
+    # A terminated run exits like an interrupted one: the runner subprocess is killed and
+    # the temporary folder removed; the rows written so far stay (the next run resumes).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     results = ResultsFile(args.output, fresh=args.fresh)
     results.settings.update(base_settings(seeds, args.peers_python))
     results.settings.setdefault("systems", {})
