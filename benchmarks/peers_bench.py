@@ -6,7 +6,11 @@ Run by ``make bench-peers`` (or ``.venv/bin/python -m benchmarks.peers_bench [--
 .venv-peers/bin/python] [--fresh]``). For every suite table:
 
 1. ``train, test, schema = split_table(name)`` -- the suite's fixed public split;
-2. the training rows become levels on the schema's public domain
+2. the training rows are capped per privacy unit exactly as the product caps its own
+   (:func:`pulsesynth.splits.cap_rows_per_unit` with the schema's ``max_rows_per_unit``,
+   salt :data:`CAP_SALT`), so that ε = 1 means the same guarantee -- per person, not per
+   row -- for every system (``fit_rows``); then they become levels on the schema's public
+   domain
    (``TableEncoder(schema).levels``: declared categories, public bins, missing level); the
    few rows with an unobserved cell (-1: out of domain in a non-nullable column) are
    dropped and counted (``dropped_rows``);
@@ -82,6 +86,9 @@ AIM_MAX_SECONDS = 900
 #: Subprocess timeouts (fit + sampling + start-up), seconds.
 TIMEOUT = {"aim": AIM_MAX_SECONDS + 900, "mst": 1800}
 
+#: Public salt of the benchmark's per-unit cap (the product draws its own secret one).
+CAP_SALT = b"pulsesynth-benchmark-peers-cap"
+
 ROW_KEYS = ("table", "system", "seed", "accuracy", "auc", "tv1", "tv2", "fit_seconds",
             "epsilon")
 
@@ -100,6 +107,14 @@ def export_levels(frame: pd.DataFrame, schema: DatasetSchema
     names = [b.name for b in enc.block_specs]
     widths = {b.name: int(b.width) for b in enc.block_specs}
     return pd.DataFrame(levels[keep], columns=names), widths, int((~keep).sum())
+
+
+def capped_rows(train: pd.DataFrame, schema: DatasetSchema) -> pd.DataFrame:
+    """The training rows a DP system may fit on for a per-unit guarantee: at most the
+    schema's ``max_rows_per_unit`` rows of each privacy unit (as the product fits)."""
+    from pulsesynth.splits import cap_rows_per_unit
+
+    return cap_rows_per_unit(train, schema, schema.privacy.max_rows_per_unit, salt=CAP_SALT)
 
 
 def write_input(directory: Path, levels: pd.DataFrame, widths: dict[str, int]) -> None:
@@ -180,7 +195,10 @@ class ResultsFile:
         return (row["table"], row["system"], int(row["seed"]))
 
     def done(self, table: str, system: str, seed: int) -> bool:
-        return (table, system, int(seed)) in {self.key(r) for r in self.rows}
+        """Measured already (a peer row from before the per-unit cap, without
+        ``fit_rows``, is stale and measured again)."""
+        return any(self.key(r) == (table, system, int(seed))
+                   and (system not in PEERS or "fit_rows" in r) for r in self.rows)
 
     def add(self, row: dict[str, Any]) -> None:
         """Add (or replace) one row and write the file."""
@@ -262,8 +280,10 @@ def measure(table: str, system: str, seed: int, split: tuple[pd.DataFrame, pd.Da
             ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """One row of the results (and the peer's fit.json, for the settings)."""
     train, test, schema = split
+    if system in PEERS:
+        train = capped_rows(train, schema)
     levels, widths, dropped = export_levels(train, schema)
-    common = {"train_rows": len(train), "dropped_rows": dropped}
+    common = {"train_rows": len(split[0]), "fit_rows": len(levels), "dropped_rows": dropped}
     if system == "real":
         return _row(table, system, seed, score(schema, train, test), None, None,
                     **common), None
@@ -274,7 +294,7 @@ def measure(table: str, system: str, seed: int, split: tuple[pd.DataFrame, pd.Da
     if system == "majority":
         return _row(table, system, seed, majority_scores(schema, train, test), None, None,
                     **common), None
-    input_dir = workdir / "input"
+    input_dir = workdir / "input"  # the same capped rows for every peer fit of a table
     if not (input_dir / "domain.json").exists():
         write_input(input_dir, levels, widths)
     synthetic, fit = run_peer(python, input_dir, workdir / f"{system}-{seed}", system, seed,
@@ -302,6 +322,10 @@ def base_settings(seeds: list[int], python: Path) -> dict[str, Any]:
         "split": "benchmarks.suite.tables.split_table: census_income UCI's train/test files; "
                  f"others {SPLIT_FRACTIONS} by a keyed hash of the privacy unit (row key "
                  "where none), public salt; the same for every system and seed",
+        "unit_cap": "peers fit on the training rows capped per privacy unit "
+                    "(pulsesynth.splits.cap_rows_per_unit, the schema's max_rows_per_unit, "
+                    "public salt CAP_SALT) as the product fits, so that epsilon holds per "
+                    "unit for every system (fit_rows); references use every training row",
         "levels": "pulsesynth.encoding.TableEncoder(schema).levels: declared categories, "
                   "public bins, missing level; training rows with an unobserved cell (-1) "
                   "dropped before the peers fit (dropped_rows)",

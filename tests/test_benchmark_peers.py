@@ -15,6 +15,7 @@ import pandas as pd
 from benchmarks import peers_bench
 from benchmarks.peers_bench import (
     ResultsFile,
+    capped_rows,
     decode_levels,
     export_levels,
     majority_scores,
@@ -110,7 +111,31 @@ def test_majority_reference() -> None:
 
 def _row(table: str, system: str, seed: int) -> dict:
     return {"table": table, "system": system, "seed": seed, "accuracy": 0.8, "auc": 0.7,
-            "tv1": 0.1, "tv2": 0.2, "fit_seconds": 1.0, "epsilon": 1.0}
+            "tv1": 0.1, "tv2": 0.2, "fit_seconds": 1.0, "epsilon": 1.0, "fit_rows": 10}
+
+
+def test_peers_fit_on_rows_capped_per_unit_like_the_product() -> None:
+    schema = load_schema(ROOT / "schemas" / "patient_tests.yaml")
+    assert schema.privacy.max_rows_per_unit == 1
+    train = decode_levels(_random_levels(schema, 40, 3), schema, 0)
+    train[list(schema.row_key)[0]] = range(40)
+    train[schema.privacy_unit[0]] = [i // 4 for i in range(40)]  # 10 people, 4 tests each
+    capped = capped_rows(train, schema)
+    assert len(capped) == 10
+    assert sorted(capped[schema.privacy_unit[0]]) == list(range(10))
+    assert capped_rows(train, schema).equals(capped)  # public salt: the same rows every run
+
+
+def test_peer_row_from_before_the_unit_cap_is_measured_again(tmp_path: Path) -> None:
+    results = ResultsFile(tmp_path / "peers.json")
+    stale = _row("patient_tests", "aim", 0)
+    del stale["fit_rows"]
+    results.add(stale)
+    reference = _row("patient_tests", "real", 0)
+    del reference["fit_rows"]
+    results.add(reference)
+    assert not results.done("patient_tests", "aim", 0)
+    assert results.done("patient_tests", "real", 0)
 
 
 def test_results_file_resumes(tmp_path: Path) -> None:
