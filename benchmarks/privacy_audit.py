@@ -174,6 +174,7 @@ def replay_part(args: argparse.Namespace, log: Log) -> dict[str, Any]:
     import torch
 
     from pulsesynth import cli
+    from pulsesynth.artifacts import RunDir
 
     root = Path(tempfile.mkdtemp(prefix="replay-"))
     try:
@@ -186,8 +187,8 @@ def replay_part(args: argparse.Namespace, log: Log) -> dict[str, Any]:
             for argv in (["train", "taxi_trips", "--max-rows", "3000", "--epochs", "5",
                           "--out", str(run), *extra], ["sample", str(run)]):
                 assert cli.main(argv) == 0
-            runs[name] = (torch.load(run / "model" / "model.pt", weights_only=True),
-                          (run / "candidate" / "synthetic.parquet").read_bytes())
+            runs[name] = (torch.load(RunDir(run).model.state_pt, weights_only=True),
+                          RunDir(run).candidate.synthetic_parquet.read_bytes())
         same = []
         names = sorted(runs)
         for i, a in enumerate(names):

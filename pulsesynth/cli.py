@@ -302,6 +302,7 @@ def _audit(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from pulsesynth import pipeline
+    from pulsesynth.artifacts import RunDir
 
     result = pipeline.audit(Path(args.run_dir), seed=args.seed, n_shadows=args.shadows)
     gate = result["gate"]
@@ -323,7 +324,7 @@ def _audit(args: argparse.Namespace) -> int:
             f"{name} {s['value']:.3f} [{s['ci_low']:.3f}, {s['ci_high']:.3f}]"
             for name, s in stats.items()))
         print(f"label: {gate['label']} — {gate['reason']}")
-        print(f"report: {Path(args.run_dir) / pipeline.CANDIDATE_DIR / 'audit.md'}")
+        print(f"report: {RunDir(Path(args.run_dir)).candidate.audit_md}")
     return 0
 
 

@@ -40,6 +40,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pulsesynth.artifacts import (
+    AUDIT_JSON,
+    PRIVACY_JSON,
+    RELEASE_STATS_JSON,
+    RUN_JSON,
+    SCHEMA_YAML,
+    UTILITY_JSON,
+    CandidateDir,
+    RunDir,
+    dump_json,
+)
 from pulsesynth.errors import PulseSynthError, ValidationFailed
 from pulsesynth.frames import conform
 from pulsesynth.paths import Paths
@@ -55,18 +66,9 @@ from pulsesynth.splits import (
 from pulsesynth.validation import validate
 from pulsesynth.warehouse import Warehouse
 
-RUN_FILE = "run.json"
-CHARGE_FILE = "charge.json"
-SIZES_FILE = "sizes.json"
-RELEASE_STATS_FILE = "release_stats.json"
-REPORTS_FILE = "reports.json"
 ACCOUNTANT = "prv"
-MODEL_DIR = "model"
-CANDIDATE_DIR = "candidate"
-MODEL_CANDIDATE_DIR = "model_candidate"
 #: The audit result that covers releasing the model itself (white-box ELBO attack).
 MODEL_ATTACK = "model_mia"
-SYNTHETIC_FILE = "synthetic.parquet"
 
 
 class RunError(PulseSynthError):
@@ -84,8 +86,10 @@ class RunData:
 
 
 def new_run_dir(paths: Paths, dataset_id: str, run_id: str | None = None) -> Path:
+    """A new run directory's path (not created): ``state/runs/<dataset>/<run_id>/``, the run
+    id a UTC timestamp and a random suffix unless given."""
     run_id = run_id or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
-    return paths.state / "runs" / dataset_id / run_id
+    return RunDir.of(paths, dataset_id, run_id).path
 
 
 def start_run(dataset_id: str, run_dir: Path, *, seed: int | None = None,
@@ -121,8 +125,7 @@ def start_run(dataset_id: str, run_dir: Path, *, seed: int | None = None,
         "validation": report.to_dict(),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / RUN_FILE).write_text(json.dumps(run, indent=2), encoding="utf-8")
+    RunDir(run_dir).write_run(run)
     return run
 
 
@@ -139,10 +142,11 @@ def _check_delta(schema: DatasetSchema, rows: int) -> None:
 
 
 def load_run(run_dir: Path) -> dict[str, Any]:
-    path = Path(run_dir) / RUN_FILE
-    if not path.is_file():
-        raise RunError(f"{run_dir}: not a run directory (no {RUN_FILE})")
-    return json.loads(path.read_text(encoding="utf-8"))
+    """The run's ``run.json``; :class:`RunError` when ``run_dir`` is not a run directory."""
+    run = RunDir(run_dir)
+    if not run.run_json.is_file():
+        raise RunError(f"{run_dir}: not a run directory (no {RUN_JSON})")
+    return run.read_run()
 
 
 def derived_seed(run: dict[str, Any], purpose: str) -> int:
@@ -223,21 +227,21 @@ def charge(run_dir: Path, *, epsilon: float | None = None, idempotency_key: str 
                       ACCOUNTANT, key, budget.lifetime_epsilon, actor=actor)
     record = {"id": c.id, "epsilon": c.epsilon, "delta": c.delta, "new": c.new,
               "idempotency_key": c.idempotency_key}
-    _write_json(Path(run_dir) / CHARGE_FILE, record)
+    RunDir(run_dir).write_charge(record)
     return record
 
 
 def recorded_charge(run_dir: Path) -> dict[str, Any] | None:
-    path = Path(run_dir) / CHARGE_FILE
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    """The run's ``charge.json``, or ``None`` before it is charged."""
+    return RunDir(run_dir).read_charge()
 
 
 def public_sizes(run_dir: Path) -> dict[str, int]:
     """The run's DP row counts per role (see :mod:`pulsesynth.budget`)."""
-    path = Path(run_dir) / SIZES_FILE
-    if not path.is_file():
+    run = RunDir(run_dir)
+    if not run.sizes_json.is_file():
         raise RunError(f"{run_dir}: no DP row counts yet (run the train step)")
-    return json.loads(path.read_text(encoding="utf-8"))["rows"]
+    return run.read_sizes()["rows"]
 
 
 def train(run_dir: Path, *, epsilon: float | None = None, private: bool = True,
@@ -269,12 +273,12 @@ def train(run_dir: Path, *, epsilon: float | None = None, private: bool = True,
         split = BudgetSplit.of(charged["epsilon"])
         rng = np.random.default_rng(derived_seed(run, "row-count"))
         sizes = laplace_counts(true_rows, k, split.row_count, rng)
-        _write_json(Path(run_dir) / SIZES_FILE, {
+        RunDir(run_dir).write_sizes({
             "rows": sizes, "mechanism": "Laplace", "sensitivity": k,
             "epsilon": split.row_count})
     else:
         sizes = true_rows  # non-private runs are never released
-        _write_json(Path(run_dir) / SIZES_FILE, {"rows": sizes, "mechanism": None})
+        RunDir(run_dir).write_sizes({"rows": sizes, "mechanism": None})
     synth = DPVAESynthesizer(
         schema, epsilon=split.training if private else None,
         delta=charged["delta"] if charged else None, private=private,
@@ -283,17 +287,18 @@ def train(run_dir: Path, *, epsilon: float | None = None, private: bool = True,
     synth.metadata["dataset_id"] = run["dataset"]
     # The seed is derived from the run's: it is exactly as secret as the run's seed.
     synth.metadata["seed_source"] = run["seed_source"]
-    synth.save(Path(run_dir) / MODEL_DIR)
+    synth.save(RunDir(run_dir).model.path)
     report = dict(synth.privacy_report) | {"seed_source": run["seed_source"]}
     return report | {"charge_id": charged["id"] if charged else None,
                      "rows": sizes["train"]}
 
 
 def load_model(run_dir: Path, paths: Paths | None = None):
+    """The run's trained synthesizer (from ``model/``), under the dataset's current schema."""
     from pulsesynth.synth import DPVAESynthesizer
 
     schema = Warehouse(paths).schema(load_run(run_dir)["dataset"])
-    return DPVAESynthesizer.load(Path(run_dir) / MODEL_DIR, schema)
+    return DPVAESynthesizer.load(RunDir(run_dir).model.path, schema)
 
 
 def _mechanism_text(meta: dict[str, Any]) -> str:
@@ -382,20 +387,21 @@ def sample(run_dir: Path, rows: int | None = None, seed: int | None = None,
     report = validate(table, synth.schema, synthetic=True)
     if not report.success:
         raise ValidationFailed(f"{synth.schema.id} (synthetic)", report)
-    out = Path(run_dir) / CANDIDATE_DIR
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / SYNTHETIC_FILE
+    out = RunDir(run_dir).candidate
+    out.mkdir()
+    path = out.synthetic_parquet
     table.to_parquet(path, index=False)
     privacy = privacy_report(run_dir, synth,
                              sample_seed_source=SECRET if seed is None else CALLER)
-    _write_json(out / "privacy.json", privacy)
+    out.write_privacy(privacy)
     if synth.schema.path:
-        shutil.copyfile(synth.schema.path, out / "schema.yaml")
+        shutil.copyfile(synth.schema.path, out.schema_yaml)
     return path
 
 
 def synthetic_table(run_dir: Path, schema: DatasetSchema) -> pd.DataFrame:
-    path = Path(run_dir) / CANDIDATE_DIR / SYNTHETIC_FILE
+    """The run's candidate synthetic table, in the declared storage types."""
+    path = RunDir(run_dir).candidate.synthetic_parquet
     if not path.is_file():
         raise RunError(f"{run_dir}: no synthetic table yet (run the sample step)")
     return conform(pd.read_parquet(path), schema)
@@ -408,7 +414,7 @@ def evaluate(run_dir: Path, seed: int = 0, paths: Paths | None = None) -> dict[s
     data = run_data(run_dir, paths)
     result = evaluate_utility(data.schema, data.train, data.holdout,
                               synthetic_table(run_dir, data.schema), seed=seed)
-    _write_json(Path(run_dir) / CANDIDATE_DIR / "utility.json", result)
+    RunDir(run_dir).candidate.write_utility(result)
     return result
 
 
@@ -421,14 +427,10 @@ def code_version() -> str:
 
 
 def model_hash(run_dir: Path) -> str:
+    """SHA-256 of the run's trained synthesizer state (``model/model.pt``)."""
     from pulsesynth.warehouse import file_sha256
 
-    return file_sha256(Path(run_dir) / MODEL_DIR / "model.pt")
-
-
-def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+    return file_sha256(RunDir(run_dir).model.state_pt)
 
 
 def _released_rows(run_dir: Path, schema: DatasetSchema,
@@ -505,18 +507,18 @@ def audit(run_dir: Path, *, seed: int = 0, n_shadows: int = 1,
     result["shadow_training"] = {"jobs": 2 * n_shadows,
                                  "where": "mapped" if mapper is not None else "in-process",
                                  "reference": "fresh draws from the released model"}
-    candidate = Path(run_dir) / CANDIDATE_DIR
-    privacy = json.loads((candidate / "privacy.json").read_text(encoding="utf-8"))
+    candidate = RunDir(run_dir).candidate
+    privacy = candidate.read_privacy()
     audit_key = hashlib.sha256(json.dumps(
         {"seed": seed, "n_shadows": n_shadows,
          "extra": [hashlib.sha256(Path(p).read_bytes()).hexdigest()
                    for p in extra_synthetic or []]}, sort_keys=True).encode()).hexdigest()
     stats = release_statistics(run_dir, data, synthetic, decisions, privacy, audit_key,
                                paths=paths)
-    _write_json(candidate / RELEASE_STATS_FILE, stats)
+    candidate.write_release_stats(stats)
     gate = evaluate_gate(load_policy(policy_path or DEFAULT_POLICY), privacy, stats)
-    _write_json(candidate / "gate.json", gate.to_dict())
-    write_report(result, candidate, privacy, gate.to_dict(), stats)
+    candidate.write_gate(gate.to_dict())
+    write_report(result, candidate.path, privacy, gate.to_dict(), stats)
     return result | {"gate": gate.to_dict(), "release_stats": stats}
 
 
@@ -567,8 +569,7 @@ def _charge_report(run_dir: Path, run: dict[str, Any], audit_key: str, epsilon: 
     :func:`release_statistics`); returns its id."""
     from pulsesynth.governance.ledger import Ledger
 
-    path = Path(run_dir) / REPORTS_FILE
-    reports = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    reports = RunDir(run_dir).read_reports()
     if audit_key in reports:
         return int(reports[audit_key])
     charged = recorded_charge(run_dir)
@@ -587,7 +588,7 @@ def _charge_report(run_dir: Path, run: dict[str, Any], audit_key: str, epsilon: 
             budget.lifetime_epsilon, actor="audit")
         charge_id = c.id
     reports[audit_key] = charge_id
-    _write_json(path, reports)
+    RunDir(run_dir).write_reports(reports)
     return charge_id
 
 
@@ -615,54 +616,54 @@ def model_candidate(run_dir: Path, policy_path: Path | None = None,
     from pulsesynth.schema import parse_schema
 
     run_dir = Path(run_dir)
-    candidate = run_dir / CANDIDATE_DIR
-    needed = ("privacy.json", "audit.json", "utility.json", RELEASE_STATS_FILE, "schema.yaml")
-    missing = [n for n in needed if not (candidate / n).is_file()]
+    candidate = RunDir(run_dir).candidate
+    missing = candidate.missing((PRIVACY_JSON, AUDIT_JSON, UTILITY_JSON, RELEASE_STATS_JSON,
+                                 SCHEMA_YAML))
     if missing:
         raise RunError(f"{run_dir}: run is not audited and evaluated yet (candidate lacks "
                        f"{', '.join(missing)}); run sample, evaluate and audit first")
     synth = load_model(run_dir, paths)
-    privacy = json.loads((candidate / "privacy.json").read_text(encoding="utf-8"))
-    run_audit = json.loads((candidate / "audit.json").read_text(encoding="utf-8"))
+    privacy = candidate.read_privacy()
+    run_audit = candidate.read_audit()
     attack = (run_audit.get("membership_attacks") or {}).get(MODEL_ATTACK)
     if not isinstance(attack, dict):
         raise RunError(f"{run_dir}: the run's audit has no {MODEL_ATTACK} result")
     audit = {"dataset": run_audit.get("dataset", synth.schema.id), "kind": "model",
              "membership_attacks": {MODEL_ATTACK: attack},
              "seed": run_audit.get("seed"), "caveat": run_audit.get("caveat")}
-    out = run_dir / MODEL_CANDIDATE_DIR
-    out.mkdir(parents=True, exist_ok=True)
+    out = RunDir(run_dir).model_candidate
+    out.mkdir()
     if privacy.get("private") is True and synth.metadata.get("private") is True:
-        synth.export_release(out)
+        synth.export_release(out.path)
     else:
         # A non-DP model is never exported for release; the candidate is recorded (blocked)
         # with a placeholder so the steward sees why.
         _write_blocked_model_files(out, synth)
-    stats = json.loads((candidate / RELEASE_STATS_FILE).read_text(encoding="utf-8"))
+    stats = candidate.read_release_stats()
     gate = evaluate_gate(load_policy(policy_path or DEFAULT_POLICY), privacy, stats,
                          kind="model")
-    _write_json(out / "privacy.json", privacy)
-    _write_json(out / "audit.json", audit)
-    _write_json(out / RELEASE_STATS_FILE, stats)
-    _write_json(out / "gate.json", gate.to_dict())
-    shutil.copyfile(candidate / "utility.json", out / "utility.json")
-    declared = (candidate / "schema.yaml").read_bytes()
+    out.write_privacy(privacy)
+    out.write_audit(audit)
+    out.write_release_stats(stats)
+    out.write_gate(gate.to_dict())
+    shutil.copyfile(candidate.utility_json, out.utility_json)
+    declared = candidate.schema_yaml.read_bytes()
     if parse_schema(yaml.safe_load(declared.decode("utf-8"))).hash == synth.schema.hash:
-        (out / "schema.yaml").write_bytes(declared)
+        out.schema_yaml.write_bytes(declared)
     else:  # e.g. a catalogued classification that overrides the file's
-        (out / "schema.yaml").write_text(yaml.safe_dump(synth.schema.raw, sort_keys=False),
-                                         encoding="utf-8")
-    return out
+        out.schema_yaml.write_text(yaml.safe_dump(synth.schema.raw, sort_keys=False),
+                                   encoding="utf-8")
+    return out.path
 
 
-def _write_blocked_model_files(out: Path, synth: Any) -> None:
+def _write_blocked_model_files(out: CandidateDir, synth: Any) -> None:
     """Stand-in release files for a non-DP model: an empty-tensor state_dict (the real
     weights never leave the run directory) and a config that says it is not private."""
     import torch
 
-    torch.save({"withheld": torch.zeros(0)}, out / "weights.pt")
-    _write_json(out / "model.json", {
+    torch.save({"withheld": torch.zeros(0)}, out.weights_pt)
+    out.release_config_json.write_text(dump_json({
         "format_version": 1, "kind": "model", "model": "dp-vae", "withheld": True,
         "reason": "non-private (non-DP) model: weights are never exported for release",
         "schema_id": synth.schema.id, "schema_hash": synth.schema.hash,
-        "privacy": {"private": False}})
+        "privacy": {"private": False}}), encoding="utf-8")

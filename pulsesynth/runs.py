@@ -29,10 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import pulsesynth
+from pulsesynth.artifacts import CandidateDir, RunDir, runs_root
 from pulsesynth.fitness import verdict
 from pulsesynth.paths import Paths
-
-CACHE_FILE = "cache.json"
 
 
 def code_fingerprint(root: Path | None = None) -> str:
@@ -77,40 +76,36 @@ def idempotency_key(dataset: str, key: str) -> str:
 
 def record_key(run_dir: Path, key: str, components: dict[str, Any]) -> Path:
     """Write ``cache.json`` (the key and what it was made from) into a run directory."""
-    path = Path(run_dir) / CACHE_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"key": key, **components}, indent=2, sort_keys=True,
-                               default=str), encoding="utf-8")
-    return path
+    return RunDir(run_dir).write_cache({"key": key, **components})
 
 
 def run_key(run_dir: Path) -> str | None:
-    path = Path(run_dir) / CACHE_FILE
-    if not path.is_file():
+    """The cache key recorded in a run directory, or ``None`` (none, or unreadable)."""
+    run = RunDir(run_dir)
+    if not run.cache_json.is_file():
         return None
     try:
-        return json.loads(path.read_text(encoding="utf-8")).get("key")
+        return run.read_cache().get("key")
     except (OSError, json.JSONDecodeError):
         return None
 
 
 def is_complete(run_dir: Path) -> bool:
     """A finished run: model saved and every candidate report written."""
-    run_dir = Path(run_dir)
-    candidate = run_dir / "candidate"
-    needed = [run_dir / "model" / "model.pt", candidate / "synthetic.parquet",
-              candidate / "privacy.json", candidate / "utility.json",
-              candidate / "audit.json", candidate / "release_stats.json",
-              candidate / "gate.json"]
+    run = RunDir(run_dir)
+    candidate = run.candidate
+    needed = [run.model.state_pt, candidate.synthetic_parquet, candidate.privacy_json,
+              candidate.utility_json, candidate.audit_json, candidate.release_stats_json,
+              candidate.gate_json]
     return all(p.is_file() for p in needed)
 
 
 def run_dirs(paths: Paths, dataset: str) -> list[Path]:
     """A dataset's run directories, newest first (run ids start with a UTC timestamp)."""
-    base = paths.state / "runs" / dataset
+    base = runs_root(paths, dataset)
     if not base.is_dir():
         return []
-    return sorted((d for d in base.iterdir() if d.is_dir() and (d / "run.json").is_file()),
+    return sorted((d for d in base.iterdir() if d.is_dir() and RunDir(d).run_json.is_file()),
                   key=lambda d: d.name, reverse=True)
 
 
@@ -140,7 +135,7 @@ def latest_complete_run(paths: Paths, dataset: str, snapshot_id: str) -> Path | 
         if not is_complete(run_dir):
             continue
         try:
-            run = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+            run = RunDir(run_dir).read_run()
         except (OSError, json.JSONDecodeError):
             continue
         if run.get("snapshot_id") == snapshot_id:
@@ -160,10 +155,10 @@ def summarize(run_dir: Path) -> dict[str, Any]:
     """Public and DP figures of a run for reports and Prefect artifacts (no exact audit or
     utility figure, no exact row count)."""
     run_dir = Path(run_dir)
-    candidate = run_dir / "candidate"
-    privacy = _read(candidate / "privacy.json")
-    gate = _read(candidate / "gate.json")
-    report = _read(candidate / "release_stats.json")
+    candidate = RunDir(run_dir).candidate
+    privacy = _read(candidate.privacy_json)
+    gate = _read(candidate.gate_json)
+    report = _read(candidate.release_stats_json)
     stats = report.get("statistics") or {}
 
     def dp(name: str) -> float | None:
@@ -185,11 +180,11 @@ def summarize(run_dir: Path) -> dict[str, Any]:
     }
 
 
-def _target(candidate: Path) -> str | None:
+def _target(candidate: CandidateDir) -> str | None:
     import yaml
 
     try:
-        declared = yaml.safe_load((candidate / "schema.yaml").read_text(encoding="utf-8"))
+        declared = yaml.safe_load(candidate.schema_yaml.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError):
         return None
     return declared.get("target") if isinstance(declared, dict) else None

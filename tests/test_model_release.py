@@ -32,6 +32,7 @@ from model_fixtures import (
 )
 
 from pulsesynth import cli, pipeline
+from pulsesynth.artifacts import RunDir
 from pulsesynth.errors import SchemaError
 from pulsesynth.frames import conform
 from pulsesynth.gate import DEFAULT_POLICY, PolicyError, evaluate_gate, load_policy
@@ -458,7 +459,7 @@ def test_registration_refuses_malformed_or_leaky_model_candidates(paths: Paths) 
 
 def _fake_audit_and_utility(run: Path) -> None:
     """Stand-ins for the audit and evaluate steps (tested elsewhere; slow here)."""
-    cand = run / pipeline.CANDIDATE_DIR
+    cand = RunDir(run).candidate.path
     mia = {"attack": "model_mia", "accuracy": 0.51, "ci_low": 0.48, "ci_high": 0.54,
            "auc": 0.5, "tpr_at_1pct_fpr": 0.0, "advantage": 0.02, "advantage_ci_high": 0.08,
            "effective_epsilon": 0.0, "n_members": 200, "n_non_members": 200, "details": {},
@@ -489,7 +490,7 @@ def test_model_candidate_from_a_run_and_the_cli(
 
     assert cli.main(["release-model", "--run", str(run), "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
-    out = run / pipeline.MODEL_CANDIDATE_DIR
+    out = RunDir(run).model_candidate.path
     assert {p.name for p in out.iterdir()} == {"weights.pt", "model.json", "audit.json",
                                                "gate.json", "privacy.json", "utility.json",
                                                "release_stats.json", "schema.yaml"}

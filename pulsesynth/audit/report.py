@@ -7,7 +7,6 @@ images. Reports carry rates, distances and counts — never rows or rare values.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pulsesynth.artifacts import AUDIT_DCR_PNG, AUDIT_ROC_PNG, CandidateDir
 from pulsesynth.audit.attacks.anonymeter import attribute_inference, singling_out
 from pulsesynth.audit.attacks.membership import ELBOAttack, SurrogateAttack, vae_release
 from pulsesynth.audit.distances import distance_report
@@ -140,15 +140,15 @@ def write_report(audit: dict[str, Any], directory: Path, privacy: dict[str, Any]
 
     Both are the steward's (exact figures of the private rows); ``audit.md`` also shows
     the DP release report the gate decided on, when given."""
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "audit.json").write_text(json.dumps(audit, indent=2, default=str),
-                                          encoding="utf-8")
-    images = _plots(audit, directory)
+    candidate = CandidateDir(directory)
+    candidate.mkdir()
+    candidate.write_audit(audit)
+    images = _plots(audit, candidate)
     text = _markdown(audit, privacy, gate, images)
     if release_stats:
         text += "\n" + _release_markdown(release_stats)
-    (directory / "audit.md").write_text(text, encoding="utf-8")
-    return directory / "audit.md"
+    candidate.audit_md.write_text(text, encoding="utf-8")
+    return candidate.audit_md
 
 
 def _release_markdown(stats: dict[str, Any]) -> str:
@@ -161,7 +161,7 @@ def _release_markdown(stats: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _plots(audit: dict[str, Any], directory: Path) -> dict[str, str]:
+def _plots(audit: dict[str, Any], candidate: CandidateDir) -> dict[str, str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -177,9 +177,9 @@ def _plots(audit: dict[str, Any], directory: Path) -> dict[str, str]:
            title="Membership attacks: ROC")
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    fig.savefig(directory / "roc.png", dpi=110)
+    fig.savefig(candidate.audit_roc_png, dpi=110)
     plt.close(fig)
-    images["roc"] = "roc.png"
+    images["roc"] = AUDIT_ROC_PNG
 
     hist = audit["distances"]["dcr_histogram"]
     edges = hist["edges"]
@@ -192,9 +192,9 @@ def _plots(audit: dict[str, Any], directory: Path) -> dict[str, str]:
         zip(hist["to_train"], hist["to_holdout"], strict=True)) if a or b) + 1]))
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(directory / "dcr.png", dpi=110)
+    fig.savefig(candidate.audit_dcr_png, dpi=110)
     plt.close(fig)
-    images["dcr"] = "dcr.png"
+    images["dcr"] = AUDIT_DCR_PNG
     return images
 
 
