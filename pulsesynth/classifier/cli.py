@@ -84,17 +84,18 @@ def _release_classifier(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from pulsesynth.artifacts import RELEASE_CONFIG_JSON, SCHEMA_YAML, WEIGHTS_PT, ReleaseDir
     from pulsesynth.classifier import DPClassifier
     from pulsesynth.errors import PulseSynthError
     from pulsesynth.frames import conform
     from pulsesynth.schema import load_schema
 
-    release = Path(args.release)
-    if not (release / "weights.pt").is_file() or not (release / "schema.yaml").is_file():
-        raise PulseSynthError(f"{release}: not a classifier release directory "
-                              "(needs weights.pt, model.json and schema.yaml)")
-    schema = load_schema(release / "schema.yaml")
-    clf = DPClassifier.from_release(release, schema)
+    release = ReleaseDir(Path(args.release))
+    if not release.weights_pt.is_file() or not release.schema_yaml.is_file():
+        raise PulseSynthError(f"{release.path}: not a classifier release directory "
+                              f"(needs {WEIGHTS_PT}, {RELEASE_CONFIG_JSON} and {SCHEMA_YAML})")
+    schema = load_schema(release.schema_yaml)
+    clf = DPClassifier.from_release(release.path, schema)
     path = Path(args.input)
     try:
         rows = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path)

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from pulsesynth.artifacts import CandidateDir, ReleaseDir
 from pulsesynth.errors import SchemaError
 from pulsesynth.schema import DatasetSchema
 from pulsesynth.splits import cap_rows_per_unit
@@ -41,8 +42,6 @@ from pulsesynth.synth.train import (
 from pulsesynth.threads import TORCH_RNG_LOCK, seeded_torch
 from pulsesynth.utility import FeatureEncoder, category_codes
 
-WEIGHTS_FILE = "weights.pt"
-MODEL_FILE = "model.json"
 FORMAT_VERSION = 1
 
 
@@ -264,19 +263,20 @@ class DPClassifier:
     def export_release(self, directory: str | Path) -> Path:
         """Write ``weights.pt`` (state_dict) and ``model.json`` into ``directory``."""
         model = self._require_model()
-        path = Path(directory)
-        path.mkdir(parents=True, exist_ok=True)
-        torch.save(model.state_dict(), path / WEIGHTS_FILE)
-        (path / MODEL_FILE).write_text(json.dumps(self.public_card(), indent=2, default=str),
-                                       encoding="utf-8")
-        return path
+        out = CandidateDir(directory)
+        out.mkdir()
+        torch.save(model.state_dict(), out.weights_pt)
+        out.release_config_json.write_text(
+            json.dumps(self.public_card(), indent=2, default=str), encoding="utf-8")
+        return out.path
 
     @classmethod
     def from_release(cls, directory: str | Path, schema: DatasetSchema) -> DPClassifier:
         """Load a released classifier; refuses a schema other than the one it was trained
         under (the feature layout would not match)."""
         path = Path(directory)
-        card = json.loads((path / MODEL_FILE).read_text(encoding="utf-8"))
+        release = ReleaseDir(path)
+        card = release.read_release_config()
         if card.get("kind") != "classifier":
             raise SchemaError(f"{path}: not a classifier release (kind {card.get('kind')!r})")
         if card.get("schema_hash") != schema.hash:
@@ -291,7 +291,7 @@ class DPClassifier:
             raise SchemaError(f"{path}: feature layout differs from the released one")
         with TORCH_RNG_LOCK:  # construction initialises weights from the global generator
             model = MLP(len(clf.encoder.feature_names), config.hidden, len(clf.classes))
-        model.load_state_dict(torch.load(path / WEIGHTS_FILE, weights_only=True))
+        model.load_state_dict(torch.load(release.weights_pt, weights_only=True))
         model.eval()
         clf.model = model
         clf.metadata = {k: v for k, v in card.items() if k != "privacy"} | card["privacy"]

@@ -21,14 +21,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pulsesynth.classifier.model import WEIGHTS_FILE, DPClassifier
+from pulsesynth.artifacts import RunDir
+from pulsesynth.classifier.model import DPClassifier
 from pulsesynth.paths import Paths
-
-CANDIDATE_DIR = "classifier_candidate"
-
-
-def _write(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
 
 
 def recipe_key(dataset: str, run_id: str, config: dict[str, Any],
@@ -114,10 +109,10 @@ def classifier_candidate(run_dir: Path, *, epsilon: float | None = None,
     sizes = laplace_counts(true_rows, k, split.row_count, rng) if private else true_rows
     clf.fit(data.train, snapshot_id=run["snapshot_id"], public_rows=sizes["train"])
 
-    out = run_dir / CANDIDATE_DIR
-    if out.exists():
-        shutil.rmtree(out)
-    clf.export_release(out)
+    out = RunDir(run_dir).classifier_candidate
+    if out.path.exists():
+        shutil.rmtree(out.path)
+    clf.export_release(out.path)
     test = clf.evaluate(data.holdout)
     utility = {"kind": "classifier", "target": schema.target, "test": test,
                "reading": "accuracy of the released classifier on unseen real rows"}
@@ -146,7 +141,7 @@ def classifier_candidate(run_dir: Path, *, epsilon: float | None = None,
         "adjacency": "add or remove one privacy unit (all its rows) from the table",
         "privacy_unit": list(schema.privacy_unit) or ["<row>"], "max_rows_per_unit": k,
         "randomness": SECRET if run["seed_source"] == SECRET else CALLER,
-        "code_version": code_version(), "model_hash": file_sha256(out / WEIGHTS_FILE),
+        "code_version": code_version(), "model_hash": file_sha256(out.weights_pt),
         "kind": "classifier",
     }
     if private and charged:
@@ -163,11 +158,12 @@ def classifier_candidate(run_dir: Path, *, epsilon: float | None = None,
         privacy |= {"epsilon": None, "delta": None, "charge_id": None}
     gate = evaluate_gate(load_policy(policy_path or DEFAULT_POLICY), privacy, stats,
                          kind="classifier").to_dict()
-    for name, value in (("utility.json", utility), ("audit.json", audit),
-                        ("privacy.json", privacy), ("gate.json", gate),
-                        ("release_stats.json", stats)):
-        _write(out / name, value)
+    out.write_utility(utility)
+    out.write_audit(audit)
+    out.write_privacy(privacy)
+    out.write_gate(gate)
+    out.write_release_stats(stats)
     if schema.path:
-        shutil.copyfile(schema.path, out / "schema.yaml")
-    return {"candidate_dir": str(out), "privacy": privacy, "utility": utility,
+        shutil.copyfile(schema.path, out.schema_yaml)
+    return {"candidate_dir": str(out.path), "privacy": privacy, "utility": utility,
             "audit": audit, "gate": gate, "charge": charged}

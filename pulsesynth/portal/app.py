@@ -47,6 +47,17 @@ from pydantic import BaseModel
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from pulsesynth.artifacts import (
+    DATACARD_JSON,
+    DATACARD_MD,
+    MODELCARD_JSON,
+    MODELCARD_MD,
+    SYNTHETIC_CSV,
+    SYNTHETIC_PARQUET,
+    WEIGHTS_RELEASE_FILES,
+    card_json_name,
+    index_json,
+)
 from pulsesynth.governance.db import log_event, now_iso, open_db, transaction
 from pulsesynth.governance.tokens import verify_token
 from pulsesynth.paths import Paths
@@ -59,7 +70,9 @@ KIND_TEXT = {"table": "synthetic table", "classifier": "DP classifier",
              "model": "DP generative model"}
 #: Labels a kind may carry in the portal (a model is never open, whatever the index says).
 KIND_LABELS = {"table": LABELS, "classifier": LABELS, "model": ("confidential",)}
-MODEL_DOWNLOADS = ("weights.pt", "model.json", "schema.yaml", "modelcard.md", "modelcard.json")
+#: What a release page offers for download, in this order.
+MODEL_DOWNLOADS = (*WEIGHTS_RELEASE_FILES, MODELCARD_MD, MODELCARD_JSON)
+TABLE_DOWNLOADS = (SYNTHETIC_CSV, SYNTHETIC_PARQUET, DATACARD_MD, DATACARD_JSON)
 SAMPLE_FORMATS = ("csv", "json")
 MODEL_CACHE_SIZE = 4
 STATIC_FILES = {"portal.css": "text/css; charset=utf-8"}
@@ -364,7 +377,7 @@ def _remember_token(request: Request, response: Response, entity: str | None) ->
 def _catalogue(paths: Paths) -> list[dict[str, Any]]:
     """Well-formed entries of ``published/index.json`` (anything odd is ignored)."""
     try:
-        raw = json.loads((paths.published / "index.json").read_text("utf-8"))
+        raw = json.loads(index_json(paths).read_text("utf-8"))
     except (OSError, json.JSONDecodeError):
         return []
     entries = []
@@ -442,7 +455,7 @@ def _read_published(paths: Paths, entry: dict[str, Any], name: str,
 
 def _card(paths: Paths, entry: dict[str, Any]) -> dict[str, Any]:
     """The release's card: ``datacard.json`` for tables, ``modelcard.json`` otherwise."""
-    name = "datacard.json" if entry.get("kind", "table") == "table" else "modelcard.json"
+    name = card_json_name(entry.get("kind", "table"))
     info = next((f for f in entry.get("files", []) if f.get("name") == name), None)
     if info is None:
         raise HTTPException(404)
@@ -460,8 +473,7 @@ def _dataset_response(request: Request, versions: list[dict[str, Any]], entry: d
                       versions=list(reversed(versions)), can_sample=can_sample,
                       limits=limits)
     plots = [files[p] for p in card.get("plots", []) if p in files]
-    downloads = [files[n] for n in ("synthetic.csv", "synthetic.parquet", "datacard.md",
-                                    "datacard.json") if n in files]
+    downloads = [files[n] for n in TABLE_DOWNLOADS if n in files]
     return render(request, "dataset.html", entry=entry, card=card, plots=plots,
                   downloads=downloads, versions=list(reversed(versions)))
 
@@ -525,13 +537,13 @@ class _ModelCache:
         self.items: OrderedDict[tuple[str, ...], Any] = OrderedDict()
 
     def get(self, paths: Paths, entry: dict[str, Any]) -> Any:
-        from pulsesynth.synth.release import RELEASE_FILES, load_release
+        from pulsesynth.synth.release import load_release
 
         infos = {f.get("name"): f for f in entry.get("files", [])}
-        if any(name not in infos for name in RELEASE_FILES):
+        if any(name not in infos for name in WEIGHTS_RELEASE_FILES):
             raise HTTPException(404)
         key = (str(paths.published.resolve() / entry["path"]),
-               *(str(infos[name].get("sha256")) for name in RELEASE_FILES))
+               *(str(infos[name].get("sha256")) for name in WEIGHTS_RELEASE_FILES))
         with self.lock:
             if key in self.items:
                 self.items.move_to_end(key)
@@ -539,7 +551,7 @@ class _ModelCache:
         # Read through the same checks as downloads: listed, regular, inside published/,
         # SHA-256 equal to the index's.
         files = {name: _read_published(paths, entry, name, infos[name])
-                 for name in RELEASE_FILES}
+                 for name in WEIGHTS_RELEASE_FILES}
         synth = load_release(files)
         with self.lock:
             self.items[key] = synth

@@ -19,11 +19,9 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from pulsesynth.artifacts import MODELCARD_JSON, SCHEMA_YAML, WEIGHTS_RELEASE_FILES, ReleaseDir
 from pulsesynth.errors import PulseSynthError
 from pulsesynth.schema import DatasetSchema, parse_schema
-
-RELEASE_FILES = ("weights.pt", "model.json", "schema.yaml")
-CARD_FILE = "modelcard.json"
 
 
 class ReleaseFileError(PulseSynthError):
@@ -34,9 +32,10 @@ def read_release_files(release_dir: str | Path) -> dict[str, bytes]:
     """The sampler's files of a published model release, each checked against the SHA-256
     that ``modelcard.json`` lists (a changed or swapped file is refused)."""
     release_dir = Path(release_dir)
-    card_path = release_dir / CARD_FILE
+    card_path = ReleaseDir(release_dir).modelcard_json
     if not card_path.is_file():
-        raise ReleaseFileError(f"{release_dir}: not a published model release (no {CARD_FILE})")
+        raise ReleaseFileError(f"{release_dir}: not a published model release "
+                               f"(no {MODELCARD_JSON})")
     try:
         card = json.loads(card_path.read_text("utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -47,21 +46,21 @@ def read_release_files(release_dir: str | Path) -> dict[str, bytes]:
     listed = {f.get("name"): f.get("sha256") for f in card.get("files", [])
               if isinstance(f, dict)}
     out: dict[str, bytes] = {}
-    for name in RELEASE_FILES:
+    for name in WEIGHTS_RELEASE_FILES:
         path = release_dir / name
         if not path.is_file() or path.is_symlink():
             raise ReleaseFileError(f"{release_dir}: release lacks {name}")
         data = path.read_bytes()
         if listed.get(name) != hashlib.sha256(data).hexdigest():
-            raise ReleaseFileError(f"{path}: SHA-256 differs from the one {CARD_FILE} lists; "
-                                   "the file was changed after publication")
+            raise ReleaseFileError(f"{path}: SHA-256 differs from the one {MODELCARD_JSON} "
+                                   "lists; the file was changed after publication")
         out[name] = data
     return out
 
 
 def release_schema(files: Mapping[str, bytes]) -> DatasetSchema:
     """The declared schema shipped with the release."""
-    raw: Any = yaml.safe_load(files["schema.yaml"].decode("utf-8"))
+    raw: Any = yaml.safe_load(files[SCHEMA_YAML].decode("utf-8"))
     return parse_schema(raw)
 
 

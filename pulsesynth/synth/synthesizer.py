@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from pulsesynth.artifacts import RELEASE_CONFIG_JSON, WEIGHTS_PT, CandidateDir, ModelDir, ReleaseDir
 from pulsesynth.encoding import TableEncoder
 from pulsesynth.errors import SchemaError
 from pulsesynth.schema import DatasetSchema
@@ -36,11 +37,7 @@ from pulsesynth.synth.model import NegativeELBO, TabularVAE
 from pulsesynth.synth.train import ProgressFn, TrainConfig, gaussian_noise_for, train_vae
 from pulsesynth.threads import TORCH_RNG_LOCK
 
-MODEL_FILE = "model.pt"
-METADATA_FILE = "metadata.json"
 FORMAT_VERSION = 1
-RELEASE_WEIGHTS = "weights.pt"
-RELEASE_CONFIG = "model.json"
 RELEASE_FORMAT_VERSION = 1
 #: The privacy parameters a released model.json carries (public mechanism facts only).
 #: Never the training seed: knowing it would let anyone regenerate the DP noise.
@@ -290,20 +287,21 @@ class DPVAESynthesizer:
     def save(self, directory: str | Path) -> Path:
         """Write ``model.pt`` (state_dict) and ``metadata.json`` into ``directory``."""
         model = self._require_model()
-        path = Path(directory)
-        path.mkdir(parents=True, exist_ok=True)
-        torch.save(model.state_dict(), path / MODEL_FILE)
-        (path / METADATA_FILE).write_text(
+        saved = ModelDir(directory)
+        saved.mkdir()
+        torch.save(model.state_dict(), saved.state_pt)
+        saved.metadata_json.write_text(
             json.dumps(self.metadata, indent=2, sort_keys=True, default=_json_default),
             encoding="utf-8",
         )
-        return path
+        return saved.path
 
     @classmethod
     def load(cls, directory: str | Path, schema: DatasetSchema) -> DPVAESynthesizer:
         """Load a saved synthesizer; refuses a schema whose hash differs from training's."""
         path = Path(directory)
-        meta = json.loads((path / METADATA_FILE).read_text(encoding="utf-8"))
+        saved = ModelDir(path)
+        meta = json.loads(saved.metadata_json.read_text(encoding="utf-8"))
         if meta.get("schema_hash") != schema.hash:
             raise SchemaError(
                 f"{path}: model was trained under schema hash {meta.get('schema_hash')}, "
@@ -324,7 +322,7 @@ class DPVAESynthesizer:
             synth.marginals = NoisyMarginals.from_dict(meta["marginals"])
         with TORCH_RNG_LOCK:  # construction initialises weights from the global generator
             model = TabularVAE(synth.encoder.width, config.hidden, config.latent_dim)
-        state = torch.load(path / MODEL_FILE, weights_only=True)
+        state = torch.load(saved.state_pt, weights_only=True)
         model.load_state_dict(state)
         model.eval()
         synth.model = model
@@ -372,14 +370,14 @@ class DPVAESynthesizer:
         model = self._require_model()
         if not self.metadata.get("private", self.private):
             raise ValueError("a non-private (non-DP) model is never exported for release")
-        path = Path(directory)
-        path.mkdir(parents=True, exist_ok=True)
+        out = CandidateDir(directory)
+        out.mkdir()
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        torch.save(state, path / RELEASE_WEIGHTS)
-        (path / RELEASE_CONFIG).write_text(
+        torch.save(state, out.weights_pt)
+        out.release_config_json.write_text(
             json.dumps(self.release_config(), indent=2, sort_keys=True, default=_json_default),
             encoding="utf-8")
-        return path
+        return out.path
 
     @classmethod
     def from_release(cls, source: str | Path | Mapping[str, bytes],
@@ -392,11 +390,12 @@ class DPVAESynthesizer:
         """
         if isinstance(source, Mapping):
             where = "release"
-            weights, config_bytes = source[RELEASE_WEIGHTS], source[RELEASE_CONFIG]
+            weights, config_bytes = source[WEIGHTS_PT], source[RELEASE_CONFIG_JSON]
         else:
             where = str(source)
-            weights = (Path(source) / RELEASE_WEIGHTS).read_bytes()
-            config_bytes = (Path(source) / RELEASE_CONFIG).read_bytes()
+            release = ReleaseDir(Path(source))
+            weights = release.weights_pt.read_bytes()
+            config_bytes = release.release_config_json.read_bytes()
         config = json.loads(config_bytes.decode("utf-8"))
         if config.get("kind") != "model" or config.get("model") != "dp-vae":
             raise ValueError(f"{where}: model.json does not describe a released DP-VAE")
