@@ -187,16 +187,18 @@ def _releases_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_candidate_reports(candidate: Any, kind: str) -> None:
+def _print_candidate_reports(candidate_dir: Any, kind: str) -> None:
     """The steward's view: the DP figures that were published, the fit-for-purpose
     verdict, and where the exact (private) audit report is."""
     import yaml
 
+    from pulsesynth.artifacts import CandidateDir
     from pulsesynth.fitness import verdict
 
+    candidate = CandidateDir(candidate_dir)
     try:
-        stats = json.loads((candidate / "release_stats.json").read_text(encoding="utf-8"))
-        declared = yaml.safe_load((candidate / "schema.yaml").read_text(encoding="utf-8"))
+        stats = candidate.read_release_stats()
+        declared = yaml.safe_load(candidate.schema_yaml.read_text(encoding="utf-8"))
     except (OSError, ValueError, yaml.YAMLError):
         return
     for name, s in (stats.get("statistics") or {}).items():
@@ -204,7 +206,7 @@ def _print_candidate_reports(candidate: Any, kind: str) -> None:
     fit = verdict(stats, (declared or {}).get("target"), kind)
     if fit["verdict"]:
         print(f"{'fit':14s} {fit['verdict']}: {(fit['suitable'] + fit['not_suitable'])[0]}")
-    report = candidate / "audit.md"
+    report = candidate.audit_md
     if report.is_file():
         print(f"{'audit report':14s} {report} (exact figures, steward only)")
 

@@ -18,6 +18,18 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from pulsesynth.artifacts import (
+    DATACARD_MD,
+    GATE_JSON,
+    PLOTS_DIR,
+    PRIVACY_JSON,
+    RELEASE_STATS_JSON,
+    SCHEMA_YAML,
+    SYNTHETIC_CSV,
+    SYNTHETIC_PARQUET,
+    ReleaseDir,
+    dump_json,
+)
 from pulsesynth.governance.errors import CandidateError
 from pulsesynth.paths import Paths
 
@@ -60,17 +72,18 @@ PUBLISHED_COLUMNS_LIMIT = 40
 def build_release_dir(out: Path, files: dict[str, bytes], release: Any,
                       approval: dict[str, Any], version: str, paths: Paths) -> dict[str, Any]:
     """Write the release into ``out`` (a temporary directory); returns the data card."""
-    table = pd.read_parquet(io.BytesIO(files["synthetic.parquet"]))
-    schema = yaml.safe_load(files["schema.yaml"].decode("utf-8")) or {}
-    (out / "synthetic.parquet").write_bytes(files["synthetic.parquet"])
-    table.to_csv(out / "synthetic.csv", index=False, lineterminator="\n")
-    plots = write_plots(table, schema, out / "plots")
+    target = ReleaseDir(out)
+    table = pd.read_parquet(io.BytesIO(files[SYNTHETIC_PARQUET]))
+    schema = yaml.safe_load(files[SCHEMA_YAML].decode("utf-8")) or {}
+    target.synthetic_parquet.write_bytes(files[SYNTHETIC_PARQUET])
+    table.to_csv(target.synthetic_csv, index=False, lineterminator="\n")
+    plots = write_plots(table, schema, target.plots)
     card = datacard(files, release, approval, version, schema, table, plots)
     md = datacard_markdown(card)
-    (out / "datacard.md").write_text(md, encoding="utf-8")
-    names = ["synthetic.parquet", "synthetic.csv", "datacard.md", *plots]
+    target.datacard_md.write_text(md, encoding="utf-8")
+    names = [SYNTHETIC_PARQUET, SYNTHETIC_CSV, DATACARD_MD, *plots]
     card["files"] = [file_entry(out, n, release.dataset, version) for n in names]
-    (out / "datacard.json").write_text(json.dumps(card, indent=2, default=str), encoding="utf-8")
+    target.datacard_json.write_text(dump_json(card), encoding="utf-8")
     return card
 
 
@@ -101,8 +114,8 @@ def datacard(files: dict[str, bytes], release: Any, approval: dict[str, Any], ve
     """
     from pulsesynth.fitness import verdict
 
-    privacy = _load(files, "privacy.json")
-    fit = verdict(_load(files, "release_stats.json"), schema.get("target"))
+    privacy = _load(files, PRIVACY_JSON)
+    fit = verdict(_load(files, RELEASE_STATS_JSON), schema.get("target"))
     card: dict[str, Any] = {
         "id": release.dataset,
         "title": release.title,
@@ -115,8 +128,8 @@ def datacard(files: dict[str, bytes], release: Any, approval: dict[str, Any], ve
         "rows": int(len(table)),
         "columns": [str(c) for c in table.columns],
         "privacy": privacy_section(privacy),
-        "release_statistics": release_section(_load(files, "release_stats.json")),
-        "gate": _gate_summary(_load(files, "gate.json")),
+        "release_statistics": release_section(_load(files, RELEASE_STATS_JSON)),
+        "gate": _gate_summary(_load(files, GATE_JSON)),
         "fit_for_purpose": fit,
         "suitable_for": [*SUITABLE_FOR, *fit["suitable"]],
         "not_suitable_for": [*fit["not_suitable"], *NOT_SUITABLE_FOR],
@@ -261,7 +274,7 @@ def write_plots(table: pd.DataFrame, schema: dict[str, Any], out: Path) -> list[
                 ax.set_ylabel("synthetic rows")
             ax.set_title(f"{col} (synthetic)", fontsize=9)
             fig.tight_layout()
-            name = f"plots/{i:02d}-{_slug(str(col))}.png"
+            name = f"{PLOTS_DIR}/{i:02d}-{_slug(str(col))}.png"
             fig.savefig(out.parent / name, format="png", metadata={"Software": None})
             names.append(name)
         finally:

@@ -28,6 +28,17 @@ from typing import Any
 
 import yaml
 
+from pulsesynth.artifacts import (
+    GATE_JSON,
+    MODELCARD_MD,
+    PRIVACY_JSON,
+    RELEASE_CONFIG_JSON,
+    RELEASE_STATS_JSON,
+    SCHEMA_YAML,
+    WEIGHTS_RELEASE_FILES,
+    ReleaseDir,
+    dump_json,
+)
 from pulsesynth.governance.datacard import (
     CAVEAT,
     _fmt,
@@ -41,7 +52,6 @@ from pulsesynth.governance.datacard import (
 )
 from pulsesynth.paths import Paths
 
-MODEL_RELEASE_FILES = ("weights.pt", "model.json", "schema.yaml")
 KIND_TEXT = {"classifier": "DP-trained classifier", "model": "DP generative model (DP-VAE)"}
 LABEL_TEXT = {
     "classifier": {"open": "Open — DP classifier",
@@ -115,15 +125,15 @@ def build_model_release_dir(out: Path, files: dict[str, bytes], release: Any,
                             approval: dict[str, Any], version: str,
                             paths: Paths) -> dict[str, Any]:
     """Write a classifier/model release into ``out`` (a temporary directory)."""
-    for name in MODEL_RELEASE_FILES:
-        (out / name).write_bytes(files[name])
-    schema = yaml.safe_load(files["schema.yaml"].decode("utf-8")) or {}
+    target = ReleaseDir(out)
+    for name in WEIGHTS_RELEASE_FILES:
+        (target.path / name).write_bytes(files[name])
+    schema = yaml.safe_load(files[SCHEMA_YAML].decode("utf-8")) or {}
     card = modelcard(files, release, approval, version, schema)
-    (out / "modelcard.md").write_text(modelcard_markdown(card), encoding="utf-8")
-    names = [*MODEL_RELEASE_FILES, "modelcard.md"]
+    target.modelcard_md.write_text(modelcard_markdown(card), encoding="utf-8")
+    names = [*WEIGHTS_RELEASE_FILES, MODELCARD_MD]
     card["files"] = [file_entry(out, n, release.catalogue_id, version) for n in names]
-    (out / "modelcard.json").write_text(json.dumps(card, indent=2, default=str),
-                                        encoding="utf-8")
+    target.modelcard_json.write_text(dump_json(card), encoding="utf-8")
     return card
 
 
@@ -134,10 +144,11 @@ def modelcard(files: dict[str, bytes], release: Any, approval: dict[str, Any], v
     cat_id = release.catalogue_id
     from pulsesynth.fitness import verdict
 
-    privacy = _load(files, "privacy.json")
-    config = _load(files, "model.json")
+    privacy = _load(files, PRIVACY_JSON)
+    config = _load(files, RELEASE_CONFIG_JSON)
     kind_text = KIND_TEXT.get(kind, kind)
-    fit = verdict(_load(files, "release_stats.json"), schema.get("target"), kind)
+    fit = verdict(_load(files, RELEASE_STATS_JSON), schema.get("target"), kind)
+    gate = _load(files, GATE_JSON)
     return {
         "id": cat_id,
         "dataset": release.dataset,
@@ -155,10 +166,9 @@ def modelcard(files: dict[str, bytes], release: Any, approval: dict[str, Any], v
             "post_processing": ("every use of the released weights — predictions, or any "
                                 "number of sampled rows — is post-processing of a DP output "
                                 "and spends no further privacy budget")},
-        "release_statistics": release_section(_load(files, "release_stats.json")),
-        "gate": _gate_summary(_load(files, "gate.json")) | {
-            "max_label": _load(files, "gate.json").get("max_label"),
-            "capped_from": _load(files, "gate.json").get("capped_from")},
+        "release_statistics": release_section(_load(files, RELEASE_STATS_JSON)),
+        "gate": _gate_summary(gate) | {"max_label": gate.get("max_label"),
+                                       "capped_from": gate.get("capped_from")},
         "usage": usage(kind, cat_id, version, config),
         "fit_for_purpose": fit,
         "suitable_for": [*SUITABLE_FOR.get(kind, []), *fit["suitable"]],

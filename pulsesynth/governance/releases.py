@@ -51,6 +51,20 @@ from typing import Any
 
 import yaml
 
+from pulsesynth.artifacts import (
+    AUDIT_JSON,
+    CANDIDATE_FILES,
+    GATE_JSON,
+    PRIMARY_FILE,
+    PRIVACY_JSON,
+    RELEASE_CONFIG_JSON,
+    RELEASE_STATS_JSON,
+    SCHEMA_YAML,
+    WEIGHTS_PT,
+    CandidateDir,
+    ReleaseDir,
+    index_json,
+)
 from pulsesynth.governance.db import log_event, now_iso, open_db, transaction
 from pulsesynth.governance.errors import (
     CandidateError,
@@ -61,15 +75,7 @@ from pulsesynth.governance.errors import (
 )
 from pulsesynth.paths import Paths
 
-CANDIDATE_FILES = ("synthetic.parquet", "audit.json", "gate.json", "privacy.json",
-                   "utility.json", "release_stats.json", "schema.yaml")
-MODEL_CANDIDATE_FILES = ("weights.pt", "model.json", "audit.json", "gate.json",
-                         "privacy.json", "utility.json", "release_stats.json", "schema.yaml")
 KINDS = ("table", "classifier", "model")
-KIND_FILES = {"table": CANDIDATE_FILES, "classifier": MODEL_CANDIDATE_FILES,
-              "model": MODEL_CANDIDATE_FILES}
-#: The file a kind releases (the candidate id covers it).
-PRIMARY_FILE = {"table": "synthetic.parquet", "classifier": "weights.pt", "model": "weights.pt"}
 #: Keys that must never appear in a published ``model.json``: the training trajectory (a
 #: per-epoch loss is a statistic of the real rows), the training report around it, and
 #: the training seed (with it anyone could regenerate the DP noise and the Poisson batches,
@@ -80,7 +86,6 @@ FORBIDDEN_MODEL_KEYS = frozenset({"history", "training_report", "loss", "losses"
 RELEASE_LABELS = ("open", "confidential")
 STATUSES = ("candidate", "approved", "rejected", "published", "superseded", "withdrawn",
             "blocked")
-INDEX_FILE = "index.json"
 _VERSION = re.compile(r"^v([1-9][0-9]*)$")
 
 # Test hook: called with the stage name ("before_rename", "after_rename",
@@ -133,11 +138,11 @@ def _check_kind(kind: str) -> None:
 def read_candidate(candidate_dir: Path, kind: str = "table") -> dict[str, bytes]:
     """Read every candidate file once (the bytes that get hashed are the bytes published)."""
     _check_kind(kind)
-    names = KIND_FILES[kind]
+    names = CANDIDATE_FILES[kind]
     candidate_dir = Path(candidate_dir)
     if not candidate_dir.is_dir():
         raise CandidateError(f"{candidate_dir}: candidate directory not found")
-    missing = [n for n in names if not (candidate_dir / n).is_file()]
+    missing = CandidateDir(candidate_dir).missing(names)
     if missing:
         raise CandidateError(f"{candidate_dir}: {kind} candidate lacks {', '.join(missing)}")
     out = {}
@@ -156,7 +161,7 @@ def candidate_id_of(files: dict[str, bytes], label: str, kind: str = "table") ->
     Only DP outputs enter, so the id may be published; the exact audit (a statistic of
     the real rows) is covered by the approval's content hash, which stays internal."""
     _check_kind(kind)
-    parts = [files[PRIMARY_FILE[kind]], files["release_stats.json"], label.encode()]
+    parts = [files[PRIMARY_FILE[kind]], files[RELEASE_STATS_JSON], label.encode()]
     if kind != "table":  # table ids are unchanged from before kinds existed
         parts.append(kind.encode())
     digest = hashlib.sha256()
@@ -170,7 +175,7 @@ def content_hash(files: dict[str, bytes], kind: str = "table") -> str:
     """SHA-256 over every candidate file (name and bytes): what an approval binds to."""
     _check_kind(kind)
     digest = hashlib.sha256()
-    for name in KIND_FILES[kind]:
+    for name in CANDIDATE_FILES[kind]:
         digest.update(name.encode() + b"\0" + len(files[name]).to_bytes(8, "big"))
         digest.update(files[name])
     return digest.hexdigest()
@@ -205,11 +210,11 @@ def register_candidate(paths: Paths, dataset: str, candidate_dir: Path, model_id
     _check_kind(kind)
     candidate_dir = Path(candidate_dir).resolve()
     files = read_candidate(candidate_dir, kind)
-    gate = _json(files, "gate.json", candidate_dir)
-    privacy = _json(files, "privacy.json", candidate_dir)
+    gate = _json(files, GATE_JSON, candidate_dir)
+    privacy = _json(files, PRIVACY_JSON, candidate_dir)
     label = str(gate.get("label", "blocked"))
     if gate.get("kind", kind) != kind:
-        raise CandidateError(f"{candidate_dir / 'gate.json'}: the gate was evaluated for kind "
+        raise CandidateError(f"{candidate_dir / GATE_JSON}: the gate was evaluated for kind "
                              f"{gate.get('kind')!r}, not {kind!r}")
     cap = HARD_KIND_CAPS.get(kind)
     if (cap is not None and label in RELEASE_LABELS
@@ -221,12 +226,12 @@ def register_candidate(paths: Paths, dataset: str, candidate_dir: Path, model_id
         _check_model_candidate(files, kind, candidate_dir)
     if privacy.get("private") is True:
         _check_private_candidate(paths, dataset, privacy,
-                                 _json(files, "release_stats.json", candidate_dir), candidate_dir)
+                                 _json(files, RELEASE_STATS_JSON, candidate_dir), candidate_dir)
     if not title:
         try:
-            declared = yaml.safe_load(files["schema.yaml"].decode("utf-8")) or {}
+            declared = yaml.safe_load(files[SCHEMA_YAML].decode("utf-8")) or {}
         except (UnicodeDecodeError, yaml.YAMLError) as exc:
-            raise CandidateError(f"{candidate_dir / 'schema.yaml'}: unreadable") from exc
+            raise CandidateError(f"{candidate_dir / SCHEMA_YAML}: unreadable") from exc
         title = str(declared.get("title") or dataset) if isinstance(declared, dict) else None
     cid = candidate_id_of(files, label, kind)
     cat_id = catalogue_id(dataset, kind)
@@ -492,7 +497,8 @@ def _adoptable_version(dataset_dir: Path, candidate_id: str) -> str | None:
     for child in sorted(dataset_dir.iterdir()):
         if not _VERSION.match(child.name) or child.is_symlink():
             continue
-        for card in (child / "datacard.json", child / "modelcard.json"):
+        version_dir = ReleaseDir(child)
+        for card in (version_dir.datacard_json, version_dir.modelcard_json):
             if not card.is_file():
                 continue
             try:
@@ -546,8 +552,8 @@ def index_entries(paths: Paths, conn: Any) -> list[dict[str, Any]]:
     for row in rows:
         rel = _release(row)
         cat_id = rel.catalogue_id
-        card_name = "datacard.json" if rel.kind == "table" else "modelcard.json"
-        card_path = paths.published / cat_id / (rel.version or "") / card_name
+        version_dir = ReleaseDir(paths.published / cat_id / (rel.version or ""))
+        card_path = version_dir.card_json(rel.kind)
         if not card_path.is_file():
             continue
         card = json.loads(card_path.read_text("utf-8"))
@@ -585,7 +591,7 @@ def write_index(paths: Paths, conn: Any) -> Path:
         "modified": now_iso(),
         "dataset": index_entries(paths, conn),
     }
-    target = paths.published / INDEX_FILE
+    target = index_json(paths)
     tmp = paths.published / f".tmp-index-{uuid.uuid4().hex}.json"
     with open(tmp, "w", encoding="utf-8") as fh:
         json.dump(catalogue, fh, indent=2, sort_keys=False)
@@ -630,30 +636,30 @@ def _check_model_candidate(files: dict[str, bytes], kind: str, where: Path) -> N
     row distances."""
     from pulsesynth.schema import parse_schema
 
-    meta = _json(files, "model.json", where)
+    meta = _json(files, RELEASE_CONFIG_JSON, where)
     if meta.get("kind") != kind:
-        raise CandidateError(f"{where / 'model.json'}: kind is {meta.get('kind')!r}, "
+        raise CandidateError(f"{where / RELEASE_CONFIG_JSON}: kind is {meta.get('kind')!r}, "
                              f"expected {kind!r}")
     leaked = sorted(_forbidden_keys(meta))
     if leaked:
-        raise CandidateError(f"{where / 'model.json'}: must not carry the training history, "
-                             f"statistics of the real rows or the training seed (found "
-                             f"{', '.join(leaked)})")
+        raise CandidateError(f"{where / RELEASE_CONFIG_JSON}: must not carry the training "
+                             f"history, statistics of the real rows or the training seed "
+                             f"(found {', '.join(leaked)})")
     try:
-        declared = yaml.safe_load(files["schema.yaml"].decode("utf-8"))
+        declared = yaml.safe_load(files[SCHEMA_YAML].decode("utf-8"))
         schema_hash = parse_schema(declared).hash
     except Exception as exc:  # SchemaError, YAMLError, UnicodeDecodeError
-        raise CandidateError(f"{where / 'schema.yaml'}: not a valid declared schema "
+        raise CandidateError(f"{where / SCHEMA_YAML}: not a valid declared schema "
                              f"({exc.__class__.__name__})") from exc
     if meta.get("schema_hash") != schema_hash:
-        raise CandidateError(f"{where / 'model.json'}: schema hash "
-                             f"{str(meta.get('schema_hash'))[:12]} does not match schema.yaml "
+        raise CandidateError(f"{where / RELEASE_CONFIG_JSON}: schema hash "
+                             f"{str(meta.get('schema_hash'))[:12]} does not match {SCHEMA_YAML} "
                              f"({schema_hash[:12]})")
-    audit = _json(files, "audit.json", where)
+    audit = _json(files, AUDIT_JSON, where)
     if "distances" in audit:
-        raise CandidateError(f"{where / 'audit.json'}: a {kind} release holds no rows; its "
+        raise CandidateError(f"{where / AUDIT_JSON}: a {kind} release holds no rows; its "
                              "audit carries membership attacks only (no distances)")
-    _check_weights(files["weights.pt"], where / "weights.pt")
+    _check_weights(files[WEIGHTS_PT], where / WEIGHTS_PT)
 
 
 def _forbidden_keys(value: Any) -> set[str]:
