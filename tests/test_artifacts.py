@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import json
 import os
@@ -12,6 +13,11 @@ import pytest
 from pulsesynth import artifacts
 from pulsesynth.artifacts import CandidateDir, ModelDir, ReleaseDir, RunDir
 from pulsesynth.paths import Paths
+
+ROOT = Path(__file__).resolve().parent.parent
+#: The code that must name run/candidate/release files through the owner only.
+SCANNED_TREES = ("pulsesynth", "flows", "tasks", "deployments")
+OWNER = ROOT / "pulsesynth" / "artifacts.py"
 
 
 def _dumped(data: object) -> bytes:
@@ -117,3 +123,69 @@ def test_model_pt_and_model_json_have_distinct_names() -> None:
     assert artifacts.RELEASE_CONFIG_JSON == "model.json"
     owned = [v for k, v in vars(artifacts).items() if k.isupper() and isinstance(v, str)]
     assert len(owned) == len(set(owned)), "two owned constants spell the same name"
+
+
+# --- nobody else spells the names ----------------------------------------------------------
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    ids = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if (body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                    and isinstance(body[0].value.value, str)):
+                ids.add(id(body[0].value))
+    return ids
+
+
+def spelled_names(source: str, names: frozenset[str]) -> list[tuple[int, str]]:
+    """String literals (f-string parts included) that are an owned name, or a path ending
+    in one; docstrings are prose and are not counted. Also flags ``MODEL_FILE = ...``,
+    the constant that once meant two different files."""
+    tree = ast.parse(source)
+    prose = _docstrings(tree)
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in prose:
+            value = node.value
+            if value in names or any(value.endswith("/" + n) for n in names):
+                found.append((node.lineno, value))
+        elif isinstance(node, ast.Assign):
+            found += [(node.lineno, "MODEL_FILE") for t in node.targets
+                      if isinstance(t, ast.Name) and t.id == "MODEL_FILE"]
+    return found
+
+
+def test_the_scanner_finds_what_it_looks_for() -> None:
+    names = frozenset({"privacy.json"})
+    source = ('"""``privacy.json`` in a docstring is prose."""\n'
+              'a = "privacy.json"\nb = d / \'privacy.json\'\nc = f"{d}/privacy.json"\n'
+              'e = "privacy.json is a file"\nMODEL_FILE = "x"\n')
+    assert sorted(line for line, _ in spelled_names(source, names)) == [2, 3, 4, 6]
+
+
+def test_no_module_outside_the_owner_spells_an_owned_name() -> None:
+    names = artifacts.FILE_NAMES | artifacts.DISTINCT_DIR_NAMES
+    # Not vacuous: the owner's list holds the names the stages share.
+    assert {"privacy.json", "audit.json", "gate.json", "utility.json", "release_stats.json",
+            "model.json", "weights.pt", "model.pt", "synthetic.parquet", "schema.yaml",
+            "run.json", "cache.json", "datacard.json", "modelcard.json",
+            "model_candidate", "classifier_candidate"} <= names
+    files = sorted(p for tree in SCANNED_TREES for p in (ROOT / tree).rglob("*.py")
+                   if p.resolve() != OWNER.resolve())
+    scanned = {p.relative_to(ROOT).as_posix() for p in files}
+    assert {"pulsesynth/pipeline.py", "pulsesynth/runs.py", "pulsesynth/governance/releases.py",
+            "pulsesynth/governance/datacard.py", "pulsesynth/governance/modelcard.py",
+            "pulsesynth/portal/app.py", "pulsesynth/classifier/release.py",
+            "pulsesynth/synth/synthesizer.py", "pulsesynth/cli.py",
+            "pulsesynth/governance_cli.py", "tasks/synthesis.py",
+            "flows/nightly.py"} <= scanned
+    assert len(files) > 40
+    offenders = [f"{p.relative_to(ROOT)}:{line}: {value!r}" for p in files
+                 for line, value in spelled_names(p.read_text(encoding="utf-8"), names)]
+    assert offenders == [], ("use pulsesynth.artifacts instead of spelling these names:\n"
+                             + "\n".join(offenders))
+    # ...and the owner itself does spell every one of them.
+    owner_literals = {v for _, v in spelled_names(OWNER.read_text(encoding="utf-8"), names)}
+    assert names <= owner_literals
