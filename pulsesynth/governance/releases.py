@@ -53,7 +53,7 @@ import yaml
 
 from pulsesynth.artifacts import (
     AUDIT_JSON,
-    CANDIDATE_FILES,
+    CANDIDATE_FILES_BY_KIND,
     GATE_JSON,
     PRIMARY_FILE,
     PRIVACY_JSON,
@@ -138,7 +138,7 @@ def _check_kind(kind: str) -> None:
 def read_candidate(candidate_dir: Path, kind: str = "table") -> dict[str, bytes]:
     """Read every candidate file once (the bytes that get hashed are the bytes published)."""
     _check_kind(kind)
-    names = CANDIDATE_FILES[kind]
+    names = CANDIDATE_FILES_BY_KIND[kind]
     candidate_dir = Path(candidate_dir)
     if not candidate_dir.is_dir():
         raise CandidateError(f"{candidate_dir}: candidate directory not found")
@@ -175,7 +175,7 @@ def content_hash(files: dict[str, bytes], kind: str = "table") -> str:
     """SHA-256 over every candidate file (name and bytes): what an approval binds to."""
     _check_kind(kind)
     digest = hashlib.sha256()
-    for name in CANDIDATE_FILES[kind]:
+    for name in CANDIDATE_FILES_BY_KIND[kind]:
         digest.update(name.encode() + b"\0" + len(files[name]).to_bytes(8, "big"))
         digest.update(files[name])
     return digest.hexdigest()
