@@ -8,7 +8,13 @@ import pytest
 import yaml
 
 from pulsesynth.errors import SchemaError
-from pulsesynth.schema import CLASSIFICATIONS, load_schema
+from pulsesynth.schema import (
+    CLASSIFICATIONS,
+    CategoricalColumn,
+    NumericColumn,
+    TextColumn,
+    load_schema,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 BUILTINS = ["census_income", "traffic_accidents", "patient_tests", "taxi_trips"]
@@ -168,3 +174,39 @@ def test_every_shipped_schema_is_pinned() -> None:
                                                                "benchmarks/suite/schemas/*.yaml")
                      for p in REPO.glob(pattern))
     assert shipped == sorted(SHIPPED_SCHEMA_HASHES)
+
+
+@pytest.mark.parametrize("relpath", sorted(SHIPPED_SCHEMA_HASHES))
+def test_columns_parse_to_the_sum_type_of_their_declared_type(relpath: str) -> None:
+    schema = load_schema(REPO / relpath)
+    kinds = {"categorical": CategoricalColumn, "integer": NumericColumn,
+             "float": NumericColumn, "text": TextColumn}
+    for col in schema.columns:
+        assert type(col) is kinds[col.type], col.name
+        if isinstance(col, CategoricalColumn):
+            assert col.categories and not hasattr(col, "bounds") and not hasattr(col, "bins")
+        elif isinstance(col, NumericColumn):
+            lo, hi = col.bounds
+            assert lo < hi and col.bins[0] == lo and col.bins[-1] == hi, col.name
+            assert col.scale in ("linear", "log") and not hasattr(col, "categories")
+        else:
+            assert not col.is_synthesized
+            assert not any(hasattr(col, f) for f in ("categories", "bounds", "bins"))
+    assert all(not isinstance(c, TextColumn) for c in schema.synthesized_columns)
+    target = schema.target_column
+    assert target is not None and target.name == schema.target
+    assert isinstance(target, CategoricalColumn) and len(target.categories) >= 2
+
+
+def test_column_fields_follow_the_declaration() -> None:
+    schema = load_schema(REPO / "schemas" / "taxi_trips.yaml")
+    tip = schema.column("tip")
+    assert tip == CategoricalColumn(name="tip", role="target", categories=("no", "yes"),
+                                    description=tip.description)
+    distance = schema.column("distance")
+    assert isinstance(distance, NumericColumn) and distance.type == "float"
+    assert distance.zero_bin and distance.scale == "linear"
+    assert distance.bounds == tuple(schema.raw["columns"][2]["bounds"])
+    assert distance.bins == tuple(schema.raw["columns"][2]["bins"])
+    crash = load_schema(REPO / "schemas" / "traffic_accidents.yaml").column("crash_id")
+    assert isinstance(crash, TextColumn) and crash.role == "identifier"
