@@ -366,17 +366,19 @@ def _no_unknown(raw: dict, known: set[str], where: _Where, prefix: str) -> None:
         raise where.error(prefix + unknown[0], "unknown field")
 
 
-def _req(raw: dict, key: str, kind: type, where: _Where, prefix: str = "") -> Any:
+def _req(raw: dict, key: str, kind: type | tuple[type, ...], where: _Where,
+         prefix: str = "") -> Any:
     if key not in raw or raw[key] is None:
         raise where.error(prefix + key, "is required")
     value = raw[key]
     if kind is int and isinstance(value, bool) or not isinstance(value, kind):
-        raise where.error(prefix + key, f"must be of type {kind.__name__}")
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise where.error(prefix + key, f"must be of type {names}")
     return value
 
 
 def _positive(raw: dict, key: str, where: _Where, prefix: str) -> float:
-    value = _req(raw, key, (int, float), where, prefix)  # type: ignore[arg-type]
+    value = _req(raw, key, (int, float), where, prefix)
     if isinstance(value, bool) or not math.isfinite(value) or value <= 0:
         raise where.error(prefix + key, "must be a positive number")
     return float(value)

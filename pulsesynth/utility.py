@@ -364,14 +364,12 @@ def synthetic_ranking_agreement(
     Pairs tied in both count as agreeing (so identical data scores 1); pairs with a missing
     score are skipped; ``None`` when no pair is left.
     """
-    names = [n for n in trtr if trtr[n] is not None and tstr.get(n) is not None]
-    pairs = list(combinations(names, 2))
+    real = {n: v for n, v in trtr.items() if v is not None}
+    syn = {n: v for n, v in tstr.items() if v is not None}
+    pairs = list(combinations([n for n in real if n in syn], 2))
     if not pairs:
         return None
-    same = sum(
-        np.sign(trtr[a] - trtr[b]) == np.sign(tstr[a] - tstr[b])  # type: ignore[operator]
-        for a, b in pairs
-    )
+    same = sum(np.sign(real[a] - real[b]) == np.sign(syn[a] - syn[b]) for a, b in pairs)
     return float(same) / len(pairs)
 
 

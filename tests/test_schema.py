@@ -78,6 +78,8 @@ def _taxi_raw() -> dict:
          "low < high"),
         (lambda r: r.update(row_key="nope"), "row_key", "not a declared column"),
         (lambda r: r["privacy"].update(epsilon=-1), "privacy.epsilon", "positive"),
+        (lambda r: r["privacy"].update(epsilon="one"), "privacy.epsilon",
+         "must be of type int or float"),
         (lambda r: r.update(surprise=1), "surprise", "unknown field"),
     ],
 )
