@@ -19,7 +19,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 import yaml
 
@@ -399,6 +399,16 @@ def _name_list(value: Any, key: str, names: list[str], where: _Where,
     return tuple(items)
 
 
+class _CommonFields(TypedDict):
+    """The :class:`ColumnBase` fields, parsed once and passed to every column type."""
+
+    name: str
+    role: str
+    nullable: bool
+    description: str
+    synthesize: bool
+
+
 def _parse_column(raw: Any, index: int, where: _Where) -> Column:
     """One ``columns[i]`` entry: the fields every column has, then its type's domain."""
     prefix = f"columns[{index}]"
@@ -421,7 +431,7 @@ def _parse_column(raw: Any, index: int, where: _Where) -> Column:
     nullable = raw.get("nullable", False)
     if not isinstance(nullable, bool):
         raise where.error(f"{prefix}.nullable", "must be true or false")
-    common: dict[str, Any] = {
+    common: _CommonFields = {
         "name": name, "role": role, "nullable": nullable,
         "description": str(raw.get("description", "")),
         "synthesize": bool(raw.get("synthesize", True)),
@@ -437,7 +447,7 @@ def _parse_column(raw: Any, index: int, where: _Where) -> Column:
     return TextColumn(**common)
 
 
-def _parse_categorical(raw: dict, common: dict[str, Any], prefix: str,
+def _parse_categorical(raw: dict, common: _CommonFields, prefix: str,
                        where: _Where) -> CategoricalColumn:
     cats = raw.get("categories")
     if not isinstance(cats, list) or not cats:
@@ -455,7 +465,7 @@ def _parse_categorical(raw: dict, common: dict[str, Any], prefix: str,
     return CategoricalColumn(categories=tuple(cats), **common)
 
 
-def _parse_numeric(raw: dict, ctype: Literal["integer", "float"], common: dict[str, Any],
+def _parse_numeric(raw: dict, ctype: Literal["integer", "float"], common: _CommonFields,
                    prefix: str, where: _Where) -> NumericColumn:
     b = raw.get("bounds")
     if (not isinstance(b, list) or len(b) != 2
