@@ -81,8 +81,10 @@ $(PEERS_STAMP): benchmarks/peers/requirements.txt
 bench-peers: warehouse $(PEERS_STAMP)
 	PULSESYNTH_THREADS=1 OMP_NUM_THREADS=1 $(PY) -m benchmarks.peers_bench $(PEERS_ARGS)
 
+# ruff, then mypy over the paths [tool.mypy] lists in pyproject.toml.
 lint: setup
 	$(VENV)/bin/ruff check pulsesynth flows tasks deployments tests benchmarks
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) warehouse/pulse.duckdb warehouse/tables state

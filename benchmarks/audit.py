@@ -12,7 +12,9 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from benchmarks import single_thread
 from pulsesynth.audit.attacks.membership import ELBOAttack, SurrogateAttack, vae_release
@@ -99,10 +101,12 @@ def calibration(log) -> list[dict]:
 def shuffle_study(dataset: str, n: int, log) -> list[dict]:
     """Seed 000 Figure 6.5: utility against distance for shuffling vs VAEs."""
     schema, train, holdout, reference = roles(dataset, n)
-    methods = {f"shuffle {int(f * 100)}%": (shuffle_release(schema, f), None) for f in SHUFFLES}
+    # Each method: its release function and, for the VAEs, the model that samples directly.
+    methods: dict[str, tuple[Callable[..., Any], DPVAESynthesizer | None]] = {
+        f"shuffle {int(f * 100)}%": (shuffle_release(schema, f), None) for f in SHUFFLES}
     for name, private in (("non-DP VAE", False), ("DP-VAE eps=1", True)):
-        model = DPVAESynthesizer(schema, epsilon=1.0, private=private, seed=0).fit(train)
-        methods[name] = (vae_release(model, len(train)), model)
+        vae = DPVAESynthesizer(schema, epsilon=1.0, private=private, seed=0).fit(train)
+        methods[name] = (vae_release(vae, len(train)), vae)
     rows = []
     for name, (release, model) in methods.items():
         fake = model.sample(len(train), seed=1) if model else release(train, 7)

@@ -162,8 +162,10 @@ def majority_scores(schema: DatasetSchema, train: pd.DataFrame,
     left out, as in TSTR); AUC 0.5 by definition; no table, so no TV."""
     from pulsesynth.utility import category_codes
 
-    target = schema.column(schema.target)
-    k = len(target.categories or ())
+    target = schema.target_column
+    if target is None:
+        raise ValueError(f"{schema.id}: the suite's tables all declare a target")
+    k = len(target.categories)
     y_train = category_codes(train[target.name], target)
     y_test = category_codes(test[target.name], target)
     y_train, y_test = y_train[y_train < k], y_test[y_test < k]

@@ -109,7 +109,8 @@ def goals(rows: list[dict[str, Any]]) -> dict[str, Any]:
     if census:
         acc, auc = _mean(census, "accuracy"), _mean(census, "auc")
         out["census"] = {"accuracy": acc, "auc": auc,
-                         "goal": acc >= GOAL_CENSUS["accuracy"] and auc >= GOAL_CENSUS["auc"]}
+                         "goal": acc is not None and auc is not None
+                         and acc >= GOAL_CENSUS["accuracy"] and auc >= GOAL_CENSUS["auc"]}
     return out
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.states import Completed, Failed
+from prefect.states import Completed, Failed, State
 
 from flows.runners import (
     DATASET_RESOURCE,
@@ -168,7 +168,7 @@ def nightly_synthesis(datasets: list[str] | None = None, max_rows: int | None = 
                       epochs: int | None = None, n_shadows: int = 1,
                       epsilon: float | None = None,
                       force_retrain: bool = False, task_runner: str | None = None,
-                      policy: str | None = None, root: str | None = None) -> Any:
+                      policy: str | None = None, root: str | None = None) -> State[Any]:
     """Synthesise, audit and gate every catalogued dataset (or ``datasets``).
 
     ``task_runner``: ``"default"`` runs datasets one after another in this process;

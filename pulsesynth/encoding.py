@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pulsesynth.schema import Column, DatasetSchema
+from pulsesynth.schema import CategoricalColumn, DatasetSchema, DomainColumn, NumericColumn
 
 MISSING = "<missing>"
 ZERO = "<zero>"
@@ -70,7 +70,7 @@ class TableEncoder:
         # Columns a codebook relation derives from another are not modelled: sampling
         # fills them from their source (pulsesynth.relations).
         derived = derived_columns(schema.relations)
-        self.columns: list[Column] = [c for c in schema.synthesized_columns
+        self.columns: list[DomainColumn] = [c for c in schema.synthesized_columns
                                       if c.name not in derived]
         if not self.columns:
             raise ValueError(f"{schema.id}: schema declares no synthesized column")
@@ -146,7 +146,7 @@ class TableEncoder:
         report: dict[str, Any] = {"rows": len(df), "columns": {}}
         for j, (col, block) in enumerate(zip(self.columns, self._blocks, strict=True)):
             counts = _empty_counts()
-            if block.kind == "categorical":
+            if isinstance(col, CategoricalColumn):
                 out[:, j] = self._categorical_index(col, block, df[col.name], counts)
             else:
                 out[:, j] = self._numeric_index(col, block, df[col.name], counts)
@@ -155,9 +155,9 @@ class TableEncoder:
         return out
 
     def _categorical_index(
-        self, col: Column, block: Block, series: pd.Series, counts: dict[str, int]
+        self, col: CategoricalColumn, block: Block, series: pd.Series, counts: dict[str, int]
     ) -> np.ndarray:
-        cats = list(col.categories or ())
+        cats = list(col.categories)
         lookup = {c: i for i, c in enumerate(cats)}
         values = series
         if cats and isinstance(cats[0], int) and not pd.api.types.is_numeric_dtype(series):
@@ -175,7 +175,7 @@ class TableEncoder:
         return idx
 
     def _numeric_index(
-        self, col: Column, block: Block, series: pd.Series, counts: dict[str, int]
+        self, col: NumericColumn, block: Block, series: pd.Series, counts: dict[str, int]
     ) -> np.ndarray:
         if not pd.api.types.is_numeric_dtype(series):
             series = series.astype(object)
@@ -183,7 +183,7 @@ class TableEncoder:
             na_value=np.nan
         )
         isna = np.isnan(values)
-        lo, hi = col.bounds  # type: ignore[misc]
+        lo, hi = col.bounds
         outside = (~isna) & ((values < lo) | (values > hi))
         values = np.clip(values, lo, hi)
         edges = np.asarray(col.bins, dtype=np.float64)
@@ -240,7 +240,7 @@ class TableEncoder:
         data: dict[str, pd.Series] = {}
         for j, (col, b) in enumerate(zip(self.columns, self._blocks, strict=True)):
             lv = levels[:, j]
-            if b.kind == "categorical":
+            if isinstance(col, CategoricalColumn):
                 data[col.name] = _decode_categorical(col, b, lv)
             else:
                 data[col.name] = _decode_numeric(col, b, lv, rng)
@@ -250,22 +250,22 @@ class TableEncoder:
 # --- helpers -----------------------------------------------------------------------------
 
 
-def _make_block(col: Column, start: int) -> Block:
-    if col.type == "categorical":
-        levels: list[Any] = list(col.categories or ())
+def _make_block(col: DomainColumn, start: int) -> Block:
+    if isinstance(col, CategoricalColumn):
+        levels: list[Any] = list(col.categories)
         if col.nullable:
             levels.append(MISSING)
         return Block(col.name, "categorical", start, len(levels), tuple(levels), col.nullable)
-    edges = col.bins or ()
+    edges = col.bins
     levels = [ZERO] if col.zero_bin else []
     levels += [(float(a), float(b)) for a, b in zip(edges, edges[1:], strict=False)]
     if col.nullable:
         levels.append(MISSING)
     scale = col.scale
-    if scale == "log" and col.bounds is not None and col.bounds[0] <= -1:
+    if scale == "log" and col.bounds[0] <= -1:
         scale = "linear"  # log1p undefined at or below -1: fall back, keep the domain
     return Block(col.name, col.type, start, len(levels), tuple(levels), col.nullable, scale,
-                 (float(col.bounds[0]), float(col.bounds[1])) if col.bounds else None)
+                 (float(col.bounds[0]), float(col.bounds[1])))
 
 
 def _key(value: Any) -> Any:
@@ -281,8 +281,8 @@ def _jsonable_level(level: Any) -> Any:
     return list(level) if isinstance(level, tuple) else level
 
 
-def _decode_categorical(col: Column, block: Block, levels: np.ndarray) -> pd.Series:
-    cats = list(col.categories or ())
+def _decode_categorical(col: CategoricalColumn, block: Block, levels: np.ndarray) -> pd.Series:
+    cats = list(col.categories)
     is_int = bool(cats) and isinstance(cats[0], int)
     missing = levels >= len(cats)
     safe = np.where(missing, 0, levels)
@@ -297,10 +297,10 @@ def _decode_categorical(col: Column, block: Block, levels: np.ndarray) -> pd.Ser
 
 
 def _decode_numeric(
-    col: Column, block: Block, levels: np.ndarray, rng: np.random.Generator
+    col: NumericColumn, block: Block, levels: np.ndarray, rng: np.random.Generator
 ) -> pd.Series:
     n = len(levels)
-    lo_b, hi_b = block.bounds  # type: ignore[misc]
+    lo_b, hi_b = float(col.bounds[0]), float(col.bounds[1])  # as the block states them
     out = np.zeros(n, dtype=np.float64)
     missing = np.zeros(n, dtype=bool)
     u = rng.random(n)

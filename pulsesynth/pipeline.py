@@ -223,8 +223,9 @@ def charge(run_dir: Path, *, epsilon: float | None = None, idempotency_key: str 
     # The governed budget, not the schema file's: editing or re-ingesting a schema cannot
     # raise a lifetime ε (BudgetChanged says how a steward changes it).
     budget = ledger.budget(run["dataset"], Budget.declared(schema), actor=actor)
-    c = ledger.charge(run["dataset"], run["run_id"], run["snapshot_id"], eps, delta,
-                      ACCOUNTANT, key, budget.lifetime_epsilon, actor=actor)
+    c = ledger.charge(run["dataset"], run_id=run["run_id"], snapshot_id=run["snapshot_id"],
+                      epsilon=eps, delta=delta, accountant=ACCOUNTANT, idempotency_key=key,
+                      lifetime_epsilon=budget.lifetime_epsilon, actor=actor)
     record = {"id": c.id, "epsilon": c.epsilon, "delta": c.delta, "new": c.new,
               "idempotency_key": c.idempotency_key}
     RunDir(run_dir).write_charge(record)
@@ -583,9 +584,10 @@ def _charge_report(run_dir: Path, run: dict[str, Any], audit_key: str, epsilon: 
         ledger = Ledger(paths)
         budget = ledger.budget(run["dataset"], Budget.declared(schema), actor="audit")
         c = ledger.charge(
-            run["dataset"], run["run_id"], run["snapshot_id"], epsilon, 0.0, "laplace",
-            f"report:{run['dataset']}:{run['run_id']}:{audit_key[:24]}",
-            budget.lifetime_epsilon, actor="audit")
+            run["dataset"], run_id=run["run_id"], snapshot_id=run["snapshot_id"],
+            epsilon=epsilon, delta=0.0, accountant="laplace",
+            idempotency_key=f"report:{run['dataset']}:{run['run_id']}:{audit_key[:24]}",
+            lifetime_epsilon=budget.lifetime_epsilon, actor="audit")
         charge_id = c.id
     reports[audit_key] = charge_id
     RunDir(run_dir).write_reports(reports)

@@ -5,6 +5,11 @@ nullability and *public* domain (category list or numeric bounds with public bin
 edges), plus the dataset's catalog facts (classification, target, row key, privacy
 unit, privacy budget). Everything downstream that needs a domain — validation, the
 encoder, the audit's Gower distance — reads it from here, never from the private rows.
+
+A column parses to one of three types, :data:`Column` = :class:`CategoricalColumn` (its
+categories) | :class:`NumericColumn` (bounds, bins, scale, zero bin) | :class:`TextColumn`
+(no domain): code that reads a domain field narrows first (``isinstance``), so a type
+checker proves it never asks a numeric column for its categories.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 import yaml
 
@@ -27,30 +32,65 @@ CLASSIFICATIONS = ("open", "confidential", "sensitive", "secret")
 SCALES = ("linear", "log")
 
 
-@dataclass(frozen=True)
-class Column:
-    """One declared column and its public domain."""
+#: A declared category: a codebook list is all strings or all integers, never mixed.
+Category = str | int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ColumnBase:
+    """What every declared column states, whatever its type (see :data:`Column`)."""
 
     name: str
     type: str
     role: str
     nullable: bool = False
     description: str = ""
-    categories: tuple[Any, ...] | None = None
-    bounds: tuple[float, float] | None = None
-    bins: tuple[float, ...] | None = None
-    scale: str = "linear"
-    zero_bin: bool = False
     synthesize: bool = True
 
     @property
     def is_numeric(self) -> bool:
+        """Whether the column is an integer or float one (a :class:`NumericColumn`)."""
         return self.type in ("integer", "float")
 
     @property
     def is_synthesized(self) -> bool:
         """Whether the synthesizer models this column (identifiers and free text never)."""
         return self.synthesize and self.role != "identifier" and self.type != "text"
+
+
+@dataclass(frozen=True, kw_only=True)
+class CategoricalColumn(ColumnBase):
+    """A column whose public domain is its codebook's category list."""
+
+    type: Literal["categorical"] = "categorical"
+    categories: tuple[Category, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class NumericColumn(ColumnBase):
+    """An integer or float column: public bounds and bin edges (``bins`` spans the bounds;
+    a column declared without bins, never synthesized, has the one bin ``[low, high]``)."""
+
+    type: Literal["integer", "float"]
+    bounds: tuple[float, float]
+    bins: tuple[float, ...]
+    scale: str = "linear"
+    zero_bin: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class TextColumn(ColumnBase):
+    """Free text with no public domain: stored and validated, never synthesized."""
+
+    type: Literal["text"] = "text"
+
+
+#: One declared column: the union is closed, so ``isinstance`` (or a test of ``type``)
+#: tells a type checker which domain fields the column has.
+Column = CategoricalColumn | NumericColumn | TextColumn
+
+#: A column with a declared public domain: the only kinds the synthesizer models.
+DomainColumn = CategoricalColumn | NumericColumn
 
 
 @dataclass(frozen=True)
@@ -88,18 +128,31 @@ class DatasetSchema:
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def column(self, name: str) -> Column:
+        """The declared column ``name`` (KeyError when none is declared)."""
         for col in self.columns:
             if col.name == name:
                 return col
         raise KeyError(name)
 
     @property
+    def target_column(self) -> CategoricalColumn | None:
+        """The target's declared column (categorical by :func:`parse_schema`), if any."""
+        if self.target is None:
+            return None
+        col = self.column(self.target)
+        if not isinstance(col, CategoricalColumn):  # parse_schema refuses such a schema
+            raise TypeError(f"{self.id}: target {self.target!r} is not a categorical column")
+        return col
+
+    @property
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]
 
     @property
-    def synthesized_columns(self) -> list[Column]:
-        return [c for c in self.columns if c.is_synthesized]
+    def synthesized_columns(self) -> list[DomainColumn]:
+        """The columns the synthesizer models, in schema order (never a text column)."""
+        return [c for c in self.columns
+                if isinstance(c, (CategoricalColumn, NumericColumn)) and c.is_synthesized]
 
     @property
     def not_predictors(self) -> list[str]:
@@ -166,9 +219,9 @@ def parse_schema(raw: Any, path: Path | None = None) -> DatasetSchema:
         if target not in names:
             raise where.error("target", f"{target!r} is not a declared column")
         tcol = columns[names.index(target)]
-        if tcol.type != "categorical" or tcol.role != "target":
+        if not isinstance(tcol, CategoricalColumn) or tcol.role != "target":
             raise where.error("target", f"{target!r} must be a categorical column with role target")
-        if len(tcol.categories or ()) < 2:
+        if len(tcol.categories) < 2:
             raise where.error("target", f"{target!r} must declare at least two classes")
     leaks = _name_list(raw.get("leaks_target"), "leaks_target", names, where)
     if leaks and target is None:
@@ -242,10 +295,10 @@ def _parse_relations(raw: Any, columns: tuple[Column, ...],
         return col
 
     def in_domain(col: Column, value: Any, at: str) -> None:
-        if col.type == "categorical":
-            if value not in (col.categories or ()):
+        if isinstance(col, CategoricalColumn):
+            if value not in col.categories:
                 raise where.error(at, f"{value!r} is not a declared category of {col.name}")
-        elif not (isinstance(value, (int, float)) and col.bounds
+        elif not (isinstance(col, NumericColumn) and isinstance(value, (int, float))
                   and col.bounds[0] <= value <= col.bounds[1]):
             raise where.error(at, f"{value!r} is outside {col.name}'s declared bounds")
 
@@ -259,10 +312,10 @@ def _parse_relations(raw: Any, columns: tuple[Column, ...],
             _no_unknown(rel, {"derive", "from", "map"}, where, f"{at}.")
             target, source = column(rel["derive"], f"{at}.derive"), column(rel.get("from"),
                                                                             f"{at}.from")
-            if source.type != "categorical" or source.name == target.name:
+            if not isinstance(source, CategoricalColumn) or source.name == target.name:
                 raise where.error(f"{at}.from", "must be another, categorical column")
             mapping = rel.get("map")
-            if not isinstance(mapping, dict) or set(mapping) != set(source.categories or ()):
+            if not isinstance(mapping, dict) or set(mapping) != set(source.categories):
                 raise where.error(f"{at}.map", f"must map every category of {source.name}")
             for key, value in mapping.items():
                 in_domain(target, value, f"{at}.map.{key}")
@@ -313,17 +366,19 @@ def _no_unknown(raw: dict, known: set[str], where: _Where, prefix: str) -> None:
         raise where.error(prefix + unknown[0], "unknown field")
 
 
-def _req(raw: dict, key: str, kind: type, where: _Where, prefix: str = "") -> Any:
+def _req(raw: dict, key: str, kind: type | tuple[type, ...], where: _Where,
+         prefix: str = "") -> Any:
     if key not in raw or raw[key] is None:
         raise where.error(prefix + key, "is required")
     value = raw[key]
     if kind is int and isinstance(value, bool) or not isinstance(value, kind):
-        raise where.error(prefix + key, f"must be of type {kind.__name__}")
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise where.error(prefix + key, f"must be of type {names}")
     return value
 
 
 def _positive(raw: dict, key: str, where: _Where, prefix: str) -> float:
-    value = _req(raw, key, (int, float), where, prefix)  # type: ignore[arg-type]
+    value = _req(raw, key, (int, float), where, prefix)
     if isinstance(value, bool) or not math.isfinite(value) or value <= 0:
         raise where.error(prefix + key, "must be a positive number")
     return float(value)
@@ -344,7 +399,18 @@ def _name_list(value: Any, key: str, names: list[str], where: _Where,
     return tuple(items)
 
 
+class _CommonFields(TypedDict):
+    """The :class:`ColumnBase` fields, parsed once and passed to every column type."""
+
+    name: str
+    role: str
+    nullable: bool
+    description: str
+    synthesize: bool
+
+
 def _parse_column(raw: Any, index: int, where: _Where) -> Column:
+    """One ``columns[i]`` entry: the fields every column has, then its type's domain."""
     prefix = f"columns[{index}]"
     if not isinstance(raw, dict):
         raise where.error(prefix, "must be a mapping")
@@ -365,56 +431,66 @@ def _parse_column(raw: Any, index: int, where: _Where) -> Column:
     nullable = raw.get("nullable", False)
     if not isinstance(nullable, bool):
         raise where.error(f"{prefix}.nullable", "must be true or false")
-
-    categories = bounds = bins = None
-    scale = raw.get("scale", "linear")
-    zero_bin = bool(raw.get("zero_bin", False))
+    common: _CommonFields = {
+        "name": name, "role": role, "nullable": nullable,
+        "description": str(raw.get("description", "")),
+        "synthesize": bool(raw.get("synthesize", True)),
+    }
     if ctype == "categorical":
-        cats = raw.get("categories")
-        if not isinstance(cats, list) or not cats:
-            raise where.error(f"{prefix}.categories",
-                              "a categorical column needs its codebook list")
-        kinds = {type(c) for c in cats}
-        if not (kinds <= {str} or kinds <= {int}) or bool in kinds:
-            raise where.error(f"{prefix}.categories", "must be all strings or all integers")
-        if len(set(cats)) != len(cats):
-            raise where.error(f"{prefix}.categories", "contains duplicates")
-        categories = tuple(cats)
-        for key in ("bounds", "bins"):
-            if key in raw:
-                raise where.error(f"{prefix}.{key}", "only numeric columns have bounds and bins")
-    elif ctype in ("integer", "float"):
-        b = raw.get("bounds")
-        if (not isinstance(b, list) or len(b) != 2
-                or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in b)
-                or not b[0] < b[1]):
-            raise where.error(f"{prefix}.bounds", "must be [low, high] with low < high")
-        bounds = (b[0], b[1])
-        e = raw.get("bins")
-        synthesized = raw.get("synthesize", True) and role != "identifier"
-        if e is None and synthesized:
-            raise where.error(f"{prefix}.bins",
-                              "a synthesized numeric column needs public bin edges")
-        if e is None:
-            e = [bounds[0], bounds[1]]
-        if (not isinstance(e, list) or len(e) < 2
-                or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in e)):
-            raise where.error(f"{prefix}.bins", "must be a list of at least two numbers")
-        if any(a >= b_ for a, b_ in zip(e, e[1:], strict=False)):
-            raise where.error(f"{prefix}.bins", "edges must be strictly increasing")
-        if e[0] != bounds[0] or e[-1] != bounds[1]:
-            raise where.error(f"{prefix}.bins", "first and last edge must equal the bounds")
-        bins = tuple(e)
-        if scale not in SCALES:
-            raise where.error(f"{prefix}.scale", f"must be one of {', '.join(SCALES)}")
-        if zero_bin and not bounds[0] <= 0 <= bounds[1]:
-            raise where.error(f"{prefix}.zero_bin", "bounds must include 0")
-    else:  # text: free text with no public domain; stored and validated, never synthesized
-        for key in ("categories", "bounds", "bins"):
-            if key in raw:
-                raise where.error(f"{prefix}.{key}", "a text column has no declared domain")
-    return Column(
-        name=name, type=ctype, role=role, nullable=nullable,
-        description=str(raw.get("description", "")), categories=categories, bounds=bounds,
-        bins=bins, scale=scale, zero_bin=zero_bin, synthesize=bool(raw.get("synthesize", True)),
-    )
+        return _parse_categorical(raw, common, prefix, where)
+    if ctype == "integer" or ctype == "float":
+        return _parse_numeric(raw, ctype, common, prefix, where)
+    # text: free text with no public domain; stored and validated, never synthesized
+    for key in ("categories", "bounds", "bins"):
+        if key in raw:
+            raise where.error(f"{prefix}.{key}", "a text column has no declared domain")
+    return TextColumn(**common)
+
+
+def _parse_categorical(raw: dict, common: _CommonFields, prefix: str,
+                       where: _Where) -> CategoricalColumn:
+    cats = raw.get("categories")
+    if not isinstance(cats, list) or not cats:
+        raise where.error(f"{prefix}.categories", "a categorical column needs its codebook list")
+    kinds = {type(c) for c in cats}
+    if not (kinds <= {str} or kinds <= {int}) or bool in kinds:
+        raise where.error(f"{prefix}.categories", "must be all strings or all integers")
+    if len(set(cats)) != len(cats):
+        raise where.error(f"{prefix}.categories", "contains duplicates")
+    for key in ("bounds", "bins"):
+        if key in raw:
+            raise where.error(f"{prefix}.{key}", "only numeric columns have bounds and bins")
+    # ``scale`` and ``zero_bin`` are numeric options; a categorical column has always
+    # accepted and ignored them, and still does (the schema hash covers them either way).
+    return CategoricalColumn(categories=tuple(cats), **common)
+
+
+def _parse_numeric(raw: dict, ctype: Literal["integer", "float"], common: _CommonFields,
+                   prefix: str, where: _Where) -> NumericColumn:
+    b = raw.get("bounds")
+    if (not isinstance(b, list) or len(b) != 2
+            or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in b)
+            or not b[0] < b[1]):
+        raise where.error(f"{prefix}.bounds", "must be [low, high] with low < high")
+    bounds = (b[0], b[1])
+    e = raw.get("bins")
+    synthesized = raw.get("synthesize", True) and common["role"] != "identifier"
+    if e is None and synthesized:
+        raise where.error(f"{prefix}.bins", "a synthesized numeric column needs public bin edges")
+    if e is None:
+        e = [bounds[0], bounds[1]]
+    if (not isinstance(e, list) or len(e) < 2
+            or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in e)):
+        raise where.error(f"{prefix}.bins", "must be a list of at least two numbers")
+    if any(a >= b_ for a, b_ in zip(e, e[1:], strict=False)):
+        raise where.error(f"{prefix}.bins", "edges must be strictly increasing")
+    if e[0] != bounds[0] or e[-1] != bounds[1]:
+        raise where.error(f"{prefix}.bins", "first and last edge must equal the bounds")
+    scale = raw.get("scale", "linear")
+    if scale not in SCALES:
+        raise where.error(f"{prefix}.scale", f"must be one of {', '.join(SCALES)}")
+    zero_bin = bool(raw.get("zero_bin", False))
+    if zero_bin and not bounds[0] <= 0 <= bounds[1]:
+        raise where.error(f"{prefix}.zero_bin", "bounds must include 0")
+    return NumericColumn(type=ctype, bounds=bounds, bins=tuple(e), scale=scale,
+                         zero_bin=zero_bin, **common)

@@ -81,6 +81,10 @@ def crash_ids(yearacc: pd.Series, caseid: pd.Series) -> pd.Series:
     return crash.astype("str")
 
 
+#: nassCDS ``injSeverity`` codes: 3 (incapacity) and 4 (killed) are serious, 0-2 are not.
+SERIOUS_INJURY = {0: "no", 1: "no", 2: "no", 3: "yes", 4: "yes"}
+
+
 def load_traffic_accidents() -> pd.DataFrame:
     """NASS CDS occupants; ``serious_injury`` and ``crash_id`` derived by the builder.
 
@@ -96,12 +100,8 @@ def load_traffic_accidents() -> pd.DataFrame:
         table.columns.get_loc("caseid") + 1, "crash_id",
         crash_ids(table["yearacc"], table["caseid"]),
     )
-    severity = table["injSeverity"]
-    table["serious_injury"] = pd.Series(
-        np.where(severity.isin([3, 4]), "yes", np.where(severity.isin([0, 1, 2]), "no", None)),
-        index=table.index,
-        dtype="str",
-    )
+    # Codes 5, 6 and not recorded map to nothing: missing.
+    table["serious_injury"] = table["injSeverity"].map(SERIOUS_INJURY).astype("str")
     return table
 
 

@@ -33,7 +33,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score, recall_score, roc_auc_score
 
-from pulsesynth.schema import Column, DatasetSchema
+from pulsesynth.schema import CategoricalColumn, DatasetSchema, DomainColumn, NumericColumn
 
 __all__ = [
     "CLASSIFIERS",
@@ -69,12 +69,12 @@ def _numeric_values(series: pd.Series) -> np.ndarray:
     return pd.to_numeric(series, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
-def _category_codes(series: pd.Series, col: Column) -> np.ndarray:
+def _category_codes(series: pd.Series, col: CategoricalColumn) -> np.ndarray:
     """Codes over the declared categories: 0..K-1, K = missing, K+1 = outside the codebook.
 
     Matching is by declared value only, so an undeclared value never gets its own slot.
     """
-    cats = list(col.categories or ())
+    cats = list(col.categories)
     k = len(cats)
     missing = series.isna().to_numpy()
     if cats and all(isinstance(c, int) for c in cats):
@@ -90,31 +90,30 @@ def _category_codes(series: pd.Series, col: Column) -> np.ndarray:
     return out
 
 
-def category_codes(series: pd.Series, col: Column) -> np.ndarray:
+def category_codes(series: pd.Series, col: CategoricalColumn) -> np.ndarray:
     """Public name of the codebook mapping (0..K-1 declared, K missing, K+1 outside)."""
     return _category_codes(series, col)
 
 
-def _bin_codes(values: np.ndarray, col: Column) -> np.ndarray:
+def _bin_codes(values: np.ndarray, col: NumericColumn) -> np.ndarray:
     """Codes over the declared bins: 0..m-1 (ends clipped into the end bins), m = missing."""
-    edges = np.asarray(col.bins if col.bins is not None else col.bounds, dtype=float)
+    edges = np.asarray(col.bins, dtype=float)
     m = len(edges) - 1
     codes = np.searchsorted(edges[1:-1], np.nan_to_num(values), side="right").astype(np.int64)
     codes[np.isnan(values)] = m
     return codes
 
 
-def _n_codes(col: Column) -> int:
+def _n_codes(col: DomainColumn) -> int:
     """Size of a column's discrete coding (categories/bins plus missing, plus 'other')."""
-    if col.type == "categorical":
-        return len(col.categories or ()) + 2
-    edges = col.bins if col.bins is not None else col.bounds
-    return len(edges or (0, 1))
+    if isinstance(col, CategoricalColumn):
+        return len(col.categories) + 2
+    return len(col.bins)
 
 
-def _scaled(values: np.ndarray, col: Column) -> np.ndarray:
+def _scaled(values: np.ndarray, col: NumericColumn) -> np.ndarray:
     """Map a numeric onto [0, 1] via its declared bounds (log scale if declared)."""
-    lo, hi = (float(b) for b in (col.bounds or (0.0, 1.0)))
+    lo, hi = (float(b) for b in col.bounds)
     x = np.clip(values, lo, hi)
     if col.scale == "log":
         return np.log1p(x - lo) / math.log1p(hi - lo)
@@ -131,7 +130,7 @@ class FeatureEncoder:
     numeric becomes the constant 0 (the scaled lower bound) next to its indicator.
     """
 
-    columns: tuple[Column, ...]
+    columns: tuple[DomainColumn, ...]
 
     @classmethod
     def from_schema(cls, schema: DatasetSchema, exclude: Iterable[str] = ()) -> FeatureEncoder:
@@ -144,8 +143,8 @@ class FeatureEncoder:
         """Names of the matrix columns (declared category names are public)."""
         names: list[str] = []
         for col in self.columns:
-            if col.type == "categorical":
-                names += [f"{col.name}={c}" for c in col.categories or ()]
+            if isinstance(col, CategoricalColumn):
+                names += [f"{col.name}={c}" for c in col.categories]
             else:
                 names.append(col.name)
             names.append(f"{col.name}:missing")
@@ -157,8 +156,8 @@ class FeatureEncoder:
         blocks: list[np.ndarray] = []
         for col in self.columns:
             series = _require(frame, col.name, what)
-            if col.type == "categorical":
-                k = len(col.categories or ())
+            if isinstance(col, CategoricalColumn):
+                k = len(col.categories)
                 codes = _category_codes(series, col)
                 onehot = np.zeros((n, k + 1), dtype=float)
                 # Outside-the-codebook values are flagged like missing ones.
@@ -268,9 +267,10 @@ class _Task:
     y: np.ndarray
 
 
-def _task(frame: pd.DataFrame, enc: FeatureEncoder, target: Column, what: str) -> _Task:
+def _task(frame: pd.DataFrame, enc: FeatureEncoder, target: CategoricalColumn,
+          what: str) -> _Task:
     y = _category_codes(_require(frame, target.name, what), target)
-    keep = y < len(target.categories or ())
+    keep = y < len(target.categories)
     return _Task(enc.transform(frame, what)[keep], y[keep])
 
 
@@ -293,10 +293,10 @@ def tstr_counts(schema: DatasetSchema, synthetic: pd.DataFrame, holdout_real: pd
     """(holdout rows a classifier trained on the synthetic table gets right, the holdout's
     class counts): per-row sums of a DP-derived rule, for the DP release report. None
     without a target."""
-    if not schema.target:
+    target = schema.target_column
+    if target is None:
         return None
-    target = schema.column(schema.target)
-    n_classes = len(target.categories or ())
+    n_classes = len(target.categories)
     enc = FeatureEncoder.from_schema(schema, exclude=schema.not_predictors)
     train, test = (_task(synthetic, enc, target, "synthetic"),
                    _task(holdout_real, enc, target, "holdout"))
@@ -313,12 +313,12 @@ def tstr_scores(schema: DatasetSchema, train: pd.DataFrame, test: pd.DataFrame,
     """Accuracy, AUC, macro F1 and recall of ``classifier`` trained on ``train`` (real or
     synthetic) predicting the target on the real ``test`` rows; the benchmarks' one
     TSTR (and TRTR, with real ``train``) for every system."""
-    if not schema.target:
+    target = schema.target_column
+    if target is None:
         raise ValueError(f"{schema.id}: TSTR needs a declared target")
-    target = schema.column(schema.target)
     enc = FeatureEncoder.from_schema(schema, exclude=schema.not_predictors)
     fit, held = _task(train, enc, target, "train"), _task(test, enc, target, "test")
-    return _run_suite(fit, held, [classifier], seed, len(target.categories or ()))[classifier]
+    return _run_suite(fit, held, [classifier], seed, len(target.categories))[classifier]
 
 
 def marginal_tv(schema: DatasetSchema, synthetic: pd.DataFrame, real: pd.DataFrame,
@@ -364,14 +364,12 @@ def synthetic_ranking_agreement(
     Pairs tied in both count as agreeing (so identical data scores 1); pairs with a missing
     score are skipped; ``None`` when no pair is left.
     """
-    names = [n for n in trtr if trtr[n] is not None and tstr.get(n) is not None]
-    pairs = list(combinations(names, 2))
+    real = {n: v for n, v in trtr.items() if v is not None}
+    syn = {n: v for n, v in tstr.items() if v is not None}
+    pairs = list(combinations([n for n in real if n in syn], 2))
     if not pairs:
         return None
-    same = sum(
-        np.sign(trtr[a] - trtr[b]) == np.sign(tstr[a] - tstr[b])  # type: ignore[operator]
-        for a, b in pairs
-    )
+    same = sum(np.sign(real[a] - real[b]) == np.sign(syn[a] - syn[b]) for a, b in pairs)
     return float(same) / len(pairs)
 
 
@@ -445,7 +443,7 @@ def column_shapes(
     scores: dict[str, float] = {}
     for col in schema.synthesized_columns:
         r, s = _require(real, col.name, "real"), _require(synthetic, col.name, "synthetic")
-        if col.type == "categorical":
+        if isinstance(col, CategoricalColumn):
             dist = _tvd(_category_codes(r, col), _category_codes(s, col), _n_codes(col))
         else:
             dist = _ks_with_missing(_numeric_values(r), _numeric_values(s))
@@ -463,9 +461,9 @@ def _pearson(x: np.ndarray, y: np.ndarray) -> float:
     return float(x @ y / denom) if denom > 0 else 0.0
 
 
-def _discrete_codes(frame: pd.DataFrame, col: Column, what: str) -> np.ndarray:
+def _discrete_codes(frame: pd.DataFrame, col: DomainColumn, what: str) -> np.ndarray:
     series = _require(frame, col.name, what)
-    if col.type == "categorical":
+    if isinstance(col, CategoricalColumn):
         return _category_codes(series, col)
     return _bin_codes(_numeric_values(series), col)
 
@@ -539,9 +537,9 @@ def evaluate_utility(
         "tsts": None,
         "sra": None,
     }
-    if schema.target is not None:
-        target = schema.column(schema.target)
-        n_classes = len(target.categories or ())
+    target = schema.target_column
+    if target is not None:
+        n_classes = len(target.categories)
         enc = FeatureEncoder.from_schema(schema, exclude=schema.not_predictors)
         train = _task(train_real, enc, target, "real train")
         holdout = _task(holdout_real, enc, target, "real holdout")
@@ -550,7 +548,7 @@ def evaluate_utility(
             raise ValueError(f"real holdout has no rows with a declared {target.name!r} value")
         syn_train, syn_test = _split(syn, seed)
 
-        result["classes"] = list(target.categories or ())
+        result["classes"] = list(target.categories)
         if len(train.y):
             majority = int(np.argmax(np.bincount(train.y, minlength=n_classes)))
             result["majority_accuracy"] = float(np.mean(holdout.y == majority))

@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from pulsesynth.frames import storage_type
-from pulsesynth.schema import DatasetSchema
+from pulsesynth.schema import CategoricalColumn, DatasetSchema, NumericColumn
 
 # Counts only: never let GX copy unexpected values or row indices into its result.
 VALUE_FREE_RESULT_FORMAT = {
@@ -90,10 +90,10 @@ def expectation_specs(schema: DatasetSchema, synthetic: bool = False) -> list[di
         if not col.nullable:
             specs.append({"type": "expect_column_values_to_not_be_null",
                           "kwargs": {"column": col.name}})
-        if col.type == "categorical":
+        if isinstance(col, CategoricalColumn):
             specs.append({"type": "expect_column_values_to_be_in_set",
                           "kwargs": {"column": col.name, "value_set": list(col.categories)}})
-        elif col.is_numeric:
+        elif isinstance(col, NumericColumn):
             specs.append({"type": "expect_column_values_to_be_between",
                           "kwargs": {"column": col.name, "min_value": col.bounds[0],
                                      "max_value": col.bounds[1]}})

@@ -309,6 +309,8 @@ def _check_unique_names(names: list[str], path: Path) -> None:
 
 def _catalog_row(schema: DatasetSchema, paths: Paths, rows: int, snapshot_id: str,
                  table: Path, origin: str) -> dict[str, Any]:
+    if schema.path is None:  # the catalog points at the schema file it was built from
+        raise CatalogError(f"{schema.id}: a catalogued schema must be read from a file")
     return {
         "id": schema.id,
         "title": schema.title,

@@ -24,10 +24,10 @@ import traceback
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypedDict, TypeVar
 
 from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect.cache_policies import NO_CACHE, CachePolicy
 
 from pulsesynth import pipeline, runs
 from pulsesynth.artifacts import RunDir
@@ -61,9 +61,19 @@ def _transient(task: Any, task_run: Any, state: Any) -> bool:
     return isinstance(exc, StepFailed) and exc.transient
 
 
-SAFE = {"persist_result": False, "cache_policy": NO_CACHE}
-RETRY_IO = SAFE | {"retries": 2, "retry_delay_seconds": [1, 5],
-                   "retry_condition_fn": _transient}
+class TaskOptions(TypedDict, total=False):
+    """The ``@task`` options the steps share; typed so the decorator's call is checked."""
+
+    persist_result: bool
+    cache_policy: CachePolicy
+    retries: int
+    retry_delay_seconds: list[float]
+    retry_condition_fn: Callable[[Any, Any, Any], bool]
+
+
+SAFE: TaskOptions = {"persist_result": False, "cache_policy": NO_CACHE}
+RETRY_IO: TaskOptions = {**SAFE, "retries": 2, "retry_delay_seconds": [1, 5],
+                         "retry_condition_fn": _transient}
 
 
 def value_free(step: str) -> Callable[[Callable[P, R]], Callable[P, R]]:

@@ -78,8 +78,10 @@ def ledger_charge(paths: Paths, dataset: str, run_id: str, epsilon: float) -> in
     """A real ledger charge backing a fake candidate (idempotent per run id)."""
     from pulsesynth.governance.ledger import Ledger
 
-    return Ledger(paths).charge(dataset, run_id, "0" * 64, epsilon, 1e-6, "prv",
-                                f"test:{dataset}:{run_id}:{epsilon}", 1000.0).id
+    return Ledger(paths).charge(dataset, run_id=run_id, snapshot_id="0" * 64, epsilon=epsilon,
+                                delta=1e-6, accountant="prv",
+                                idempotency_key=f"test:{dataset}:{run_id}:{epsilon}",
+                                lifetime_epsilon=1000.0).id
 
 
 def release_stats(charge_id: int | None, advantage: float = 0.01, private: bool = True,

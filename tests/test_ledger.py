@@ -24,8 +24,9 @@ def ledger(tmp_path: Path) -> Ledger:
 
 def _charge(ledger: Ledger, key: str, eps: float = 1.0, lifetime: float = 3.0,
             snapshot: str = "snap-a", now: datetime = T0, dataset: str = "taxi_trips"):
-    return ledger.charge(dataset, f"run-{key}", snapshot, eps, 1e-5, "prv", key, lifetime,
-                         now=now)
+    return ledger.charge(dataset, run_id=f"run-{key}", snapshot_id=snapshot, epsilon=eps,
+                         delta=1e-5, accountant="prv", idempotency_key=key,
+                         lifetime_epsilon=lifetime, now=now)
 
 
 def test_over_budget_is_refused_with_dataset_spent_requested_remaining(ledger: Ledger) -> None:
@@ -45,7 +46,8 @@ def test_over_budget_is_refused_with_dataset_spent_requested_remaining(ledger: L
     assert ledger.remaining("taxi_trips", 3.0) == 0.0
     other = Ledger(Paths(ledger.paths.root / "other"))
     for i in range(10):
-        other.charge("census_income", f"r{i}", f"s{i}", 0.1, 0.0, "rdp", f"k{i}", 1.0)
+        other.charge("census_income", run_id=f"r{i}", snapshot_id=f"s{i}", epsilon=0.1,
+                     delta=0.0, accountant="rdp", idempotency_key=f"k{i}", lifetime_epsilon=1.0)
     assert other.retrains_left("census_income", 1.0, 0.1) == 0
 
 
@@ -101,8 +103,9 @@ def _race(root: str, worker: int, start, results) -> None:
     ok = 0
     for i in range(8):
         try:
-            ledger.charge("taxi_trips", f"w{worker}-{i}", "snap", 1.0, 1e-6, "prv",
-                          f"w{worker}-{i}", 10.0)
+            ledger.charge("taxi_trips", run_id=f"w{worker}-{i}", snapshot_id="snap",
+                          epsilon=1.0, delta=1e-6, accountant="prv",
+                          idempotency_key=f"w{worker}-{i}", lifetime_epsilon=10.0)
             ok += 1
         except BudgetExceeded:
             pass
@@ -126,3 +129,10 @@ def test_two_processes_racing_cannot_overspend(tmp_path: Path) -> None:
     successes = results.get(timeout=5) + results.get(timeout=5)
     spent = Ledger(Paths(tmp_path)).spent("taxi_trips")
     assert successes == 10 and spent.runs == 10 and spent.epsilon == 10.0
+
+
+def test_charge_takes_its_amounts_by_keyword_only(ledger: Ledger) -> None:
+    # Two ε's, two ids and a key side by side: a swapped positional pair must not run.
+    with pytest.raises(TypeError):
+        ledger.charge("taxi_trips", "run-x", "snap", 1.0, 1e-5, "prv", "x", 3.0)
+    assert ledger.charges("taxi_trips") == []

@@ -139,12 +139,12 @@ def test_canaries_stay_inside_the_declared_domains(path: Path) -> None:
             assert not missing.any(), col.name
         present = values[~missing]
         if col.type == "categorical":
-            declared = set(col.categories or ())
+            declared = set(col.categories)
             assert set(present.tolist()) <= declared, col.name
             assert set(present.tolist()) == declared, f"{col.name}: not every category drawn"
         elif col.type in ("integer", "float"):
             x = present.astype("float64").to_numpy()
-            lo, hi = col.bounds  # type: ignore[misc]
+            lo, hi = col.bounds
             assert ((x >= lo) & (x <= hi)).all(), col.name
             if col.type == "integer":
                 assert (x == np.floor(x)).all(), col.name

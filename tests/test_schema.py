@@ -8,7 +8,13 @@ import pytest
 import yaml
 
 from pulsesynth.errors import SchemaError
-from pulsesynth.schema import CLASSIFICATIONS, load_schema
+from pulsesynth.schema import (
+    CLASSIFICATIONS,
+    CategoricalColumn,
+    NumericColumn,
+    TextColumn,
+    load_schema,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 BUILTINS = ["census_income", "traffic_accidents", "patient_tests", "taxi_trips"]
@@ -72,6 +78,8 @@ def _taxi_raw() -> dict:
          "low < high"),
         (lambda r: r.update(row_key="nope"), "row_key", "not a declared column"),
         (lambda r: r["privacy"].update(epsilon=-1), "privacy.epsilon", "positive"),
+        (lambda r: r["privacy"].update(epsilon="one"), "privacy.epsilon",
+         "must be of type int or float"),
         (lambda r: r.update(surprise=1), "surprise", "unknown field"),
     ],
 )
@@ -119,3 +127,88 @@ def test_leaks_target_must_name_other_declared_columns(tmp_path: Path, value: li
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(SchemaError, match=f"leaks_target: {message}"):
         load_schema(path)
+
+
+# Measured before Column became a sum type: the hash binds models, caches and published
+# files to their declaration, so a refactor of the parser must never move it. An intended
+# edit of a schema file (or a new one) updates its line here, in the same commit.
+SHIPPED_SCHEMA_HASHES = {
+    "benchmarks/suite/schemas/boston_hmda.yaml":
+        "2093aeecbf464c8b1739abf9b67fabd650727fa2636e152bf0e1e10f68e818d8",
+    "benchmarks/suite/schemas/diamonds.yaml":
+        "1cbf8b15cc269c0c7798a8044f79057fe15b58be1288a790a17d3d80cc46e87d",
+    "benchmarks/suite/schemas/doctor_aus.yaml":
+        "42aa960bec378dfd768e378642e4ff4cb450c58e4d06058acc5a3e3622b1355f",
+    "benchmarks/suite/schemas/email_spam.yaml":
+        "e8ad72522db22d9dd07089453041c479065ea6a072f56b165e5d4938d8185697",
+    "benchmarks/suite/schemas/flchain.yaml":
+        "91cb36bd9615ea20ef124ad10cb92570f7c73ffcd0dc4308bfc92fd65b8fe7ed",
+    "benchmarks/suite/schemas/german_health.yaml":
+        "4a33d25ec02b38bb2578cbaa638e3295957dee2d9d9328e00511b9b7a4ae1561",
+    "benchmarks/suite/schemas/islr_wage.yaml":
+        "11d5a5627014107242fef6b3108e59578d7cd71542d04e3dc3740da07484d5df",
+    "benchmarks/suite/schemas/k401k.yaml":
+        "feadd95e97e04bafa22a94c102c394b8327e646441ec96323458861759b0eef7",
+    "benchmarks/suite/schemas/monica.yaml":
+        "06795430505af83133ddf13521406f0dd7025890b9ec999d1b706ed6981fdfca",
+    "benchmarks/suite/schemas/saratoga_houses.yaml":
+        "358e56cc04448aaf485517bf05d4e007cf5229b300609139521477b525f1452f",
+    "benchmarks/suite/schemas/wives_insurance.yaml":
+        "1a4ce626312490e74f781f1a4f90637515ef059a2e56ee63871dbb20a268736b",
+    "schemas/census_income.yaml":
+        "981472f23df9fff85cf46c2fc37e5e5c2ab24421e8bbb1665eb8cc4c03b423bc",
+    "schemas/patient_tests.yaml":
+        "69fa17bd0365a921181e0bed2ef83eec2227f1ddfe9447020e0ef044aa544e59",
+    "schemas/taxi_trips.yaml":
+        "d2b344fff24e52a6f374e2b031938eb97082b9384230cc9a92c1b71b29783f6c",
+    "schemas/traffic_accidents.yaml":
+        "2fcde7ae636dd281c0fd483abc945e9ba1d72aa66322aeafde359c148825e754",
+}
+
+
+@pytest.mark.parametrize("relpath", sorted(SHIPPED_SCHEMA_HASHES))
+def test_shipped_schema_hashes_are_unchanged(relpath: str) -> None:
+    assert load_schema(REPO / relpath).hash == SHIPPED_SCHEMA_HASHES[relpath]
+
+
+def test_every_shipped_schema_is_pinned() -> None:
+    shipped = sorted(str(p.relative_to(REPO)) for pattern in ("schemas/*.yaml",
+                                                               "benchmarks/suite/schemas/*.yaml")
+                     for p in REPO.glob(pattern))
+    assert shipped == sorted(SHIPPED_SCHEMA_HASHES)
+
+
+@pytest.mark.parametrize("relpath", sorted(SHIPPED_SCHEMA_HASHES))
+def test_columns_parse_to_the_sum_type_of_their_declared_type(relpath: str) -> None:
+    schema = load_schema(REPO / relpath)
+    kinds = {"categorical": CategoricalColumn, "integer": NumericColumn,
+             "float": NumericColumn, "text": TextColumn}
+    for col in schema.columns:
+        assert type(col) is kinds[col.type], col.name
+        if isinstance(col, CategoricalColumn):
+            assert col.categories and not hasattr(col, "bounds") and not hasattr(col, "bins")
+        elif isinstance(col, NumericColumn):
+            lo, hi = col.bounds
+            assert lo < hi and col.bins[0] == lo and col.bins[-1] == hi, col.name
+            assert col.scale in ("linear", "log") and not hasattr(col, "categories")
+        else:
+            assert not col.is_synthesized
+            assert not any(hasattr(col, f) for f in ("categories", "bounds", "bins"))
+    assert all(not isinstance(c, TextColumn) for c in schema.synthesized_columns)
+    target = schema.target_column
+    assert target is not None and target.name == schema.target
+    assert isinstance(target, CategoricalColumn) and len(target.categories) >= 2
+
+
+def test_column_fields_follow_the_declaration() -> None:
+    schema = load_schema(REPO / "schemas" / "taxi_trips.yaml")
+    tip = schema.column("tip")
+    assert tip == CategoricalColumn(name="tip", role="target", categories=("no", "yes"),
+                                    description=tip.description)
+    distance = schema.column("distance")
+    assert isinstance(distance, NumericColumn) and distance.type == "float"
+    assert distance.zero_bin and distance.scale == "linear"
+    assert distance.bounds == tuple(schema.raw["columns"][2]["bounds"])
+    assert distance.bins == tuple(schema.raw["columns"][2]["bins"])
+    crash = load_schema(REPO / "schemas" / "traffic_accidents.yaml").column("crash_id")
+    assert isinstance(crash, TextColumn) and crash.role == "identifier"

@@ -92,7 +92,7 @@ def uniform_noise(schema: DatasetSchema, n: int, seed: int) -> pd.DataFrame:
         if col.type == "categorical":
             data[col.name] = rng.choice(np.array(col.categories, dtype=object), n)
         else:
-            lo, hi = col.bounds or (0, 1)
+            lo, hi = col.bounds
             data[col.name] = rng.uniform(lo, hi, n)
     return pd.DataFrame(data)
 

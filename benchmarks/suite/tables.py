@@ -263,7 +263,9 @@ def summary_row(name: str, warehouse: Warehouse | None = None) -> dict[str, obje
     """The facts of one table that :func:`main` prints."""
     train, test, schema = split_table(name, warehouse)
     cols = schema.synthesized_columns
-    target = schema.column(schema.target)
+    target = schema.target_column
+    if target is None:
+        raise ValueError(f"{name}: the suite's tables all declare a target")
     full = pd.concat([train[schema.target], test[schema.target]], ignore_index=True)
     shares = full.value_counts(normalize=True)
     return {

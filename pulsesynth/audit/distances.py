@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pulsesynth.schema import Column, DatasetSchema
+from pulsesynth.schema import CategoricalColumn, Column, DatasetSchema, NumericColumn
 
 # Bytes of float32 scratch per chunk (a chunk × reference block); keeps peak memory bounded.
 CHUNK_BYTES = 64 * 1024 * 1024
@@ -41,8 +41,9 @@ class GowerSpace:
     def __init__(self, schema: DatasetSchema, columns: list[str] | None = None) -> None:
         chosen = columns or [c.name for c in schema.synthesized_columns]
         self.columns: list[Column] = [schema.column(n) for n in chosen]
-        self.numeric = [c for c in self.columns if c.is_numeric]
-        self.categorical = [c for c in self.columns if c.type == "categorical"]
+        # A text column has no public domain to measure a distance on: it is left out.
+        self.numeric = [c for c in self.columns if isinstance(c, NumericColumn)]
+        self.categorical = [c for c in self.columns if isinstance(c, CategoricalColumn)]
 
     def encode(self, frame: pd.DataFrame) -> EncodedRows:
         n = len(frame)
@@ -53,9 +54,9 @@ class GowerSpace:
                 dtype=float, na_value=np.nan)
             numeric[:, j] = np.clip((values - lo) / (hi - lo), 0.0, 1.0)
         blocks = []
-        for col in self.categorical:
-            levels = list(col.categories)
-            codes = pd.Categorical(frame[col.name], categories=levels).codes  # NA/unknown -> -1
+        for cat in self.categorical:
+            levels = list(cat.categories)
+            codes = pd.Categorical(frame[cat.name], categories=levels).codes  # NA/unknown -> -1
             block = np.zeros((n, len(levels) + 1), dtype=np.float32)
             block[np.arange(n), np.where(codes < 0, len(levels), codes)] = 1.0
             blocks.append(block)

@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from pulsesynth.schema import Column, DatasetSchema
+from pulsesynth.schema import CategoricalColumn, DatasetSchema, NumericColumn
 
 #: Largest ε the bisection searches; a bound at this value means "no ε below it holds".
 MAX_EPSILON = 100.0
@@ -84,8 +84,8 @@ def make_canaries(schema: DatasetSchema, m: int, rng: np.random.Generator) -> pd
     return pd.DataFrame(data)
 
 
-def _canary_categorical(col: Column, m: int, rng: np.random.Generator) -> pd.Series:
-    cats = list(col.categories or ())
+def _canary_categorical(col: CategoricalColumn, m: int, rng: np.random.Generator) -> pd.Series:
+    cats = list(col.categories)
     levels = len(cats) + (1 if col.nullable else 0)
     idx = rng.integers(0, levels, size=m)
     missing = idx >= len(cats)
@@ -106,9 +106,9 @@ def _integer_range(a: float, b: float, last: bool) -> tuple[int, int]:
     return lo, hi
 
 
-def _canary_numeric(col: Column, m: int, rng: np.random.Generator) -> pd.Series:
-    lo_b, hi_b = (float(v) for v in col.bounds)  # type: ignore[misc]
-    edges = [float(e) for e in (col.bins or (lo_b, hi_b))]
+def _canary_numeric(col: NumericColumn, m: int, rng: np.random.Generator) -> pd.Series:
+    lo_b, hi_b = (float(v) for v in col.bounds)
+    edges = [float(e) for e in col.bins]
     is_int = col.type == "integer"
     bins: list[tuple[float, float, bool]] = []
     for a, b in zip(edges, edges[1:], strict=False):
@@ -146,8 +146,8 @@ def _canary_numeric(col: Column, m: int, rng: np.random.Generator) -> pd.Series:
     return pd.Series(out, dtype="float64")
 
 
-def _canary_identifier(col: Column, m: int, rng: np.random.Generator) -> pd.Series:
-    lo, hi = (float(v) for v in col.bounds)  # type: ignore[misc]
+def _canary_identifier(col: NumericColumn, m: int, rng: np.random.Generator) -> pd.Series:
+    lo, hi = (float(v) for v in col.bounds)
     if col.type == "integer":
         ia, ib = math.ceil(lo), math.floor(hi)
         span = ib - ia + 1
@@ -411,11 +411,11 @@ def run_classifier_canary_audit(
     from pulsesynth.synth.train import default_delta
     from pulsesynth.utility import category_codes
 
-    if not schema.target:
+    target = schema.target_column
+    if target is None:
         raise ValueError(f"{schema.id}: no target declared; nothing to classify")
     canaries, included = _draw(schema, m, seed)
-    target = schema.column(schema.target)
-    classes = list(target.categories or ())
+    classes = list(target.categories)
     label_rng = np.random.default_rng([seed, 1])  # a stream apart from the canaries'
     labels = label_rng.integers(0, len(classes), size=m)
     canaries[target.name] = pd.Series(np.asarray(classes, dtype=object)[labels])

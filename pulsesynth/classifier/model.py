@@ -88,12 +88,12 @@ class DPClassifier:
         if not schema.target:
             raise SchemaError(f"{schema.id}: no target declared; nothing to classify")
         target = schema.column(schema.target)
-        if target.type != "categorical" or len(target.categories or ()) < 2:
+        if target.type != "categorical" or len(target.categories) < 2:
             raise SchemaError(f"{schema.id}: target {target.name} must be categorical with "
                               "at least two declared classes")
         self.schema = schema
         self.target = target
-        self.classes = [str(c) for c in target.categories or ()]
+        self.classes = [str(c) for c in target.categories]
         self.private = private
         self.epsilon = (schema.privacy.epsilon if epsilon is None else float(epsilon)) \
             if private else None

@@ -100,8 +100,10 @@ def classifier_candidate(run_dir: Path, *, epsilon: float | None = None,
         key = recipe_key(schema.id, run["run_id"], clf.config.to_dict(), eps_run, delta)
         ledger = Ledger(paths)
         budget = ledger.budget(schema.id, Budget.declared(schema), actor="classifier")
-        c = ledger.charge(schema.id, run["run_id"], run["snapshot_id"], eps_run, delta,
-                          ACCOUNTANT, key, budget.lifetime_epsilon, actor="classifier")
+        c = ledger.charge(schema.id, run_id=run["run_id"], snapshot_id=run["snapshot_id"],
+                          epsilon=eps_run, delta=delta, accountant=ACCOUNTANT,
+                          idempotency_key=key, lifetime_epsilon=budget.lifetime_epsilon,
+                          actor="classifier")
         charged = {"epsilon": c.epsilon, "delta": c.delta, "new": c.new, "id": c.id}
     true_rows = {"train": len(data.train), "holdout": len(data.holdout),
                  "reference": len(data.reference)}

@@ -199,16 +199,17 @@ RELEASE_STAT_TEXT = {
 def release_section(stats: dict[str, Any]) -> dict[str, Any]:
     """The DP release report as published: each noisy statistic with its 95% interval,
     its sensitivity and its share of ε."""
-    out = {}
+    out: dict[str, dict[str, Any]] = {}
     for name, s in (stats.get("statistics") or {}).items():
         if not isinstance(s, dict):
             continue
-        out[str(name)] = {k: _num(s.get(k)) for k in ("value", "ci_low", "ci_high",
-                                                       "sensitivity", "epsilon",
-                                                       "laplace_scale")}
-        out[str(name)]["text"] = RELEASE_STAT_TEXT.get(str(name), str(name))
+        entry: dict[str, Any] = {k: _num(s.get(k)) for k in ("value", "ci_low", "ci_high",
+                                                             "sensitivity", "epsilon",
+                                                             "laplace_scale")}
+        entry["text"] = RELEASE_STAT_TEXT.get(str(name), str(name))
         if s.get("attacks"):
-            out[str(name)]["attacks"] = [str(a) for a in s["attacks"]]
+            entry["attacks"] = [str(a) for a in s["attacks"]]
+        out[str(name)] = entry
     return {"mechanism": stats.get("mechanism"), "epsilon": _num(stats.get("epsilon")),
             "confidence": stats.get("confidence"), "rows_dp": stats.get("rows_dp") or {},
             "statistics": out,

@@ -92,11 +92,14 @@ class Ledger:
     def __init__(self, paths: Paths | None = None) -> None:
         self.paths = paths or Paths.default()
 
-    def charge(self, dataset: str, run_id: str, snapshot_id: str, epsilon: float,
+    def charge(self, dataset: str, *, run_id: str, snapshot_id: str, epsilon: float,
                delta: float, accountant: str, idempotency_key: str,
-               lifetime_epsilon: float, *, actor: str = "pipeline",
+               lifetime_epsilon: float, actor: str = "pipeline",
                now: datetime | None = None) -> Charge:
         """Charge a training run before it starts; refuse past the lifetime budget.
+
+        Everything after ``dataset`` is keyword-only: two ε's, two ids and a key sit side
+        by side, and a swapped positional pair would charge the wrong amount silently.
 
         Raises :class:`BudgetExceeded` (dataset, spent, requested, remaining) or
         :class:`LedgerError` when the key was used for a different charge.

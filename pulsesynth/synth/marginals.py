@@ -52,6 +52,7 @@ class MarginalPlan:
                     target: str | None) -> MarginalPlan:
         """(column, target) pairs when the target is modelled, else every single column."""
         names = tuple(columns)
+        groups: tuple[tuple[int, ...], ...]
         if target in names and len(names) > 1:
             t = names.index(target)
             groups = tuple((j, t) for j in range(len(names)) if j != t)
@@ -65,7 +66,8 @@ class MarginalPlan:
     def cell_index(self, levels: np.ndarray, group: tuple[int, ...]) -> tuple[np.ndarray,
                                                                                np.ndarray]:
         """(rows whose cells in ``group`` are all observed, their flat cell index)."""
-        keep = (levels[:, list(group)] >= 0).all(axis=1)
+        # asarray: numpy's stubs type a reduction as maybe-scalar; along an axis it is not.
+        keep = np.asarray((levels[:, list(group)] >= 0).all(axis=1))
         cell = np.zeros(int(keep.sum()), dtype=np.int64)
         for j in group:
             cell = cell * self.widths[j] + levels[keep, j]

@@ -54,12 +54,6 @@ class TabularVAE(nn.Module):
             z = mu
         return torch.cat([self.decode(z), mu, logvar], dim=1)
 
-    def split_output(
-        self, output: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        d, k = self.data_dim, self.latent_dim
-        return output[:, :d], output[:, d: d + k], output[:, d + k:]
-
 
 class NegativeELBO(nn.Module):
     """Per-block cross-entropy reconstruction + ``kl_weight`` × KL(q(z|x) ‖ N(0, I)).

@@ -15,7 +15,7 @@ import pandas as pd
 
 from pulsesynth.audit.distances import GowerSpace, nearest
 from pulsesynth.audit.metrics import clopper_pearson
-from pulsesynth.schema import Column, DatasetSchema
+from pulsesynth.schema import CategoricalColumn, DatasetSchema, DomainColumn
 
 
 @dataclass(frozen=True)
@@ -52,11 +52,11 @@ def _risk(attack: str, column: str | None, successes: int, control: int, n: int)
     )
 
 
-def _same_value(col: Column, guess: pd.Series, truth: pd.Series) -> np.ndarray:
+def _same_value(col: DomainColumn, guess: pd.Series, truth: pd.Series) -> np.ndarray:
     """A guess is right when equal (categoricals) or in the same declared bin (numerics)."""
     g, t = guess.reset_index(drop=True), truth.reset_index(drop=True)
     both_na = g.isna().to_numpy() & t.isna().to_numpy()
-    if col.type == "categorical":
+    if isinstance(col, CategoricalColumn):
         return both_na | (g.astype(object) == t.astype(object)).fillna(False).to_numpy(bool)
     edges = np.asarray(col.bins, dtype=float)
     gb = np.digitize(pd.to_numeric(g).to_numpy(float, na_value=np.nan), edges[1:-1])
@@ -118,9 +118,9 @@ def singling_out(schema: DatasetSchema, train: pd.DataFrame, holdout: pd.DataFra
     return _risk("singling_out", None, hits[0], hits[1], attacks)
 
 
-def _level(col: Column, values: pd.Series) -> np.ndarray:
+def _level(col: DomainColumn, values: pd.Series) -> np.ndarray:
     """Each value's declared category code or bin index (missing = -1)."""
-    if col.type == "categorical":
+    if isinstance(col, CategoricalColumn):
         return pd.Categorical(values, categories=list(col.categories)).codes.astype(int)
     numbers = pd.to_numeric(values).to_numpy(float, na_value=np.nan)
     levels = np.digitize(numbers, np.asarray(col.bins, dtype=float)[1:-1])
