@@ -98,7 +98,7 @@ def value_free(step: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
 def _local_error_log(run_dir: Any, step: str) -> None:
     if not isinstance(run_dir, str) or not Path(run_dir).is_dir():
         return
-    with open(RunDir(run_dir).error_log, "a", encoding="utf-8") as fh:
+    with open(RunDir(Path(run_dir)).error_log, "a", encoding="utf-8") as fh:
         fh.write(f"--- {step} at {time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
         fh.write(traceback.format_exc())
 
@@ -274,7 +274,7 @@ def register_release(run_dir: str, dataset: str, root: str) -> dict[str, Any]:
     """Record the candidate (idempotent: same content, same release)."""
     from pulsesynth.governance.releases import register_candidate
 
-    rel = register_candidate(_paths(root), dataset, RunDir(run_dir).candidate.path,
+    rel = register_candidate(_paths(root), dataset, RunDir(Path(run_dir)).candidate.path,
                              model_id=pipeline.model_hash(Path(run_dir)))
     get_run_logger().info("%s: release %s registered as %s (%s)", dataset,
                           rel.candidate_id[:12], rel.status, rel.label)

@@ -263,7 +263,7 @@ class DPClassifier:
     def export_release(self, directory: str | Path) -> Path:
         """Write ``weights.pt`` (state_dict) and ``model.json`` into ``directory``."""
         model = self._require_model()
-        out = CandidateDir(directory)
+        out = CandidateDir(Path(directory))
         out.mkdir()
         torch.save(model.state_dict(), out.weights_pt)
         out.release_config_json.write_text(

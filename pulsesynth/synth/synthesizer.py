@@ -287,7 +287,7 @@ class DPVAESynthesizer:
     def save(self, directory: str | Path) -> Path:
         """Write ``model.pt`` (state_dict) and ``metadata.json`` into ``directory``."""
         model = self._require_model()
-        saved = ModelDir(directory)
+        saved = ModelDir(Path(directory))
         saved.mkdir()
         torch.save(model.state_dict(), saved.state_pt)
         saved.metadata_json.write_text(
@@ -370,7 +370,7 @@ class DPVAESynthesizer:
         model = self._require_model()
         if not self.metadata.get("private", self.private):
             raise ValueError("a non-private (non-DP) model is never exported for release")
-        out = CandidateDir(directory)
+        out = CandidateDir(Path(directory))
         out.mkdir()
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         torch.save(state, out.weights_pt)
