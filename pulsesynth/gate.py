@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from pulsesynth.errors import PulseSynthError
-from pulsesynth.labels import BLOCKED, RELEASE_LABELS, at_most, more_open_than
+from pulsesynth.labels import BLOCKED, OPEN, RELEASE_LABELS, at_most, more_open_than
 from pulsesynth.release_kinds import KINDS, UnknownReleaseKind, get_kind, kinds
 
 # Labels and kinds are owned by pulsesynth.labels and pulsesynth.release_kinds; the names
@@ -103,7 +103,7 @@ class GateResult:
     checks: list[Check] = field(default_factory=list)
     reason: str = ""
     kind: str = "table"
-    max_label: str = "open"
+    max_label: str = OPEN
     capped_from: str | None = None
 
     @property
