@@ -147,8 +147,11 @@ def candidate_files(kind: str) -> tuple[str, ...]:
 
 def card_json_name(kind: str) -> str:
     """The card a published release of ``kind`` carries: the data card for a table, the
-    model card for a classifier or a model."""
-    return DATACARD_JSON if kind == "table" else MODELCARD_JSON
+    model card for a classifier or a model (:attr:`ReleaseKind.card_json`)."""
+    # Imported here: the registry is built from this module's names.
+    from pulsesynth.release_kinds import get_kind
+
+    return get_kind(kind).card_json
 
 
 def runs_root(paths: Paths, dataset: str) -> Path:

@@ -332,12 +332,13 @@ def _release_model(args: argparse.Namespace) -> int:
     from pulsesynth import pipeline
     from pulsesynth.governance.releases import register_candidate
     from pulsesynth.paths import Paths
+    from pulsesynth.release_kinds import MODEL
 
     run_dir = Path(args.run)
     run = pipeline.load_run(run_dir)
     out = pipeline.model_candidate(run_dir, Path(args.policy) if args.policy else None)
     rel = register_candidate(Paths.default(), run["dataset"], out,
-                             model_id=pipeline.model_hash(run_dir), kind="model", actor="cli")
+                             model_id=pipeline.model_hash(run_dir), kind=MODEL.name, actor="cli")
     if args.json:
         print(json.dumps(rel.to_dict() | {"candidate_dir": str(out)}, indent=2))
     else:

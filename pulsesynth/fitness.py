@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from pulsesynth.release_kinds import get_kind
+
 USEFUL = "useful"
 NOT_USEFUL = "not useful"
 UNCLEAR = "unclear"
@@ -30,9 +32,7 @@ def verdict(stats: dict[str, Any], target: str | None,
     tstr, majority = figures.get("tstr_accuracy"), figures.get("majority_accuracy")
     if not target or not tstr or not majority:
         return {"target": target, "verdict": None, "suitable": [], "not_suitable": []}
-    what = ("a model trained on this table" if kind == "table" else
-            "this classifier" if kind == "classifier" else
-            "a model trained on rows sampled from this model")
+    what = get_kind(kind).fit_subject
     numbers = (f"accuracy {tstr['value']:.2f} on unseen real rows against "
                f"{majority['value']:.2f} by always guessing the most common class "
                "(differentially private figures)")

@@ -24,15 +24,17 @@ from typing import Any
 import yaml
 
 from pulsesynth.errors import PulseSynthError
+from pulsesynth.labels import BLOCKED, OPEN, RELEASE_LABELS, at_most, more_open_than
+from pulsesynth.release_kinds import KINDS, UnknownReleaseKind, get_kind, kinds
 
-RELEASE_LABELS = ("open", "confidential")
-KINDS = ("table", "classifier", "model")
+# Labels and kinds are owned by pulsesynth.labels and pulsesynth.release_kinds; the names
+# below stay importable from here for the callers that used them.
 #: Kinds whose release holds rows: only these are checked for distances and exact matches.
-ROW_KINDS = ("table",)
+ROW_KINDS = tuple(k.name for k in kinds() if k.releases_rows)
 #: The most open label each kind may get when the policy file says nothing.
-DEFAULT_KIND_CAPS = {"table": "open", "classifier": "open", "model": "confidential"}
+DEFAULT_KIND_CAPS = {k.name: k.default_max_label for k in kinds()}
 #: Caps no policy may lift (seed 004: a released generative model is sensitive).
-HARD_KIND_CAPS = {"model": "confidential"}
+HARD_KIND_CAPS = {k.name: k.hard_max_label for k in kinds() if k.hard_max_label}
 THRESHOLDS = (
     "max_epsilon",
     "max_attack_advantage",
@@ -61,13 +63,14 @@ class Policy(dict):
 
 def kind_cap(policy: dict[str, Any], kind: str) -> str:
     """The most open label ``kind`` may get under ``policy`` (never above a hard cap)."""
-    if kind not in KINDS:
-        raise PolicyError(f"unknown release kind {kind!r} (expected one of {', '.join(KINDS)})")
+    try:
+        spec = get_kind(kind)
+    except UnknownReleaseKind as exc:
+        raise PolicyError(str(exc)) from None
     caps = getattr(policy, "kinds", None) or DEFAULT_KIND_CAPS
-    cap = caps.get(kind, DEFAULT_KIND_CAPS[kind])
-    hard = HARD_KIND_CAPS.get(kind)
-    if hard is not None and RELEASE_LABELS.index(cap) < RELEASE_LABELS.index(hard):
-        cap = hard
+    cap = caps.get(kind, spec.default_max_label)
+    if spec.hard_max_label is not None and more_open_than(cap, spec.hard_max_label):
+        cap = spec.hard_max_label
     return cap
 
 
@@ -100,7 +103,7 @@ class GateResult:
     checks: list[Check] = field(default_factory=list)
     reason: str = ""
     kind: str = "table"
-    max_label: str = "open"
+    max_label: str = OPEN
     capped_from: str | None = None
 
     @property
@@ -152,14 +155,15 @@ def _load_kinds(path: Path, raw: Any) -> dict[str, str]:
         if not isinstance(spec, dict) or set(spec) - {"max_label"}:
             raise PolicyError(f"{path}: kinds.{kind}: expected {{max_label: "
                               f"{' | '.join(RELEASE_LABELS)}}}")
-        label = spec.get("max_label", DEFAULT_KIND_CAPS[kind])
+        release_kind = get_kind(kind)
+        label = spec.get("max_label", release_kind.default_max_label)
         if label not in RELEASE_LABELS:
             raise PolicyError(f"{path}: kinds.{kind}.max_label: {label!r} is not one of "
                               f"{', '.join(RELEASE_LABELS)}")
-        hard = HARD_KIND_CAPS.get(kind)
-        if hard is not None and RELEASE_LABELS.index(label) < RELEASE_LABELS.index(hard):
+        hard = release_kind.hard_max_label
+        if hard is not None and more_open_than(label, hard):
             raise PolicyError(f"{path}: kinds.{kind}.max_label: a released {kind} is allowed "
-                              f"at most at {hard} (a generative model is sensitive), not {label}")
+                              f"at most at {hard} ({release_kind.hard_cap_reason}), not {label}")
         caps[kind] = label
     return caps
 
@@ -177,18 +181,19 @@ def evaluate_gate(policy: dict[str, dict[str, float | None]], privacy: dict[str,
     ``confidential``).
     """
     cap = kind_cap(policy, kind)
-    allowed = RELEASE_LABELS[RELEASE_LABELS.index(cap):]
+    spec = get_kind(kind)
+    allowed = at_most(cap)
     if not privacy.get("private", False) or not stats.get("private", False):
-        return GateResult("blocked", reason="non-private (non-DP) artifact: never releasable",
+        return GateResult(BLOCKED, reason="non-private (non-DP) artifact: never releasable",
                           kind=kind, max_label=cap)
     statistics = stats.get("statistics") or {}
     if "max_attack_advantage" not in statistics:
-        return GateResult("blocked", reason="no membership attack was run: nothing proves "
+        return GateResult(BLOCKED, reason="no membership attack was run: nothing proves "
                           "privacy", kind=kind, max_label=cap)
     all_checks: list[Check] = []
     passing: list[str] = []
     for label, limits in policy.items():
-        checks = _checks(label, limits, privacy, statistics, kind in ROW_KINDS)
+        checks = _checks(label, limits, privacy, statistics, spec.releases_rows)
         all_checks += checks
         if all(c.passed for c in checks):
             passing.append(label)
@@ -197,8 +202,9 @@ def evaluate_gate(policy: dict[str, dict[str, float | None]], privacy: dict[str,
         reason = f"all {granted[0]} thresholds pass"
         capped_from = passing[0] if passing[0] != granted[0] else None
         if capped_from:
-            why = (": a generative model is sensitive — it can be attacked and sampled "
-                   "without limit" if kind == "model" else "")
+            # A hard cap says why it exists; a policy cap is the policy's choice.
+            why = (f": {spec.hard_cap_reason} — it can be attacked and sampled without limit"
+                   if spec.hard_max_label else "")
             reason = (f"all {capped_from} thresholds pass, but a released {kind} is capped at "
                       f"{cap} (policy kinds.{kind}.max_label{why}); all {granted[0]} "
                       "thresholds pass")
@@ -211,7 +217,7 @@ def evaluate_gate(policy: dict[str, dict[str, float | None]], privacy: dict[str,
                   f"({cap})")
     else:
         reason = "; ".join(failed)
-    return GateResult("blocked", all_checks, reason=reason, kind=kind, max_label=cap)
+    return GateResult(BLOCKED, all_checks, reason=reason, kind=kind, max_label=cap)
 
 
 def _checks(label: str, limits: dict[str, float | None], privacy: dict[str, Any],

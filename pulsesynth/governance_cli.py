@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 from pulsesynth.paths import Paths
+from pulsesynth.release_kinds import KINDS
 
 
 def add_governance_commands(sub: Any) -> None:
@@ -41,7 +42,7 @@ def add_governance_commands(sub: Any) -> None:
     lst.add_argument("--dataset")
     lst.add_argument("--status", help="candidate|approved|rejected|published|superseded|"
                                       "withdrawn|blocked")
-    lst.add_argument("--kind", choices=("table", "classifier", "model"))
+    lst.add_argument("--kind", choices=KINDS)
     lst.add_argument("--json", action="store_true")
     lst.set_defaults(handler=_releases_list)
     show = rel_sub.add_parser("show", help="one release with its gate and decisions")
@@ -53,7 +54,7 @@ def add_governance_commands(sub: Any) -> None:
     reg.add_argument("--dataset", required=True)
     reg.add_argument("--model-id", required=True)
     reg.add_argument("--title")
-    reg.add_argument("--kind", choices=("table", "classifier", "model"), default="table",
+    reg.add_argument("--kind", choices=KINDS, default="table",
                      help="what the candidate releases: a synthetic table (default), a DP "
                           "classifier, or the DP generative model (at most confidential)")
     reg.set_defaults(handler=_releases_register)

@@ -615,6 +615,7 @@ def model_candidate(run_dir: Path, policy_path: Path | None = None,
     import yaml
 
     from pulsesynth.gate import DEFAULT_POLICY, evaluate_gate, load_policy
+    from pulsesynth.release_kinds import MODEL
     from pulsesynth.schema import parse_schema
 
     run_dir = Path(run_dir)
@@ -630,10 +631,10 @@ def model_candidate(run_dir: Path, policy_path: Path | None = None,
     attack = (run_audit.get("membership_attacks") or {}).get(MODEL_ATTACK)
     if not isinstance(attack, dict):
         raise RunError(f"{run_dir}: the run's audit has no {MODEL_ATTACK} result")
-    audit = {"dataset": run_audit.get("dataset", synth.schema.id), "kind": "model",
+    audit = {"dataset": run_audit.get("dataset", synth.schema.id), "kind": MODEL.name,
              "membership_attacks": {MODEL_ATTACK: attack},
              "seed": run_audit.get("seed"), "caveat": run_audit.get("caveat")}
-    out = RunDir(run_dir).model_candidate
+    out = MODEL.candidate_of(RunDir(run_dir))
     out.mkdir()
     if privacy.get("private") is True and synth.metadata.get("private") is True:
         synth.export_release(out.path)
@@ -643,7 +644,7 @@ def model_candidate(run_dir: Path, policy_path: Path | None = None,
         _write_blocked_model_files(out, synth)
     stats = candidate.read_release_stats()
     gate = evaluate_gate(load_policy(policy_path or DEFAULT_POLICY), privacy, stats,
-                         kind="model")
+                         kind=MODEL.name)
     out.write_privacy(privacy)
     out.write_audit(audit)
     out.write_release_stats(stats)

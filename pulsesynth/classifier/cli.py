@@ -44,6 +44,7 @@ def _release_classifier(args: argparse.Namespace) -> int:
     from pulsesynth.classifier.release import classifier_candidate
     from pulsesynth.governance.releases import register_candidate
     from pulsesynth.paths import Paths
+    from pulsesynth.release_kinds import CLASSIFIER
 
     paths = Paths.default()
     if args.run:
@@ -58,7 +59,7 @@ def _release_classifier(args: argparse.Namespace) -> int:
                                paths=paths, **config)
     run = pipeline.load_run(run_dir)
     rel = register_candidate(paths, run["dataset"], Path(out["candidate_dir"]),
-                             model_id=out["privacy"]["model_hash"], kind="classifier")
+                             model_id=out["privacy"]["model_hash"], kind=CLASSIFIER.name)
     summary = {"run_dir": str(run_dir), "candidate_id": rel.candidate_id,
                "status": rel.status, "label": rel.label, "gate": out["gate"],
                "charge": out["charge"], "test": out["utility"]["test"],

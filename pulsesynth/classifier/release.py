@@ -24,6 +24,7 @@ import pandas as pd
 from pulsesynth.artifacts import RunDir
 from pulsesynth.classifier.model import DPClassifier
 from pulsesynth.paths import Paths
+from pulsesynth.release_kinds import CLASSIFIER
 
 
 def recipe_key(dataset: str, run_id: str, config: dict[str, Any],
@@ -111,19 +112,19 @@ def classifier_candidate(run_dir: Path, *, epsilon: float | None = None,
     sizes = laplace_counts(true_rows, k, split.row_count, rng) if private else true_rows
     clf.fit(data.train, snapshot_id=run["snapshot_id"], public_rows=sizes["train"])
 
-    out = RunDir(run_dir).classifier_candidate
+    out = CLASSIFIER.candidate_of(RunDir(run_dir))
     if out.path.exists():
         shutil.rmtree(out.path)
     clf.export_release(out.path)
     test = clf.evaluate(data.holdout)
-    utility = {"kind": "classifier", "target": schema.target, "test": test,
+    utility = {"kind": CLASSIFIER.name, "target": schema.target, "test": test,
                "reading": "accuracy of the released classifier on unseen real rows"}
     pool = public_pool(clf, max(1000, 2 * sizes["train"]), derived_seed(run, "classifier-pool"))
     # A public seed is fine here: the shadows train on the public pool (post-processing);
     # the secret randomness is in the training above and the report's noise below.
     attacker = ShadowClassifierAttack(n_shadows=n_shadows, seed=0)
     attack = attacker.run(clf, data.train, data.holdout, pool)
-    audit = {"kind": "classifier", "membership_attacks": {attack.attack: attack.to_dict()},
+    audit = {"kind": CLASSIFIER.name, "membership_attacks": {attack.attack: attack.to_dict()},
              "reference": "uniform rows of the declared domains labelled by the classifier"}
     labels = clf._labels(data.holdout)
     labels = labels[labels < len(clf.classes)]
@@ -144,7 +145,7 @@ def classifier_candidate(run_dir: Path, *, epsilon: float | None = None,
         "privacy_unit": list(schema.privacy_unit) or ["<row>"], "max_rows_per_unit": k,
         "randomness": SECRET if run["seed_source"] == SECRET else CALLER,
         "code_version": code_version(), "model_hash": file_sha256(out.weights_pt),
-        "kind": "classifier",
+        "kind": CLASSIFIER.name,
     }
     if private and charged:
         privacy |= {
@@ -159,7 +160,7 @@ def classifier_candidate(run_dir: Path, *, epsilon: float | None = None,
     else:
         privacy |= {"epsilon": None, "delta": None, "charge_id": None}
     gate = evaluate_gate(load_policy(policy_path or DEFAULT_POLICY), privacy, stats,
-                         kind="classifier").to_dict()
+                         kind=CLASSIFIER.name).to_dict()
     out.write_utility(utility)
     out.write_audit(audit)
     out.write_privacy(privacy)

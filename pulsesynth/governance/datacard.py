@@ -31,19 +31,20 @@ from pulsesynth.artifacts import (
     dump_json,
 )
 from pulsesynth.governance.errors import CandidateError
+from pulsesynth.labels import CONFIDENTIAL, OPEN
 from pulsesynth.paths import Paths
 
 LN2 = math.log(2)
-LABEL_TEXT = {"open": "Open — synthetic", "confidential": "Shared: Confidential — synthetic"}
+LABEL_TEXT = {OPEN: "Open — synthetic", CONFIDENTIAL: "Shared: Confidential — synthetic"}
 TERMS = {
-    "open": {
+    OPEN: {
         "access": "Public: anyone may access this synthetic dataset on the open portal.",
         "use": "Any lawful use, including commercial use, research, teaching and testing.",
         "reuse": "Re-use and redistribution allowed with attribution to the city data office "
                  "and this data card; do not present synthetic rows as real records.",
         "prohibited": "Attempting to re-identify people or link rows to real individuals.",
     },
-    "confidential": {
+    CONFIDENTIAL: {
         "access": "Shared (Confidential): government entities holding a portal access token, "
                   "for their professional responsibilities only.",
         "use": "Analysis, modelling and testing inside the receiving entity.",

@@ -50,17 +50,21 @@ from pulsesynth.governance.datacard import (
     release_markdown,
     release_section,
 )
+from pulsesynth.labels import CONFIDENTIAL, OPEN
 from pulsesynth.paths import Paths
+from pulsesynth.release_kinds import CLASSIFIER, MODEL, get_kind
 
-KIND_TEXT = {"classifier": "DP-trained classifier", "model": "DP generative model (DP-VAE)"}
+# Card wording per kind and label; which kinds exist and what they allow is the registry's.
+KIND_TEXT = {CLASSIFIER.name: "DP-trained classifier",
+             MODEL.name: "DP generative model (DP-VAE)"}
 LABEL_TEXT = {
-    "classifier": {"open": "Open — DP classifier",
-                   "confidential": "Shared: Confidential — DP classifier"},
-    "model": {"confidential": "Shared: Confidential — DP generative model"},
+    CLASSIFIER.name: {OPEN: "Open — DP classifier",
+                      CONFIDENTIAL: "Shared: Confidential — DP classifier"},
+    MODEL.name: {CONFIDENTIAL: "Shared: Confidential — DP generative model"},
 }
 TERMS = {
-    "classifier": {
-        "open": {
+    CLASSIFIER.name: {
+        OPEN: {
             "access": "Public: anyone may download this classifier from the open portal.",
             "use": "Any lawful use: scoring your own rows, research, teaching, testing.",
             "reuse": "Re-use and redistribution allowed with attribution to the city data "
@@ -68,7 +72,7 @@ TERMS = {
             "prohibited": "Using its outputs as decisions about individual people; attempting "
                           "membership or attribute inference on the training data.",
         },
-        "confidential": {
+        CONFIDENTIAL: {
             "access": "Shared (Confidential): government entities holding a portal access "
                       "token, for their professional responsibilities only.",
             "use": "Scoring rows inside the receiving entity.",
@@ -78,8 +82,8 @@ TERMS = {
                           "membership or attribute inference on the training data.",
         },
     },
-    "model": {
-        "confidential": {
+    MODEL.name: {
+        CONFIDENTIAL: {
             "access": "Shared (Confidential): government entities holding a portal access "
                       "token, for their professional responsibilities only. A generative "
                       "model is never released as Open.",
@@ -94,24 +98,24 @@ TERMS = {
     },
 }
 SUITABLE_FOR = {
-    "classifier": [
+    CLASSIFIER.name: [
         "scoring rows that follow the declared schema, as a baseline model",
         "comparing against models you train yourself on synthetic data",
         "teaching and testing ML pipelines",
     ],
-    "model": [
+    MODEL.name: [
         "drawing as many synthetic rows as an analysis needs (no privacy cost per draw)",
         "prototyping analyses, dashboards and pipelines before requesting real data",
         "testing software with realistic, schema-valid rows",
     ],
 }
 NOT_SUITABLE_FOR = {
-    "classifier": [
+    CLASSIFIER.name: [
         "decisions about individual people, vehicles or cases",
         "rare categories and small subgroups: differential privacy blurs exactly these",
         "inputs outside the declared schema's domains",
     ],
-    "model": [
+    MODEL.name: [
         "decisions about individual people, vehicles or cases (no sampled row is a real record)",
         "rare categories, small subgroups and outliers: differential privacy blurs exactly these",
         "exact counts, totals or official statistics",
@@ -193,16 +197,18 @@ def _model_summary(config: dict[str, Any], kind: str, schema: dict[str, Any]) ->
         features = [b.get("name") for b in (config.get("encoder") or {}).get("blocks", [])
                     if isinstance(b, dict)]
     target = config.get("target") or schema.get("target")
+    # A classifier's target is its output, not a feature; a generative model models it.
+    predicts_target = get_kind(kind).predicts_target
     out: dict[str, Any] = {
         "kind": kind,
         "architecture": config.get("architecture"),
-        "features": [str(f) for f in features or [] if f != target or kind == "model"],
+        "features": [str(f) for f in features or [] if f != target or not predicts_target],
         "schema_id": config.get("schema_id") or schema.get("id"),
         "schema_hash": config.get("schema_hash"),
         "format": "PyTorch state_dict (weights.pt), load with torch.load(weights_only=True); "
                   "model.json rebuilds the network",
     }
-    if kind == "classifier":
+    if predicts_target:
         out["target"] = target
         classes = config.get("classes")
         if classes is None:
@@ -216,7 +222,7 @@ def _model_summary(config: dict[str, Any], kind: str, schema: dict[str, Any]) ->
 def usage(kind: str, cat_id: str, version: str, config: dict[str, Any]) -> dict[str, Any]:
     """How to use the release (commands are run where the release directory was saved)."""
     release_dir = f"{cat_id}-{version}/"
-    if kind == "classifier":
+    if not get_kind(kind).samplable:  # weights to score rows with
         return {
             "summary": "Download weights.pt, model.json and schema.yaml into one directory, "
                        "then score a CSV of rows that follow the declared schema.",
@@ -249,7 +255,7 @@ def modelcard_markdown(card: dict[str, Any]) -> str:
     lines += ["## Model", "", f"- kind: {card['kind_text']}",
               f"- architecture: `{json.dumps(m.get('architecture'), sort_keys=True)}`",
               f"- features: {', '.join(m.get('features') or []) or '—'}"]
-    if card["kind"] == "classifier":
+    if get_kind(card["kind"]).predicts_target:
         lines += [f"- target: {m.get('target')} (classes: {m.get('classes')})"]
     lines += [f"- schema: {m.get('schema_id')} (hash `{m.get('schema_hash')}`)",
               f"- format: {m.get('format')}", ""]

@@ -53,9 +53,7 @@ import yaml
 
 from pulsesynth.artifacts import (
     AUDIT_JSON,
-    CANDIDATE_FILES_BY_KIND,
     GATE_JSON,
-    PRIMARY_FILE,
     PRIVACY_JSON,
     RELEASE_CONFIG_JSON,
     RELEASE_STATS_JSON,
@@ -73,9 +71,15 @@ from pulsesynth.governance.errors import (
     ReleaseStateError,
     TamperedCandidate,
 )
+from pulsesynth.labels import BLOCKED, RELEASE_LABELS, more_open_than
 from pulsesynth.paths import Paths
+from pulsesynth.release_kinds import (  # KINDS: re-exported by pulsesynth.governance
+    KINDS,  # noqa: F401
+    ReleaseKind,
+    UnknownReleaseKind,
+    get_kind,
+)
 
-KINDS = ("table", "classifier", "model")
 #: Keys that must never appear in a published ``model.json``: the training trajectory (a
 #: per-epoch loss is a statistic of the real rows), the training report around it, and
 #: the training seed (with it anyone could regenerate the DP noise and the Poisson batches,
@@ -83,7 +87,6 @@ KINDS = ("table", "classifier", "model")
 FORBIDDEN_MODEL_KEYS = frozenset({"history", "training_report", "loss", "losses",
                                   "loss_history", "epoch_losses", "first_loss", "final_loss",
                                   "seed", "split_seed"})
-RELEASE_LABELS = ("open", "confidential")
 STATUSES = ("candidate", "approved", "rejected", "published", "superseded", "withdrawn",
             "blocked")
 _VERSION = re.compile(r"^v([1-9][0-9]*)$")
@@ -122,14 +125,15 @@ class Release:
 
 def catalogue_id(dataset: str, kind: str = "table") -> str:
     """``<dataset>`` for tables, ``<dataset>_classifier`` / ``<dataset>_model`` otherwise."""
-    _check_kind(kind)
-    return dataset if kind == "table" else f"{dataset}_{kind}"
+    return _check_kind(kind).catalogue_id(dataset)
 
 
-def _check_kind(kind: str) -> None:
-    if kind not in KINDS:
-        raise CandidateError(f"unknown release kind {kind!r} (expected one of "
-                             f"{', '.join(KINDS)})")
+def _check_kind(kind: str) -> ReleaseKind:
+    """The registered kind, or :class:`CandidateError` (what callers here catch)."""
+    try:
+        return get_kind(kind)
+    except UnknownReleaseKind as exc:
+        raise CandidateError(str(exc)) from None
 
 
 # --- hashing --------------------------------------------------------------------------------
@@ -137,8 +141,7 @@ def _check_kind(kind: str) -> None:
 
 def read_candidate(candidate_dir: Path, kind: str = "table") -> dict[str, bytes]:
     """Read every candidate file once (the bytes that get hashed are the bytes published)."""
-    _check_kind(kind)
-    names = CANDIDATE_FILES_BY_KIND[kind]
+    names = _check_kind(kind).candidate_files
     candidate_dir = Path(candidate_dir)
     if not candidate_dir.is_dir():
         raise CandidateError(f"{candidate_dir}: candidate directory not found")
@@ -160,9 +163,9 @@ def candidate_id_of(files: dict[str, bytes], label: str, kind: str = "table") ->
 
     Only DP outputs enter, so the id may be published; the exact audit (a statistic of
     the real rows) is covered by the approval's content hash, which stays internal."""
-    _check_kind(kind)
-    parts = [files[PRIMARY_FILE[kind]], files[RELEASE_STATS_JSON], label.encode()]
-    if kind != "table":  # table ids are unchanged from before kinds existed
+    spec = _check_kind(kind)
+    parts = [files[spec.primary_file], files[RELEASE_STATS_JSON], label.encode()]
+    if not spec.predates_kinds:  # table ids are unchanged from before kinds existed
         parts.append(kind.encode())
     digest = hashlib.sha256()
     for part in parts:
@@ -173,9 +176,9 @@ def candidate_id_of(files: dict[str, bytes], label: str, kind: str = "table") ->
 
 def content_hash(files: dict[str, bytes], kind: str = "table") -> str:
     """SHA-256 over every candidate file (name and bytes): what an approval binds to."""
-    _check_kind(kind)
+    names = _check_kind(kind).candidate_files
     digest = hashlib.sha256()
-    for name in CANDIDATE_FILES_BY_KIND[kind]:
+    for name in names:
         digest.update(name.encode() + b"\0" + len(files[name]).to_bytes(8, "big"))
         digest.update(files[name])
     return digest.hexdigest()
@@ -205,24 +208,21 @@ def register_candidate(paths: Paths, dataset: str, candidate_dir: Path, model_id
     ``model.json`` bound to its ``schema.yaml``; a label above the kind's cap (a model is
     at most ``confidential``) is refused.
     """
-    from pulsesynth.gate import HARD_KIND_CAPS
-
-    _check_kind(kind)
+    spec = _check_kind(kind)
     candidate_dir = Path(candidate_dir).resolve()
     files = read_candidate(candidate_dir, kind)
     gate = _json(files, GATE_JSON, candidate_dir)
     privacy = _json(files, PRIVACY_JSON, candidate_dir)
-    label = str(gate.get("label", "blocked"))
+    label = str(gate.get("label", BLOCKED))
     if gate.get("kind", kind) != kind:
         raise CandidateError(f"{candidate_dir / GATE_JSON}: the gate was evaluated for kind "
                              f"{gate.get('kind')!r}, not {kind!r}")
-    cap = HARD_KIND_CAPS.get(kind)
-    if (cap is not None and label in RELEASE_LABELS
-            and RELEASE_LABELS.index(label) < RELEASE_LABELS.index(cap)):
+    cap = spec.hard_max_label
+    if cap is not None and label in RELEASE_LABELS and more_open_than(label, cap):
         raise CandidateError(f"{candidate_dir}: a {kind} release is allowed at most at the "
                              f"{cap} label, but its gate says {label}; re-run the gate with "
                              f"kind={kind}")
-    if kind != "table":
+    if spec.ships_weights:
         _check_model_candidate(files, kind, candidate_dir)
     if privacy.get("private") is True:
         _check_private_candidate(paths, dataset, privacy,
@@ -432,13 +432,7 @@ def publish_approved(paths: Paths, *, actor: str = "publisher",
 
 def _builder(kind: str) -> Callable[..., Any]:
     """The function that writes a release directory of this kind."""
-    if kind == "table":
-        from pulsesynth.governance.datacard import build_release_dir
-
-        return build_release_dir
-    from pulsesynth.governance.modelcard import build_model_release_dir
-
-    return build_model_release_dir
+    return _check_kind(kind).card_builder()
 
 
 def _publish_one(paths: Paths, rel: Release, build: Callable[..., Any], actor: str,

@@ -47,32 +47,20 @@ from pydantic import BaseModel
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pulsesynth.artifacts import (
-    DATACARD_JSON,
-    DATACARD_MD,
-    MODELCARD_JSON,
-    MODELCARD_MD,
-    SYNTHETIC_CSV,
-    SYNTHETIC_PARQUET,
-    WEIGHTS_RELEASE_FILES,
-    card_json_name,
-    index_json,
-)
+from pulsesynth.artifacts import WEIGHTS_RELEASE_FILES, card_json_name, index_json
 from pulsesynth.governance.db import log_event, now_iso, open_db, transaction
 from pulsesynth.governance.tokens import verify_token
+from pulsesynth.labels import OPEN, RELEASE_LABELS
 from pulsesynth.paths import Paths
+from pulsesynth.release_kinds import REGISTRY, TABLE, get_kind, kinds
 
 HERE = Path(__file__).resolve().parent
 TOKEN_COOKIE = "pulsesynth_token"
-LABELS = ("open", "confidential")
-KINDS = ("table", "classifier", "model")
-KIND_TEXT = {"table": "synthetic table", "classifier": "DP classifier",
-             "model": "DP generative model"}
+# Labels and kinds come from their owners (pulsesynth.labels, pulsesynth.release_kinds).
+LABELS = RELEASE_LABELS
+KIND_TEXT = {k.name: k.text for k in kinds()}
 #: Labels a kind may carry in the portal (a model is never open, whatever the index says).
-KIND_LABELS = {"table": LABELS, "classifier": LABELS, "model": ("confidential",)}
-#: What a release page offers for download, in this order.
-MODEL_DOWNLOADS = (*WEIGHTS_RELEASE_FILES, MODELCARD_MD, MODELCARD_JSON)
-TABLE_DOWNLOADS = (SYNTHETIC_CSV, SYNTHETIC_PARQUET, DATACARD_MD, DATACARD_JSON)
+KIND_LABELS = {k.name: k.label_caps for k in kinds()}
 SAMPLE_FORMATS = ("csv", "json")
 MODEL_CACHE_SIZE = 4
 STATIC_FILES = {"portal.css": "text/css; charset=utf-8"}
@@ -137,7 +125,7 @@ class DatasetVersion(BaseModel):
     id: str
     identifier: str
     dataset: str | None = None
-    kind: str = "table"
+    kind: str = TABLE.name
     title: str
     description: str = ""
     label: str
@@ -231,7 +219,7 @@ def create_app(paths: Paths | None = None, *, limits: SampleLimits | None = None
         latest = _latest(_visible(paths, entity))
         shown = _filter(latest, label, q)
         return render(request, "index.html", datasets=shown, label=label, q=q,
-                      labels=[lb for lb in LABELS if lb == "open" or entity])
+                      labels=[lb for lb in LABELS if lb == OPEN or entity])
 
     @app.get("/datasets/{dataset}", response_class=HTMLResponse, include_in_schema=False)
     def dataset_page(request: Request, dataset: str) -> HTMLResponse:
@@ -259,7 +247,7 @@ def create_app(paths: Paths | None = None, *, limits: SampleLimits | None = None
         if info is None:
             raise HTTPException(404)
         data = _read_published(paths, entry, name, info)
-        if entry["label"] != "open" and not request.scope.get("pulsesynth.head"):
+        if entry["label"] != OPEN and not request.scope.get("pulsesynth.head"):
             with open_db(paths) as conn, transaction(conn):
                 log_event(conn, entity or "anonymous", "release.download",
                           f"{dataset}/{version}/{name}",
@@ -292,7 +280,7 @@ def create_app(paths: Paths | None = None, *, limits: SampleLimits | None = None
         entity = _entity(request, paths)
         entry = next((e for e in _versions(paths, entity, dataset)
                       if e["version"] == version), None)
-        if entry is None or entry.get("kind") != "model" or entity is None:
+        if entry is None or not get_kind(entry["kind"]).samplable or entity is None:
             raise HTTPException(404)
         rows, seed_value, fmt = _sample_params(n, seed, fmt, limits)
         if request.scope.get("pulsesynth.head"):  # no body: nothing is sampled or counted
@@ -384,8 +372,8 @@ def _catalogue(paths: Paths) -> list[dict[str, Any]]:
     for e in raw.get("dataset", []) if isinstance(raw, dict) else []:
         if not isinstance(e, dict):
             continue
-        kind = e.get("kind", "table")
-        if (kind in KINDS and _ID.match(str(e.get("id", "")))
+        kind = e.get("kind", TABLE.name)  # entries from before kinds existed are tables
+        if (kind in REGISTRY and _ID.match(str(e.get("id", "")))
                 and _VERSION.match(str(e.get("version", "")))
                 and e.get("label") in KIND_LABELS[kind]
                 and e.get("status") in ("published", "superseded")
@@ -395,7 +383,7 @@ def _catalogue(paths: Paths) -> list[dict[str, Any]]:
 
 
 def _visible(paths: Paths, entity: str | None) -> list[dict[str, Any]]:
-    return [e for e in _catalogue(paths) if e["label"] == "open" or entity is not None]
+    return [e for e in _catalogue(paths) if e["label"] == OPEN or entity is not None]
 
 
 def _versions(paths: Paths, entity: str | None, dataset: str) -> list[dict[str, Any]]:
@@ -455,7 +443,7 @@ def _read_published(paths: Paths, entry: dict[str, Any], name: str,
 
 def _card(paths: Paths, entry: dict[str, Any]) -> dict[str, Any]:
     """The release's card: ``datacard.json`` for tables, ``modelcard.json`` otherwise."""
-    name = card_json_name(entry.get("kind", "table"))
+    name = card_json_name(entry["kind"])
     info = next((f for f in entry.get("files", []) if f.get("name") == name), None)
     if info is None:
         raise HTTPException(404)
@@ -466,15 +454,16 @@ def _dataset_response(request: Request, versions: list[dict[str, Any]], entry: d
                       render: Any, paths: Paths, limits: SampleLimits) -> HTMLResponse:
     card = _card(paths, entry)
     files = {f["name"]: f for f in entry.get("files", [])}
-    if entry.get("kind", "table") != "table":
-        downloads = [files[n] for n in MODEL_DOWNLOADS if n in files]
-        can_sample = entry["kind"] == "model" and _entity(request, paths) is not None
-        return render(request, "model.html", entry=entry, card=card, downloads=downloads,
+    spec = get_kind(entry["kind"])
+    downloads = [files[n] for n in spec.downloads if n in files]
+    if not spec.releases_rows:
+        can_sample = spec.samplable and _entity(request, paths) is not None
+        return render(request, spec.portal_template, entry=entry, card=card,
+                      downloads=downloads,
                       versions=list(reversed(versions)), can_sample=can_sample,
                       limits=limits)
     plots = [files[p] for p in card.get("plots", []) if p in files]
-    downloads = [files[n] for n in TABLE_DOWNLOADS if n in files]
-    return render(request, "dataset.html", entry=entry, card=card, plots=plots,
+    return render(request, spec.portal_template, entry=entry, card=card, plots=plots,
                   downloads=downloads, versions=list(reversed(versions)))
 
 
