@@ -485,15 +485,16 @@ def audit(run_dir: Path, *, seed: int = 0, n_shadows: int = 1,
     from pulsesynth.audit.report import audit_release, shadow_jobs, write_report
     from pulsesynth.gate import DEFAULT_POLICY, evaluate_gate, load_policy
 
-    shadows = None
+    shadows: dict[str, list[Any]] | None = None
     if mapper is not None:
         jobs = shadow_jobs(n_shadows)
         done = mapper(partial(_shadow_job, seed=seed, n_shadows=n_shadows,
                               extra_synthetic=extra_synthetic, paths=paths),
                       [(str(run_dir), attack, i) for attack, i in jobs])
-        shadows = {}
+        grouped: dict[str, list[Any]] = {}
         for (attack, _), result in zip(jobs, done, strict=True):
-            shadows.setdefault(attack, []).append(result)
+            grouped.setdefault(attack, []).append(result)
+        shadows = grouped
     data = run_data(run_dir, paths)
     model = load_model(run_dir, paths)
     synthetic = _released_rows(run_dir, data.schema, extra_synthetic)
@@ -553,7 +554,8 @@ def release_statistics(run_dir: Path, data: RunData, synthetic: pd.DataFrame,
     tstr = tstr_counts(data.schema, synthetic, data.holdout, seed=0)
     charged = recorded_charge(run_dir)
     private = bool(privacy.get("private")) and charged is not None
-    eps = BudgetSplit.of(charged["epsilon"]).release_report if private else 1e12
+    eps = (BudgetSplit.of(charged["epsilon"]).release_report
+           if private and charged is not None else 1e12)
     charge_id = _charge_report(run_dir, run, audit_key, eps, paths) if private else None
     report = release_report(
         decisions=decisions, unique_reproduced=(unique[0], unique[1]),

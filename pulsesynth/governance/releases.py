@@ -87,8 +87,6 @@ from pulsesynth.release_kinds import (  # KINDS: re-exported by pulsesynth.gover
 FORBIDDEN_MODEL_KEYS = frozenset({"history", "training_report", "loss", "losses",
                                   "loss_history", "epoch_losses", "first_loss", "final_loss",
                                   "seed", "split_seed"})
-STATUSES = ("candidate", "approved", "rejected", "published", "superseded", "withdrawn",
-            "blocked")
 _VERSION = re.compile(r"^v([1-9][0-9]*)$")
 
 # Test hook: called with the stage name ("before_rename", "after_rename",
@@ -298,7 +296,8 @@ def get_release(paths: Paths, candidate_id: str) -> Release:
 def list_releases(paths: Paths, dataset: str | None = None,
                   status: str | None = None, kind: str | None = None) -> list[Release]:
     """Releases, newest first, optionally of one dataset, status and/or kind."""
-    sql, args = "SELECT * FROM releases WHERE 1=1", []
+    sql = "SELECT * FROM releases WHERE 1=1"
+    args: list[str] = []
     if dataset:
         sql, args = sql + " AND dataset = ?", [*args, dataset]
     if status:
@@ -593,12 +592,6 @@ def write_index(paths: Paths, conn: Any) -> Path:
         os.fsync(fh.fileno())
     os.replace(tmp, target)
     return target
-
-
-def rebuild_index(paths: Paths) -> Path:
-    """Rewrite the index from the database (e.g. after restoring a backup)."""
-    with open_db(paths) as conn:
-        return write_index(paths, conn)
 
 
 # --- helpers -------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
@@ -158,7 +158,7 @@ class Guard:
             return
         method = scope["method"]
         if method not in ("GET", "HEAD"):
-            resp = PlainTextResponse("Method Not Allowed", status_code=405,
+            resp: Response = PlainTextResponse("Method Not Allowed", status_code=405,
                                      headers={"Allow": "GET, HEAD", **SECURITY_HEADERS})
             await resp(scope, receive, send)
             return
@@ -345,7 +345,7 @@ def _entity(request: Request, paths: Paths) -> str | None:
     """The entity whose valid token the request carries (memoised per request)."""
     cached = getattr(request.state, "entity", _UNSET)
     if cached is not _UNSET:
-        return cached
+        return cast("str | None", cached)
     token = None
     auth = request.headers.get("authorization", "")
     if auth.lower().startswith("bearer "):
