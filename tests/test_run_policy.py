@@ -14,6 +14,7 @@ from pulsesynth.artifacts import RunDir
 from pulsesynth.governance.ledger import Ledger
 from pulsesynth.paths import Paths
 from pulsesynth.runs import Outcome, RetrainDecision, RunPlan
+from pulsesynth.warehouse import Warehouse, file_sha256
 
 DS = "taxi_trips"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -107,6 +108,23 @@ def test_plan_dict_round_trip_is_what_the_task_returns(paths: Paths) -> None:
         "config_hash": "config-1", "code_version": CODE, "run_dir": str(unfinished),
         "reuse": False, "resume": True, "lifetime_epsilon": 10.0, "refresh_days": 30.0}
     assert RunPlan.from_dict(p.as_dict()) == p
+
+
+def test_plan_run_keys_the_catalogued_table(built_root: Path) -> None:
+    """The catalog glue: the key is made from the stored file's hash, the declared schema's
+    hash and the config (``built_root`` puts this test in the integration tier)."""
+    paths = Paths(built_root)
+    wh = Warehouse(paths)
+    entry = wh.entry(DS)
+    p = runs.plan_run(paths, DS, {"epochs": 1}, code_version=CODE)
+    snapshot = file_sha256(paths.resolve(entry["table_path"]))
+    assert (p.snapshot_id, p.schema_hash, p.config_hash) == (
+        snapshot, wh.schema(DS).hash, runs.config_hash({"epochs": 1}))
+    assert p.key == runs.cache_key(snapshot, wh.schema(DS).hash,
+                                   runs.config_hash({"epochs": 1}), CODE)
+    assert p.outcome is Outcome.NEW and not p.run_dir.exists()
+    assert (p.lifetime_epsilon, p.refresh_days) == (entry["lifetime_epsilon"],
+                                                    entry["refresh_days"])
 
 
 # --- decide -------------------------------------------------------------------------------
