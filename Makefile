@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 CLI := $(VENV)/bin/pulsesynth
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup warehouse run serve test test-slow test-all lint bench clean
+.PHONY: setup warehouse run serve test test-unit test-slow test-all lint bench clean
 
 # The portal's browser test drives Debian's chromium through Playwright (which downloads
 # no browser of its own); install it when missing.
@@ -44,6 +44,12 @@ $(CHROMIUM):
 
 test: setup $(CHROMIUM)
 	$(PY) -m pytest -m "not slow"
+
+# The unit tier: no model trained, no Prefect server, no browser (tests/conftest.py marks
+# the rest `integration`); under a minute. Make fails on pytest's exit 5 (nothing
+# collected) like on any other non-zero exit, so an over-broad marker cannot pass silently.
+test-unit: setup
+	PULSESYNTH_THREADS=$${PULSESYNTH_THREADS:-1} $(PY) -m pytest -q -m "not slow and not integration"
 
 test-slow: setup
 	$(PY) -m pytest -m slow

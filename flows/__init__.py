@@ -15,4 +15,11 @@ if (Path.cwd() / "prefect.toml").is_file() and not os.environ.get("PREFECT_HOME"
 
 # Spinning OpenMP threads on small, busy machines: one thread per process unless told
 # otherwise (takes effect for libraries loaded after this; tasks also cap at run time).
-os.environ.setdefault("OMP_NUM_THREADS", os.environ.get("PULSESYNTH_THREADS", "1"))
+# A malformed PULSESYNTH_THREADS is reported (one line) by the first compute step, not here
+# at import, where it would surface as a traceback.
+try:
+    from pulsesynth.settings import Settings
+
+    os.environ.setdefault("OMP_NUM_THREADS", str(Settings.from_env().threads))
+except ValueError:
+    pass

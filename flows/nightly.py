@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -38,6 +37,7 @@ from pulsesynth import runs
 from pulsesynth.errors import PulseSynthError
 from pulsesynth.governance.errors import BudgetExceeded
 from pulsesynth.paths import Paths
+from pulsesynth.settings import Settings
 from tasks import synthesis as t
 
 RELEASABLE = ("open", "confidential")
@@ -317,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force-retrain", action="store_true",
                         help="retrain even inside the refresh interval (charged)")
     parser.add_argument("--task-runner", choices=("default", "dask"),
-                        default=os.environ.get("PULSESYNTH_TASK_RUNNER") or "default")
+                        default=Settings.from_env().task_runner)
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     args = parser.parse_args(argv)
     summary, state = run_nightly(datasets=args.datasets, max_rows=args.max_rows,

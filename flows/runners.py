@@ -19,15 +19,20 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
-RUNNER_ENV = "PULSESYNTH_TASK_RUNNER"
-ADDRESS_ENV = "PULSESYNTH_DASK_ADDRESS"
-WORKERS_ENV = "PULSESYNTH_DASK_WORKERS"
+from pulsesynth.settings import ADDRESS_ENV, RUNNER_ENV, RUNNERS, WORKERS_ENV, Settings
+
+__all__ = ["ADDRESS_ENV", "DATASET_RESOURCE", "RUNNER_ENV", "WORKERS_ENV", "make_task_runner",
+           "reserves_dataset_slots", "runner_kind", "share_api_with_workers"]
+
 DATASET_RESOURCE = "dataset"
 
 
 def runner_kind(requested: str | None = None) -> str:
-    kind = (requested or os.environ.get(RUNNER_ENV) or "default").strip().lower()
-    if kind not in ("default", "dask"):
+    """``requested`` (a flow parameter) when given, else ``PULSESYNTH_TASK_RUNNER``."""
+    if not requested:
+        return Settings.from_env().task_runner
+    kind = requested.strip().lower()
+    if kind not in RUNNERS:
         raise ValueError(f"task runner must be 'default' or 'dask', got {kind!r}")
     return kind
 
@@ -58,10 +63,11 @@ def make_task_runner(kind: str | None = None, address: str | None = None,
     from prefect_dask import DaskTaskRunner
 
     share_api_with_workers()
-    address = address or os.environ.get(ADDRESS_ENV) or None
+    settings = Settings.from_env()
+    address = address or settings.dask_address
     if address:
         return DaskTaskRunner(address=address)
-    n = workers or int(os.environ.get(WORKERS_ENV, "2"))
+    n = workers or settings.dask_workers
     # Two slots per worker, at most one running a dataset (resource "dataset"): the other
     # slot stays free for audit shadow jobs, so a dataset waiting on its shadows never
     # starves them (no secede: seceding broke Prefect's client under the next subflow).

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,10 @@ THRESHOLDS = (
     "max_attack_advantage_ci_high",
     "max_exact_match_excess",
 )
-DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "deployments" / "policy.yaml"
+#: The release policy shipped inside the package (``deployments/policy.yaml`` in the checkout
+#: is a link to it), so an installed package gates without a checkout. A plain ``Path``:
+#: callers read and hash it; the package is always installed as files, never zipped.
+DEFAULT_POLICY = Path(str(resources.files("pulsesynth").joinpath("policy.yaml")))
 
 
 class PolicyError(PulseSynthError):

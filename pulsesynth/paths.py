@@ -4,13 +4,18 @@ The project root holds ``schemas/`` (public declarations), ``warehouse/`` (the s
 store: DuckDB file and Parquet tables, git-ignored), ``state/`` (sensitive working state:
 trained models, audit work, Prefect's home; git-ignored) and ``published/`` (approved
 releases only). ``PULSESYNTH_ROOT`` points elsewhere, e.g. a test's temporary directory.
+
+The root is never derived from where the package lives: an installed package sits in
+``site-packages``, far from any project, so the root is ``PULSESYNTH_ROOT`` or the current
+directory. Files that ship with the package are found through ``importlib.resources``.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from pulsesynth.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -21,13 +26,8 @@ class Paths:
 
     @classmethod
     def default(cls) -> Paths:
-        env = os.environ.get("PULSESYNTH_ROOT")
-        if env:
-            return cls(Path(env).resolve())
-        cwd = Path.cwd()
-        if (cwd / "schemas").is_dir():
-            return cls(cwd.resolve())
-        return cls(Path(__file__).resolve().parent.parent)
+        """``PULSESYNTH_ROOT`` when set, else the current directory (both resolved)."""
+        return cls(Settings.from_env().root or Path.cwd().resolve())
 
     @property
     def schemas(self) -> Path:

@@ -17,6 +17,12 @@ returns public facts and DP figures only: ε, δ, the DP row count, the gate's l
 reason, the DP release report's attack advantage and TSTR accuracy (what an orchestrator
 may show; the exact audit stays in the run directory for the steward).
 
+The run policy lives here too, as plain functions returning typed decisions, so the
+nightly flow, the CLI and the tests share one implementation: :func:`plan_run` (a new,
+reusable or resumable run under the content key → :class:`RunPlan`) and
+:func:`decide_retrain` (train, resume, forced retrain, reuse or skip under the ledger's
+refresh policy → :class:`RetrainDecision`), both tagged with an :class:`Outcome`.
+
 No Prefect here: ``tasks/`` and ``flows/`` call these functions.
 """
 
@@ -24,6 +30,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -188,3 +198,170 @@ def _target(candidate: CandidateDir) -> str | None:
     except (OSError, yaml.YAMLError):
         return None
     return declared.get("target") if isinstance(declared, dict) else None
+
+
+# --- run policy -------------------------------------------------------------------------
+
+
+class Outcome(StrEnum):
+    """What the run policy decided for one dataset.
+
+    :func:`plan_run` answers ``NEW``, ``REUSE`` or ``RESUME``; :func:`decide_retrain`
+    answers ``TRAIN``, ``RESUME``, ``FORCED_RETRAIN``, ``REUSE`` or ``SKIP``.
+    """
+
+    #: No run under this content key: a fresh run directory.
+    NEW = "new"
+    #: A finished run to reuse: no training, nothing charged.
+    REUSE = "reuse"
+    #: An unfinished run (plan) or a ledger charge (decide) under this key: continue it in
+    #: the same directory; the idempotent charge is not repeated.
+    RESUME = "resume"
+    #: The refresh policy allows a retrain (first run, or changed snapshot and due).
+    TRAIN = "train"
+    #: The refresh policy says no, but the caller forced a (charged) retrain.
+    FORCED_RETRAIN = "forced-retrain"
+    #: The refresh policy says no and no finished run of this snapshot exists.
+    SKIP = "skip"
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Where a dataset's run goes under its content cache key, and why."""
+
+    dataset: str
+    key: str
+    snapshot_id: str
+    schema_hash: str
+    config_hash: str
+    code_version: str
+    run_dir: Path
+    outcome: Outcome
+    lifetime_epsilon: float
+    refresh_days: float
+
+    @property
+    def reuse(self) -> bool:
+        """A finished run under this key exists: reuse it."""
+        return self.outcome is Outcome.REUSE
+
+    @property
+    def resume(self) -> bool:
+        """An unfinished run under this key exists: continue it."""
+        return self.outcome is Outcome.RESUME
+
+    def as_dict(self) -> dict[str, Any]:
+        """The plan as the ``plan-run`` task returns it (strings and numbers only)."""
+        return {"dataset": self.dataset, "key": self.key, "snapshot_id": self.snapshot_id,
+                "schema_hash": self.schema_hash, "config_hash": self.config_hash,
+                "code_version": self.code_version, "run_dir": str(self.run_dir),
+                "reuse": self.reuse, "resume": self.resume,
+                "lifetime_epsilon": self.lifetime_epsilon,
+                "refresh_days": self.refresh_days}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunPlan:
+        """Rebuild a plan from :meth:`as_dict`'s output (what flows pass between tasks)."""
+        outcome = (Outcome.REUSE if data["reuse"] else
+                   Outcome.RESUME if data["resume"] else Outcome.NEW)
+        return cls(dataset=data["dataset"], key=data["key"],
+                   snapshot_id=data["snapshot_id"], schema_hash=data["schema_hash"],
+                   config_hash=data["config_hash"], code_version=data["code_version"],
+                   run_dir=Path(data["run_dir"]), outcome=outcome,
+                   lifetime_epsilon=data["lifetime_epsilon"],
+                   refresh_days=data["refresh_days"])
+
+
+def plan_for_key(paths: Paths, dataset: str, *, snapshot_id: str, schema_hash: str,
+                 config_digest: str, lifetime_epsilon: float, refresh_days: float,
+                 code_version: str = CODE_VERSION,
+                 run_dir: Path | None = None) -> RunPlan:
+    """The plan for a run on known content: reuse the newest finished run under the key,
+    else resume the newest unfinished one, else a new run directory (``run_dir`` when
+    given, a fresh timestamped one otherwise; not created)."""
+    key = cache_key(snapshot_id, schema_hash, config_digest, code_version)
+    reusable = find_reusable_run(paths, dataset, key)
+    resumable = None if reusable else find_run(paths, dataset, key, complete=False)
+    if reusable is not None:
+        outcome, chosen = Outcome.REUSE, reusable
+    elif resumable is not None:
+        outcome, chosen = Outcome.RESUME, resumable
+    else:
+        outcome, chosen = Outcome.NEW, run_dir or _new_run_dir(paths, dataset)
+    return RunPlan(dataset=dataset, key=key, snapshot_id=snapshot_id,
+                   schema_hash=schema_hash, config_hash=config_digest,
+                   code_version=code_version, run_dir=Path(chosen), outcome=outcome,
+                   lifetime_epsilon=lifetime_epsilon, refresh_days=refresh_days)
+
+
+def _new_run_dir(paths: Paths, dataset: str) -> Path:
+    # Imported here: the pipeline pulls in the data stack, which planning a reuse never needs.
+    from pulsesynth.pipeline import new_run_dir
+
+    return new_run_dir(paths, dataset)
+
+
+def plan_run(paths: Paths, dataset: str, config: Mapping[str, Any], *,
+             code_version: str = CODE_VERSION) -> RunPlan:
+    """Plan a run of a catalogued dataset: the content cache key from the stored table's
+    hash (no rows read), the schema's hash, the run ``config`` and the code version, then
+    :func:`plan_for_key`."""
+    from pulsesynth.warehouse import Warehouse, file_sha256
+
+    wh = Warehouse(paths)
+    entry = wh.entry(dataset)
+    return plan_for_key(paths, dataset,
+                        snapshot_id=file_sha256(paths.resolve(entry["table_path"])),
+                        schema_hash=wh.schema(dataset).hash,
+                        config_digest=config_hash(dict(config)),
+                        lifetime_epsilon=entry["lifetime_epsilon"],
+                        refresh_days=entry["refresh_days"], code_version=code_version)
+
+
+@dataclass(frozen=True)
+class RetrainDecision:
+    """Whether a started run trains, and why; ``run_dir`` is the run to reuse."""
+
+    outcome: Outcome
+    reason: str
+    run_dir: Path | None = None
+
+    @property
+    def action(self) -> str:
+        """``train``, ``reuse`` or ``skip``: what the flow does next (resume and forced
+        retrain both train)."""
+        if self.outcome in (Outcome.TRAIN, Outcome.RESUME, Outcome.FORCED_RETRAIN):
+            return "train"
+        return self.outcome.value
+
+    def as_dict(self) -> dict[str, Any]:
+        """The decision as the ``decide-retrain`` task returns it."""
+        out: dict[str, Any] = {"action": self.action}
+        if self.run_dir is not None:
+            out["run_dir"] = str(self.run_dir)
+        return out | {"reason": self.reason}
+
+
+def decide_retrain(paths: Paths, plan: RunPlan, *, force: bool = False,
+                   now: datetime | None = None) -> RetrainDecision:
+    """Train, resume (a charge under this key exists), reuse a model of this snapshot, or
+    skip, following the ledger's refresh policy; ``force`` retrains (charged) where the
+    policy would reuse or skip."""
+    from pulsesynth.governance.ledger import Ledger
+
+    ledger = Ledger(paths)
+    dataset = plan.dataset
+    charge_key = idempotency_key(dataset, plan.key)
+    if any(c.idempotency_key == charge_key for c in ledger.charges(dataset)):
+        return RetrainDecision(Outcome.RESUME, f"{dataset}: resuming a run already charged "
+                                               "under this key (the charge is not repeated)")
+    policy = ledger.should_retrain(dataset, plan.snapshot_id, plan.refresh_days, now=now)
+    if policy.retrain:
+        return RetrainDecision(Outcome.TRAIN, policy.reason)
+    if force:
+        return RetrainDecision(Outcome.FORCED_RETRAIN, f"{policy.reason}; retraining forced "
+                                                       "(charged, within the lifetime budget)")
+    previous = latest_complete_run(paths, dataset, plan.snapshot_id)
+    if previous is not None:
+        return RetrainDecision(Outcome.REUSE, policy.reason, run_dir=previous)
+    return RetrainDecision(Outcome.SKIP, policy.reason)

@@ -14,18 +14,18 @@ seeded training and building a module, whose constructor initialises weights —
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
 from typing import Any, TypeVar
 
-from pulsesynth.errors import PulseSynthError
+from pulsesynth.settings import THREADS_ENV, Settings
 
 R = TypeVar("R")
 
-THREADS_ENV = "PULSESYNTH_THREADS"
+__all__ = ["THREADS_ENV", "TORCH_RNG_LOCK", "compute_threads", "seeded_torch",
+           "thread_limit", "with_compute_threads"]
 
 #: Held while anything draws from torch's global generator (re-entrant: training builds
 #: modules inside its seeded section).
@@ -33,12 +33,9 @@ TORCH_RNG_LOCK = threading.RLock()
 
 
 def thread_limit() -> int:
-    """Threads per compute step: ``PULSESYNTH_THREADS`` (at least 1), default 1."""
-    try:
-        return max(1, int(os.environ.get(THREADS_ENV, "1") or 1))
-    except ValueError as exc:
-        raise PulseSynthError(f"{THREADS_ENV} must be a whole number, "
-                              f"got {os.environ[THREADS_ENV]!r}") from exc
+    """Threads per compute step: ``PULSESYNTH_THREADS`` (at least 1), default 1; a value
+    that is not a whole number is a :class:`~pulsesynth.settings.SettingsError`."""
+    return Settings.from_env().threads
 
 
 @contextmanager

@@ -120,34 +120,19 @@ def _timed(fn: Callable[[], R]) -> tuple[R, float]:
 @value_free("plan")
 def plan_run(dataset: str, root: str, config: dict[str, Any]) -> dict[str, Any]:
     """Content cache key from the stored table's hash (no rows read), the schema's hash,
-    the run configuration and the code version; finds a reusable or resumable run."""
-    from pulsesynth.warehouse import Warehouse, file_sha256
-
-    paths = _paths(root)
-    wh = Warehouse(paths)
-    entry = wh.entry(dataset)
-    snapshot_id = file_sha256(paths.resolve(entry["table_path"]))
-    schema_hash = wh.schema(dataset).hash
-    digest = runs.config_hash(config)
-    key = runs.cache_key(snapshot_id, schema_hash, digest)
-    reusable = runs.find_reusable_run(paths, dataset, key)
-    resumable = None if reusable else runs.find_run(paths, dataset, key, complete=False)
-    run_dir = reusable or resumable or pipeline.new_run_dir(paths, dataset)
+    the run configuration and the code version; finds a reusable or resumable run
+    (:func:`pulsesynth.runs.plan_run`)."""
+    plan = runs.plan_run(_paths(root), dataset, config)
     logger = get_run_logger()
     # Keys and snapshot ids are hashes of the private table: they stay out of Prefect.
-    if reusable:
+    if plan.outcome is runs.Outcome.REUSE:
         logger.info("%s: cache hit: reusing run %s — no training, nothing charged", dataset,
-                    reusable.name)
-    elif resumable:
-        logger.info("%s: resuming unfinished run %s", dataset, resumable.name)
+                    plan.run_dir.name)
+    elif plan.outcome is runs.Outcome.RESUME:
+        logger.info("%s: resuming unfinished run %s", dataset, plan.run_dir.name)
     else:
-        logger.info("%s: cache miss: new run %s", dataset, run_dir.name)
-    return {"dataset": dataset, "key": key, "snapshot_id": snapshot_id,
-            "schema_hash": schema_hash, "config_hash": digest,
-            "code_version": runs.CODE_VERSION, "run_dir": str(run_dir),
-            "reuse": bool(reusable), "resume": bool(resumable),
-            "lifetime_epsilon": entry["lifetime_epsilon"],
-            "refresh_days": entry["refresh_days"]}
+        logger.info("%s: cache miss: new run %s", dataset, plan.run_dir.name)
+    return plan.as_dict()
 
 
 @task(name="start-run", **RETRY_IO)
@@ -172,24 +157,9 @@ def start_run(run_dir: str, dataset: str, root: str, plan: dict[str, Any],
 def decide_retrain(dataset: str, root: str, plan: dict[str, Any],
                    force: bool = False) -> dict[str, Any]:
     """Train, resume (a charge under this key exists), reuse a model of this snapshot, or
-    skip, following the ledger's refresh policy."""
-    from pulsesynth.governance.ledger import Ledger
-
-    paths = _paths(root)
-    ledger = Ledger(paths)
-    key = runs.idempotency_key(dataset, plan["key"])
-    if any(c.idempotency_key == key for c in ledger.charges(dataset)):
-        return {"action": "train", "reason": f"{dataset}: resuming a run already charged "
-                                             "under this key (the charge is not repeated)"}
-    decision = ledger.should_retrain(dataset, plan["snapshot_id"], plan["refresh_days"])
-    if decision.retrain or force:
-        reason = decision.reason if decision.retrain else (
-            f"{decision.reason}; retraining forced (charged, within the lifetime budget)")
-        return {"action": "train", "reason": reason}
-    previous = runs.latest_complete_run(paths, dataset, plan["snapshot_id"])
-    if previous is not None:
-        return {"action": "reuse", "run_dir": str(previous), "reason": decision.reason}
-    return {"action": "skip", "reason": decision.reason}
+    skip, following the ledger's refresh policy (:func:`pulsesynth.runs.decide_retrain`)."""
+    run_plan = runs.RunPlan.from_dict(plan | {"dataset": dataset})
+    return runs.decide_retrain(_paths(root), run_plan, force=force).as_dict()
 
 
 # --- privacy ----------------------------------------------------------------------------

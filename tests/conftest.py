@@ -1,4 +1,12 @@
-"""Shared fixtures: every test works in its own project root, never in the repo's warehouse."""
+"""Shared fixtures: every test works in its own project root, never in the repo's warehouse.
+
+Tiers. ``slow`` is marked by hand (``make test`` leaves it out). ``integration`` is marked
+here, by module or by fixture, on every test that trains a model, runs a Prefect flow,
+starts a server or drives Chromium: ``make test-unit`` runs the rest (``not slow and not
+integration``) in under a minute. A new test module that trains belongs in
+:data:`INTEGRATION_MODULES`; one that only uses :data:`INTEGRATION_FIXTURES` is caught
+without being listed.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +19,37 @@ from pulsesynth.paths import Paths
 from pulsesynth.warehouse import Warehouse
 
 REPO = Path(__file__).resolve().parent.parent
+
+#: Modules whose tests (or module fixtures) train a synthesizer or a classifier, run flows,
+#: start servers or a browser. By file: their expensive fixtures are module-scoped.
+INTEGRATION_MODULES = frozenset({
+    "test_audit_calibration.py", "test_audit_shadows.py", "test_benchmark_suite.py",
+    "test_canary.py", "test_classifier.py", "test_classifier_release.py", "test_cli_run.py",
+    "test_deployment_server.py", "test_figure3_benchmark.py", "test_flows.py",
+    "test_k8s_template.py",
+    "test_marginals.py", "test_model_release.py", "test_one_run_audit.py",
+    "test_portal_browser.py", "test_portal_models.py", "test_privacy_truth.py",
+    "test_relations.py", "test_synthesizer.py", "test_utility.py",
+})
+#: Fixtures that start a Prefect server (``harness``, ``server``) or build and validate every
+#: real table of the warehouse (``built_root``, ``built_warehouse``), wherever they are used.
+INTEGRATION_FIXTURES = frozenset({"harness", "server", "built_root", "built_warehouse"})
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Under ``-m "... not integration"`` do not even import the integration modules: their
+    imports (Prefect, prefect-kubernetes, Playwright) cost seconds the unit tier lacks."""
+    if "not integration" in (config.getoption("markexpr") or ""):
+        return True if collection_path.name in INTEGRATION_MODULES else None
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the integration tier (see the module docstring)."""
+    for item in items:
+        if (item.path.name in INTEGRATION_MODULES
+                or INTEGRATION_FIXTURES.intersection(getattr(item, "fixturenames", ()))):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")
