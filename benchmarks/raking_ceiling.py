@@ -46,16 +46,18 @@ def measure(name: str, seed: int) -> list[dict[str, Any]]:
     train, test, schema = split_table(name)
     synth = DPVAESynthesizer(schema, epsilon=BudgetSplit.of(EPSILON).training,
                              seed=seed).fit(train, public_rows=len(train))
-    assert synth.marginals is not None
+    marginals = synth.marginals
+    if marginals is None:
+        raise RuntimeError("a private fit with a positive marginal share measures marginals")
     n, rng = len(train), np.random.default_rng([seed, 11])
     vae = synth._draw_levels(n * dp_marginals.POOL_FACTOR, seed, rng)
-    independent = dp_marginals.independent_draws(synth.marginals, n, rng)
+    independent = dp_marginals.independent_draws(marginals, n, rng)
     pool = np.vstack([vae, independent])
     real = synth.encoder.levels(train)
     real = real[(real >= 0).all(axis=1)]
 
     def raked(levels: np.ndarray) -> np.ndarray:
-        weights = dp_marginals.rake(levels, synth.marginals)
+        weights = dp_marginals.rake(levels, marginals)
         return levels[dp_marginals.resample(weights, n, rng)]
 
     tables = {"raw_vae": vae[:n], "independent": independent, "product": raked(pool),
