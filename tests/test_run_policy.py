@@ -52,7 +52,9 @@ def plan(paths: Paths, **overrides: object) -> RunPlan:
 
 
 def charge(paths: Paths, key: str, snapshot: str = "snap-a", now: datetime = T0) -> None:
-    Ledger(paths).charge(DS, "run-x", snapshot, 1.0, 1e-5, "prv", key, 10.0, now=now)
+    Ledger(paths).charge(DS, run_id="run-x", snapshot_id=snapshot, epsilon=1.0, delta=1e-5,
+                         accountant="prv", idempotency_key=key, lifetime_epsilon=10.0,
+                         now=now)
 
 
 # --- plan ---------------------------------------------------------------------------------
