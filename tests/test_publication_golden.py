@@ -1,0 +1,174 @@
+"""Golden publication: the exact bytes and records publication produces, pinned.
+
+One candidate of each release kind (table, classifier, model) is registered, approved and
+published under a fixed clock; the SHA-256 of every published file and the release
+records must equal the values below. They were measured on the code before the
+governance release module was split into candidate / lifecycle / publisher / catalogue,
+so the split (and any later refactor) is proven byte-identical. A change that *means* to
+change what is published updates the pins in the same commit and says why.
+
+Nothing is trained: the model candidate carries a small fixed ``state_dict`` (the
+governance layer only checks that the weights load as one), so this stays in the unit
+tier. ``index.json``'s ``modified`` field is the one timestamp without a ``now=``
+parameter (:func:`write_index` stamps the wall clock): it is excluded from the index
+hash and checked only for its shape.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from governance_fixtures import make_candidate
+from model_fixtures import _write_common, make_classifier_candidate, model_schema_raw
+
+from pulsesynth.governance.releases import approve, publish_approved, register_candidate
+from pulsesynth.paths import Paths
+from pulsesynth.schema import parse_schema
+
+NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+def _fixed_state_dict_bytes() -> bytes:
+    """Weights bytes that do not depend on torch's RNG (fixed values, saved to memory)."""
+    import torch
+
+    state = {"layer.weight": torch.arange(12, dtype=torch.float32).reshape(3, 4) / 10,
+             "layer.bias": torch.tensor([0.5, -0.25, 0.125])}
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    return buf.getvalue()
+
+
+def make_untrained_model_candidate(paths: Paths, dataset: str = "taxi_trips",
+                                   run_id: str = "m1") -> Path:
+    """A ``model`` candidate without training: fixed weights, a value-free model.json."""
+    out = paths.state / "model_candidates" / dataset / run_id
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "weights.pt").write_bytes(_fixed_state_dict_bytes())
+    schema_raw = model_schema_raw(dataset)
+    config = {"format_version": 1, "kind": "model", "model": "dp-vae",
+              "architecture": {"class": "VAE", "input_dim": 4, "hidden": [3],
+                               "latent_dim": 2},
+              "schema_id": dataset, "schema_hash": parse_schema(schema_raw).hash,
+              "target": "tip"}
+    (out / "model.json").write_text(json.dumps(config, indent=2))
+    privacy = {"private": True, "epsilon": 1.0, "delta": 1e-5, "accountant": "prv",
+               "noise_multiplier": 1.1, "sample_rate": 0.01, "steps": 300,
+               "max_grad_norm": 1.0, "schema_hash": config["schema_hash"],
+               "model_hash": "2" * 64, "code_version": "0.1.0-test"}
+    audit = {"dataset": dataset, "kind": "model",
+             "membership_attacks": {"model_mia": {"attack": "model_mia", "accuracy": 0.505,
+                                                  "advantage": 0.01,
+                                                  "advantage_ci_high": 0.04}}}
+    utility = {"target": "tip", "tstr": {"hist_gb": {"accuracy": 0.70, "auc": 0.64}},
+               "trtr": {"hist_gb": {"accuracy": 0.74, "auc": 0.70}},
+               "majority_accuracy": 0.62}
+    _write_common(out, "model", privacy, audit, utility, schema_raw, None, paths)
+    return out
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def publish_one_of_each(root: Path) -> dict[str, Any]:
+    """Register, approve and publish one candidate of each kind; everything observable."""
+    paths = Paths(root)
+    candidates = [("table", make_candidate(paths)),
+                  ("classifier", make_classifier_candidate(paths)),
+                  ("model", make_untrained_model_candidate(paths))]
+    registered = []
+    for kind, cand in candidates:
+        rel = register_candidate(paths, "taxi_trips", cand, f"m-{kind}", kind=kind, now=NOW)
+        approve(paths, rel.candidate_id, "alice", note="golden", now=NOW)
+        registered.append(rel.to_dict())
+    releases = [r.to_dict() for r in publish_approved(paths, now=NOW)]
+    index = json.loads((paths.published / "index.json").read_text("utf-8"))
+    files = {p.relative_to(paths.published).as_posix(): _sha(p.read_bytes())
+             for p in sorted(paths.published.rglob("*"))
+             if p.is_file() and p.name != "index.json"}
+    return {"registered": registered, "published": releases, "index": index, "files": files}
+
+
+@pytest.fixture
+def published(project_root: Path) -> dict[str, Any]:
+    return publish_one_of_each(project_root)
+
+
+#: SHA-256 of every published file but ``index.json`` (see the module docstring).
+GOLDEN_FILES: dict[str, str] = {
+    "taxi_trips/v1/datacard.json":
+        "66d431cb9e4724e0d420f3db529bcb6c98915cb37000d9c86b70dc55de125713",
+    "taxi_trips/v1/datacard.md":
+        "c007aaacc85f83738a1a9e0985e343048c8eb1e1868ea923c145f94cec9372cb",
+    "taxi_trips/v1/plots/00-tip.png":
+        "0dea85769152f9d59085a7c97baa4b62f7e0e519908b16b4b885e4cc304855bf",
+    "taxi_trips/v1/plots/01-distance.png":
+        "cc92275bba520cc5cee130d0a356037f1706c93e81705922f6b3317e73a69069",
+    "taxi_trips/v1/plots/02-company.png":
+        "316d57cc389d17728ef30ef7138645e87e64336464faa76b3e614901c090f257",
+    "taxi_trips/v1/plots/03-hour.png":
+        "acfed26e45bc5aa278d6be9417e1f7f2eee04314565345e8efbe8b9664e7f55a",
+    "taxi_trips/v1/synthetic.csv":
+        "e04a1fe2f4389c81876849d3ce7d2432f1ec5ee3dbfd0b55fc46eebbc1d870ce",
+    "taxi_trips/v1/synthetic.parquet":
+        "a99c9bff46251a6a0a51e9bd941a0f243f78cb9c436fc7250d9ed57d3c8974e5",
+    "taxi_trips_classifier/v1/model.json":
+        "6c29f595fb8c19778acb7efc5e783a34f5c1a28a3c9506bc5be2681db8dae7b2",
+    "taxi_trips_classifier/v1/modelcard.json":
+        "cbc478ca9137ed9bac0f964bf1e09a91cb20c98c2bdad7755b47e2179a89b901",
+    "taxi_trips_classifier/v1/modelcard.md":
+        "60bf83d24fc73836764494704c9743e6c6bef0ce550e659ed147521786a0ea41",
+    "taxi_trips_classifier/v1/schema.yaml":
+        "8a415e611f955ddfa2c3e81eee5997fc4a27a213b5c3b756a2c5f96679ceec4e",
+    "taxi_trips_classifier/v1/weights.pt":
+        "08cdbaa3aa142450543ac4307c43e85f516a14ed28f2db7491b6a74c321359d4",
+    "taxi_trips_model/v1/model.json":
+        "d59080718fd4180b19437d4d68cf606b039765e6eb38fbc291e03f927d6f4a95",
+    "taxi_trips_model/v1/modelcard.json":
+        "340b7f28485240600f00a9826129085dfbd6a4c46610376626518f95ba2278e6",
+    "taxi_trips_model/v1/modelcard.md":
+        "aef7263dd881b52ca62eb5068ba4353ce916ebb0ebe66a9191ed30897c3840f8",
+    "taxi_trips_model/v1/schema.yaml":
+        "8a415e611f955ddfa2c3e81eee5997fc4a27a213b5c3b756a2c5f96679ceec4e",
+    "taxi_trips_model/v1/weights.pt":
+        "2a29fd2c98da45ee31e475f51005c38f2427884c20e0e48c2628bfe1e2f2d107",
+}
+#: SHA-256 of ``index.json`` as canonical JSON without its ``modified`` field.
+GOLDEN_INDEX = "daaa64a9c09da5409b1c37484004e61ef73aeb00c91f227d799665f2e3739a35"
+#: SHA-256 of the registered and the published release records (canonical JSON).
+GOLDEN_REGISTERED = "acdaa6df591b7a89ebc7d4523dc94ba6e3ca18454118e53362943232eede5e44"
+GOLDEN_PUBLISHED = "4314947e6419fbf2c6ad95c54d034a649899738e8f484161069fe10aaefa531f"
+#: The candidate ids (kind, id): readable, so a moved id is named in the failure.
+GOLDEN_IDS = [("table", "2973278da1c2e1deba59bd5b7124bcba33caa405e6f3a15f471c0fbf964cf05e"),
+              ("classifier", "9b6d5c7f805bb62f7f68baf656226158533b4d18321a1444b32c9638472d34d7"),
+              ("model", "ce2facc0e960319aac3c54f45308e9080200695b700f1dc6e06b20bdea35e9b7")]
+
+
+def _canonical(value: Any) -> str:
+    return _sha(json.dumps(value, sort_keys=True, separators=(",", ":")).encode())
+
+
+def test_published_bytes_are_pinned(published: dict[str, Any]) -> None:
+    assert published["files"] == GOLDEN_FILES
+
+
+def test_index_is_pinned_but_for_its_modified_stamp(published: dict[str, Any]) -> None:
+    index = dict(published["index"])
+    modified = index.pop("modified")
+    datetime.fromisoformat(modified)  # a wall-clock ISO timestamp: the one unpinned field
+    assert _canonical(index) == GOLDEN_INDEX
+
+
+def test_release_records_are_pinned(published: dict[str, Any]) -> None:
+    assert [(r["kind"], r["candidate_id"]) for r in published["published"]] == GOLDEN_IDS
+    assert [(r["status"], r["version"]) for r in published["published"]] == [
+        ("published", "v1")] * 3
+    assert _canonical(published["registered"]) == GOLDEN_REGISTERED
+    assert _canonical(published["published"]) == GOLDEN_PUBLISHED
