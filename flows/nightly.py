@@ -222,7 +222,7 @@ def nightly_synthesis(datasets: list[str] | None = None, max_rows: int | None = 
 
 @flow(name="publish-approved", persist_result=False)
 def publish_approved(root: str | None = None) -> list[dict[str, Any]]:
-    """Publish every steward-approved candidate (``pulsesynth.governance.releases``)."""
+    """Publish every steward-approved candidate (``pulsesynth.governance.publisher``)."""
     done = t.publish_releases(_root(root))
     lines = ["# Published releases", ""]
     lines += [f"- {d['dataset']} {d['version']} ({d['label']}) from {d['candidate_id'][:12]}"

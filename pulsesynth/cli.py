@@ -330,7 +330,7 @@ def _release_model(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from pulsesynth import pipeline
-    from pulsesynth.governance.releases import register_candidate
+    from pulsesynth.governance.candidate import register_candidate
     from pulsesynth.paths import Paths
     from pulsesynth.release_kinds import MODEL
 

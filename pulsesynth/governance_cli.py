@@ -152,7 +152,7 @@ def _budget_set(args: argparse.Namespace) -> int:
 
 
 def _releases_list(args: argparse.Namespace) -> int:
-    from pulsesynth.governance.releases import list_releases
+    from pulsesynth.governance.record import list_releases
 
     releases = list_releases(_paths(), args.dataset, args.status, args.kind)
     if args.json:
@@ -167,7 +167,7 @@ def _releases_list(args: argparse.Namespace) -> int:
 
 
 def _releases_show(args: argparse.Namespace) -> int:
-    from pulsesynth.governance.releases import approvals, get_release
+    from pulsesynth.governance.record import approvals, get_release
 
     paths = _paths()
     rel = get_release(paths, args.id)
@@ -219,7 +219,7 @@ def _check_line(c: dict[str, Any]) -> str:
 
 
 def _releases_register(args: argparse.Namespace) -> int:
-    from pulsesynth.governance.releases import register_candidate
+    from pulsesynth.governance.candidate import register_candidate
 
     rel = register_candidate(_paths(), args.dataset, args.dir, args.model_id, args.title,
                              kind=args.kind, actor="cli")
@@ -228,21 +228,21 @@ def _releases_register(args: argparse.Namespace) -> int:
 
 
 def _decision(args: argparse.Namespace) -> int:
-    from pulsesynth.governance import releases
+    from pulsesynth.governance import lifecycle
 
     paths = _paths()
     if args.action == "approve":
-        rel = releases.approve(paths, args.id, args.steward, args.role, args.note)
+        rel = lifecycle.approve(paths, args.id, args.steward, args.role, args.note)
     elif args.action == "reject":
-        rel = releases.reject(paths, args.id, args.steward, args.note, args.role)
+        rel = lifecycle.reject(paths, args.id, args.steward, args.note, args.role)
     else:
-        rel = releases.withdraw(paths, args.id, args.steward, args.note, args.role)
+        rel = lifecycle.withdraw(paths, args.id, args.steward, args.note, args.role)
     print(f"{rel.candidate_id[:12]}  {rel.catalogue_id}  {rel.status}")
     return 0
 
 
 def _publish(args: argparse.Namespace) -> int:
-    from pulsesynth.governance.releases import publish_approved
+    from pulsesynth.governance.publisher import publish_approved
 
     done = publish_approved(_paths(), actor="cli")
     if args.json:

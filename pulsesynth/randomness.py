@@ -7,7 +7,7 @@ adversary replay training on two neighbouring tables and tell them apart exactly
 every private step draws its seed here from OS entropy unless a caller passes one, and the
 artifact records which it was (:data:`SECRET` or :data:`CALLER`): an artifact trained with
 a caller-given seed is for tests, benchmarks and comparisons only and can never be
-registered for release (``pulsesynth.governance.releases``).
+registered for release (``pulsesynth.governance.candidate``).
 
 Opacus' ``secure_mode`` needs the ``torchcsprng`` package, whose last release (0.2.1,
 2021) does not build against the pinned torch, so the noise is drawn from torch's

@@ -242,7 +242,7 @@ def audit_candidate(run_dir: str, root: str, n_shadows: int = 1,
 @value_free("register")
 def register_release(run_dir: str, dataset: str, root: str) -> dict[str, Any]:
     """Record the candidate (idempotent: same content, same release)."""
-    from pulsesynth.governance.releases import register_candidate
+    from pulsesynth.governance.candidate import register_candidate
 
     rel = register_candidate(_paths(root), dataset, RunDir(Path(run_dir)).candidate.path,
                              model_id=pipeline.model_hash(Path(run_dir)))
@@ -255,7 +255,7 @@ def register_release(run_dir: str, dataset: str, root: str) -> dict[str, Any]:
 @value_free("publish")
 def publish_releases(root: str) -> list[dict[str, Any]]:
     """Publish every steward-approved candidate atomically (the releases API)."""
-    from pulsesynth.governance.releases import publish_approved
+    from pulsesynth.governance.publisher import publish_approved
 
     done = publish_approved(_paths(root), actor="prefect")
     return [{"dataset": r.dataset, "version": r.version, "label": r.label,

@@ -34,7 +34,8 @@ import yaml
 import flows  # noqa: F401
 from flows.nightly import publish_approved, run_nightly
 from flows.testing import close_test_harness, shared_test_harness
-from pulsesynth.governance.releases import approve, list_releases
+from pulsesynth.governance.lifecycle import approve
+from pulsesynth.governance.record import list_releases
 from pulsesynth.paths import Paths
 from pulsesynth.warehouse import Warehouse
 

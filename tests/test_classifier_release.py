@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from pulsesynth import cli, pipeline
 from pulsesynth.governance.ledger import Ledger
-from pulsesynth.governance.releases import list_releases
+from pulsesynth.governance.record import list_releases
 from pulsesynth.paths import Paths
 from pulsesynth.portal.app import create_app
 from pulsesynth.warehouse import Warehouse

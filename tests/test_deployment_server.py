@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from pulsesynth.governance.ledger import Ledger
-from pulsesynth.governance.releases import list_releases
+from pulsesynth.governance.record import list_releases
 from pulsesynth.paths import Paths
 from pulsesynth.warehouse import Warehouse
 

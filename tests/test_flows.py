@@ -23,7 +23,7 @@ from flows.nightly import format_table, run_nightly
 from flows.testing import close_test_harness, shared_test_harness
 from pulsesynth import pipeline, runs
 from pulsesynth.governance.ledger import Ledger
-from pulsesynth.governance.releases import list_releases
+from pulsesynth.governance.record import list_releases
 from pulsesynth.paths import Paths
 from pulsesynth.warehouse import Warehouse
 from tasks.synthesis import charge_ledger, plan_run, start_run

@@ -36,7 +36,7 @@ from pulsesynth.artifacts import RunDir
 from pulsesynth.errors import SchemaError
 from pulsesynth.frames import conform
 from pulsesynth.gate import DEFAULT_POLICY, PolicyError, evaluate_gate, load_policy
-from pulsesynth.governance import releases
+from pulsesynth.governance.candidate import register_candidate
 from pulsesynth.governance.db import SCHEMA_VERSION, audit_events, connect, db_path
 from pulsesynth.governance.errors import (
     CandidateError,
@@ -45,15 +45,10 @@ from pulsesynth.governance.errors import (
     TamperedCandidate,
 )
 from pulsesynth.governance.ledger import Ledger
+from pulsesynth.governance.lifecycle import approve, withdraw
 from pulsesynth.governance.publishable import unlisted_fields
-from pulsesynth.governance.releases import (
-    approve,
-    get_release,
-    list_releases,
-    publish_approved,
-    register_candidate,
-    withdraw,
-)
+from pulsesynth.governance.publisher import publish_approved
+from pulsesynth.governance.record import catalogue_id, get_release, list_releases
 from pulsesynth.paths import Paths
 from pulsesynth.synth import DPVAESynthesizer
 from pulsesynth.validation import validate
@@ -569,9 +564,9 @@ def test_release_model_after_the_real_audit(project_root: Path, tmp_path: Path,
 
 
 def test_release_kinds_have_distinct_catalogue_ids(paths: Paths) -> None:
-    assert releases.catalogue_id("taxi_trips") == "taxi_trips"
-    assert releases.catalogue_id("taxi_trips", "classifier") == "taxi_trips_classifier"
-    assert releases.catalogue_id("taxi_trips", "model") == "taxi_trips_model"
+    assert catalogue_id("taxi_trips") == "taxi_trips"
+    assert catalogue_id("taxi_trips", "classifier") == "taxi_trips_classifier"
+    assert catalogue_id("taxi_trips", "model") == "taxi_trips_model"
     register_candidate(paths, "taxi_trips", make_model_candidate(paths), "m", kind="model")
     # A table dataset literally named taxi_trips_model would collide with it: refused.
     with pytest.raises(CandidateError, match="catalogue id taxi_trips_model is already used"):
@@ -590,14 +585,12 @@ def test_crash_mid_model_publish_is_atomic_and_rerun_adopts(
         if at == stage:
             raise KeyboardInterrupt(f"simulated kill at {at}")
 
-    monkeypatch.setattr(releases, "fault_hook", crash)
     with pytest.raises(KeyboardInterrupt):
-        publish_approved(paths)
+        publish_approved(paths, fault_hook=crash)
     model_dir = paths.published / "taxi_trips_model"
     assert not (paths.published / "index.json").exists() or _index(paths) == []
     assert (model_dir / "v1").is_dir() == (stage == "after_rename")
     assert get_release(paths, rel.candidate_id).status == "approved"
-    monkeypatch.setattr(releases, "fault_hook", lambda at: None)
     [done] = publish_approved(paths)
     assert (done.version, done.status) == ("v1", "published")   # adopted, not v2
     assert sorted(p.name for p in model_dir.iterdir()) == ["v1"]

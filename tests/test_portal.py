@@ -15,9 +15,11 @@ import pytest
 from fastapi.testclient import TestClient
 from governance_fixtures import CANARY, CANARY_NUMBER, make_candidate, plant_real_table
 
+from pulsesynth.governance.candidate import register_candidate
 from pulsesynth.governance.db import audit_events
+from pulsesynth.governance.lifecycle import approve
 from pulsesynth.governance.publishable import unlisted_api_fields, unlisted_fields
-from pulsesynth.governance.releases import approve, publish_approved, register_candidate
+from pulsesynth.governance.publisher import publish_approved
 from pulsesynth.governance.tokens import create_token, revoke_tokens
 from pulsesynth.paths import Paths
 from pulsesynth.portal import create_app

@@ -18,7 +18,9 @@ import pytest
 import uvicorn
 from governance_fixtures import make_candidate, plant_real_table
 
-from pulsesynth.governance.releases import approve, publish_approved, register_candidate
+from pulsesynth.governance.candidate import register_candidate
+from pulsesynth.governance.lifecycle import approve
+from pulsesynth.governance.publisher import publish_approved
 from pulsesynth.governance.tokens import create_token
 from pulsesynth.paths import Paths
 from pulsesynth.portal import create_app

@@ -16,8 +16,10 @@ from governance_fixtures import make_candidate, plant_real_table
 from model_fixtures import make_classifier_candidate, make_model_candidate, tiny_model
 
 from pulsesynth.frames import conform
+from pulsesynth.governance.candidate import register_candidate
 from pulsesynth.governance.db import audit_events, open_db
-from pulsesynth.governance.releases import approve, publish_approved, register_candidate
+from pulsesynth.governance.lifecycle import approve
+from pulsesynth.governance.publisher import publish_approved
 from pulsesynth.governance.tokens import create_token
 from pulsesynth.paths import Paths
 from pulsesynth.portal import create_app

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from pulsesynth import cli, pipeline
+from pulsesynth.governance.candidate import register_candidate
 from pulsesynth.governance.errors import CandidateError
 from pulsesynth.governance.ledger import Ledger
-from pulsesynth.governance.releases import register_candidate
 from pulsesynth.paths import Paths
 from pulsesynth.synth.train import Schedule, TrainConfig, planned_epsilon
 from pulsesynth.warehouse import Warehouse

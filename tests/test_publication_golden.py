@@ -27,7 +27,9 @@ import pytest
 from governance_fixtures import make_candidate
 from model_fixtures import _write_common, make_classifier_candidate, model_schema_raw
 
-from pulsesynth.governance.releases import approve, publish_approved, register_candidate
+from pulsesynth.governance.candidate import register_candidate
+from pulsesynth.governance.lifecycle import approve
+from pulsesynth.governance.publisher import publish_approved
 from pulsesynth.paths import Paths
 from pulsesynth.schema import parse_schema
 

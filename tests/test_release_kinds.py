@@ -21,8 +21,10 @@ from model_fixtures import make_classifier_candidate, make_model_candidate
 from pulsesynth import artifacts
 from pulsesynth.artifacts import CandidateDir, ReleaseDir, RunDir
 from pulsesynth.gate import PolicyError, evaluate_gate, kind_cap, load_policy
+from pulsesynth.governance.candidate import register_candidate
 from pulsesynth.governance.errors import CandidateError
-from pulsesynth.governance.releases import approve, publish_approved, register_candidate
+from pulsesynth.governance.lifecycle import approve
+from pulsesynth.governance.publisher import publish_approved
 from pulsesynth.governance.tokens import create_token
 from pulsesynth.labels import OPEN, RELEASE_LABELS
 from pulsesynth.paths import Paths
@@ -159,7 +161,8 @@ FORMAT_SELF_CHECKS = {
 }
 #: Files that used to branch on kind names; the scan must have read them.
 KEY_FILES = {
-    "pulsesynth/gate.py", "pulsesynth/governance/releases.py",
+    "pulsesynth/gate.py", "pulsesynth/governance/candidate.py",
+    "pulsesynth/governance/publisher.py", "pulsesynth/governance/record.py",
     "pulsesynth/governance/modelcard.py", "pulsesynth/governance/datacard.py",
     "pulsesynth/portal/app.py", "pulsesynth/governance_cli.py", "pulsesynth/cli.py",
     "pulsesynth/pipeline.py", "pulsesynth/classifier/release.py", "pulsesynth/fitness.py",

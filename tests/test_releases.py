@@ -12,23 +12,17 @@ import pytest
 from governance_fixtures import CANARY, make_candidate, plant_real_table
 
 from pulsesynth.errors import PulseSynthError
-from pulsesynth.governance import releases
+from pulsesynth.governance.candidate import register_candidate
 from pulsesynth.governance.db import audit_events
 from pulsesynth.governance.errors import (
     ReleaseNotFound,
     ReleaseStateError,
     TamperedCandidate,
 )
+from pulsesynth.governance.lifecycle import approve, reject, withdraw
 from pulsesynth.governance.publishable import unlisted_fields
-from pulsesynth.governance.releases import (
-    approve,
-    get_release,
-    list_releases,
-    publish_approved,
-    register_candidate,
-    reject,
-    withdraw,
-)
+from pulsesynth.governance.publisher import publish_approved
+from pulsesynth.governance.record import Release, approvals, get_release, list_releases
 from pulsesynth.governance_cli import add_governance_commands
 from pulsesynth.paths import Paths
 
@@ -38,7 +32,7 @@ def paths(tmp_path: Path) -> Paths:
     return Paths(tmp_path)
 
 
-def _register(paths: Paths, run_id: str = "run1", **kw) -> releases.Release:
+def _register(paths: Paths, run_id: str = "run1", **kw) -> Release:
     cand = make_candidate(paths, run_id=run_id, **kw)
     return register_candidate(paths, "taxi_trips", cand, f"model-{run_id}", "Taxi trips")
 
@@ -105,7 +99,7 @@ def test_rejected_cannot_be_published_and_needs_a_note(paths: Paths) -> None:
         approve(paths, rel.candidate_id, "bob")
     assert publish_approved(paths) == []
     assert not (paths.published / "taxi_trips").exists()
-    decisions = releases.approvals(paths, rel.candidate_id)
+    decisions = approvals(paths, rel.candidate_id)
     assert [(d["decision"], d["note"]) for d in decisions] == [("rejected", "utility too low")]
 
 
@@ -190,9 +184,8 @@ def test_crash_mid_publish_keeps_previous_state_and_rerun_completes(
         if at == stage:
             raise KeyboardInterrupt(f"simulated kill at {at}")
 
-    monkeypatch.setattr(releases, "fault_hook", crash)
     with pytest.raises(KeyboardInterrupt):
-        publish_approved(paths)
+        publish_approved(paths, fault_hook=crash)
     # What the portal reads (index.json and the versions it lists) is unchanged.
     assert _tree(paths.published)["index.json"] == before["index.json"]
     for name, digest in before.items():
@@ -201,7 +194,6 @@ def test_crash_mid_publish_keeps_previous_state_and_rerun_completes(
         assert set(_tree(paths.published)) == set(before)     # no half-written version
         assert get_release(paths, r2.candidate_id).status == "approved"
 
-    monkeypatch.setattr(releases, "fault_hook", lambda at: None)
     done = publish_approved(paths)
     # A crash after the database commit leaves only the index to rewrite: nothing to publish.
     assert [r.version for r in done] == ([] if stage == "before_index" else ["v2"])

@@ -42,7 +42,7 @@ def add_classifier_commands(sub: Any) -> None:
 def _release_classifier(args: argparse.Namespace) -> int:
     from pulsesynth import pipeline
     from pulsesynth.classifier.release import classifier_candidate
-    from pulsesynth.governance.releases import register_candidate
+    from pulsesynth.governance.candidate import register_candidate
     from pulsesynth.paths import Paths
     from pulsesynth.release_kinds import CLASSIFIER
 

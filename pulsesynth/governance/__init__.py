@@ -1,9 +1,15 @@
 """Release governance: privacy ledger, candidates and steward decisions, publication, tokens.
 
+Releases are split by concept: :mod:`.candidate` (candidate format, ids, registration),
+:mod:`.record` (the release row, lookup, listing), :mod:`.lifecycle` (the status machine and
+steward decisions), :mod:`.publisher` (atomic publication) and :mod:`.catalogue`
+(``published/index.json``).
+
 State lives in ``warehouse/governance.db`` (SQLite, WAL; see :mod:`.db`). Published files
 live under ``published/`` and are the only thing the portal serves.
 """
 
+from pulsesynth.governance.candidate import register_candidate
 from pulsesynth.governance.errors import (
     BudgetExceeded,
     CandidateError,
@@ -16,19 +22,11 @@ from pulsesynth.governance.errors import (
     TokenError,
 )
 from pulsesynth.governance.ledger import Charge, Ledger, RetrainDecision, Spent
-from pulsesynth.governance.releases import (
-    KINDS,
-    Release,
-    approve,
-    catalogue_id,
-    get_release,
-    list_releases,
-    publish_approved,
-    register_candidate,
-    reject,
-    withdraw,
-)
+from pulsesynth.governance.lifecycle import approve, reject, withdraw
+from pulsesynth.governance.publisher import publish_approved
+from pulsesynth.governance.record import Release, catalogue_id, get_release, list_releases
 from pulsesynth.governance.tokens import create_token, list_tokens, revoke_tokens, verify_token
+from pulsesynth.release_kinds import KINDS
 
 __all__ = [
     "KINDS", "BudgetExceeded", "CandidateError", "Charge", "GovernanceError", "Ledger",
