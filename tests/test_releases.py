@@ -19,7 +19,7 @@ from pulsesynth.governance.errors import (
     ReleaseStateError,
     TamperedCandidate,
 )
-from pulsesynth.governance.lifecycle import approve, reject, withdraw
+from pulsesynth.governance.lifecycle import TRANSITIONS, approve, next_status, reject, withdraw
 from pulsesynth.governance.publishable import unlisted_fields
 from pulsesynth.governance.publisher import publish_approved
 from pulsesynth.governance.record import Release, approvals, get_release, list_releases
@@ -245,3 +245,47 @@ def test_steward_workflow_through_the_cli(paths: Paths, monkeypatch: pytest.Monk
     with pytest.raises(PulseSynthError):
         _cli(paths, monkeypatch, "releases", "withdraw", cid[:10], "--steward", "a",
              "--note", "")
+
+
+# --- the status machine ---------------------------------------------------------------------
+
+STATUSES = ("candidate", "blocked", "approved", "rejected", "published", "superseded",
+            "withdrawn")
+
+
+def _rel(status: str) -> Release:
+    return Release("ab" * 32, "taxi_trips", None, "m", "T", "open",
+                   {"reason": "open: epsilon = 9 (limit 1) FAILS by 8"}, status, "c", "t",
+                   None, None)
+
+
+def test_transition_table_is_the_documented_flow() -> None:
+    assert TRANSITIONS == {
+        ("candidate", "approve"): "approved", ("candidate", "reject"): "rejected",
+        ("approved", "reject"): "rejected", ("blocked", "reject"): "rejected",
+        ("approved", "publish"): "published", ("published", "supersede"): "superseded",
+        ("approved", "withdraw"): "withdrawn", ("published", "withdraw"): "withdrawn",
+        ("superseded", "withdraw"): "withdrawn"}
+
+
+@pytest.mark.parametrize("status", STATUSES)
+@pytest.mark.parametrize("action", ["approve", "reject", "withdraw"])
+def test_refusals_keep_their_wording(status: str, action: str) -> None:
+    """Every steward action on every status: the table's answer, or the exact message the
+    scattered checks gave before the table existed."""
+    rel = _rel(status)
+    if (status, action) in TRANSITIONS:
+        assert next_status(rel, action) == TRANSITIONS[(status, action)]
+        return
+    head = f"taxi_trips {'ab' * 6}: "
+    expected = {
+        "approve": (head + "blocked by the gate (open: epsilon = 9 (limit 1) FAILS by 8); it "
+                    "cannot be approved") if status == "blocked"
+        else head + f"status is {status}; only a candidate can be approved",
+        "reject": head + f"status is {status}; withdraw a published release instead",
+        "withdraw": head + f"status is {status}; only approved or published releases can be "
+                    "withdrawn",
+    }[action]
+    with pytest.raises(ReleaseStateError) as err:
+        next_status(rel, action)
+    assert str(err.value) == expected
