@@ -29,11 +29,12 @@ import os
 import re
 import stat
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
-from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel
@@ -161,124 +162,165 @@ def create_app(paths: Paths | None = None, *, limits: SampleLimits | None = None
     paths = paths or Paths.default()
     limits = limits or SampleLimits.from_env()
     clock = clock or (lambda: datetime.now(UTC))
-    sampler = SampleService(paths, limits, clock, _read_published)
     app = FastAPI(title="Pulse Synth synthetic open portal", version="1.0",
                   description="Read-only catalogue of differentially private synthetic "
                               "releases. Confidential releases need an entity token "
                               "(Authorization: Bearer).",
                   docs_url=None, redoc_url=None)
     app.add_middleware(Guard)
-    env = Environment(loader=FileSystemLoader(HERE / "templates"),
-                      autoescape=select_autoescape(["html"]))
+    # The routes are module-level (``router``); what differs per app lives in its state.
+    app.state.portal = _Portal(
+        paths=paths, limits=limits,
+        sampler=SampleService(paths, limits, clock, _read_published),
+        templates=Environment(loader=FileSystemLoader(HERE / "templates"),
+                              autoescape=select_autoescape(["html"])))
+    app.include_router(router)
+    return app
 
-    def render(request: Request, template: str, status: int = 200, **ctx: Any) -> HTMLResponse:
-        entity = _entity(request, paths)
-        html = env.get_template(template).render(entity=entity, **ctx)
+
+@dataclass(frozen=True)
+class _Portal:
+    """One portal app's state: its installation, sample limits and service, templates."""
+
+    paths: Paths
+    limits: SampleLimits
+    sampler: SampleService
+    templates: Environment
+
+    def render(self, request: Request, template: str, status: int = 200,
+               **ctx: Any) -> HTMLResponse:
+        """A page for the request's entity (and its token remembered, if given once)."""
+        entity = _entity(request, self.paths)
+        html = self.templates.get_template(template).render(entity=entity, **ctx)
         resp = HTMLResponse(html, status_code=status)
         _remember_token(request, resp, entity)
         return resp
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def index(request: Request, label: str = "", q: str = "") -> HTMLResponse:
-        entity = _entity(request, paths)
-        latest = _latest(_visible(paths, entity))
-        shown = _filter(latest, label, q)
-        return render(request, "index.html", datasets=shown, label=label, q=q,
-                      labels=[lb for lb in LABELS if lb == OPEN or entity])
 
-    @app.get("/datasets/{dataset}", response_class=HTMLResponse, include_in_schema=False)
-    def dataset_page(request: Request, dataset: str) -> HTMLResponse:
-        versions = _versions(paths, _entity(request, paths), dataset)
-        return _dataset_response(request, versions, _current(versions) or versions[-1],
-                                 render, paths, limits)
+def _portal(request: Request) -> _Portal:
+    """The state of the app serving ``request`` (set by :func:`create_app`)."""
+    return cast(_Portal, request.app.state.portal)
 
-    @app.get("/datasets/{dataset}/{version}", response_class=HTMLResponse,
-             include_in_schema=False)
-    def version_page(request: Request, dataset: str, version: str) -> HTMLResponse:
-        versions = _versions(paths, _entity(request, paths), dataset)
-        entry = next((e for e in versions if e["version"] == version), None)
-        if entry is None:
-            raise HTTPException(404)
-        return _dataset_response(request, versions, entry, render, paths, limits)
 
-    @app.get("/datasets/{dataset}/{version}/files/{name:path}", include_in_schema=False)
-    def download(request: Request, dataset: str, version: str, name: str) -> Response:
-        entity = _entity(request, paths)
-        entry = next((e for e in _versions(paths, entity, dataset)
-                      if e["version"] == version), None)
-        if entry is None:
-            raise HTTPException(404)
-        info = next((f for f in entry.get("files", []) if f.get("name") == name), None)
-        if info is None:
-            raise HTTPException(404)
-        data = _read_published(paths, entry, name, info)
-        if entry["label"] != OPEN and not request.scope.get("pulsesynth.head"):
-            with open_db(paths) as conn, transaction(conn):
-                log_event(conn, entity or "anonymous", "release.download",
-                          f"{dataset}/{version}/{name}",
-                          {"label": entry["label"], "bytes": len(data),
-                           "sha256": info["sha256"],
-                           "client": request.client.host if request.client else None})
-        headers = {}
-        if not name.endswith(".png"):
-            filename = f"{dataset}-{version}-{Path(name).name}"
-            headers["content-disposition"] = f'attachment; filename="{filename}"'
-        resp = Response(data, media_type=info.get("mediaType") or "application/octet-stream",
-                        headers=headers)
+#: The portal's routes, the same for every app (module-level, so each can be read and tested
+#: on its own); ``create_app`` includes them in the order they were always declared.
+router = APIRouter()
+
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+def index(request: Request, label: str = "", q: str = "") -> HTMLResponse:
+    portal = _portal(request)
+    entity = _entity(request, portal.paths)
+    latest = _latest(_visible(portal.paths, entity))
+    shown = _filter(latest, label, q)
+    return portal.render(request, "index.html", datasets=shown, label=label, q=q,
+                         labels=[lb for lb in LABELS if lb == OPEN or entity])
+
+
+@router.get("/datasets/{dataset}", response_class=HTMLResponse, include_in_schema=False)
+def dataset_page(request: Request, dataset: str) -> HTMLResponse:
+    portal = _portal(request)
+    versions = _versions(portal.paths, _entity(request, portal.paths), dataset)
+    return _dataset_response(request, versions, _current(versions) or versions[-1],
+                             portal)
+
+
+@router.get("/datasets/{dataset}/{version}", response_class=HTMLResponse,
+            include_in_schema=False)
+def version_page(request: Request, dataset: str, version: str) -> HTMLResponse:
+    portal = _portal(request)
+    versions = _versions(portal.paths, _entity(request, portal.paths), dataset)
+    entry = next((e for e in versions if e["version"] == version), None)
+    if entry is None:
+        raise HTTPException(404)
+    return _dataset_response(request, versions, entry, portal)
+
+
+@router.get("/datasets/{dataset}/{version}/files/{name:path}", include_in_schema=False)
+def download(request: Request, dataset: str, version: str, name: str) -> Response:
+    portal = _portal(request)
+    entity = _entity(request, portal.paths)
+    entry = next((e for e in _versions(portal.paths, entity, dataset)
+                  if e["version"] == version), None)
+    if entry is None:
+        raise HTTPException(404)
+    info = next((f for f in entry.get("files", []) if f.get("name") == name), None)
+    if info is None:
+        raise HTTPException(404)
+    data = _read_published(portal.paths, entry, name, info)
+    if entry["label"] != OPEN and not request.scope.get("pulsesynth.head"):
+        with open_db(portal.paths) as conn, transaction(conn):
+            log_event(conn, entity or "anonymous", "release.download",
+                      f"{dataset}/{version}/{name}",
+                      {"label": entry["label"], "bytes": len(data),
+                       "sha256": info["sha256"],
+                       "client": request.client.host if request.client else None})
+    headers = {}
+    if not name.endswith(".png"):
+        filename = f"{dataset}-{version}-{Path(name).name}"
+        headers["content-disposition"] = f'attachment; filename="{filename}"'
+    resp = Response(data, media_type=info.get("mediaType") or "application/octet-stream",
+                    headers=headers)
+    _remember_token(request, resp, entity)
+    return resp
+
+
+@router.get("/datasets/{dataset}/{version}/sample",
+            responses={200: {"content": {"text/csv": {}, "application/json": {}},
+                             "description": "n seeded synthetic rows"},
+                       404: {"description": "unknown, not a model, or no valid token"},
+                       422: {"description": "n, seed or format out of bounds"},
+                       429: {"description": "rate limit reached (see Retry-After)"}})
+def sample(request: Request, dataset: str, version: str,
+           n: str | None = Query(None, description="rows to draw (1..max, default 100)"),
+           seed: str | None = Query(None, description="integer seed (default 0); the "
+                                    "same seed gives the same rows"),
+           fmt: str | None = Query(None, alias="format",
+                                   description="csv (default) or json")) -> Response:
+    """Draw synthetic rows from a published DP generative model (token holders of its
+    label only). Post-processing: no privacy budget is spent. Every request is logged."""
+    portal = _portal(request)
+    entity = _entity(request, portal.paths)
+    entry = next((e for e in _versions(portal.paths, entity, dataset)
+                  if e["version"] == version), None)
+    if entry is None or not get_kind(entry["kind"]).samplable or entity is None:
+        raise HTTPException(404)
+    head = bool(request.scope.get("pulsesynth.head"))
+    resp = portal.sampler.respond(entity=entity, entry=entry, dataset=dataset,
+                                  version=version, n=n, seed=seed, fmt=fmt, head=head,
+                                  client=request.client.host if request.client else None)
+    if not head:  # a HEAD answer sets no cookie (it never did)
         _remember_token(request, resp, entity)
-        return resp
+    return resp
 
-    @app.get("/datasets/{dataset}/{version}/sample",
-             responses={200: {"content": {"text/csv": {}, "application/json": {}},
-                              "description": "n seeded synthetic rows"},
-                        404: {"description": "unknown, not a model, or no valid token"},
-                        422: {"description": "n, seed or format out of bounds"},
-                        429: {"description": "rate limit reached (see Retry-After)"}})
-    def sample(request: Request, dataset: str, version: str,
-               n: str | None = Query(None, description="rows to draw (1..max, default 100)"),
-               seed: str | None = Query(None, description="integer seed (default 0); the "
-                                        "same seed gives the same rows"),
-               fmt: str | None = Query(None, alias="format",
-                                       description="csv (default) or json")) -> Response:
-        """Draw synthetic rows from a published DP generative model (token holders of its
-        label only). Post-processing: no privacy budget is spent. Every request is logged."""
-        entity = _entity(request, paths)
-        entry = next((e for e in _versions(paths, entity, dataset)
-                      if e["version"] == version), None)
-        if entry is None or not get_kind(entry["kind"]).samplable or entity is None:
-            raise HTTPException(404)
-        head = bool(request.scope.get("pulsesynth.head"))
-        resp = sampler.respond(entity=entity, entry=entry, dataset=dataset, version=version,
-                               n=n, seed=seed, fmt=fmt, head=head,
-                               client=request.client.host if request.client else None)
-        if not head:  # a HEAD answer sets no cookie (it never did)
-            _remember_token(request, resp, entity)
-        return resp
 
-    @app.get("/api/datasets", response_model=list[DatasetVersion])
-    def api_datasets(request: Request,
-                     label: str = Query("", description="open or confidential"),
-                     q: str = Query("", description="search in id and title"),
-                     all_versions: bool = Query(False, description="include superseded")
-                     ) -> list[dict[str, Any]]:
-        """Every release the caller may see (latest version per dataset by default)."""
-        visible = _visible(paths, _entity(request, paths))
-        return _filter(visible if all_versions else _latest(visible), label, q)
+@router.get("/api/datasets", response_model=list[DatasetVersion])
+def api_datasets(request: Request,
+                 label: str = Query("", description="open or confidential"),
+                 q: str = Query("", description="search in id and title"),
+                 all_versions: bool = Query(False, description="include superseded")
+                 ) -> list[dict[str, Any]]:
+    """Every release the caller may see (latest version per dataset by default)."""
+    portal = _portal(request)
+    visible = _visible(portal.paths, _entity(request, portal.paths))
+    return _filter(visible if all_versions else _latest(visible), label, q)
 
-    @app.get("/api/datasets/{dataset}", response_model=DatasetDetail)
-    def api_dataset(request: Request, dataset: str) -> dict[str, Any]:
-        """One dataset: the current version's data card and every visible version."""
-        versions = _versions(paths, _entity(request, paths), dataset)
-        entry = _current(versions) or versions[-1]
-        return entry | {"datacard": _card(paths, entry), "versions": versions}
 
-    @app.get("/static/{name}", include_in_schema=False)
-    def static(name: str) -> Response:
-        if name not in STATIC_FILES:
-            raise HTTPException(404)
-        return Response((HERE / "static" / name).read_bytes(), media_type=STATIC_FILES[name])
+@router.get("/api/datasets/{dataset}", response_model=DatasetDetail)
+def api_dataset(request: Request, dataset: str) -> dict[str, Any]:
+    """One dataset: the current version's data card and every visible version."""
+    portal = _portal(request)
+    versions = _versions(portal.paths, _entity(request, portal.paths), dataset)
+    entry = _current(versions) or versions[-1]
+    return entry | {"datacard": _card(portal.paths, entry), "versions": versions}
 
-    return app
+
+@router.get("/static/{name}", include_in_schema=False)
+def static(name: str) -> Response:
+    if name not in STATIC_FILES:
+        raise HTTPException(404)
+    return Response((HERE / "static" / name).read_bytes(), media_type=STATIC_FILES[name])
 
 
 # --- catalogue and access -------------------------------------------------------------------
@@ -394,7 +436,8 @@ def _card(paths: Paths, entry: dict[str, Any]) -> dict[str, Any]:
 
 
 def _dataset_response(request: Request, versions: list[dict[str, Any]], entry: dict[str, Any],
-                      render: Any, paths: Paths, limits: SampleLimits) -> HTMLResponse:
+                      portal: _Portal) -> HTMLResponse:
+    paths, render, limits = portal.paths, portal.render, portal.limits
     card = _card(paths, entry)
     files = {f["name"]: f for f in entry.get("files", [])}
     spec = get_kind(entry["kind"])
