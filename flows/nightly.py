@@ -36,11 +36,13 @@ from flows.runners import (
 from pulsesynth import runs
 from pulsesynth.errors import PulseSynthError
 from pulsesynth.governance.errors import BudgetExceeded
+from pulsesynth.labels import RELEASE_LABELS
 from pulsesynth.paths import Paths
 from pulsesynth.settings import Settings
 from tasks import synthesis as t
 
-RELEASABLE = ("open", "confidential")
+#: Labels under which a dataset's run counts as released (from pulsesynth.labels).
+RELEASABLE = RELEASE_LABELS
 #: What the summary, its artifacts and logs show: public facts and DP figures only.
 COLUMNS = ("dataset", "rows", "status", "epsilon_spent", "epsilon", "label", "reason",
            "attack_advantage_dp", "tstr_accuracy_dp", "majority_accuracy_dp",

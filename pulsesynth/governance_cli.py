@@ -283,7 +283,8 @@ def _tokens_list(args: argparse.Namespace) -> int:
 def _portal(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from pulsesynth.portal.app import SampleLimits, create_app
+    from pulsesynth.portal.app import create_app
+    from pulsesynth.portal.sampling import SampleLimits
 
     base = SampleLimits.from_env()
     max_rows = args.sample_max_rows or base.max_rows

@@ -15,6 +15,13 @@ CONFIDENTIAL = "confidential"
 BLOCKED = "blocked"
 #: Releasable labels, most open first (the policy file lists its thresholds in this order).
 RELEASE_LABELS = (OPEN, CONFIDENTIAL)
+#: Dataset classifications that no release may carry: a source can be this sensitive, a
+#: synthetic release never is (the gate labels it at most ``confidential``, else blocks it).
+SENSITIVE = "sensitive"
+SECRET = "secret"
+#: Every classification a source dataset's schema may declare, most open first: the
+#: release labels, then the levels above them. Its order is the one schema errors list.
+DATASET_CLASSIFICATIONS = (*RELEASE_LABELS, SENSITIVE, SECRET)
 
 
 def more_open_than(label: str, other: str) -> bool:

@@ -24,11 +24,13 @@ from typing import Any, Literal, TypedDict
 import yaml
 
 from pulsesynth.errors import SchemaError
+from pulsesynth.labels import DATASET_CLASSIFICATIONS
 from pulsesynth.relations import Derive, Implies, Relation
 
 ROLES = ("identifier", "quasi_identifier", "sensitive", "target", "other")
 TYPES = ("categorical", "integer", "float", "text")
-CLASSIFICATIONS = ("open", "confidential", "sensitive", "secret")
+#: Source classifications, from their owner (a superset of the release labels).
+CLASSIFICATIONS = DATASET_CLASSIFICATIONS
 SCALES = ("linear", "log")
 
 

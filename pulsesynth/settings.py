@@ -12,8 +12,14 @@ value is a :class:`SettingsError` with a one-line message naming the variable.
 - ``PULSESYNTH_DASK_ADDRESS`` — an existing Dask scheduler (default: a local cluster).
 - ``PULSESYNTH_DASK_WORKERS`` — worker processes of the local cluster (default 2).
 
-The portal's sample limits (``PULSESYNTH_SAMPLE_*``) are read by
-``pulsesynth.portal.app.SampleLimits.from_env``, next to their validation.
+The portal's sample limits are read by :meth:`SampleSettings.from_env`, separately, so a
+malformed portal limit stops the portal only, never the pipeline (as before they moved here):
+
+- ``PULSESYNTH_SAMPLE_MAX_ROWS`` — rows per sample request (default 10000).
+- ``PULSESYNTH_SAMPLE_RATE_LIMIT`` — sample requests per entity per window (default 30).
+- ``PULSESYNTH_SAMPLE_RATE_WINDOW`` — the rate-limit window in seconds (default 60).
+
+Their bounds (at least 1) are checked by ``pulsesynth.portal.sampling.SampleLimits``.
 """
 
 from __future__ import annotations
@@ -30,6 +36,9 @@ THREADS_ENV = "PULSESYNTH_THREADS"
 RUNNER_ENV = "PULSESYNTH_TASK_RUNNER"
 ADDRESS_ENV = "PULSESYNTH_DASK_ADDRESS"
 WORKERS_ENV = "PULSESYNTH_DASK_WORKERS"
+SAMPLE_MAX_ROWS_ENV = "PULSESYNTH_SAMPLE_MAX_ROWS"
+SAMPLE_RATE_LIMIT_ENV = "PULSESYNTH_SAMPLE_RATE_LIMIT"
+SAMPLE_RATE_WINDOW_ENV = "PULSESYNTH_SAMPLE_RATE_WINDOW"
 #: The task runners a flow knows.
 RUNNERS = ("default", "dask")
 
@@ -64,6 +73,34 @@ class Settings:
                    task_runner=_runner(get(RUNNER_ENV)),
                    dask_address=get(ADDRESS_ENV),
                    dask_workers=_workers(get(WORKERS_ENV)))
+
+
+@dataclass(frozen=True)
+class SampleSettings:
+    """The portal's ``PULSESYNTH_SAMPLE_*`` limits, parsed (not bounded: see module doc)."""
+
+    max_rows: int = 10_000
+    rate_limit: int = 30
+    window_s: int = 60
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> SampleSettings:
+        """Parse ``environ`` (default: ``os.environ``); an empty value counts as unset."""
+        env = os.environ if environ is None else environ
+
+        def get(name: str, default: int) -> int:
+            value = env.get(name, "").strip()
+            if not value:
+                return default
+            try:
+                return int(value)
+            except ValueError:
+                raise SettingsError(f"{name} must be a whole number, "
+                                    f"got {env.get(name)!r}") from None
+
+        return cls(max_rows=get(SAMPLE_MAX_ROWS_ENV, cls.max_rows),
+                   rate_limit=get(SAMPLE_RATE_LIMIT_ENV, cls.rate_limit),
+                   window_s=get(SAMPLE_RATE_WINDOW_ENV, cls.window_s))
 
 
 def _threads(value: str | None, raw: str | None) -> int:

@@ -212,3 +212,12 @@ def test_column_fields_follow_the_declaration() -> None:
     assert distance.bins == tuple(schema.raw["columns"][2]["bins"])
     crash = load_schema(REPO / "schemas" / "traffic_accidents.yaml").column("crash_id")
     assert isinstance(crash, TextColumn) and crash.role == "identifier"
+
+
+def test_classifications_come_from_labels_and_keep_their_order() -> None:
+    # Schema error messages list the choices in this order; it must not move.
+    from pulsesynth.labels import DATASET_CLASSIFICATIONS, RELEASE_LABELS
+
+    assert CLASSIFICATIONS is DATASET_CLASSIFICATIONS
+    assert CLASSIFICATIONS == ("open", "confidential", "sensitive", "secret")
+    assert CLASSIFICATIONS[:len(RELEASE_LABELS)] == RELEASE_LABELS

@@ -11,7 +11,7 @@ import pytest
 
 from pulsesynth import gate
 from pulsesynth.paths import Paths
-from pulsesynth.settings import Settings, SettingsError
+from pulsesynth.settings import SampleSettings, Settings, SettingsError
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -56,6 +56,29 @@ def test_malformed_values_are_one_line_errors(name: str, value: str, message: st
     assert isinstance(err.value, ValueError)
 
 
+def test_sample_limits_defaults_and_values() -> None:
+    assert SampleSettings.from_env({}) == SampleSettings(max_rows=10_000, rate_limit=30,
+                                                         window_s=60)
+    env = {"PULSESYNTH_SAMPLE_MAX_ROWS": " 500 ", "PULSESYNTH_SAMPLE_RATE_LIMIT": "4",
+           "PULSESYNTH_SAMPLE_RATE_WINDOW": ""}
+    assert SampleSettings.from_env(env) == SampleSettings(max_rows=500, rate_limit=4,
+                                                          window_s=60)
+
+
+def test_malformed_sample_limit_stops_the_portal_only(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from pulsesynth.portal.sampling import SampleLimits
+
+    monkeypatch.setenv("PULSESYNTH_SAMPLE_MAX_ROWS", "lots")
+    Settings.from_env()  # the pipeline is unaffected: no error
+    with pytest.raises(SettingsError) as err:
+        SampleLimits.from_env()
+    assert str(err.value) == "PULSESYNTH_SAMPLE_MAX_ROWS must be a whole number, got 'lots'"
+    monkeypatch.setenv("PULSESYNTH_SAMPLE_MAX_ROWS", "0")
+    with pytest.raises(ValueError, match="^sample limits must be positive$"):
+        SampleLimits.from_env()
+
+
 def test_paths_default_is_the_env_root_else_the_current_directory(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PULSESYNTH_ROOT", str(tmp_path / "elsewhere"))
@@ -74,10 +97,9 @@ def test_default_policy_ships_in_the_package_and_the_checkout_links_to_it() -> N
 
 
 ENV_READ = re.compile(r"os\.environ|getenv")
-#: Modules allowed to read the environment: the settings themselves; the portal's sample
-#: limits (read beside their validation); Prefect's own variables in ``flows``.
-ALLOWED = {"pulsesynth/settings.py", "pulsesynth/portal/app.py", "flows/__init__.py",
-           "flows/runners.py"}
+#: Modules allowed to read the environment: the settings themselves; Prefect's own
+#: variables in ``flows``.
+ALLOWED = {"pulsesynth/settings.py", "flows/__init__.py", "flows/runners.py"}
 
 
 def test_pulsesynth_variables_are_read_only_in_settings() -> None:

@@ -17,42 +17,39 @@ Release kinds: a synthetic ``table`` (catalogue id ``<dataset>``), a DP ``classi
 (``<dataset>_classifier``) and the DP generative ``model`` (``<dataset>_model``, never
 open). Their pages render the data card or the model card. A published model can be
 sampled by token holders of its label — ``GET /datasets/{id}/{version}/sample?n=N&seed=S
-&format=csv|json`` — with bounded ``n``, per-entity rate limiting (counted in
-``audit_log``, so it holds across portal processes) and one audit record per request
-(entity, release, n, seed; never rows). Sampling is post-processing: nothing is charged
-to the privacy ledger. The model is loaded only from the published files whose SHA-256
-matches the index, and cached per (directory, hashes).
+&format=csv|json``; this module checks access, and :mod:`pulsesynth.portal.sampling` does
+the rest (bounds, per-entity rate limit, audit, model cache).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import re
 import stat
-import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
-from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pulsesynth.artifacts import WEIGHTS_RELEASE_FILES, card_json_name, index_json
-from pulsesynth.governance.db import log_event, now_iso, open_db, transaction
+from pulsesynth.artifacts import card_json_name, index_json
+from pulsesynth.governance.db import log_event, open_db, transaction
 from pulsesynth.governance.tokens import verify_token
 from pulsesynth.labels import OPEN, RELEASE_LABELS
 from pulsesynth.paths import Paths
+from pulsesynth.portal.sampling import SampleLimits, SampleService
 from pulsesynth.release_kinds import REGISTRY, TABLE, get_kind, kinds
+
+__all__ = ["SampleLimits", "create_app"]  # SampleLimits: re-exported for existing callers
 
 HERE = Path(__file__).resolve().parent
 TOKEN_COOKIE = "pulsesynth_token"
@@ -61,8 +58,6 @@ LABELS = RELEASE_LABELS
 KIND_TEXT = {k.name: k.text for k in kinds()}
 #: Labels a kind may carry in the portal (a model is never open, whatever the index says).
 KIND_LABELS = {k.name: k.label_caps for k in kinds()}
-SAMPLE_FORMATS = ("csv", "json")
-MODEL_CACHE_SIZE = 4
 STATIC_FILES = {"portal.css": "text/css; charset=utf-8"}
 _ID = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _VERSION = re.compile(r"^v[1-9][0-9]{0,5}$")
@@ -78,35 +73,6 @@ SECURITY_HEADERS = {
     "permissions-policy": "camera=(), microphone=(), geolocation=()",
     "cache-control": "no-store",
 }
-
-
-@dataclass(frozen=True)
-class SampleLimits:
-    """Bounds of the sample endpoint: rows per request and requests per entity per window."""
-
-    max_rows: int = 10_000
-    default_rows: int = 100
-    rate_limit: int = 30
-    window_s: int = 60
-
-    def __post_init__(self) -> None:
-        if self.max_rows < 1 or self.rate_limit < 1 or self.window_s < 1:
-            raise ValueError("sample limits must be positive")
-        if not 1 <= self.default_rows <= self.max_rows:
-            raise ValueError("default_rows must lie in 1..max_rows")
-
-    @classmethod
-    def from_env(cls) -> SampleLimits:
-        """``PULSESYNTH_SAMPLE_MAX_ROWS``, ``PULSESYNTH_SAMPLE_RATE_LIMIT`` (requests) and
-        ``PULSESYNTH_SAMPLE_RATE_WINDOW`` (seconds), else the defaults."""
-        def env(name: str, default: int) -> int:
-            value = os.environ.get(name, "").strip()
-            return int(value) if value else default
-
-        max_rows = env("PULSESYNTH_SAMPLE_MAX_ROWS", cls.max_rows)
-        return cls(max_rows=max_rows, default_rows=min(cls.default_rows, max_rows),
-                   rate_limit=env("PULSESYNTH_SAMPLE_RATE_LIMIT", cls.rate_limit),
-                   window_s=env("PULSESYNTH_SAMPLE_RATE_WINDOW", cls.window_s))
 
 
 class FileInfo(BaseModel):
@@ -196,146 +162,165 @@ def create_app(paths: Paths | None = None, *, limits: SampleLimits | None = None
     paths = paths or Paths.default()
     limits = limits or SampleLimits.from_env()
     clock = clock or (lambda: datetime.now(UTC))
-    models = _ModelCache(MODEL_CACHE_SIZE)
     app = FastAPI(title="Pulse Synth synthetic open portal", version="1.0",
                   description="Read-only catalogue of differentially private synthetic "
                               "releases. Confidential releases need an entity token "
                               "(Authorization: Bearer).",
                   docs_url=None, redoc_url=None)
     app.add_middleware(Guard)
-    env = Environment(loader=FileSystemLoader(HERE / "templates"),
-                      autoescape=select_autoescape(["html"]))
+    # The routes are module-level (``router``); what differs per app lives in its state.
+    app.state.portal = _Portal(
+        paths=paths, limits=limits,
+        sampler=SampleService(paths, limits, clock, _read_published),
+        templates=Environment(loader=FileSystemLoader(HERE / "templates"),
+                              autoescape=select_autoescape(["html"])))
+    app.include_router(router)
+    return app
 
-    def render(request: Request, template: str, status: int = 200, **ctx: Any) -> HTMLResponse:
-        entity = _entity(request, paths)
-        html = env.get_template(template).render(entity=entity, **ctx)
+
+@dataclass(frozen=True)
+class _Portal:
+    """One portal app's state: its installation, sample limits and service, templates."""
+
+    paths: Paths
+    limits: SampleLimits
+    sampler: SampleService
+    templates: Environment
+
+    def render(self, request: Request, template: str, status: int = 200,
+               **ctx: Any) -> HTMLResponse:
+        """A page for the request's entity (and its token remembered, if given once)."""
+        entity = _entity(request, self.paths)
+        html = self.templates.get_template(template).render(entity=entity, **ctx)
         resp = HTMLResponse(html, status_code=status)
         _remember_token(request, resp, entity)
         return resp
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def index(request: Request, label: str = "", q: str = "") -> HTMLResponse:
-        entity = _entity(request, paths)
-        latest = _latest(_visible(paths, entity))
-        shown = _filter(latest, label, q)
-        return render(request, "index.html", datasets=shown, label=label, q=q,
-                      labels=[lb for lb in LABELS if lb == OPEN or entity])
 
-    @app.get("/datasets/{dataset}", response_class=HTMLResponse, include_in_schema=False)
-    def dataset_page(request: Request, dataset: str) -> HTMLResponse:
-        versions = _versions(paths, _entity(request, paths), dataset)
-        return _dataset_response(request, versions, _current(versions) or versions[-1],
-                                 render, paths, limits)
+def _portal(request: Request) -> _Portal:
+    """The state of the app serving ``request`` (set by :func:`create_app`)."""
+    return cast(_Portal, request.app.state.portal)
 
-    @app.get("/datasets/{dataset}/{version}", response_class=HTMLResponse,
-             include_in_schema=False)
-    def version_page(request: Request, dataset: str, version: str) -> HTMLResponse:
-        versions = _versions(paths, _entity(request, paths), dataset)
-        entry = next((e for e in versions if e["version"] == version), None)
-        if entry is None:
-            raise HTTPException(404)
-        return _dataset_response(request, versions, entry, render, paths, limits)
 
-    @app.get("/datasets/{dataset}/{version}/files/{name:path}", include_in_schema=False)
-    def download(request: Request, dataset: str, version: str, name: str) -> Response:
-        entity = _entity(request, paths)
-        entry = next((e for e in _versions(paths, entity, dataset)
-                      if e["version"] == version), None)
-        if entry is None:
-            raise HTTPException(404)
-        info = next((f for f in entry.get("files", []) if f.get("name") == name), None)
-        if info is None:
-            raise HTTPException(404)
-        data = _read_published(paths, entry, name, info)
-        if entry["label"] != OPEN and not request.scope.get("pulsesynth.head"):
-            with open_db(paths) as conn, transaction(conn):
-                log_event(conn, entity or "anonymous", "release.download",
-                          f"{dataset}/{version}/{name}",
-                          {"label": entry["label"], "bytes": len(data),
-                           "sha256": info["sha256"],
-                           "client": request.client.host if request.client else None})
-        headers = {}
-        if not name.endswith(".png"):
-            filename = f"{dataset}-{version}-{Path(name).name}"
-            headers["content-disposition"] = f'attachment; filename="{filename}"'
-        resp = Response(data, media_type=info.get("mediaType") or "application/octet-stream",
-                        headers=headers)
+#: The portal's routes, the same for every app (module-level, so each can be read and tested
+#: on its own); ``create_app`` includes them in the order they were always declared.
+router = APIRouter()
+
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+def index(request: Request, label: str = "", q: str = "") -> HTMLResponse:
+    portal = _portal(request)
+    entity = _entity(request, portal.paths)
+    latest = _latest(_visible(portal.paths, entity))
+    shown = _filter(latest, label, q)
+    return portal.render(request, "index.html", datasets=shown, label=label, q=q,
+                         labels=[lb for lb in LABELS if lb == OPEN or entity])
+
+
+@router.get("/datasets/{dataset}", response_class=HTMLResponse, include_in_schema=False)
+def dataset_page(request: Request, dataset: str) -> HTMLResponse:
+    portal = _portal(request)
+    versions = _versions(portal.paths, _entity(request, portal.paths), dataset)
+    return _dataset_response(request, versions, _current(versions) or versions[-1],
+                             portal)
+
+
+@router.get("/datasets/{dataset}/{version}", response_class=HTMLResponse,
+            include_in_schema=False)
+def version_page(request: Request, dataset: str, version: str) -> HTMLResponse:
+    portal = _portal(request)
+    versions = _versions(portal.paths, _entity(request, portal.paths), dataset)
+    entry = next((e for e in versions if e["version"] == version), None)
+    if entry is None:
+        raise HTTPException(404)
+    return _dataset_response(request, versions, entry, portal)
+
+
+@router.get("/datasets/{dataset}/{version}/files/{name:path}", include_in_schema=False)
+def download(request: Request, dataset: str, version: str, name: str) -> Response:
+    portal = _portal(request)
+    entity = _entity(request, portal.paths)
+    entry = next((e for e in _versions(portal.paths, entity, dataset)
+                  if e["version"] == version), None)
+    if entry is None:
+        raise HTTPException(404)
+    info = next((f for f in entry.get("files", []) if f.get("name") == name), None)
+    if info is None:
+        raise HTTPException(404)
+    data = _read_published(portal.paths, entry, name, info)
+    if entry["label"] != OPEN and not request.scope.get("pulsesynth.head"):
+        with open_db(portal.paths) as conn, transaction(conn):
+            log_event(conn, entity or "anonymous", "release.download",
+                      f"{dataset}/{version}/{name}",
+                      {"label": entry["label"], "bytes": len(data),
+                       "sha256": info["sha256"],
+                       "client": request.client.host if request.client else None})
+    headers = {}
+    if not name.endswith(".png"):
+        filename = f"{dataset}-{version}-{Path(name).name}"
+        headers["content-disposition"] = f'attachment; filename="{filename}"'
+    resp = Response(data, media_type=info.get("mediaType") or "application/octet-stream",
+                    headers=headers)
+    _remember_token(request, resp, entity)
+    return resp
+
+
+@router.get("/datasets/{dataset}/{version}/sample",
+            responses={200: {"content": {"text/csv": {}, "application/json": {}},
+                             "description": "n seeded synthetic rows"},
+                       404: {"description": "unknown, not a model, or no valid token"},
+                       422: {"description": "n, seed or format out of bounds"},
+                       429: {"description": "rate limit reached (see Retry-After)"}})
+def sample(request: Request, dataset: str, version: str,
+           n: str | None = Query(None, description="rows to draw (1..max, default 100)"),
+           seed: str | None = Query(None, description="integer seed (default 0); the "
+                                    "same seed gives the same rows"),
+           fmt: str | None = Query(None, alias="format",
+                                   description="csv (default) or json")) -> Response:
+    """Draw synthetic rows from a published DP generative model (token holders of its
+    label only). Post-processing: no privacy budget is spent. Every request is logged."""
+    portal = _portal(request)
+    entity = _entity(request, portal.paths)
+    entry = next((e for e in _versions(portal.paths, entity, dataset)
+                  if e["version"] == version), None)
+    if entry is None or not get_kind(entry["kind"]).samplable or entity is None:
+        raise HTTPException(404)
+    head = bool(request.scope.get("pulsesynth.head"))
+    resp = portal.sampler.respond(entity=entity, entry=entry, dataset=dataset,
+                                  version=version, n=n, seed=seed, fmt=fmt, head=head,
+                                  client=request.client.host if request.client else None)
+    if not head:  # a HEAD answer sets no cookie (it never did)
         _remember_token(request, resp, entity)
-        return resp
+    return resp
 
-    @app.get("/datasets/{dataset}/{version}/sample",
-             responses={200: {"content": {"text/csv": {}, "application/json": {}},
-                              "description": "n seeded synthetic rows"},
-                        404: {"description": "unknown, not a model, or no valid token"},
-                        422: {"description": "n, seed or format out of bounds"},
-                        429: {"description": "rate limit reached (see Retry-After)"}})
-    def sample(request: Request, dataset: str, version: str,
-               n: str | None = Query(None, description="rows to draw (1..max, default 100)"),
-               seed: str | None = Query(None, description="integer seed (default 0); the "
-                                        "same seed gives the same rows"),
-               fmt: str | None = Query(None, alias="format",
-                                       description="csv (default) or json")) -> Response:
-        """Draw synthetic rows from a published DP generative model (token holders of its
-        label only). Post-processing: no privacy budget is spent. Every request is logged."""
-        entity = _entity(request, paths)
-        entry = next((e for e in _versions(paths, entity, dataset)
-                      if e["version"] == version), None)
-        if entry is None or not get_kind(entry["kind"]).samplable or entity is None:
-            raise HTTPException(404)
-        rows, seed_value, fmt = _sample_params(n, seed, fmt, limits)
-        if request.scope.get("pulsesynth.head"):  # no body: nothing is sampled or counted
-            return Response(media_type="application/json" if fmt == "json"
-                            else "text/csv; charset=utf-8")
-        subject = f"{dataset}/{version}"
-        detail = {"n": rows, "seed": seed_value, "format": fmt, "label": entry["label"],
-                  "candidate_id": entry.get("candidate_id"),
-                  "client": request.client.host if request.client else None}
-        retry_after = _rate_limited(paths, entity, subject, detail, limits, clock())
-        if retry_after is not None:
-            raise HTTPException(429, detail=f"rate limit: at most {limits.rate_limit} sample "
-                                f"requests per {limits.window_s} s per entity; retry in "
-                                f"{retry_after} s", headers={"Retry-After": str(retry_after)})
-        synth = models.get(paths, entry)
-        from pulsesynth.synth.release import sample_rows
 
-        table = sample_rows(synth, rows, seed_value)
-        if fmt == "json":
-            body = {"id": dataset, "version": version, "kind": "model", "n": rows,
-                    "seed": seed_value, "columns": [str(c) for c in table.columns],
-                    "rows": json.loads(table.to_json(orient="records"))}
-            resp: Response = JSONResponse(body)
-        else:
-            resp = Response(table.to_csv(index=False, lineterminator="\n"),
-                            media_type="text/csv; charset=utf-8", headers={
-                                "content-disposition": f'attachment; filename="{dataset}-'
-                                f'{version}-sample-n{rows}-seed{seed_value}.csv"'})
-        _remember_token(request, resp, entity)
-        return resp
+@router.get("/api/datasets", response_model=list[DatasetVersion])
+def api_datasets(request: Request,
+                 label: str = Query("", description="open or confidential"),
+                 q: str = Query("", description="search in id and title"),
+                 all_versions: bool = Query(False, description="include superseded")
+                 ) -> list[dict[str, Any]]:
+    """Every release the caller may see (latest version per dataset by default)."""
+    portal = _portal(request)
+    visible = _visible(portal.paths, _entity(request, portal.paths))
+    return _filter(visible if all_versions else _latest(visible), label, q)
 
-    @app.get("/api/datasets", response_model=list[DatasetVersion])
-    def api_datasets(request: Request,
-                     label: str = Query("", description="open or confidential"),
-                     q: str = Query("", description="search in id and title"),
-                     all_versions: bool = Query(False, description="include superseded")
-                     ) -> list[dict[str, Any]]:
-        """Every release the caller may see (latest version per dataset by default)."""
-        visible = _visible(paths, _entity(request, paths))
-        return _filter(visible if all_versions else _latest(visible), label, q)
 
-    @app.get("/api/datasets/{dataset}", response_model=DatasetDetail)
-    def api_dataset(request: Request, dataset: str) -> dict[str, Any]:
-        """One dataset: the current version's data card and every visible version."""
-        versions = _versions(paths, _entity(request, paths), dataset)
-        entry = _current(versions) or versions[-1]
-        return entry | {"datacard": _card(paths, entry), "versions": versions}
+@router.get("/api/datasets/{dataset}", response_model=DatasetDetail)
+def api_dataset(request: Request, dataset: str) -> dict[str, Any]:
+    """One dataset: the current version's data card and every visible version."""
+    portal = _portal(request)
+    versions = _versions(portal.paths, _entity(request, portal.paths), dataset)
+    entry = _current(versions) or versions[-1]
+    return entry | {"datacard": _card(portal.paths, entry), "versions": versions}
 
-    @app.get("/static/{name}", include_in_schema=False)
-    def static(name: str) -> Response:
-        if name not in STATIC_FILES:
-            raise HTTPException(404)
-        return Response((HERE / "static" / name).read_bytes(), media_type=STATIC_FILES[name])
 
-    return app
+@router.get("/static/{name}", include_in_schema=False)
+def static(name: str) -> Response:
+    if name not in STATIC_FILES:
+        raise HTTPException(404)
+    return Response((HERE / "static" / name).read_bytes(), media_type=STATIC_FILES[name])
 
 
 # --- catalogue and access -------------------------------------------------------------------
@@ -451,7 +436,8 @@ def _card(paths: Paths, entry: dict[str, Any]) -> dict[str, Any]:
 
 
 def _dataset_response(request: Request, versions: list[dict[str, Any]], entry: dict[str, Any],
-                      render: Any, paths: Paths, limits: SampleLimits) -> HTMLResponse:
+                      portal: _Portal) -> HTMLResponse:
+    paths, render, limits = portal.paths, portal.render, portal.limits
     card = _card(paths, entry)
     files = {f["name"]: f for f in entry.get("files", [])}
     spec = get_kind(entry["kind"])
@@ -465,86 +451,3 @@ def _dataset_response(request: Request, versions: list[dict[str, Any]], entry: d
     plots = [files[p] for p in card.get("plots", []) if p in files]
     return render(request, spec.portal_template, entry=entry, card=card, plots=plots,
                   downloads=downloads, versions=list(reversed(versions)))
-
-
-# --- sampling a published model ------------------------------------------------------------
-
-
-def _sample_params(n: str | None, seed: str | None, fmt: str | None,
-                   limits: SampleLimits) -> tuple[int, int, str]:
-    """Parse and bound the sample request; 422 with a message naming the bound."""
-    def integer(value: str | None, name: str, default: int) -> int:
-        if value is None or value.strip() == "":
-            return default
-        if not re.fullmatch(r"[+-]?[0-9]{1,20}", value.strip()):
-            raise HTTPException(422, detail=f"{name} must be an integer")
-        return int(value)
-
-    rows = integer(n, "n", limits.default_rows)
-    if not 1 <= rows <= limits.max_rows:
-        raise HTTPException(422, detail=f"n must be between 1 and {limits.max_rows} rows per "
-                                        f"request (got {rows})")
-    seed_value = integer(seed, "seed", 0)
-    if not 0 <= seed_value < 2**63:
-        raise HTTPException(422, detail="seed must be between 0 and 2^63 - 1")
-    fmt = (fmt or "csv").strip().lower()
-    if fmt not in SAMPLE_FORMATS:
-        raise HTTPException(422, detail=f"format must be one of {', '.join(SAMPLE_FORMATS)}")
-    return rows, seed_value, fmt
-
-
-def _rate_limited(paths: Paths, entity: str, subject: str, detail: dict[str, Any],
-                  limits: SampleLimits, now: datetime) -> int | None:
-    """Record the request in ``audit_log``; when the entity already made ``rate_limit``
-    sample requests in the window, record a refusal instead and return Retry-After (s).
-
-    The count is read from ``audit_log`` inside the same write transaction, so the limit
-    holds across portal processes and restarts.
-    """
-    since = now_iso(now - timedelta(seconds=limits.window_s))
-    with open_db(paths) as conn, transaction(conn):
-        recent = [r["time"] for r in conn.execute(
-            "SELECT time FROM audit_log WHERE action = 'release.sample' AND actor = ? "
-            "AND time > ? ORDER BY time", (entity, since))]
-        if len(recent) >= limits.rate_limit:
-            oldest = datetime.fromisoformat(recent[len(recent) - limits.rate_limit])
-            wait = (oldest + timedelta(seconds=limits.window_s) - now).total_seconds()
-            retry = max(1, math.ceil(wait))
-            log_event(conn, entity, "release.sample_refused", subject,
-                      detail | {"reason": "rate limit", "retry_after": retry}, now)
-            return retry
-        log_event(conn, entity, "release.sample", subject, detail, now)
-    return None
-
-
-class _ModelCache:
-    """Loaded release models keyed by (version directory, SHA-256 of each file read)."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.lock = threading.Lock()
-        self.items: OrderedDict[tuple[str, ...], Any] = OrderedDict()
-
-    def get(self, paths: Paths, entry: dict[str, Any]) -> Any:
-        from pulsesynth.synth.release import load_release
-
-        infos = {f.get("name"): f for f in entry.get("files", [])}
-        if any(name not in infos for name in WEIGHTS_RELEASE_FILES):
-            raise HTTPException(404)
-        key = (str(paths.published.resolve() / entry["path"]),
-               *(str(infos[name].get("sha256")) for name in WEIGHTS_RELEASE_FILES))
-        with self.lock:
-            if key in self.items:
-                self.items.move_to_end(key)
-                return self.items[key]
-        # Read through the same checks as downloads: listed, regular, inside published/,
-        # SHA-256 equal to the index's.
-        files = {name: _read_published(paths, entry, name, infos[name])
-                 for name in WEIGHTS_RELEASE_FILES}
-        synth = load_release(files)
-        with self.lock:
-            self.items[key] = synth
-            self.items.move_to_end(key)
-            while len(self.items) > self.size:
-                self.items.popitem(last=False)
-        return synth
