@@ -95,3 +95,27 @@ def test_same_recipe_reproduces_the_fit(data: pd.DataFrame) -> None:
     assert a.model is not None and b.model is not None
     assert state_digest(a.model) == state_digest(b.model)
 
+
+@pytest.mark.parametrize("cls", [DPVAESynthesizer, DPClassifier])
+def test_params_contract_round_trips(cls: type[Any]) -> None:
+    """get_params() lists every constructor argument; clone/set_params copy, never re-list."""
+    model = cls(toy_schema(), epsilon=0.5, seed=3, lr=5e-3, hidden=(8,), epochs=4)
+    params = model.get_params()
+    assert params["lr"] == 5e-3 and params["hidden"] == (8,) and params["epochs"] == 4
+    assert params["epsilon"] == 0.5 and params["seed"] == 3
+    twin = model.clone(seed=9)
+    assert twin.get_params() == params | {"seed": 9}
+    assert twin.config == model.config
+    assert cls(**params).get_params() == params
+    assert twin.set_params(lr=1e-3) is twin and twin.config.lr == 1e-3
+    with pytest.raises(ValueError, match="no parameter"):
+        twin.set_params(learning_rate=1.0)
+
+
+@pytest.mark.parametrize("cls", [DPVAESynthesizer, DPClassifier])
+def test_sklearn_clone_accepts_the_models(cls: type[Any]) -> None:
+    from sklearn.base import clone
+
+    model = cls(toy_schema(), epsilon=0.5, seed=3, hidden=(8,))
+    copy = clone(model)
+    assert type(copy) is cls and copy.config == model.config and copy.seed == 3
