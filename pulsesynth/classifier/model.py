@@ -3,9 +3,9 @@
 A feed-forward network (seed 000 uses [400, 400] with Adam; the default here is smaller,
 which served as well on these tables and trains 3× faster on CPU) over the schema-fixed
 :class:`~pulsesynth.utility.FeatureEncoder`, so no statistic of the private rows enters
-through the encoding. Training shares the synthesizer's DP-SGD loop
-(:func:`pulsesynth.synth.train.train_dp`: Opacus ghost clipping, Poisson sampling, PRV
-accountant, final ε checked against the target) and its privacy-unit cap.
+through the encoding. Training runs on the synthesizer's DP-SGD engine
+(:func:`pulsesynth.dp.fit_module`: Opacus ghost clipping, Poisson sampling, PRV
+accountant, final ε checked against the target) and shares its privacy-unit cap.
 
 The released artifact is the ``state_dict`` plus a value-free ``model.json`` (architecture,
 feature names, declared classes, privacy report): :meth:`DPClassifier.export_release` and
@@ -25,24 +25,21 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from torch.utils.data import TensorDataset
 
 from pulsesynth.artifacts import CandidateDir, ReleaseDir
+from pulsesynth.dp import ProgressFn, Schedule, fit_module
 from pulsesynth.errors import SchemaError
+from pulsesynth.params import RecipeParams
 from pulsesynth.schema import DatasetSchema
 from pulsesynth.splits import cap_rows_per_unit
-from pulsesynth.synth.train import (
-    ProgressFn,
-    Schedule,
-    TrainConfig,
-    default_delta,
-    train_dp,
-    train_plain,
-)
-from pulsesynth.threads import TORCH_RNG_LOCK, seeded_torch
+from pulsesynth.synth.train import TrainConfig, default_delta
+from pulsesynth.threads import TORCH_RNG_LOCK
 from pulsesynth.utility import FeatureEncoder, category_codes
 
 FORMAT_VERSION = 1
+#: The classifier's training defaults (the constructor reads them from here): fewer epochs
+#: and a smaller batch than the VAE's, the same optimiser and clipping.
+DEFAULTS = TrainConfig(epochs=30, batch_size=1024)
 
 
 class MLP(nn.Module):
@@ -62,7 +59,7 @@ class MLP(nn.Module):
         return self.net(x)
 
 
-class DPClassifier:
+class DPClassifier(RecipeParams):
     """Predicts the schema's ``target`` from every other synthesized column.
 
     ``fit`` caps rows per privacy unit, encodes with the public schema and trains with
@@ -77,12 +74,12 @@ class DPClassifier:
         delta: float | None = None,
         private: bool = True,
         seed: int | None = None,
-        epochs: int = 30,
-        batch_size: int = 1024,
-        lr: float = 1e-2,
-        hidden: Sequence[int] = (128, 128),
-        max_grad_norm: float = 1.0,
-        accountant: str = "prv",
+        epochs: int = DEFAULTS.epochs,
+        batch_size: int = DEFAULTS.batch_size,
+        lr: float = DEFAULTS.lr,
+        hidden: Sequence[int] = DEFAULTS.hidden,
+        max_grad_norm: float = DEFAULTS.max_grad_norm,
+        accountant: str = DEFAULTS.accountant,
         progress: ProgressFn | None = None,
     ) -> None:
         if not schema.target:
@@ -148,23 +145,13 @@ class DPClassifier:
         delta = default_delta() if self.delta is None else float(self.delta)
         schedule = Schedule.plan(public_rows or n, self.config)
         batch = schedule.expected_batch
-        with seeded_torch(self.seed):
-            model = MLP(x.shape[1], self.config.hidden, len(self.classes))
-            optimizer = torch.optim.Adam(model.parameters(), lr=self.config.lr)
-            criterion = nn.CrossEntropyLoss()
-            dataset = TensorDataset(x, y)
-            if self.private:
-                assert self.epsilon is not None
-                meta, history = train_dp(model, criterion, optimizer, dataset, schedule,
-                                         self.config, self.epsilon, delta, self.progress,
-                                         seed=self.seed)
-            else:
-                meta, history = train_plain(model, criterion, optimizer, dataset, batch,
-                                            self.config, self.seed, self.progress)
-            clean = MLP(x.shape[1], self.config.hidden, len(self.classes))
-        clean.load_state_dict(model.state_dict())  # Opacus leaves hooks; release a clean copy
-        clean.eval()
-        self.model = clean
+        inputs, hidden, classes = x.shape[1], self.config.hidden, len(self.classes)
+        fit = fit_module(lambda: MLP(inputs, hidden, classes), nn.CrossEntropyLoss(), [x, y],
+                         schedule, self.config, private=self.private, epsilon=self.epsilon,
+                         delta=delta, seed=self.seed, progress=self.progress)
+        assert isinstance(fit.model, MLP)
+        self.model = fit.model
+        meta, history = fit.metadata, fit.history
         meta.update(private=self.private, delta=delta if self.private else None,
                     epochs=self.config.epochs, batch_size=batch, lr=self.config.lr,
                     seed=self.seed, seed_source=self.seed_source, train_rows=n,
@@ -284,9 +271,8 @@ class DPClassifier:
                               f"but {schema.id} now has hash {schema.hash}")
         config = TrainConfig.from_dict(card["config"])
         clf = cls(schema, private=bool(card["privacy"].get("private")),
-                  epsilon=card["privacy"].get("target_epsilon"), epochs=config.epochs,
-                  batch_size=config.batch_size, lr=config.lr, hidden=config.hidden,
-                  max_grad_norm=config.max_grad_norm, accountant=config.accountant)
+                  epsilon=card["privacy"].get("target_epsilon"),
+                  **cls.recipe_from_config(config))
         if clf.encoder.feature_names != card.get("features"):
             raise SchemaError(f"{path}: feature layout differs from the released one")
         with TORCH_RNG_LOCK:  # construction initialises weights from the global generator
@@ -299,9 +285,7 @@ class DPClassifier:
 
 
 def same_recipe(target: DPClassifier, seed: int) -> DPClassifier:
-    """An untrained classifier with the target's exact training recipe and a new seed."""
-    c = target.config
-    return DPClassifier(target.schema, epsilon=target.epsilon, delta=target.delta,
-                        private=target.private, seed=seed, epochs=c.epochs,
-                        batch_size=c.batch_size, lr=c.lr, hidden=c.hidden,
-                        max_grad_norm=c.max_grad_norm, accountant=c.accountant)
+    """An untrained classifier with the target's exact training recipe and a new seed.
+
+    Shadow models report no progress: the target's callback belongs to its own run."""
+    return target.clone(seed=seed, progress=None)

@@ -29,6 +29,7 @@ import torch
 from pulsesynth.artifacts import RELEASE_CONFIG_JSON, WEIGHTS_PT, CandidateDir, ModelDir, ReleaseDir
 from pulsesynth.encoding import TableEncoder
 from pulsesynth.errors import SchemaError
+from pulsesynth.params import RecipeParams
 from pulsesynth.schema import DatasetSchema
 from pulsesynth.splits import cap_rows_per_unit
 from pulsesynth.synth import marginals as dp_marginals
@@ -48,9 +49,11 @@ RELEASE_PRIVACY_KEYS = ("private", "epsilon", "target_epsilon", "delta", "accoun
                         "prior_mechanisms")
 #: Rows drawn after training to check that the synthetic target keeps more than one class.
 COLLAPSE_CHECK_ROWS = 2000
+#: The training defaults, in one place: the constructor's defaults are read from here.
+DEFAULTS = TrainConfig()
 
 
-class DPVAESynthesizer:
+class DPVAESynthesizer(RecipeParams):
     """Differentially private tabular VAE synthesizer bound to one declared schema."""
 
     def __init__(
@@ -60,14 +63,14 @@ class DPVAESynthesizer:
         delta: float | None = None,
         private: bool = True,
         seed: int | None = None,
-        epochs: int = 50,
-        batch_size: int = 4096,
-        lr: float = 1e-2,
-        kl_weight: float = 0.3,
-        max_grad_norm: float = 1.0,
-        hidden: tuple[int, ...] = (128, 128),
-        latent_dim: int = 16,
-        accountant: str = "prv",
+        epochs: int = DEFAULTS.epochs,
+        batch_size: int = DEFAULTS.batch_size,
+        lr: float = DEFAULTS.lr,
+        kl_weight: float = DEFAULTS.kl_weight,
+        max_grad_norm: float = DEFAULTS.max_grad_norm,
+        hidden: tuple[int, ...] = DEFAULTS.hidden,
+        latent_dim: int = DEFAULTS.latent_dim,
+        accountant: str = DEFAULTS.accountant,
         marginal_share: float = dp_marginals.MARGINAL_SHARE,
         progress: ProgressFn | None = None,
     ) -> None:
@@ -311,10 +314,8 @@ class DPVAESynthesizer:
         synth = cls(
             schema, epsilon=meta.get("target_epsilon") or schema.privacy.epsilon,
             delta=meta.get("delta"), private=bool(meta["private"]), seed=int(meta["seed"]),
-            epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
-            kl_weight=config.kl_weight, max_grad_norm=config.max_grad_norm,
-            hidden=config.hidden, latent_dim=config.latent_dim, accountant=config.accountant,
             marginal_share=float(meta.get("marginal_share") or 0.0),
+            **cls.recipe_from_config(config),
         )
         if synth.encoder.state_dict() != meta["encoder"]:
             raise SchemaError(f"{path}: encoder layout differs from the saved one")
@@ -407,12 +408,8 @@ class DPVAESynthesizer:
         privacy = config.get("privacy") or {}
         synth = cls(schema, epsilon=privacy.get("target_epsilon") or schema.privacy.epsilon,
                     delta=privacy.get("delta"), private=bool(privacy.get("private")),
-                    seed=None, epochs=train_config.epochs,
-                    batch_size=train_config.batch_size, lr=train_config.lr,
-                    kl_weight=train_config.kl_weight,
-                    max_grad_norm=train_config.max_grad_norm, hidden=train_config.hidden,
-                    latent_dim=train_config.latent_dim, accountant=train_config.accountant,
-                    marginal_share=float(privacy.get("marginal_share") or 0.0))
+                    seed=None, marginal_share=float(privacy.get("marginal_share") or 0.0),
+                    **cls.recipe_from_config(train_config))
         if synth.encoder.state_dict() != config["encoder"]:
             raise SchemaError(f"{where}: encoder layout differs from the released one")
         if config.get("marginals"):

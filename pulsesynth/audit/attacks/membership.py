@@ -35,14 +35,10 @@ Mechanism = Callable[[pd.DataFrame, int], pd.DataFrame]
 
 
 def same_recipe(target: DPVAESynthesizer, seed: int) -> DPVAESynthesizer:
-    """An untrained synthesizer with the target's exact training recipe and a new seed."""
-    c = target.config
-    return DPVAESynthesizer(
-        target.schema, epsilon=target.epsilon, delta=target.delta, private=target.private,
-        seed=seed, epochs=c.epochs, batch_size=c.batch_size, lr=c.lr, kl_weight=c.kl_weight,
-        max_grad_norm=c.max_grad_norm, hidden=c.hidden, latent_dim=c.latent_dim,
-        accountant=c.accountant,
-    )
+    """An untrained synthesizer with the target's exact training recipe and a new seed.
+
+    Shadow models report no progress: the target's callback belongs to its own run."""
+    return target.clone(seed=seed, progress=None)
 
 
 def vae_release(target: DPVAESynthesizer, rows: int) -> Mechanism:
