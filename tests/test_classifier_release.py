@@ -5,6 +5,8 @@ predict`` uses the published directory; the portal serves it by label."""
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from pulsesynth import cli, pipeline
+from pulsesynth import cli, pipeline, randomness
 from pulsesynth.governance.ledger import Ledger
 from pulsesynth.governance.record import list_releases
 from pulsesynth.paths import Paths
@@ -21,7 +23,26 @@ from pulsesynth.warehouse import Warehouse
 
 
 @pytest.fixture
-def classifier_run(project_root: Path, tmp_path: Path) -> Path:
+def repeatable_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The secret randomness of private runs made repeatable for this test only (a
+    deployed run draws fresh secrets), so that the gate's label can be asserted exactly:
+    with fresh secrets the DP release report's noise decides it, and the confidential
+    threshold is missed now and then by chance."""
+    counter = itertools.count(1)
+
+    def stream(n: int) -> bytes:
+        out = b""
+        while len(out) < n:
+            out += hashlib.sha256(f"test-secret-c-{next(counter)}".encode()).digest()
+        return out[:n]
+
+    monkeypatch.setattr(randomness.secrets, "randbits",
+                        lambda k: int.from_bytes(stream((k + 7) // 8), "big") >> (-k % 8))
+    monkeypatch.setattr(randomness.secrets, "token_bytes", stream)
+
+
+@pytest.fixture
+def classifier_run(repeatable_secrets: None, project_root: Path, tmp_path: Path) -> Path:
     Warehouse(Paths(project_root)).build(["traffic_accidents"])
     run = tmp_path / "run"
     pipeline.start_run("traffic_accidents", run, max_rows=3000)
@@ -39,7 +60,7 @@ def test_classifier_release_is_charged_gated_approved_published_and_predicts(
     assert len(charges) == 1 and shown["charge"]["new"] is True
     assert charges[0].epsilon == pytest.approx(1.0)
     assert shown["attack"]["attack"] == "classifier_mia" and shown["attack"]["ci_low"] <= 0.5
-    assert shown["label"] in ("open", "confidential") and shown["status"] == "candidate"
+    assert shown["label"] == "confidential" and shown["status"] == "candidate"
 
     # The same command again (a retry): same key, no second charge, same candidate.
     assert cli.main(argv) == 0
