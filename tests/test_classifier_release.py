@@ -5,8 +5,6 @@ predict`` uses the published directory; the portal serves it by label."""
 
 from __future__ import annotations
 
-import hashlib
-import itertools
 import json
 from pathlib import Path
 
@@ -14,35 +12,32 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from pulsesynth import cli, pipeline, randomness
+from pulsesynth import cli, pipeline
 from pulsesynth.governance.ledger import Ledger
 from pulsesynth.governance.record import list_releases
 from pulsesynth.paths import Paths
 from pulsesynth.portal.app import create_app
 from pulsesynth.warehouse import Warehouse
 
-
-@pytest.fixture
-def repeatable_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The secret randomness of private runs made repeatable for this test only (a
-    deployed run draws fresh secrets), so that the gate's label can be asserted exactly:
-    with fresh secrets the DP release report's noise decides it, and the confidential
-    threshold is missed now and then by chance."""
-    counter = itertools.count(1)
-
-    def stream(n: int) -> bytes:
-        out = b""
-        while len(out) < n:
-            out += hashlib.sha256(f"test-secret-c-{next(counter)}".encode()).digest()
-        return out[:n]
-
-    monkeypatch.setattr(randomness.secrets, "randbits",
-                        lambda k: int.from_bytes(stream((k + 7) // 8), "big") >> (-k % 8))
-    monkeypatch.setattr(randomness.secrets, "token_bytes", stream)
+#: A policy under which the label does not depend on the DP release report's noise: on
+#: this test's 317 holdout rows the noisy attack advantage reads up to ~0.1 when the exact
+#: one is 0.0, so the shipped thresholds (tested in test_gate.py) block it now and then.
+#: Open is out of reach (ε 1 > 0.5), confidential tolerates the noise; the label is exact.
+PATH_POLICY = """\
+labels:
+  open: {max_epsilon: 0.5, max_attack_advantage: 0.05, max_attack_advantage_ci_high: 0.1,
+         max_exact_match_excess: 0.05}
+  confidential: {max_epsilon: 3.0, max_attack_advantage: 0.5,
+                 max_attack_advantage_ci_high: null, max_exact_match_excess: 0.1}
+kinds:
+  table: {max_label: open}
+  classifier: {max_label: open}
+  model: {max_label: confidential}
+"""
 
 
 @pytest.fixture
-def classifier_run(repeatable_secrets: None, project_root: Path, tmp_path: Path) -> Path:
+def classifier_run(project_root: Path, tmp_path: Path) -> Path:
     Warehouse(Paths(project_root)).build(["traffic_accidents"])
     run = tmp_path / "run"
     pipeline.start_run("traffic_accidents", run, max_rows=3000)
@@ -53,7 +48,10 @@ def test_classifier_release_is_charged_gated_approved_published_and_predicts(
         project_root: Path, classifier_run: Path, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
     paths = Paths(project_root)
-    argv = ["release-classifier", "--run", str(classifier_run), "--epochs", "10", "--json"]
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(PATH_POLICY, encoding="utf-8")
+    argv = ["release-classifier", "--run", str(classifier_run), "--epochs", "10", "--json",
+            "--policy", str(policy)]
     assert cli.main(argv) == 0
     shown = json.loads(capsys.readouterr().out)
     charges = Ledger(paths).charges("traffic_accidents")
@@ -96,10 +94,10 @@ def test_classifier_release_is_charged_gated_approved_published_and_predicts(
     probs = pred.filter(like="p(").to_numpy()
     assert probs.shape[1] == 2 and abs(probs.sum(axis=1) - 1).max() < 1e-6
 
-    # Access by label: an open classifier is public, a confidential one needs a token.
+    # Access by label: a confidential classifier is invisible without a token.
     client = TestClient(create_app(paths))
     page = client.get("/datasets/traffic_accidents_classifier")
-    assert page.status_code == (200 if release.label == "open" else 404)
+    assert page.status_code == 404
 
 
 def test_predict_refuses_what_is_not_a_classifier_release(
