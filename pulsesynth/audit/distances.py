@@ -72,9 +72,8 @@ class GowerSpace:
         return ids.ravel()
 
 
-def nearest(queries: EncodedRows, reference: EncodedRows,
-            chunk_bytes: int = CHUNK_BYTES) -> tuple[np.ndarray, np.ndarray]:
-    """Gower distance from each query row to its nearest reference row, and that row's index."""
+def _distance_blocks(queries: EncodedRows, reference: EncodedRows, chunk_bytes: int):
+    """(start, Gower distances of a chunk of queries to every reference row), chunk by chunk."""
     if len(reference) == 0:
         raise ValueError("nearest: empty reference set")
     n_cols = queries.numeric.shape[1] + queries.n_categorical
@@ -84,8 +83,6 @@ def nearest(queries: EncodedRows, reference: EncodedRows,
     ref_num = torch.nan_to_num(ref_num)
     m = len(reference)
     chunk = max(1, min(len(queries), chunk_bytes // (4 * m * 3)))
-    distances = np.empty(len(queries), dtype=np.float32)
-    indices = np.empty(len(queries), dtype=np.int64)
     for start in range(0, len(queries), chunk):
         q_num = torch.from_numpy(queries.numeric[start:start + chunk])
         q_hot = torch.from_numpy(queries.onehot[start:start + chunk])
@@ -98,10 +95,32 @@ def nearest(queries: EncodedRows, reference: EncodedRows,
             one = q_present[:, j, None] ^ ref_present[None, :, j]
             diff = (q_num[:, j, None] - ref_num[None, :, j]).abs()
             dist += torch.where(both, diff, one.to(diff.dtype))
+        yield start, dist / n_cols
+
+
+def nearest(queries: EncodedRows, reference: EncodedRows,
+            chunk_bytes: int = CHUNK_BYTES) -> tuple[np.ndarray, np.ndarray]:
+    """Gower distance from each query row to its nearest reference row, and that row's index."""
+    distances = np.empty(len(queries), dtype=np.float32)
+    indices = np.empty(len(queries), dtype=np.int64)
+    for start, dist in _distance_blocks(queries, reference, chunk_bytes):
         best = dist.min(dim=1)
-        distances[start:start + chunk] = (best.values / n_cols).numpy()
-        indices[start:start + chunk] = best.indices.numpy()
+        distances[start:start + len(dist)] = best.values.numpy()
+        indices[start:start + len(dist)] = best.indices.numpy()
     return distances, indices
+
+
+def mean_knn_distance(queries: EncodedRows, reference: EncodedRows, k: int, *,
+                      skip_first: bool = False,
+                      chunk_bytes: int = CHUNK_BYTES) -> np.ndarray:
+    """Mean Gower distance from each query row to its ``k`` nearest reference rows;
+    ``skip_first`` drops the nearest one (the query itself when it is in ``reference``)."""
+    take = min(len(reference), k + int(skip_first))
+    out = np.empty(len(queries), dtype=np.float32)
+    for start, dist in _distance_blocks(queries, reference, chunk_bytes):
+        smallest = torch.topk(dist, take, dim=1, largest=False).values
+        out[start:start + len(dist)] = smallest[:, int(skip_first):].mean(dim=1).numpy()
+    return out
 
 
 def nearest_distance(queries: EncodedRows, reference: EncodedRows,

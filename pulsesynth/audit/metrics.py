@@ -26,6 +26,9 @@ class AttackResult:
     ci_high: float
     auc: float
     tpr_at_1pct_fpr: float
+    tpr_at_01pct_fpr: float
+    auc_ci_low: float
+    auc_ci_high: float
     advantage: float
     advantage_ci_high: float
     effective_epsilon: float
@@ -76,14 +79,17 @@ def score_attack(attack: str, member_scores: np.ndarray, non_member_scores: np.n
     scores = np.r_[members, non_members]
     auc = float(roc_auc_score(labels, scores)) if np.ptp(scores) > 0 else 0.5
     fpr, tpr, _ = roc_curve(labels, scores)
-    tpr_at = float(np.max(tpr[fpr <= 0.01])) if np.any(fpr <= 0.01) else 0.0
+    auc_low, auc_high = auc_interval(auc, n, n)
     return AttackResult(
         attack=attack,
         accuracy=float(accuracy),
         ci_low=ci_low,
         ci_high=ci_high,
         auc=auc,
-        tpr_at_1pct_fpr=tpr_at,
+        tpr_at_1pct_fpr=tpr_at_fpr(fpr, tpr, 0.01),
+        tpr_at_01pct_fpr=tpr_at_fpr(fpr, tpr, 0.001),
+        auc_ci_low=auc_low,
+        auc_ci_high=auc_high,
         advantage=float(2 * accuracy - 1),
         advantage_ci_high=float(2 * ci_high - 1),
         effective_epsilon=effective_epsilon_lower_bound(tp, fp, n),
@@ -91,6 +97,34 @@ def score_attack(attack: str, member_scores: np.ndarray, non_member_scores: np.n
         n_non_members=n,
         details=(details or {}) | {"roc": _roc_points(fpr, tpr)},
     )
+
+
+def tpr_at_fpr(fpr: np.ndarray, tpr: np.ndarray, max_fpr: float) -> float:
+    """The highest TPR of any threshold whose FPR is at most ``max_fpr`` (0 if none).
+
+    With n non-members the smallest non-zero FPR is 1/n, so at 0.1% FPR and fewer than
+    1,000 non-members this is the TPR at FPR = 0: the members scored above every
+    non-member (the report states n beside it)."""
+    ok = fpr <= max_fpr
+    return float(np.max(tpr[ok])) if np.any(ok) else 0.0
+
+
+def auc_interval(auc: float, n_members: int, n_non_members: int,
+                 confidence: float = 0.95) -> tuple[float, float]:
+    """Hanley & McNeil (1982) normal interval for a ROC AUC, clipped to [0, 1].
+
+    Closed form, so it is deterministic and cheap for every attack and target set;
+    ``confidence`` may be raised for a multiple-testing correction (Bonferroni)."""
+    from scipy.stats import norm
+
+    if n_members == 0 or n_non_members == 0:
+        return 0.0, 1.0
+    q1 = auc / (2 - auc)
+    q2 = 2 * auc * auc / (1 + auc)
+    var = (auc * (1 - auc) + (n_members - 1) * (q1 - auc * auc)
+           + (n_non_members - 1) * (q2 - auc * auc)) / (n_members * n_non_members)
+    half = float(norm.ppf(1 - (1 - confidence) / 2)) * math.sqrt(max(var, 0.0))
+    return float(max(0.0, auc - half)), float(min(1.0, auc + half))
 
 
 def effective_epsilon_lower_bound(tp: int, fp: int, n: int, confidence: float = 0.95) -> float:
@@ -111,8 +145,9 @@ def effective_epsilon_lower_bound(tp: int, fp: int, n: int, confidence: float = 
     return float(max(bounds))
 
 
-def _roc_points(fpr: np.ndarray, tpr: np.ndarray, points: int = 50) -> dict[str, list[float]]:
-    """A thinned ROC curve for plots (rates only: no scores, no records)."""
-    grid = np.linspace(0, 1, points)
+def _roc_points(fpr: np.ndarray, tpr: np.ndarray, points: int = 60) -> dict[str, list[float]]:
+    """A thinned ROC curve for plots (rates only: no scores, no records), on a grid dense
+    near FPR 0 so that log–log plots show the low-FPR regime."""
+    grid = np.unique(np.r_[0.0, np.geomspace(1e-4, 1, points - 1)])
     return {"fpr": grid.round(4).tolist(),
             "tpr": np.interp(grid, fpr, tpr).round(4).tolist()}
