@@ -16,12 +16,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from benchmarks import single_thread
-from pulsesynth.audit.attacks.membership import ELBOAttack, SurrogateAttack, vae_release
+from pulsesynth.audit.attacks.base import AttackData, create_attack, vae_release
+from pulsesynth.audit.attacks.membership import SurrogateAttack
 from pulsesynth.audit.baselines import shuffle_features, shuffle_release
 from pulsesynth.audit.distances import distance_report
+from pulsesynth.audit.one_run import make_canaries
 from pulsesynth.audit.report import audit_release
-from pulsesynth.gate import evaluate_gate, load_policy
+from pulsesynth.audit.targets import random_targets, vulnerable_targets
 from pulsesynth.paths import Paths
 from pulsesynth.randomness import salt_from_seed
 from pulsesynth.splits import split_by_unit
@@ -30,7 +34,6 @@ from pulsesynth.utility import evaluate_utility
 from pulsesynth.warehouse import Warehouse
 
 RESULTS = Path(__file__).resolve().parent / "results"
-POLICY = load_policy()
 SHUFFLES = [0.05, 0.10, 0.20, 0.50, 1.00]
 
 
@@ -46,55 +49,77 @@ def roles(dataset: str, n: int, seed: int = 0):
             take(parts["reference"], 2 * n))
 
 
-def _gate(private: bool, epsilon: float, attacks: dict, distances: dict) -> str:
-    """The gate on the noise-free version of what the DP release report carries (the
-    strongest attack's advantage and the exact-match excess on equal-size samples): the
-    label these measurements earn before the report's Laplace noise."""
-    control = distances["exact_match_control"]
-    stats = {"private": private, "statistics": {
-        "max_attack_advantage": {
-            "value": max(a.advantage for a in attacks.values()),
-            "ci_high": max(a.advantage_ci_high for a in attacks.values())},
-        "exact_match_excess": {
-            "value": (control["train_unique"] - control["holdout_unique"])
-            / max(1, control["rows"])}}}
-    return evaluate_gate(POLICY, {"private": private, "epsilon": epsilon}, stats).label
+#: Attacks of the calibration table: model attacks need the model, table attacks the rows.
+MODEL_ATTACKS = ("model_mia", "model_lira")
+TABLE_ATTACKS = ("synthetic_mia", "query_shadow", "domias", "domias_marginals")
 
 
-def calibration(log) -> list[dict]:
+def noise_release(schema) -> Callable[[Any, int], Any]:
+    """A release that ignores its members: rows drawn from the declared domains alone
+    (an attack's signal replaced by noise must detect nothing)."""
+
+    def release(members, seed: int):
+        return make_canaries(schema, len(members), np.random.default_rng(seed))
+
+    return release
+
+
+def attack_rows(case: str, dataset: str, data: AttackData, names: tuple[str, ...],
+                train, holdout, vulnerable, log) -> list[dict]:
+    """Each attack on random and vulnerable targets, as rows of the benchmark table."""
     rows = []
-    schema, train, holdout, reference = roles("census_income", 500)
-    cases = {
-        "non-DP VAE overfit (500 rows, 300 epochs)":
-            DPVAESynthesizer(schema, private=False, epochs=300, seed=0),
-        "DP-VAE eps=1 (500 rows)": DPVAESynthesizer(schema, epsilon=1.0, seed=0),
-    }
-    for case, model in cases.items():
-        model.fit(train)
-        synthetic = model.sample(500, seed=1)
-        epochs = 300 if not model.private else 30
-        attacks = {
-            "model_mia": ELBOAttack(seed=0).run(model, train, holdout, reference),
-            "synthetic_mia": SurrogateAttack(vae_release(model, 500), surrogate_epochs=epochs,
-                                             seed=0).run(schema, synthetic, train, holdout,
-                                                         reference, train_rows=500),
-        }
-        label = _gate(model.private, 1.0, attacks,
-                      distance_report(schema, train, holdout, synthetic))
-        for name, r in attacks.items():
-            rows.append({"case": case, "dataset": "census_income", "attack": name,
-                         "accuracy": r.accuracy, "ci_low": r.ci_low, "ci_high": r.ci_high,
-                         "gate": label})
+    for name in names:
+        attack = create_attack(name, seed=0)
+        t0 = time.perf_counter()
+        attack.fit(data)
+        for targets in (random_targets(train, holdout), vulnerable):
+            r = attack.evaluate(targets.members, targets.non_members, targets.kind)
+            rows.append({"case": case, "dataset": dataset, "attack": name,
+                         "targets": targets.kind, "train_rows": len(train),
+                         "synthetic_rows": len(data.synthetic), "auc": round(r.auc, 4),
+                         "auc_ci": [round(r.auc_ci_low, 4), round(r.auc_ci_high, 4)],
+                         "tpr_at_1pct": round(r.tpr_at_1pct_fpr, 4),
+                         "tpr_at_01pct": round(r.tpr_at_01pct_fpr, 4),
+                         "accuracy": round(r.accuracy, 4), "records": r.n_members,
+                         "seconds": round(time.perf_counter() - t0, 1)})
             log(json.dumps(rows[-1]))
-    fake = shuffle_features(train, schema, 0.2, seed=5)
-    r = SurrogateAttack(shuffle_release(schema, 0.2), surrogate_epochs=100, seed=0).run(
-        schema, fake, train, holdout, reference)
-    label = _gate(True, 1.0, {"synthetic_mia": r},
-                  distance_report(schema, train, holdout, fake))
-    rows.append({"case": "20% feature-shuffled copy (500 rows)", "dataset": "census_income",
-                 "attack": "synthetic_mia", "accuracy": r.accuracy, "ci_low": r.ci_low,
-                 "ci_high": r.ci_high, "gate": label})
-    log(json.dumps(rows[-1]))
+    return rows
+
+
+def attack_calibration(dataset: str, n: int, log) -> list[dict]:
+    """The issue's calibration cases at ``n`` training rows: a memorising non-private VAE
+    (its table at n and 10·n rows, and the model), a 20%-shuffled copy, the DP-VAE at
+    ε = 1, and a release of pure noise. The auditor holds real reference rows."""
+    schema, train, holdout, reference = roles(dataset, n)
+    vulnerable = vulnerable_targets(schema, train, holdout)
+    rows: list[dict] = []
+
+    def data(synthetic, mechanism, model=None) -> AttackData:
+        return AttackData(schema=schema, synthetic=synthetic, reference=reference,
+                          mechanism=mechanism, model=model, train_rows=len(train),
+                          real_reference=reference)
+
+    memorising = DPVAESynthesizer(schema, private=False, epochs=300, batch_size=64,
+                                  seed=0).fit(train)
+    case = "non-private VAE, memorising (batch 64, 300 epochs)"
+    shared = data(memorising.sample(n, seed=1), vae_release(memorising, n), memorising)
+    rows += attack_rows(case, dataset, shared, MODEL_ATTACKS + TABLE_ATTACKS, train,
+                        holdout, vulnerable, log)
+    rows += attack_rows(case + ", 10·n rows released", dataset,
+                        data(memorising.sample(10 * n, seed=2),
+                             vae_release(memorising, 10 * n), memorising),
+                        TABLE_ATTACKS, train, holdout, vulnerable, log)
+    rows += attack_rows("20% feature-shuffled copy", dataset,
+                        data(shuffle_features(train, schema, 0.2, seed=5),
+                             shuffle_release(schema, 0.2)),
+                        TABLE_ATTACKS, train, holdout, vulnerable, log)
+    dp = DPVAESynthesizer(schema, epsilon=1.0, seed=0).fit(train)
+    rows += attack_rows("DP-VAE ε = 1", dataset,
+                        data(dp.sample(n, seed=1), vae_release(dp, n), dp),
+                        MODEL_ATTACKS + TABLE_ATTACKS, train, holdout, vulnerable, log)
+    rows += attack_rows("noise (blinded: rows from the declared domains)", dataset,
+                        data(noise_release(schema)(train, 3), noise_release(schema)),
+                        TABLE_ATTACKS, train, holdout, vulnerable, log)
     return rows
 
 
@@ -112,8 +137,9 @@ def shuffle_study(dataset: str, n: int, log) -> list[dict]:
         fake = model.sample(len(train), seed=1) if model else release(train, 7)
         dist = distance_report(schema, train, holdout, fake)
         util = evaluate_utility(schema, train, holdout, fake, classifiers=("hist_gb",))
-        mia = SurrogateAttack(release, seed=0).run(schema, fake, train, holdout, reference,
-                                                   train_rows=len(train))
+        mia = SurrogateAttack(seed=0).run(
+            AttackData(schema=schema, synthetic=fake, reference=reference, mechanism=release,
+                       train_rows=len(train)), train, holdout)
         rows.append({"dataset": dataset, "method": name, "rows": len(train),
                      "tstr_accuracy": util["tstr"]["hist_gb"]["accuracy"],
                      "trtr_accuracy": util["trtr"]["hist_gb"]["accuracy"],
@@ -134,9 +160,11 @@ def privacy_vs_epsilon(n: int, log) -> list[dict]:
         model = DPVAESynthesizer(schema, epsilon=eps or 1.0, private=eps is not None,
                                  seed=0).fit(train)
         fake = model.sample(len(train), seed=1)
-        m = ELBOAttack(seed=0).run(model, train, holdout, reference)
-        s = SurrogateAttack(vae_release(model, len(train)), seed=0).run(
-            schema, fake, train, holdout, reference, train_rows=len(train))
+        data = AttackData(schema=schema, synthetic=fake, reference=reference,
+                          mechanism=vae_release(model, len(train)), model=model,
+                          train_rows=len(train))
+        m = create_attack("model_mia", seed=0).run(data, train, holdout)
+        s = SurrogateAttack(seed=0).run(data, train, holdout)
         rows.append({"epsilon": eps, "rows": len(train), "model_mia_accuracy": m.accuracy,
                      "model_mia_ci": [m.ci_low, m.ci_high],
                      "synthetic_mia_accuracy": s.accuracy,
@@ -163,12 +191,54 @@ def audit_cost(dataset: str, log) -> dict:
     return out
 
 
+def plot_attacks(rows: list[dict], directory: Path) -> None:
+    """AUC with its 95% interval per case and attack, random and vulnerable targets."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    cases = list(dict.fromkeys(r["case"] for r in rows))
+    attacks = list(dict.fromkeys(r["attack"] for r in rows))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(6.5 * len(datasets), 5.5),
+                             squeeze=False, sharey=True)
+    for ax, ds in zip(axes[0], datasets, strict=True):
+        for i, case in enumerate(cases):
+            for j, name in enumerate(attacks):
+                for targets, marker in (("random", "o"), ("vulnerable", "^")):
+                    hit = [r for r in rows if (r["dataset"], r["case"], r["attack"],
+                                               r["targets"]) == (ds, case, name, targets)]
+                    if not hit:
+                        continue
+                    y = i + (j - len(attacks) / 2) * 0.12
+                    r = hit[0]
+                    ax.errorbar(r["auc"], y, xerr=[[r["auc"] - r["auc_ci"][0]],
+                                                   [r["auc_ci"][1] - r["auc"]]],
+                                fmt=marker, color=f"C{j}", ms=5, capsize=2,
+                                mfc="none" if targets == "vulnerable" else f"C{j}",
+                                label=f"{name} ({targets})")
+        ax.axvline(0.5, color="grey", ls="--", lw=0.8)
+        ax.set(title=ds, xlabel="ROC AUC (95% interval); 0.5 = chance", xlim=(0.3, 1.0))
+        ax.set_yticks(range(len(cases)), [c[:48] for c in cases], fontsize=7)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    unique = dict(zip(labels, handles, strict=True))
+    fig.legend(unique.values(), unique.keys(), loc="lower center", ncol=4, fontsize=7)
+    fig.suptitle("Can the audit's attacks fire? Calibration cases (filled: random members, "
+                 "open: most vulnerable)", fontsize=10)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.savefig(directory / "audit_attacks.png", dpi=110)
+    plt.close(fig)
+
+
 def plot(result: dict, directory: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if result.get("attacks"):
+        plot_attacks(result["attacks"], directory)
     study = result["shuffle_study"]
     datasets = sorted({r["dataset"] for r in study})
     fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 4), squeeze=False)
@@ -207,29 +277,48 @@ def plot(result: dict, directory: Path) -> None:
     plt.close(fig)
 
 
+SECTIONS = ("cost", "attacks", "shuffle", "epsilon")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=3000, help="training rows per study")
+    parser.add_argument("--attack-rows", type=int, default=1000,
+                        help="training rows of the attack calibration cases")
+    parser.add_argument("--sections", default=",".join(SECTIONS),
+                        help=f"comma-separated subset of {', '.join(SECTIONS)}; the others "
+                             "keep their committed results")
     args = parser.parse_args(argv)
+    sections = [x for x in args.sections.split(",") if x]
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown:
+        parser.error(f"unknown section(s): {', '.join(unknown)}")
     single_thread()
     RESULTS.mkdir(parents=True, exist_ok=True)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     out = RESULTS / "audit.json"
-    result: dict = {}
+    result: dict = json.loads(out.read_text()) if out.is_file() else {}
+    result.pop("calibration", None)  # superseded by "attacks"
 
     def save() -> None:
         out.write_text(json.dumps(result, indent=2) + "\n")
 
-    cost = audit_cost("census_income", log)
-    result.update(audit_cost_ratio=cost["audit_cost_ratio"], audit_cost=cost)
-    save()
-    result["calibration"] = calibration(log)
-    save()
-    result["shuffle_study"] = (shuffle_study("census_income", args.rows, log)
-                               + shuffle_study("traffic_accidents", args.rows, log))
-    save()
-    result["privacy_vs_epsilon"] = privacy_vs_epsilon(args.rows, log)
-    save()
+    if "cost" in sections:
+        cost = audit_cost("census_income", log)
+        result.update(audit_cost_ratio=cost["audit_cost_ratio"], audit_cost=cost)
+        save()
+    if "attacks" in sections:
+        result["attacks"] = []
+        for dataset in ("census_income", "traffic_accidents"):
+            result["attacks"] += attack_calibration(dataset, args.attack_rows, log)
+            save()
+    if "shuffle" in sections:
+        result["shuffle_study"] = (shuffle_study("census_income", args.rows, log)
+                                   + shuffle_study("traffic_accidents", args.rows, log))
+        save()
+    if "epsilon" in sections:
+        result["privacy_vs_epsilon"] = privacy_vs_epsilon(args.rows, log)
+        save()
     plot(result, RESULTS)
     log(f"wrote {out}")
     return 0

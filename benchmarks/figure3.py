@@ -36,8 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import single_thread
+from pulsesynth.audit.attacks.base import AttackData, vae_release
 from pulsesynth.audit.attacks.classifier_mia import ShadowClassifierAttack
-from pulsesynth.audit.attacks.membership import ELBOAttack, SurrogateAttack, vae_release
+from pulsesynth.audit.attacks.membership import ELBOAttack, SurrogateAttack
 from pulsesynth.audit.metrics import AttackResult
 from pulsesynth.classifier import DPClassifier
 from pulsesynth.paths import Paths
@@ -106,11 +107,12 @@ def vae_points(schema, train, holdout, reference, private: bool, **recipe: Any
     vae = DPVAESynthesizer(schema, epsilon=EPSILON if private else None, private=private,
                            seed=1, **recipe).fit(train)
     n = len(train)
-    model_attack = ELBOAttack(seed=0).run(vae, train, holdout, reference)
-    model_utility = utility_of(schema, vae.sample(3 * n, seed=7), holdout)
     synthetic = vae.sample(n, seed=1)
-    synth_attack = SurrogateAttack(vae_release(vae, n), seed=0).run(
-        schema, synthetic, train, holdout, reference, train_rows=n)
+    data = AttackData(schema=schema, synthetic=synthetic, reference=reference,
+                      mechanism=vae_release(vae, n), model=vae, train_rows=n)
+    model_attack = ELBOAttack(seed=0).run(data, train, holdout)
+    model_utility = utility_of(schema, vae.sample(3 * n, seed=7), holdout)
+    synth_attack = SurrogateAttack(seed=0).run(data, train, holdout)
     synth_utility = utility_of(schema, synthetic, holdout)
     return ((model_attack, model_utility), (synth_attack, synth_utility),
             time.perf_counter() - t0)

@@ -454,7 +454,7 @@ def auditor_pool(run_dir: Path, model: Any) -> pd.DataFrame:
     return with_fresh_units(pool, model.schema)
 
 
-def audit_shadow(run_dir: Path, attack: str, index: int, *, seed: int = 0,
+def audit_shadow(run_dir: Path, kind: str, index: int, *, seed: int = 0,
                  n_shadows: int = 1, extra_synthetic: list[Path] | None = None,
                  paths: Paths | None = None):
     """Train one shadow of the run's audit (see :func:`audit`'s ``mapper``); it re-reads
@@ -464,8 +464,8 @@ def audit_shadow(run_dir: Path, attack: str, index: int, *, seed: int = 0,
     data = run_data(run_dir, paths)
     model = load_model(run_dir, paths)
     rows = len(_released_rows(run_dir, data.schema, extra_synthetic))
-    return train_shadow(data.schema, model, data.train, auditor_pool(run_dir, model),
-                        rows, attack, index, seed=seed, n_shadows=n_shadows)
+    return train_shadow(data.schema, model, auditor_pool(run_dir, model), rows, kind, index,
+                        seed=seed, n_shadows=n_shadows)
 
 
 def audit(run_dir: Path, *, seed: int = 0, n_shadows: int = 1,
@@ -482,19 +482,21 @@ def audit(run_dir: Path, *, seed: int = 0, n_shadows: int = 1,
     ``mapper(fn, jobs)`` (e.g. a Dask client's map-and-gather) trains the shadow models in
     parallel; each job is ``(run_dir, attack, index)`` — references, not rows.
     """
-    from pulsesynth.audit.report import audit_release, shadow_jobs, write_report
+    from pulsesynth.audit.report import (
+        audit_release,
+        collect_shadows,
+        shadow_jobs,
+        write_report,
+    )
     from pulsesynth.gate import DEFAULT_POLICY, evaluate_gate, load_policy
 
-    shadows: dict[str, list[Any]] | None = None
+    shadows = None
     if mapper is not None:
         jobs = shadow_jobs(n_shadows)
         done = mapper(partial(_shadow_job, seed=seed, n_shadows=n_shadows,
                               extra_synthetic=extra_synthetic, paths=paths),
-                      [(str(run_dir), attack, i) for attack, i in jobs])
-        grouped: dict[str, list[Any]] = {}
-        for (attack, _), result in zip(jobs, done, strict=True):
-            grouped.setdefault(attack, []).append(result)
-        shadows = grouped
+                      [(str(run_dir), kind, i) for kind, i in jobs])
+        shadows = collect_shadows(jobs, list(done))
     data = run_data(run_dir, paths)
     model = load_model(run_dir, paths)
     synthetic = _released_rows(run_dir, data.schema, extra_synthetic)
@@ -505,7 +507,8 @@ def audit(run_dir: Path, *, seed: int = 0, n_shadows: int = 1,
         data.schema)
     result = audit_release(data.schema, model, data.train, data.holdout, pool,
                            synthetic, seed=seed, n_shadows=n_shadows, shadows=shadows,
-                           decisions=decisions, distance_pool=distance_pool)
+                           decisions=decisions, distance_pool=distance_pool,
+                           real_reference=data.reference)
     result["shadow_training"] = {"jobs": 2 * n_shadows,
                                  "where": "mapped" if mapper is not None else "in-process",
                                  "reference": "fresh draws from the released model"}
@@ -597,8 +600,8 @@ def _charge_report(run_dir: Path, run: dict[str, Any], audit_key: str, epsilon: 
 
 
 def _shadow_job(job: tuple[str, str, int], **kwargs: Any):
-    run_dir, attack, index = job
-    return audit_shadow(Path(run_dir), attack, index, **kwargs)
+    run_dir, kind, index = job
+    return audit_shadow(Path(run_dir), kind, index, **kwargs)
 
 
 def model_candidate(run_dir: Path, policy_path: Path | None = None,

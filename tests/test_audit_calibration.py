@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from pulsesynth.audit.attacks import membership
-from pulsesynth.audit.attacks.membership import ELBOAttack, SurrogateAttack, vae_release
+from pulsesynth.audit.attacks.base import AttackData, vae_release
+from pulsesynth.audit.attacks.membership import ELBOAttack, SurrogateAttack
 from pulsesynth.audit.baselines import shuffle_features, shuffle_release
 from pulsesynth.audit.distances import GowerSpace, unique_matches
 from pulsesynth.audit.release_stats import MembershipDecisions, release_report
@@ -59,26 +60,30 @@ def gate_for(decisions: list[MembershipDecisions], unique=(0, 0), private=True,
 def test_model_mia_detects_an_overfit_non_dp_vae(census, overfit) -> None:
     schema, train, holdout, _ = census
     attack = ELBOAttack(seed=0)
-    result = attack.run(overfit, train, holdout, pool(overfit, schema))
+    data = AttackData(schema=schema, synthetic=train.iloc[:0], reference=pool(overfit, schema),
+                      model=overfit, train_rows=len(train))
+    result = attack.run(data, train, holdout)
     assert result.accuracy >= 0.60 and result.ci_low > 0.5, result
     # Blocked on its measurements alone, even if it were (wrongly) labelled private.
-    gate = gate_for([attack.decisions])
+    decisions = attack.decisions(train, holdout)
+    gate = gate_for([decisions])
     assert gate.label == "blocked" and "max_attack_advantage" in gate.reason
-    assert gate_for([attack.decisions], private=False).label == "blocked"
+    assert gate_for([decisions], private=False).label == "blocked"
 
 
 def test_synthetic_and_distance_attacks_detect_the_overfit_vaes_table(census,
                                                                        overfit) -> None:
     schema, train, holdout, _ = census
     synthetic = conform(overfit.sample(500, seed=1), schema)
-    attack = SurrogateAttack(vae_release(overfit, 500), surrogate_epochs=300, seed=0)
-    result = attack.run(schema, synthetic, train, holdout, pool(overfit, schema),
-                        train_rows=500)
+    attack = SurrogateAttack(surrogate_epochs=300, seed=0)
+    data = AttackData(schema=schema, synthetic=synthetic, reference=pool(overfit, schema),
+                      mechanism=vae_release(overfit, 500), train_rows=500)
+    result = attack.run(data, train, holdout)
     assert result.ci_low > 0.5, result
     distance = distance_decisions(schema, train, holdout, synthetic,
                                   pool(overfit, schema, 500, seed=2))
     assert distance.members.mean() - distance.non_members.mean() > 0.1
-    assert gate_for([attack.decisions, distance]).label == "blocked"
+    assert gate_for([attack.decisions(train, holdout), distance]).label == "blocked"
 
 
 def test_shuffled_copy_is_blocked_and_detected_by_the_surrogate_attack(census) -> None:
@@ -94,9 +99,9 @@ def test_shuffled_copy_is_blocked_and_detected_by_the_surrogate_attack(census) -
     assert gate.label == "blocked" and "max_exact_match_excess" in gate.reason
     assert distance.members.mean() - distance.non_members.mean() > 0.1
     big_train = census[1]
-    result = SurrogateAttack(shuffle_release(schema, 0.2), surrogate_epochs=100, seed=0).run(
-        schema, shuffle_features(big_train, schema, 0.2, seed=5), big_train, census[2],
-        reference)
+    data = AttackData(schema=schema, synthetic=shuffle_features(big_train, schema, 0.2, seed=5),
+                      reference=reference, mechanism=shuffle_release(schema, 0.2))
+    result = SurrogateAttack(surrogate_epochs=100, seed=0).run(data, big_train, census[2])
     assert result.ci_low > 0.5, result
 
 
@@ -104,16 +109,16 @@ def test_dp_vae_at_epsilon_1_passes_the_open_thresholds(census) -> None:
     schema, train, holdout, _ = census
     model = DPVAESynthesizer(schema, epsilon=1.0, seed=0).fit(train)
     reference = pool(model, schema)
-    model_attack = ELBOAttack(seed=0)
-    model_attack.run(model, train, holdout, reference)
     synthetic = conform(model.sample(500, seed=1), schema)
-    surrogate = SurrogateAttack(vae_release(model, 500), seed=0)
-    surrogate.run(schema, synthetic, train, holdout, reference, train_rows=500)
+    data = AttackData(schema=schema, synthetic=synthetic, reference=reference,
+                      mechanism=vae_release(model, 500), model=model, train_rows=500)
+    model_attack = ELBOAttack(seed=0).fit(data)
+    surrogate = SurrogateAttack(seed=0).fit(data)
     distance = distance_decisions(schema, train, holdout, synthetic,
                                   pool(model, schema, 500, seed=2))
     unique = unique_matches(GowerSpace(schema), [train, holdout], synthetic)
-    gate = gate_for([model_attack.decisions, surrogate.decisions, distance],
-                    unique=tuple(unique))
+    gate = gate_for([model_attack.decisions(train, holdout),
+                     surrogate.decisions(train, holdout), distance], unique=tuple(unique))
     assert gate.label == "open", gate.reason
 
 
@@ -121,8 +126,10 @@ def test_a_blinded_attack_detects_nothing(census, overfit, monkeypatch) -> None:
     """The calibration above fails when the attack's signal is removed."""
     schema, train, holdout, reference = census
     rng = np.random.default_rng(0)
-    monkeypatch.setattr(membership, "_features",
+    monkeypatch.setattr(membership, "elbo_features",
                         lambda model, rows: rng.normal(size=(len(rows), 3)))
-    result = ELBOAttack(seed=0).run(overfit, train, holdout, reference)
+    data = AttackData(schema=schema, synthetic=train.iloc[:0], reference=reference,
+                      model=overfit, train_rows=len(train))
+    result = ELBOAttack(seed=0).run(data, train, holdout)
     assert result.ci_low <= 0.5 <= result.ci_high
     assert not (result.accuracy >= 0.60 and result.ci_low > 0.5)

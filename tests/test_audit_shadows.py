@@ -34,7 +34,7 @@ def test_shadow_jobs_in_other_processes_give_the_in_process_audit(
     mapped = pipeline.audit(run, n_shadows=2, mapper=mapper)
     assert [job[1:] for job in calls[0]] == shadow_jobs(2)
     assert all(isinstance(job[0], str) for job in calls[0])  # a reference, not rows
-    for name in ("model_mia", "synthetic_mia"):
+    for name in ("model_mia", "synthetic_mia"):  # the attacks of the default audit
         a, b = mapped["membership_attacks"][name], in_process["membership_attacks"][name]
         # Same seeds; only thread-count rounding in other processes may move a score.
         assert abs(a["accuracy"] - b["accuracy"]) <= 0.01 and abs(a["auc"] - b["auc"]) <= 0.01

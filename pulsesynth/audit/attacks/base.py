@@ -167,7 +167,8 @@ def balanced(members: pd.DataFrame, non_members: pd.DataFrame, limit: int,
 class MembershipAttack(ABC):
     """One membership-inference attack: ``fit`` on the attacker's data, ``score`` records.
 
-    Subclasses set ``name``, ``white_box`` (needs the model), ``uses_real_reference``
+    Subclasses set ``name``, ``white_box`` (needs the model), ``shadow_kinds``,
+    ``uses_real_reference``
     (its rule depends on real rows: its figures stay with the steward and never enter the
     DP release report) and implement :meth:`fit` (which sets ``threshold_``) and
     :meth:`score`.
@@ -176,6 +177,8 @@ class MembershipAttack(ABC):
     name: ClassVar[str]
     white_box: ClassVar[bool] = False
     uses_real_reference: ClassVar[bool] = False
+    #: Shared shadows the attack uses: "model" (target-recipe models), "release".
+    shadow_kinds: ClassVar[tuple[str, ...]] = ()
     #: What the attack costs, in words, for the report (shadow counts are added).
     cost: ClassVar[str] = ""
 

@@ -27,8 +27,8 @@ from sklearn.preprocessing import StandardScaler
 
 from pulsesynth.audit.attacks.base import (
     AttackData,
-    MembershipAttack,
     Mechanism,
+    MembershipAttack,
     ShadowPair,
     ensure_shadows,
     register,
@@ -80,6 +80,7 @@ class ELBOAttack(MembershipAttack):
 
     name = "model_mia"
     white_box = True
+    shadow_kinds = ("model",)
     cost = "one target-recipe training per shadow model"
 
     def fit(self, data: AttackData) -> ELBOAttack:
@@ -101,6 +102,7 @@ class SurrogateAttack(MembershipAttack):
     """Synthetic-data MIA: a surrogate VAE on the released rows, then the ELBO attack."""
 
     name = "synthetic_mia"
+    shadow_kinds = ("release",)
     cost = "one release per shadow, plus a surrogate VAE per shadow and one on the release"
 
     def __init__(self, surrogate_epochs: int = 30, max_eval: int = 2000, seed: int = 0) -> None:
