@@ -215,7 +215,9 @@ def _print_candidate_reports(candidate_dir: Any, kind: str) -> None:
 def _check_line(c: dict[str, Any]) -> str:
     what = f"{c.get('name')}[{c['subject']}]" if c.get("subject") else c.get("name")
     verdict = "ok" if c.get("passed") else "FAILS"
-    return f"{c.get('label')}: {what} = {c.get('value')} (limit {c.get('threshold')}) {verdict}"
+    limit = "must be at least" if c.get("at_least") else "limit"
+    return (f"{c.get('label')}: {what} = {c.get('value')} ({limit} {c.get('threshold')}) "
+            f"{verdict}")
 
 
 def _releases_register(args: argparse.Namespace) -> int:
