@@ -203,7 +203,9 @@ def _print_candidate_reports(candidate_dir: Any, kind: str) -> None:
     except (OSError, ValueError, yaml.YAMLError):
         return
     for name, s in (stats.get("statistics") or {}).items():
-        print(f"  DP {name}: {s['value']:.3f} [{s['ci_low']:.3f}, {s['ci_high']:.3f}]")
+        test = (f" (one-sided p = {s['p_value']:.2g})" if s.get("p_value") is not None
+                else "")
+        print(f"  DP {name}: {s['value']:.3f} [{s['ci_low']:.3f}, {s['ci_high']:.3f}]{test}")
     fit = verdict(stats, (declared or {}).get("target"), kind)
     if fit["verdict"]:
         print(f"{'fit':14s} {fit['verdict']}: {(fit['suitable'] + fit['not_suitable'])[0]}")

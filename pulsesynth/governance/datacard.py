@@ -209,8 +209,8 @@ def copy_answer(p_value: float, alpha: float | None = None) -> str:
                "No sign of it" if p_value >= 0.05 else "Weak sign of it")
     cut = (f"; the release policy blocks a table below {alpha:g}" if alpha is not None
            else "; small values are evidence of copying")
-    return (f"{verdict} (one-sided p = {p_value:.2g}: how often a figure this high would "
-            "arise if training rows were reproduced no more often than unseen rows, "
+    return (f"{verdict} (one-sided p = {p_value:.2g}: the chance of a figure at least this "
+            "high if training rows were reproduced no more often than unseen rows, "
             f"counting sampling and the privacy noise{cut}). Computed from the noisy "
             "figure above and public counts only, so it is differentially private too.")
 
