@@ -315,8 +315,10 @@ def _audit(args: argparse.Namespace) -> int:
               f"({d['exact_matches_unique']} unique), median Gower {d['median_gower']:.3f} "
               f"vs reference {d['gower_reference']:.3f}")
         c = d["exact_match_control"]
+        test = (f"; one-sided exact p = {c['p_value']:.3g}" if c.get("p_value") is not None
+                else "")
         print(f"  unique rows reproduced, of {c['rows']}: training {c['train_unique']}, "
-              f"unseen {c['holdout_unique']} (control)")
+              f"unseen {c['holdout_unique']} (control{test})")
         stats = result["release_stats"]["statistics"]
         print("  published (DP): " + ", ".join(
             f"{name} {s['value']:.3f} [{s['ci_low']:.3f}, {s['ci_high']:.3f}]"

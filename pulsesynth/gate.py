@@ -7,7 +7,7 @@ measured value, so a blocked report says which threshold failed and by how much.
 
 Release kinds (white paper mechanisms 3, 1 and 2): ``table`` (a synthetic table),
 ``classifier`` (a DP-trained classifier's weights) and ``model`` (the DP-VAE itself).
-The exact-match threshold applies only to kinds that release rows;
+The exact-match thresholds apply only to kinds that release rows;
 ε and the membership attacks apply to every kind. Each kind has a most open label it may
 get (the policy file's ``kinds`` section): a generative model is sensitive (seed 004) and
 ranks below synthetic data in privacy (seed 000), so a ``model`` is never ``open`` — the
@@ -41,7 +41,10 @@ THRESHOLDS = (
     "max_attack_advantage",
     "max_attack_advantage_ci_high",
     "max_exact_match_excess",
+    "exact_match_alpha",
 )
+#: Thresholds a value must reach rather than stay under (a p-value against its α).
+AT_LEAST = frozenset({"exact_match_alpha"})
 #: The release policy shipped inside the package (``deployments/policy.yaml`` in the checkout
 #: is a link to it), so an installed package gates without a checkout. A plain ``Path``:
 #: callers read and hash it; the package is always installed as files, never zipped.
@@ -88,15 +91,45 @@ class Check:
     value: float
     passed: bool
     subject: str | None = None
+    #: The value must be at least the threshold (a p-value against α), not at most.
+    at_least: bool = False
 
     @property
     def excess(self) -> float:
-        return max(0.0, self.value - self.threshold)
+        """How far the value is on the wrong side of the threshold (0 when it passes)."""
+        if not math.isfinite(self.value):
+            return math.inf
+        gap = self.threshold - self.value if self.at_least else self.value - self.threshold
+        return max(0.0, gap)
 
     def describe(self) -> str:
         what = f"{self.name}[{self.subject}]" if self.subject else self.name
+        if not math.isfinite(self.value):
+            return f"{self.label}: {what} is missing from the DP release report FAILS"
+        limit = (f"must be at least {self.threshold:g}" if self.at_least
+                 else f"limit {self.threshold:g}")
         verdict = "ok" if self.passed else f"FAILS by {self.excess:.4g}"
-        return f"{self.label}: {what} = {self.value:.4g} (limit {self.threshold:g}) {verdict}"
+        plain = "" if self.passed else PLAIN_FAILURE.get(self.name, "")
+        if plain:
+            plain = " — " + plain.format(value=self.value, threshold=self.threshold)
+        return f"{self.label}: {what} = {self.value:.4g} ({limit}) {verdict}{plain}"
+
+
+#: What a failed threshold means, in plain words (formatted with value and threshold).
+PLAIN_FAILURE = {
+    "max_epsilon": "the privacy budget spent is larger than this label allows",
+    "max_attack_advantage": "an attack tells training rows from unseen rows better than "
+                            "this label allows",
+    "max_attack_advantage_ci_high": "an attack may tell training rows from unseen rows "
+                                    "better than this label allows (upper end of its 95% "
+                                    "interval)",
+    "max_exact_match_excess": "the table reproduces verbatim {value:.1%} more of the unique "
+                              "training rows than of unseen rows, above the {threshold:.1%} "
+                              "this label allows",
+    "exact_match_alpha": "unique training rows are reproduced verbatim more often than "
+                         "unseen rows, beyond chance (one-sided p = {value:.2g}, below "
+                         "α = {threshold:g}): the table copies training rows",
+}
 
 
 @dataclass
@@ -179,8 +212,9 @@ def evaluate_gate(policy: dict[str, dict[str, float | None]], privacy: dict[str,
     ``privacy`` needs ``private`` and ``epsilon`` (public mechanism facts); ``stats`` is the
     DP release report (:mod:`pulsesynth.audit.release_stats`): its ``statistics`` hold
     ``max_attack_advantage`` (``value``, ``ci_high``) and, for kinds that release rows,
-    ``exact_match_excess``. Because nothing else enters, the label is post-processing of
-    DP outputs and may be published. The label is the most open one whose thresholds all
+    ``exact_match_excess`` (``value``, ``p_value``; a missing figure fails its threshold).
+    Because nothing else enters, the label is post-processing of DP outputs and may be
+    published. The label is the most open one whose thresholds all
     pass *and* that the kind may get (``policy.kinds``; a ``model`` is capped at
     ``confidential``).
     """
@@ -232,9 +266,10 @@ def _checks(label: str, limits: dict[str, float | None], privacy: dict[str, Any]
         limit = limits.get(name)
         if limit is None:
             return
-        value = math.inf if value is None else float(value)
-        passed = math.isfinite(value) and value <= limit
-        checks.append(Check(label, name, limit, value, passed, subject))
+        at_least = name in AT_LEAST
+        value = math.inf if value is None else float(value)  # missing: fails closed
+        passed = math.isfinite(value) and (value >= limit if at_least else value <= limit)
+        checks.append(Check(label, name, limit, value, passed, subject, at_least))
 
     add("max_epsilon", privacy.get("epsilon"))
     advantage = statistics.get("max_attack_advantage") or {}
@@ -242,6 +277,9 @@ def _checks(label: str, limits: dict[str, float | None], privacy: dict[str, Any]
     add("max_attack_advantage", advantage.get("value"), subject)
     add("max_attack_advantage_ci_high", advantage.get("ci_high"), subject)
     if releases_rows:  # kinds that release rows only
-        add("max_exact_match_excess", (statistics.get("exact_match_excess") or {}).get("value"),
+        excess = statistics.get("exact_match_excess") or {}
+        add("max_exact_match_excess", excess.get("value"),
             "unique training rows reproduced, beyond unseen rows (DP)")
+        add("exact_match_alpha", excess.get("p_value"),
+            "p-value of 'training rows are reproduced no more often than unseen rows' (DP)")
     return checks

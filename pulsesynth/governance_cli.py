@@ -203,7 +203,9 @@ def _print_candidate_reports(candidate_dir: Any, kind: str) -> None:
     except (OSError, ValueError, yaml.YAMLError):
         return
     for name, s in (stats.get("statistics") or {}).items():
-        print(f"  DP {name}: {s['value']:.3f} [{s['ci_low']:.3f}, {s['ci_high']:.3f}]")
+        test = (f" (one-sided p = {s['p_value']:.2g})" if s.get("p_value") is not None
+                else "")
+        print(f"  DP {name}: {s['value']:.3f} [{s['ci_low']:.3f}, {s['ci_high']:.3f}]{test}")
     fit = verdict(stats, (declared or {}).get("target"), kind)
     if fit["verdict"]:
         print(f"{'fit':14s} {fit['verdict']}: {(fit['suitable'] + fit['not_suitable'])[0]}")
@@ -215,7 +217,9 @@ def _print_candidate_reports(candidate_dir: Any, kind: str) -> None:
 def _check_line(c: dict[str, Any]) -> str:
     what = f"{c.get('name')}[{c['subject']}]" if c.get("subject") else c.get("name")
     verdict = "ok" if c.get("passed") else "FAILS"
-    return f"{c.get('label')}: {what} = {c.get('value')} (limit {c.get('threshold')}) {verdict}"
+    limit = "must be at least" if c.get("at_least") else "limit"
+    return (f"{c.get('label')}: {what} = {c.get('value')} ({limit} {c.get('threshold')}) "
+            f"{verdict}")
 
 
 def _releases_register(args: argparse.Namespace) -> int:

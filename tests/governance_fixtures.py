@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from pulsesynth.audit.release_stats import excess_p_value
 from pulsesynth.paths import Paths
 
 CANARY = "CANARY-7f3c-real-row-do-not-publish"
@@ -98,7 +99,8 @@ def release_stats(charge_id: int | None, advantage: float = 0.01, private: bool 
             "statistics": {
                 "max_attack_advantage": stat(advantage) | {
                     "attacks": ["distance_mia", "model_mia", "synthetic_mia"]},
-                "exact_match_excess": stat(excess),
+                "exact_match_excess": stat(excess) | {
+                    "sampling_sd": 0.04, "p_value": excess_p_value(excess, 0.04, 0.14)},
                 "tstr_accuracy": stat(0.71), "majority_accuracy": stat(0.62)}}
 
 

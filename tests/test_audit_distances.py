@@ -130,6 +130,8 @@ def test_exact_match_control_separates_chance_reproductions_from_copies() -> Non
         chance["train_unique"] + chance["holdout_unique"])
     copies = copied["exact_match_control"]
     assert copies["train_unique"] > copies["holdout_unique"] + 100
+    # The steward's exact one-sided test: chance is not significant, copying is.
+    assert chance["p_value"] > 0.01 and copies["p_value"] < 1e-10
 
 
 @pytest.mark.slow

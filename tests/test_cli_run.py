@@ -68,7 +68,8 @@ def test_non_private_run_is_blocked_by_the_gate(
     assert "unique rows reproduced, of " in out and "(control)" in out
     control = json.loads((run / "candidate" / "audit.json").read_text())["distances"][
         "exact_match_control"]
-    assert set(control) == {"rows", "train_unique", "holdout_unique"}
+    assert set(control) == {"rows", "train_unique", "holdout_unique", "p_value"}
+    assert 0.0 <= control["p_value"] <= 1.0
     assert "Control for chance reproductions" in (run / "candidate" / "audit.md").read_text()
     gate = json.loads((run / "candidate" / "gate.json").read_text())
     assert gate["label"] == "blocked"

@@ -20,7 +20,7 @@ def passing_open() -> tuple[dict, dict]:
     privacy = {"private": True, "epsilon": 1.0}
     stats = {"private": True, "statistics": {
         "max_attack_advantage": stat(0.01, 0.05) | {"attacks": ["model_mia", "synthetic_mia"]},
-        "exact_match_excess": stat(0.0),
+        "exact_match_excess": stat(0.0) | {"p_value": 0.5},
         "tstr_accuracy": stat(0.8)}}
     return privacy, stats
 
@@ -28,10 +28,11 @@ def passing_open() -> tuple[dict, dict]:
 def test_policy_file_has_the_documented_thresholds() -> None:
     assert POLICY["open"] == {"max_epsilon": 1.0, "max_attack_advantage": 0.05,
                               "max_attack_advantage_ci_high": 0.10,
-                              "max_exact_match_excess": 0.05}
+                              "max_exact_match_excess": 0.05, "exact_match_alpha": 0.01}
     assert POLICY["confidential"] == {"max_epsilon": 3.0, "max_attack_advantage": 0.10,
                                       "max_attack_advantage_ci_high": None,
-                                      "max_exact_match_excess": 0.10}
+                                      "max_exact_match_excess": 0.10,
+                                      "exact_match_alpha": 0.01}
 
 
 def test_clean_dp_candidate_is_open() -> None:
@@ -113,6 +114,65 @@ def test_exact_matches_do_not_gate_kinds_without_rows() -> None:
     stats["statistics"]["exact_match_excess"]["value"] = 0.5
     assert evaluate_gate(POLICY, privacy, stats, kind="classifier").label == "open"
     assert evaluate_gate(POLICY, privacy, stats, kind="table").label == "blocked"
+    privacy, stats = passing_open()
+    stats["statistics"]["exact_match_excess"]["p_value"] = 0.0
+    assert evaluate_gate(POLICY, privacy, stats, kind="classifier").label == "open"
+    assert evaluate_gate(POLICY, privacy, stats, kind="table").label == "blocked"
+
+
+def test_exact_match_alpha_fails_below_alpha_with_plain_reasons() -> None:
+    """The test's threshold is a floor: p = α passes, just below fails every label."""
+    privacy, stats = passing_open()
+    stats["statistics"]["exact_match_excess"]["p_value"] = 0.01
+    assert evaluate_gate(POLICY, privacy, stats).label == "open"
+    stats["statistics"]["exact_match_excess"]["p_value"] = 0.0099
+    result = evaluate_gate(POLICY, privacy, stats)
+    assert result.label == "blocked"
+    failed = [c for c in result.checks if not c.passed]
+    assert [(c.label, c.name) for c in failed] == [("open", "exact_match_alpha"),
+                                                   ("confidential", "exact_match_alpha")]
+    assert failed[0].excess == pytest.approx(0.0001)
+    assert result.reason == (
+        "confidential: exact_match_alpha[p-value of 'training rows are reproduced no more "
+        "often than unseen rows' (DP)] = 0.0099 (must be at least 0.01) FAILS by 0.0001 — "
+        "unique training rows are reproduced verbatim more often than unseen rows, beyond "
+        "chance (one-sided p = 0.0099, below α = 0.01): the table copies training rows")
+
+
+def test_size_guard_reason_says_how_much_in_plain_words() -> None:
+    privacy, stats = passing_open()
+    stats["statistics"]["exact_match_excess"].update(value=0.15, p_value=0.2)
+    result = evaluate_gate(POLICY, privacy, stats)
+    assert result.label == "blocked"
+    assert result.reason == (
+        "confidential: max_exact_match_excess[unique training rows reproduced, beyond unseen "
+        "rows (DP)] = 0.15 (limit 0.1) FAILS by 0.05 — the table reproduces verbatim 15.0% "
+        "more of the unique training rows than of unseen rows, above the 10.0% this label "
+        "allows")
+
+
+def test_a_report_without_the_p_value_fails_closed() -> None:
+    privacy, stats = passing_open()
+    del stats["statistics"]["exact_match_excess"]["p_value"]
+    result = evaluate_gate(POLICY, privacy, stats)
+    assert result.label == "blocked"
+    assert result.reason == ("confidential: exact_match_alpha[p-value of 'training rows are "
+                             "reproduced no more often than unseen rows' (DP)] is missing "
+                             "from the DP release report FAILS")
+
+
+def test_a_policy_without_exact_match_alpha_loads_and_skips_the_test(tmp_path: Path) -> None:
+    """Policy files written before the test existed keep working unchanged."""
+    old = tmp_path / "policy.yaml"
+    old.write_text("labels:\n  open:\n    max_epsilon: 1.0\n    max_attack_advantage: 0.05\n"
+                   "    max_exact_match_excess: 0.05\n")
+    policy = load_policy(old)
+    assert policy["open"]["exact_match_alpha"] is None
+    privacy, stats = passing_open()
+    stats["statistics"]["exact_match_excess"]["p_value"] = 0.0
+    result = evaluate_gate(policy, privacy, stats)
+    assert result.label == "open"
+    assert "exact_match_alpha" not in {c.name for c in result.checks}
 
 
 def test_malformed_policy_is_a_clear_error(tmp_path: Path) -> None:

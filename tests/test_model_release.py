@@ -70,7 +70,7 @@ def _passing_open() -> tuple[dict, dict]:
     privacy = {"private": True, "epsilon": 0.9}
     stats = {"private": True, "statistics": {
         "max_attack_advantage": {"value": 0.01, "ci_high": 0.05, "attacks": ["model_mia"]},
-        "exact_match_excess": {"value": 0.0, "ci_high": 0.02}}}
+        "exact_match_excess": {"value": 0.0, "ci_high": 0.02, "p_value": 0.5}}}
     return privacy, stats
 
 

@@ -55,7 +55,7 @@ def _passing_open() -> tuple[dict, dict]:
     privacy = {"private": True, "epsilon": 0.9}
     stats = {"private": True, "statistics": {
         "max_attack_advantage": {"value": 0.01, "ci_high": 0.05, "attacks": ["model_mia"]},
-        "exact_match_excess": {"value": 0.0, "ci_high": 0.02}}}
+        "exact_match_excess": {"value": 0.0, "ci_high": 0.02, "p_value": 0.5}}}
     return privacy, stats
 
 
@@ -106,6 +106,7 @@ def test_kind_label_cap_is_enforced_by_the_gate(kind: ReleaseKind, tmp_path: Pat
     assert result.capped_from == (OPEN if result.label != OPEN else None)
     checked = {c.name for c in result.checks}
     assert ("max_exact_match_excess" in checked) == kind.releases_rows
+    assert ("exact_match_alpha" in checked) == kind.releases_rows
     # A policy may lower any kind's cap; it can never lift a hard cap.
     strict = tmp_path / "strict.yaml"
     raw = {"labels": {lb: dict(policy[lb]) for lb in policy},

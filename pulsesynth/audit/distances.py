@@ -144,7 +144,9 @@ def distance_report(schema: DatasetSchema, train: pd.DataFrame, holdout: pd.Data
       share, how many rows unique within each sample appear verbatim in the synthetic
       table. A model that generalises reproduces unique unseen rows as often as unique
       training rows (rare-but-plausible combinations in low-dimensional tables);
-      memorisation shows as more on the training side.
+      memorisation shows as more on the training side. ``p_value`` is the exact,
+      noise-free one-sided test of that (:func:`exact_match_test`) — for the steward only:
+      what is published is the DP release report's noisy version.
     """
     rng = np.random.default_rng(seed)
     space = GowerSpace(schema)
@@ -179,9 +181,24 @@ def distance_report(schema: DatasetSchema, train: pd.DataFrame, holdout: pd.Data
         "exact_matches": exact,
         "exact_matches_unique": exact_unique,
         "exact_match_control": {"rows": int(size), "train_unique": control_train,
-                                "holdout_unique": control_holdout},
+                                "holdout_unique": control_holdout,
+                                "p_value": exact_match_test(control_train, control_holdout,
+                                                            int(size))},
         "synthetic_rows": int(len(synthetic)),
     }
+
+
+def exact_match_test(train_unique: int, holdout_unique: int, rows: int) -> float:
+    """One-sided p-value of H0 "training rows are reproduced no more often than unseen
+    rows", from ``train_unique`` and ``holdout_unique`` reproduced rows out of ``rows``
+    each: Fisher's exact test (alternative "greater") on the 2×2 table. Exact figures of
+    the private rows: steward only, never published."""
+    from scipy.stats import fisher_exact
+
+    if rows <= 0:
+        return 1.0
+    table = [[train_unique, rows - train_unique], [holdout_unique, rows - holdout_unique]]
+    return float(fisher_exact(table, alternative="greater").pvalue)
 
 
 def exact_matches(space: GowerSpace, train: pd.DataFrame,

@@ -29,6 +29,20 @@ Each gets Laplace(Δ/ε_i) noise with ε_i its share of the report's ε (sequent
 composition: the shares sum to the report's ε). The intervals are stated at 95%:
 sampling error bounded from the public counts (worst case p = 1/2) plus the Laplace
 tail, joined by a union bound.
+
+**Are training rows copied more often than chance?** Beside the noisy
+``exact_match_excess`` the report gives ``p_value``, a one-sided test of H0 "unique
+training rows are reproduced verbatim no more often than unique unseen rows". Under H0
+the noisy value is at most (sampling error, bounded by a normal with the public
+worst-case sd ``sampling_sd`` used for the interval) + Laplace(``laplace_scale``), so
+``p_value`` = P(N + L ≥ published value) for that normal–Laplace sum
+(:func:`excess_p_value`, exact closed form). It reads only the published value and
+public quantities (the DP row counts, the scale), so it is post-processing of a DP output
+and may be published; anyone can recompute it from the card. The gate blocks when it is
+below the policy's ``exact_match_alpha``. The null is conservative: its normal takes
+p = 1/2 where reproduction rates are about 1% (taxi_trips: sd bound 0.016 against an
+actual 0.003), which also covers the small bias of dividing by DP rather than exact
+counts; at taxi_trips' size a table at chance level fails α = 0.01 about 0.5% of the time.
 """
 
 from __future__ import annotations
@@ -38,6 +52,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy.special import erfcx, log_ndtr, ndtr
 
 #: How the report's ε is shared between its statistics (public).
 SHARES = {"max_attack_advantage": 0.35, "exact_match_excess": 0.35, "tstr_accuracy": 0.15,
@@ -45,6 +60,41 @@ SHARES = {"max_attack_advantage": 0.35, "exact_match_excess": 0.35, "tstr_accura
 #: Two-sided 95%: a Laplace(b) draw exceeds b·ln(20) in absolute value with probability 5%.
 LAPLACE_95 = math.log(20.0)
 Z_975 = 1.959963984540054
+
+
+def excess_p_value(observed: float, sampling_sd: float, laplace_scale: float) -> float:
+    """P(N + L ≥ ``observed``) for N ~ Normal(0, ``sampling_sd``²) and L ~ Laplace(0,
+    ``laplace_scale``), independent: the one-sided p-value of a noisy excess under H0.
+
+    With z = x/σ and a = σ/b, the survival function of the normal–Laplace sum is
+    Φc(z) + φ(z)·[R(a − z) − R(a + z)]/2, R(t) = Φc(t)/φ(t) being Mills' ratio
+    (integrate the normal tail against each exponential half of the Laplace density;
+    φ is even, so φ(z) = φ(−z)). Each term is taken in log space, so the far tails
+    neither overflow nor cancel.
+    """
+    x, sd, b = float(observed), float(sampling_sd), float(laplace_scale)
+    if not (math.isfinite(x) and sd >= 0 and b >= 0):
+        raise ValueError("the p-value needs a finite value and non-negative scales")
+    if sd == 0 and b == 0:
+        return 1.0 if x <= 0 else 0.0
+    if b == 0:
+        return float(ndtr(-x / sd))
+    if sd == 0:  # Laplace alone
+        return 0.5 * math.exp(-x / b) if x >= 0 else 1.0 - 0.5 * math.exp(x / b)
+    z, a = x / sd, sd / b
+    half = float(ndtr(-z)) + 0.5 * (math.exp(_log_phi_mills(z, a))
+                                    - math.exp(_log_phi_mills(-z, a)))
+    return float(min(1.0, max(0.0, half)))
+
+
+def _log_phi_mills(z: float, a: float) -> float:
+    """log(φ(z)·R(a − z)), R(t) = Φc(t)/φ(t) being Mills' ratio: the term of the Laplace
+    draw's half towards ``z``. For a ≥ z it is −z²/2 + log R(a − z) (``erfcx`` keeps R
+    finite); for a < z the two squares cancel exactly to a²/2 − a·z + log Φ(z − a)."""
+    if a >= z:
+        return (-0.5 * z * z - 0.5 * math.log(2 * math.pi)
+                + math.log(math.sqrt(math.pi / 2) * float(erfcx((a - z) / math.sqrt(2)))))
+    return 0.5 * a * a - a * z + float(log_ndtr(z - a))
 
 
 @dataclass(frozen=True)
@@ -68,7 +118,8 @@ def _noisy(value: float, sensitivity: float, epsilon: float, rng: np.random.Gene
         return float(min(1.0, max(low, x)))
 
     return {"value": clip(noisy), "ci_low": clip(noisy - half), "ci_high": clip(noisy + half),
-            "sensitivity": sensitivity, "epsilon": epsilon, "laplace_scale": scale}
+            "sensitivity": sensitivity, "epsilon": epsilon, "laplace_scale": scale,
+            "sampling_sd": sampling_sd}
 
 
 def release_report(*, decisions: list[MembershipDecisions],
@@ -99,10 +150,14 @@ def release_report(*, decisions: list[MembershipDecisions],
     if unique_reproduced is not None:  # kinds that release rows
         train_u, holdout_u = unique_reproduced
         n_eq = max(1.0, n_tr * match_share)
-        stats["exact_match_excess"] = _noisy(
-            train_u / n_eq - holdout_u / n_ho, k / min(n_eq, n_ho),
-            epsilon * SHARES["exact_match_excess"], rng,
-            math.sqrt(0.25 / n_eq + 0.25 / n_ho), -1.0)
+        excess = _noisy(train_u / n_eq - holdout_u / n_ho, k / min(n_eq, n_ho),
+                        epsilon * SHARES["exact_match_excess"], rng,
+                        math.sqrt(0.25 / n_eq + 0.25 / n_ho), -1.0)
+        # From the published (clipped) value and public scales only: post-processing.
+        # A value clipped at 1 stands for "1 or more", so its p-value only grows.
+        excess["p_value"] = excess_p_value(excess["value"], excess["sampling_sd"],
+                                           excess["laplace_scale"])
+        stats["exact_match_excess"] = excess
     holdout_sd = math.sqrt(0.25 / n_ho)
     if tstr_correct is not None:
         stats["tstr_accuracy"] = _noisy(tstr_correct / n_ho, k / n_ho,

@@ -129,7 +129,9 @@ def datacard(files: dict[str, bytes], release: Any, approval: dict[str, Any], ve
         "rows": int(len(table)),
         "columns": [str(c) for c in table.columns],
         "privacy": privacy_section(privacy),
-        "release_statistics": release_section(_load(files, RELEASE_STATS_JSON)),
+        "release_statistics": release_section(
+            _load(files, RELEASE_STATS_JSON),
+            gate_alpha(_load(files, GATE_JSON), release.label)),
         "gate": _gate_summary(_load(files, GATE_JSON)),
         "fit_for_purpose": fit,
         "suitable_for": [*SUITABLE_FOR, *fit["suitable"]],
@@ -197,9 +199,27 @@ RELEASE_STAT_TEXT = {
 }
 
 
-def release_section(stats: dict[str, Any]) -> dict[str, Any]:
+COPY_QUESTION = "Are real rows copied more often than chance?"
+
+
+def copy_answer(p_value: float, alpha: float | None = None) -> str:
+    """The published p-value of the exact-match test, in plain words."""
+    verdict = ("Yes: unique training rows are reproduced verbatim more often than unseen "
+               "rows" if alpha is not None and p_value < alpha else
+               "No sign of it" if p_value >= 0.05 else "Weak sign of it")
+    cut = (f"; the release policy blocks a table below {alpha:g}" if alpha is not None
+           else "; small values are evidence of copying")
+    return (f"{verdict} (one-sided p = {p_value:.2g}: the chance of a figure at least this "
+            "high if training rows were reproduced no more often than unseen rows, "
+            f"counting sampling and the privacy noise{cut}). Computed from the noisy "
+            "figure above and public counts only, so it is differentially private too.")
+
+
+def release_section(stats: dict[str, Any], alpha: float | None = None) -> dict[str, Any]:
     """The DP release report as published: each noisy statistic with its 95% interval,
-    its sensitivity and its share of ε."""
+    its sensitivity and its share of ε; the exact-match excess also with its one-sided
+    p-value (post-processing of the noisy value), asked and answered in plain words
+    (``alpha``: the gate's threshold for the card's label, when known)."""
     out: dict[str, dict[str, Any]] = {}
     for name, s in (stats.get("statistics") or {}).items():
         if not isinstance(s, dict):
@@ -210,12 +230,27 @@ def release_section(stats: dict[str, Any]) -> dict[str, Any]:
         entry["text"] = RELEASE_STAT_TEXT.get(str(name), str(name))
         if s.get("attacks"):
             entry["attacks"] = [str(a) for a in s["attacks"]]
+        p_value = _num(s.get("p_value"))
+        if p_value is not None:
+            entry["sampling_sd"] = _num(s.get("sampling_sd"))
+            entry["p_value"] = p_value
+            entry["question"] = COPY_QUESTION
+            entry["answer"] = copy_answer(p_value, alpha)
         out[str(name)] = entry
     return {"mechanism": stats.get("mechanism"), "epsilon": _num(stats.get("epsilon")),
             "confidence": stats.get("confidence"), "rows_dp": stats.get("rows_dp") or {},
             "statistics": out,
             "reading": "Laplace-noised statistics of the real rows, charged to the privacy "
                        "ledger with the release; the interval covers sampling and noise"}
+
+
+def gate_alpha(gate: dict[str, Any], label: str | None) -> float | None:
+    """The ``exact_match_alpha`` the gate applied for ``label`` (None when not checked)."""
+    for c in gate.get("checks") or []:
+        if (isinstance(c, dict) and c.get("name") == "exact_match_alpha"
+                and c.get("label") == label):
+            return _num(c.get("threshold"))
+    return None
 
 
 def _gate_summary(gate: dict[str, Any]) -> dict[str, Any]:
@@ -319,6 +354,9 @@ def release_markdown(section: dict[str, Any]) -> list[str]:
     for s in (section.get("statistics") or {}).values():
         lines.append(f"| {s['text']} | {_fmt(s['value'])} | [{_fmt(s['ci_low'])}, "
                      f"{_fmt(s['ci_high'])}] |")
+    for s in (section.get("statistics") or {}).values():
+        if s.get("answer"):
+            lines += ["", f"**{s['question']}** {s['answer']}"]
     return lines
 
 

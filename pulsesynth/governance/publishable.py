@@ -59,6 +59,10 @@ PUBLISHABLE: dict[str, str] = {
     "release_statistics.statistics.*.laplace_scale": "dp",
     "release_statistics.statistics.*.attacks.*": "public",
     "release_statistics.statistics.*.text": "public",
+    "release_statistics.statistics.*.sampling_sd": "dp",
+    "release_statistics.statistics.*.p_value": "dp",
+    "release_statistics.statistics.*.question": "public",
+    "release_statistics.statistics.*.answer": "dp",
     # the gate (post-processing of public and DP figures)
     "gate.label": "public", "gate.reason": "dp", "gate.max_label": "public",
     "gate.capped_from": "public", "gate.checks.*.*": "dp",
