@@ -325,7 +325,9 @@ def _markdown(audit: dict[str, Any], privacy: dict[str, Any], gate: dict[str, An
                      f"and {control['rows']} unseen rows, the unique ones that appear verbatim "
                      f"in the synthetic table: **{control['train_unique']}** training, "
                      f"**{control['holdout_unique']}** unseen. Similar counts mean plausible "
-                     "rows reproduced by chance; many more on the training side mean copying.")
+                     "rows reproduced by chance; many more on the training side mean copying"
+                     + (f" (one-sided Fisher test, p = {control['p_value']:.2g})."
+                        if control.get("p_value") is not None else "."))
     lines.append(f"- Typical distance from a real person to the closest synthetic row "
                  f"(median Gower): **{d['median_gower']:.3f}**, against "
                  f"**{d['gower_reference']:.3f}** between two halves of the real data. "
