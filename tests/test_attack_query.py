@@ -154,21 +154,27 @@ def test_a_blinded_query_attack_detects_nothing(census, shadows) -> None:
     assert result.tpr_at_1pct_fpr < 0.05
 
 
+@pytest.fixture(scope="module")
+def overfit(census):
+    """A non-DP VAE trained far too long on 500 rows: it memorises its members."""
+    schema, train, _, _, _ = census
+    return DPVAESynthesizer(schema, private=False, epochs=300, seed=0).fit(train)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("factor", [1, 10])
-def test_query_attack_on_the_overfit_vaes_table(census, factor) -> None:
+def test_query_attack_on_the_overfit_vaes_table(census, overfit, factor) -> None:
     """A non-private VAE trained far too long on 500 rows; its table of n and 10·n rows.
 
-    The mechanism retrains that recipe on each shadow's members. Reports AUC and TPR@1%;
-    asserts only that the attack runs to a valid result (the measured numbers are in the
-    commit message and the final report)."""
+    The mechanism retrains that recipe on each shadow's members. Measured (seeds fixed):
+    500 rows AUC 0.621 [0.586, 0.655], TPR@1% 0.072; 5,000 rows AUC 0.725 [0.693, 0.756],
+    TPR@1% 0.088. Asserted: the AUC interval excludes 0.5 (TPR at 1% FPR is printed)."""
     schema, train, holdout, reference, _ = census
-    target = DPVAESynthesizer(schema, private=False, epochs=300, seed=0).fit(train)
     rows = factor * len(train)
-    synthetic = conform(target.sample(rows, seed=1), schema)
-    data = _data(schema, synthetic, reference, vae_release(target, rows), n_shadows=2)
+    synthetic = conform(overfit.sample(rows, seed=1), schema)
+    data = _data(schema, synthetic, reference, vae_release(overfit, rows), n_shadows=2)
     result = QueryShadowAttack(seed=0).run(data, train, holdout)
     print(f"overfit VAE, {rows} rows: AUC {result.auc:.3f} [{result.auc_ci_low:.3f}, "
           f"{result.auc_ci_high:.3f}], TPR@1% {result.tpr_at_1pct_fpr:.3f}, "
           f"acc {result.accuracy:.3f}")
-    assert 0.0 <= result.auc <= 1.0 and result.n_members == len(train)
+    assert result.n_members == len(train) and result.auc_ci_low > 0.5, result
