@@ -196,20 +196,30 @@ def test_detects_the_overfit_non_private_vae_with_k1_and_k2(census, overfit_data
         assert attack.threshold_ == threshold
         # no extra training: the shadows are the shared ones
         assert [s.model for s in data.shadows.models] == attack.references_
-    baseline = ELBOAttack(seed=0).run(restricted(overfit_data, 1), train, holdout)
-    print("model_mia K=1", baseline.auc, baseline.auc_ci_low, baseline.tpr_at_1pct_fpr,
-          baseline.accuracy)
+    for k in (1, 2):
+        baseline = ELBOAttack(seed=0).run(restricted(overfit_data, k), train, holdout)
+        print(f"model_mia K={k}", baseline.auc, baseline.auc_ci_low,
+              baseline.tpr_at_1pct_fpr, baseline.accuracy)
 
 
 @pytest.mark.slow
-def test_detects_the_overfit_vae_with_fresh_draws_as_reference(census, overfit) -> None:
-    """The pipeline's attacker: reference rows drawn from the model under attack."""
+def test_fresh_draws_of_a_memorising_model_weaken_the_calibration(census, overfit,
+                                                                   overfit_data) -> None:
+    """The pipeline's attacker (reference rows drawn from the model under attack) against a
+    memorising model: its draws reproduce its members, so shadows trained on them are not
+    OUT models for those members and subtracting their ELBO cancels much of the signal.
+    Measured (500 rows, K = 1): AUC 0.537 against 0.770 with real reference rows."""
     schema, train, holdout, _ = census
+    real = CalibratedELBOAttack(seed=0).run(restricted(overfit_data, 1), train, holdout)
     data = attack_data(schema, overfit, pool(overfit, schema, 2 * ROWS + 200), len(train), 1)
-    result = CalibratedELBOAttack(seed=0).run(data, train, holdout)
-    print("model_lira fresh draws", result.auc, result.auc_ci_low, result.tpr_at_1pct_fpr,
-          result.accuracy)
-    assert result.auc_ci_low > 0.5 and result.tpr_at_1pct_fpr >= 0.03, result
+    fresh = CalibratedELBOAttack(seed=0).run(data, train, holdout)
+    baseline = ELBOAttack(seed=0).run(data, train, holdout)  # the same (shared) shadow
+    print("model_lira fresh draws", fresh.auc, fresh.auc_ci_low, fresh.tpr_at_1pct_fpr,
+          fresh.accuracy)
+    print("model_mia fresh draws", baseline.auc, baseline.auc_ci_low,
+          baseline.tpr_at_1pct_fpr, baseline.accuracy)
+    assert real.auc_ci_low > 0.5
+    assert fresh.auc < real.auc - 0.1, (fresh, real)
 
 
 @pytest.mark.slow
@@ -229,7 +239,6 @@ def test_a_blinded_attack_detects_nothing(census, spare, overfit_data, monkeypat
     result = CalibratedELBOAttack(seed=0).run(restricted(overfit_data, 1), train, holdout)
     print("blinded: noise", result.auc, result.auc_ci_low, result.accuracy)
     assert result.auc_ci_low <= 0.5 <= result.auc_ci_high, result
-    assert result.ci_low <= 0.5 <= result.ci_high, result
 
 
 @pytest.mark.slow
