@@ -1,4 +1,4 @@
 """Membership and disclosure attacks; importing the package registers every membership
 attack with :func:`pulsesynth.audit.attacks.base.create_attack`."""
 
-from pulsesynth.audit.attacks import domias, membership, query  # noqa: F401
+from pulsesynth.audit.attacks import calibrated, domias, membership, query  # noqa: F401
