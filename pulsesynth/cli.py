@@ -307,9 +307,18 @@ def _audit(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=2, default=str))
     else:
+        vulnerable = result.get("vulnerable_targets", {})
         for name, r in result["membership_attacks"].items():
-            print(f"  {name:14s} accuracy {r['accuracy']:.3f} "
-                  f"(95% CI {r['ci_low']:.3f}–{r['ci_high']:.3f}), AUC {r['auc']:.3f}")
+            v = vulnerable.get(name)
+            print(f"  {name:16s} AUC {r['auc']:.3f} ({r['auc_ci_low']:.3f}–{r['auc_ci_high']:.3f})"
+                  f", TPR at 1% FPR {r['tpr_at_1pct_fpr']:.3f}"
+                  + (f"; most vulnerable: AUC {v['auc']:.3f}, TPR {v['tpr_at_1pct_fpr']:.3f}"
+                     if v else ""))
+        verdict = result.get("verdict")
+        if verdict:
+            print(f"  strongest: {verdict['attack']} on {verdict['targets']} targets, "
+                  + ("DETECTS membership" if verdict["detected"] else "no membership signal")
+                  + f" ({verdict['correction']})")
         d = result["distances"]
         print(f"  DCR share {d['dcr_share']:.3f}, exact matches {d['exact_matches']} "
               f"({d['exact_matches_unique']} unique), median Gower {d['median_gower']:.3f} "

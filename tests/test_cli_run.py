@@ -39,7 +39,15 @@ def test_train_sample_evaluate_audit_from_the_warehouse(
 
     assert cli.main(["audit", str(run), "--json"]) == 0
     audit = json.loads(capsys.readouterr().out)
-    assert set(audit["membership_attacks"]) == {"model_mia", "synthetic_mia"}
+    attacks = {"model_mia", "model_lira", "synthetic_mia", "query_shadow", "domias_marginals",
+               "domias"}
+    assert set(audit["membership_attacks"]) == set(audit["vulnerable_targets"]) == attacks
+    assert audit["verdict"]["tests"] == 12 and audit["verdict"]["attack"] in attacks
+    assert set(audit["attack_costs"]) == attacks
+    # Only attacks whose rules are DP outputs feed the published report: not the density
+    # ratio against real reference rows.
+    reported = audit["release_stats"]["statistics"]["max_attack_advantage"]["attacks"]
+    assert reported == sorted(attacks - {"domias"} | {"distance_mia"})
     assert audit["gate"]["label"] in ("open", "confidential", "blocked")
     for name in ("audit.json", "audit.md", "gate.json", "roc.png", "dcr.png", "utility.json",
                  "privacy.json", "synthetic.parquet"):
@@ -65,7 +73,8 @@ def test_non_private_run_is_blocked_by_the_gate(
     assert cli.main(["audit", str(run)]) == 0
     out = capsys.readouterr().out
     assert "label: blocked — non-private" in out
-    assert "unique rows reproduced, of " in out and "(control)" in out
+    assert "unique rows reproduced, of " in out and "(control; one-sided exact p = " in out
+    assert "strongest: " in out and "Bonferroni" in out
     control = json.loads((run / "candidate" / "audit.json").read_text())["distances"][
         "exact_match_control"]
     assert set(control) == {"rows", "train_unique", "holdout_unique", "p_value"}

@@ -75,8 +75,10 @@ def test_cli_train_charges_the_ledger_and_release_model_reuses_that_charge(
                                           "row_count": 0.03, "release_report": 0.12}
     stats = json.loads((run / "candidate" / "release_stats.json").read_text())
     assert stats["charge_id"] == charge.id and stats["private"] is True
+    # Every attack whose rule is a DP output; not the density ratio on real reference rows.
     assert set(stats["statistics"]["max_attack_advantage"]["attacks"]) == {
-        "model_mia", "synthetic_mia", "distance_mia"}
+        "model_mia", "model_lira", "synthetic_mia", "query_shadow", "domias_marginals",
+        "distance_mia"}
     rel = register_candidate(taxi, "taxi_trips", run / "candidate",
                              model_id=pipeline.model_hash(run))
     assert rel.status in ("candidate", "blocked")

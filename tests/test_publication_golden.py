@@ -106,9 +106,9 @@ def published(project_root: Path) -> dict[str, Any]:
 #: SHA-256 of every published file but ``index.json`` (see the module docstring).
 GOLDEN_FILES: dict[str, str] = {
     "taxi_trips/v1/datacard.json":
-        "66d431cb9e4724e0d420f3db529bcb6c98915cb37000d9c86b70dc55de125713",
+        "0f1fdb466121f9f3dae36304e05ac250fce77060fa1334c484a0b24737d2a9c9",
     "taxi_trips/v1/datacard.md":
-        "c007aaacc85f83738a1a9e0985e343048c8eb1e1868ea923c145f94cec9372cb",
+        "e50a5852c8f433ec80b454880c8b235dc87f0cc311f66685d30eec04af8e7922",
     "taxi_trips/v1/plots/00-tip.png":
         "0dea85769152f9d59085a7c97baa4b62f7e0e519908b16b4b885e4cc304855bf",
     "taxi_trips/v1/plots/01-distance.png":
@@ -124,9 +124,9 @@ GOLDEN_FILES: dict[str, str] = {
     "taxi_trips_classifier/v1/model.json":
         "6c29f595fb8c19778acb7efc5e783a34f5c1a28a3c9506bc5be2681db8dae7b2",
     "taxi_trips_classifier/v1/modelcard.json":
-        "cbc478ca9137ed9bac0f964bf1e09a91cb20c98c2bdad7755b47e2179a89b901",
+        "61964905e79d44970048bc176db8f0d55e4d854c91679011ea5a0ca12280b75f",
     "taxi_trips_classifier/v1/modelcard.md":
-        "60bf83d24fc73836764494704c9743e6c6bef0ce550e659ed147521786a0ea41",
+        "59e8939923176a668f7ee714e11b579f2f0c5f272607fe54335e17c72612fe72",
     "taxi_trips_classifier/v1/schema.yaml":
         "8a415e611f955ddfa2c3e81eee5997fc4a27a213b5c3b756a2c5f96679ceec4e",
     "taxi_trips_classifier/v1/weights.pt":
@@ -134,23 +134,23 @@ GOLDEN_FILES: dict[str, str] = {
     "taxi_trips_model/v1/model.json":
         "d59080718fd4180b19437d4d68cf606b039765e6eb38fbc291e03f927d6f4a95",
     "taxi_trips_model/v1/modelcard.json":
-        "340b7f28485240600f00a9826129085dfbd6a4c46610376626518f95ba2278e6",
+        "81d18f84223c3a673ee0480d7bcc74bcb91e52d27ee58a1b6bf81065e337fcbc",
     "taxi_trips_model/v1/modelcard.md":
-        "aef7263dd881b52ca62eb5068ba4353ce916ebb0ebe66a9191ed30897c3840f8",
+        "f018e9bff4c8c5114c8c864c10c13c527fbefa6260dd0e62c066a353983a22dc",
     "taxi_trips_model/v1/schema.yaml":
         "8a415e611f955ddfa2c3e81eee5997fc4a27a213b5c3b756a2c5f96679ceec4e",
     "taxi_trips_model/v1/weights.pt":
         "2a29fd2c98da45ee31e475f51005c38f2427884c20e0e48c2628bfe1e2f2d107",
 }
 #: SHA-256 of ``index.json`` as canonical JSON without its ``modified`` field.
-GOLDEN_INDEX = "daaa64a9c09da5409b1c37484004e61ef73aeb00c91f227d799665f2e3739a35"
+GOLDEN_INDEX = "b62d1c5a3a23640420ae8487a13e765d4632bd990eb2a95e44ea11897746af13"
 #: SHA-256 of the registered and the published release records (canonical JSON).
-GOLDEN_REGISTERED = "acdaa6df591b7a89ebc7d4523dc94ba6e3ca18454118e53362943232eede5e44"
-GOLDEN_PUBLISHED = "4314947e6419fbf2c6ad95c54d034a649899738e8f484161069fe10aaefa531f"
+GOLDEN_REGISTERED = "c23d4afa3706f1263f610ad03c97a53f7555a97c9af43f3b8b99ab9e2e7df13a"
+GOLDEN_PUBLISHED = "da4c7280b78c0522086c37ef132ef8bf1601742ac660bc214cdf004bb786bd95"
 #: The candidate ids (kind, id): readable, so a moved id is named in the failure.
-GOLDEN_IDS = [("table", "2973278da1c2e1deba59bd5b7124bcba33caa405e6f3a15f471c0fbf964cf05e"),
-              ("classifier", "9b6d5c7f805bb62f7f68baf656226158533b4d18321a1444b32c9638472d34d7"),
-              ("model", "ce2facc0e960319aac3c54f45308e9080200695b700f1dc6e06b20bdea35e9b7")]
+GOLDEN_IDS = [("table", "ddf58cd8e26a9197d1504b361c330863c856c285c528550be900e52dd25dce13"),
+              ("classifier", "b46a489fc8c629d75c01194f789c94fa2684b8278ef0e44268e1da91237f802b"),
+              ("model", "b0baa00fb60bf2be95ee3a5bdd6d5aa328c778b9b49828d8baf398d8adde6f18")]
 
 
 def _canonical(value: Any) -> str:

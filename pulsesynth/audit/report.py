@@ -41,8 +41,12 @@ CAVEAT = (
     "guarantee (ε, δ) of the training process; the attacks check that it was applied "
     "correctly and that nothing leaked around it."
 )
-#: The membership attacks every table audit runs, by registered name.
-DEFAULT_ATTACKS: tuple[str, ...] = ("model_mia", "synthetic_mia")
+#: The membership attacks every table audit runs, by registered name: white-box on the
+#: model (a global ELBO classifier and its per-record calibrated form), black-box on the
+#: released table (surrogate VAE, counting queries, density ratio against the DP marginals
+#: and, for the steward only, against real reference rows).
+DEFAULT_ATTACKS: tuple[str, ...] = ("model_mia", "model_lira", "synthetic_mia",
+                                    "query_shadow", "domias_marginals", "domias")
 #: Family-wise error rate of the verdict over every (attack, target set) test.
 VERDICT_ALPHA = 0.05
 

@@ -96,6 +96,7 @@ class CalibratedELBOAttack(MembershipAttack):
 
     name = "model_lira"
     white_box = True
+    shadow_kinds = ("model",)
     cost = "no training beyond the shared shadow models; K+1 ELBO passes"
 
     def __init__(self, quantile: float = 0.5, max_eval: int = 2000, seed: int = 0) -> None:
