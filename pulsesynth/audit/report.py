@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -188,8 +189,11 @@ def distance_decisions(schema: DatasetSchema, train: pd.DataFrame, holdout: pd.D
                                nearest_distance(space.encode(holdout), released) <= tau)
 
 
-#: Kinds of shadow job: a shadow model (white-box attacks) or a shadow release.
-SHADOW_KINDS = ("model", "release")
+#: Kinds of shadow job and how each is made: a shadow model (white-box attacks) or a
+#: shadow release (table attacks); the names attacks list in ``shadow_kinds``.
+SHADOW_BUILDERS: dict[str, Callable[[AttackData, int], ShadowModel | ShadowRelease]] = {
+    "model": train_shadow_model, "release": make_shadow_release}
+SHADOW_KINDS = tuple(SHADOW_BUILDERS)
 
 
 def shadow_jobs(n_shadows: int) -> list[tuple[str, int]]:
@@ -198,24 +202,22 @@ def shadow_jobs(n_shadows: int) -> list[tuple[str, int]]:
 
 
 def train_shadow(schema: DatasetSchema, model, reference: pd.DataFrame,
-                 synthetic_rows: int, kind: str, index: int, *, seed: int = 0,
+                 synthetic_rows: int, shadow: str, index: int, *, seed: int = 0,
                  n_shadows: int = 1) -> ShadowModel | ShadowRelease:
     """One shadow of :func:`audit_release`, exactly as it would train it."""
     data = AttackData(schema=schema, synthetic=reference.iloc[:0], reference=reference,
                       mechanism=vae_release(model, rows=synthetic_rows), model=model,
                       train_rows=_public_rows(model), n_shadows=n_shadows, seed=seed)
-    if kind == "model":
-        return train_shadow_model(data, index)
-    if kind == "release":
-        return make_shadow_release(data, index)
-    raise ValueError(f"unknown shadow kind {kind!r}")
+    if shadow not in SHADOW_BUILDERS:
+        raise ValueError(f"unknown shadow kind {shadow!r}; known: {', '.join(SHADOW_KINDS)}")
+    return SHADOW_BUILDERS[shadow](data, index)
 
 
 def collect_shadows(jobs: list[tuple[str, int]], done: list[Any]) -> Shadows:
     """Shadows from mapped :func:`train_shadow` results, in index order."""
     shadows = Shadows()
-    for (kind, _), result in sorted(zip(jobs, done, strict=True), key=lambda j: j[0][1]):
-        (shadows.models if kind == "model" else shadows.releases).append(result)
+    for _, result in sorted(zip(jobs, done, strict=True), key=lambda j: j[0][1]):
+        (shadows.models if isinstance(result, ShadowModel) else shadows.releases).append(result)
     return shadows
 
 
