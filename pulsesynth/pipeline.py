@@ -67,8 +67,8 @@ from pulsesynth.validation import validate
 from pulsesynth.warehouse import Warehouse
 
 ACCOUNTANT = "prv"
-#: The audit result that covers releasing the model itself (white-box ELBO attack).
-MODEL_ATTACK = "model_mia"
+#: The audit results that cover releasing the model itself (the white-box ELBO attacks).
+MODEL_ATTACKS = ("model_mia", "model_lira")
 
 
 class RunError(PulseSynthError):
@@ -633,11 +633,15 @@ def model_candidate(run_dir: Path, policy_path: Path | None = None,
     synth = load_model(run_dir, paths)
     privacy = candidate.read_privacy()
     run_audit = candidate.read_audit()
-    attack = (run_audit.get("membership_attacks") or {}).get(MODEL_ATTACK)
-    if not isinstance(attack, dict):
-        raise RunError(f"{run_dir}: the run's audit has no {MODEL_ATTACK} result")
+    found = run_audit.get("membership_attacks") or {}
+    attacks = {name: found[name] for name in MODEL_ATTACKS if isinstance(found.get(name), dict)}
+    if not attacks:
+        raise RunError(f"{run_dir}: the run's audit has no white-box attack result "
+                       f"({', '.join(MODEL_ATTACKS)})")
+    vulnerable = run_audit.get("vulnerable_targets") or {}
     audit = {"dataset": run_audit.get("dataset", synth.schema.id), "kind": MODEL.name,
-             "membership_attacks": {MODEL_ATTACK: attack},
+             "membership_attacks": attacks,
+             "vulnerable_targets": {n: vulnerable[n] for n in attacks if n in vulnerable},
              "seed": run_audit.get("seed"), "caveat": run_audit.get("caveat")}
     out = MODEL.candidate_of(RunDir(run_dir))
     out.mkdir()

@@ -556,8 +556,11 @@ def test_release_model_after_the_real_audit(project_root: Path, tmp_path: Path,
     shown = json.loads(capsys.readouterr().out)
     run_audit = json.loads((run / "candidate" / "audit.json").read_text())
     audit = json.loads((run / "model_candidate" / "audit.json").read_text())
-    assert audit["membership_attacks"] == {"model_mia": run_audit["membership_attacks"][
-        "model_mia"]}
+    white_box = ("model_mia", "model_lira")
+    assert audit["membership_attacks"] == {name: run_audit["membership_attacks"][name]
+                                           for name in white_box}
+    assert audit["vulnerable_targets"] == {name: run_audit["vulnerable_targets"][name]
+                                           for name in white_box}
     assert shown["label"] in ("confidential", "blocked") and shown["kind"] == "model"
     gate = json.loads((run / "model_candidate" / "gate.json").read_text())
     assert gate["max_label"] == "confidential" and gate["label"] != "open"
