@@ -37,8 +37,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 SHUFFLES = [0.05, 0.10, 0.20, 0.50, 1.00]
 
 
-def roles(dataset: str, n: int, seed: int = 0):
-    snap = Warehouse(Paths.default()).pull(dataset)
+def roles(dataset: str, n: int, seed: int = 0, warehouse: Warehouse | None = None):
+    snap = (warehouse or Warehouse(Paths.default())).pull(dataset)
     parts = split_by_unit(snap.frame, snap.schema, salt=salt_from_seed(seed))
     # Seeded random rows, not the first n: tables are ordered (e.g. by year), so a prefix
     # of each part would give members and non-members different distributions.
@@ -86,11 +86,12 @@ def attack_rows(case: str, dataset: str, data: AttackData, names: tuple[str, ...
     return rows
 
 
-def attack_calibration(dataset: str, n: int, log) -> list[dict]:
+def attack_calibration(dataset: str, n: int, log,
+                       warehouse: Warehouse | None = None) -> list[dict]:
     """The issue's calibration cases at ``n`` training rows: a memorising non-private VAE
     (its table at n and 10·n rows, and the model), a 20%-shuffled copy, the DP-VAE at
     ε = 1, and a release of pure noise. The auditor holds real reference rows."""
-    schema, train, holdout, reference = roles(dataset, n)
+    schema, train, holdout, reference = roles(dataset, n, warehouse=warehouse)
     vulnerable = vulnerable_targets(schema, train, holdout)
     rows: list[dict] = []
 

@@ -56,3 +56,18 @@ def test_verdict_is_the_strongest_attack_with_a_bonferroni_interval() -> None:
     assert "Bonferroni" in verdict["correction"] and "98.33%" in verdict["correction"]
     blind = strongest_attack({"random": {"quiet": quiet}})
     assert blind["detected"] is False
+
+
+def test_large_sides_are_sampled_alike_before_the_quadratic_search() -> None:
+    schema = _schema()
+    members = _frame(list(range(100)), ["red"] * 100, 0)
+    non_members = _frame(list(range(100)), ["blue"] * 100, 1000)
+    targets = vulnerable_targets(schema, members, non_members, share=0.1, minimum=1,
+                                 max_candidates=40, seed=3)
+    # 10% of the 40 sampled per side, drawn from each side's own rows
+    assert len(targets.members) == len(targets.non_members) == 4
+    assert set(targets.members["row_id"]) <= set(range(100))
+    assert set(targets.non_members["row_id"]) <= set(range(1000, 1100))
+    again = vulnerable_targets(schema, members, non_members, share=0.1, minimum=1,
+                               max_candidates=40, seed=3)
+    assert list(again.members["row_id"]) == list(targets.members["row_id"])

@@ -105,8 +105,8 @@ def audit_release(schema: DatasetSchema, model, train: pd.DataFrame, holdout: pd
     if "release" in needed:
         timed("shadow_releases", lambda: ensure_shadows(data, releases=True))
     target_sets = [random_targets(train, holdout),
-                   timed("vulnerable_targets", lambda: vulnerable_targets(schema, train,
-                                                                         holdout))]
+                   timed("vulnerable_targets", lambda: vulnerable_targets(
+                       schema, train, holdout, seed=seed))]
     results: dict[str, dict[str, AttackResult]] = {t.kind: {} for t in target_sets}
     for attack in chosen:
         def fit_and_score(attack: MembershipAttack = attack) -> None:
