@@ -52,6 +52,11 @@ def roles(dataset: str, n: int, seed: int = 0, warehouse: Warehouse | None = Non
 #: Attacks of the calibration table: model attacks need the model, table attacks the rows.
 MODEL_ATTACKS = ("model_mia", "model_lira")
 TABLE_ATTACKS = ("synthetic_mia", "query_shadow", "domias", "domias_marginals")
+#: The memorising non-private VAE (batch 64, 300 epochs), its table at n and 10·n rows.
+MEMORISING = "memorising non-DP VAE, n rows"
+MEMORISING_10N = "memorising non-DP VAE, 10·n rows"
+#: Every attack blinded: a release of rows drawn from the declared domains alone.
+NOISE = "noise (blinded)"
 
 
 def noise_release(schema) -> Callable[[Any, int], Any]:
@@ -102,11 +107,10 @@ def attack_calibration(dataset: str, n: int, log,
 
     memorising = DPVAESynthesizer(schema, private=False, epochs=300, batch_size=64,
                                   seed=0).fit(train)
-    case = "non-private VAE, memorising (batch 64, 300 epochs)"
     shared = data(memorising.sample(n, seed=1), vae_release(memorising, n), memorising)
-    rows += attack_rows(case, dataset, shared, MODEL_ATTACKS + TABLE_ATTACKS, train,
+    rows += attack_rows(MEMORISING, dataset, shared, MODEL_ATTACKS + TABLE_ATTACKS, train,
                         holdout, vulnerable, log)
-    rows += attack_rows(case + ", 10·n rows released", dataset,
+    rows += attack_rows(MEMORISING_10N, dataset,
                         data(memorising.sample(10 * n, seed=2),
                              vae_release(memorising, 10 * n), memorising),
                         TABLE_ATTACKS, train, holdout, vulnerable, log)
@@ -118,7 +122,7 @@ def attack_calibration(dataset: str, n: int, log,
     rows += attack_rows("DP-VAE ε = 1", dataset,
                         data(dp.sample(n, seed=1), vae_release(dp, n), dp),
                         MODEL_ATTACKS + TABLE_ATTACKS, train, holdout, vulnerable, log)
-    rows += attack_rows("noise (blinded: rows from the declared domains)", dataset,
+    rows += attack_rows(NOISE, dataset,
                         data(noise_release(schema)(train, 3), noise_release(schema)),
                         TABLE_ATTACKS, train, holdout, vulnerable, log)
     return rows
