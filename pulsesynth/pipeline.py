@@ -483,6 +483,7 @@ def audit(run_dir: Path, *, seed: int = 0, n_shadows: int = 1,
     parallel; each job is ``(run_dir, attack, index)`` — references, not rows.
     """
     from pulsesynth.audit.report import (
+        DEFAULT_ATTACKS,
         audit_release,
         collect_shadows,
         shadow_jobs,
@@ -514,8 +515,14 @@ def audit(run_dir: Path, *, seed: int = 0, n_shadows: int = 1,
                                  "reference": "fresh draws from the released model"}
     candidate = RunDir(run_dir).candidate
     privacy = candidate.read_privacy()
+    # Same key, same noise: so the key names everything that shapes the statistics — the
+    # settings, the released tables and the code (its attacks). A re-audit by changed
+    # code is a new use of the mechanism (new noise, new charge): with the old noise
+    # reused, the difference of two published values would reveal the exact difference
+    # of two statistics of the private rows.
     audit_key = hashlib.sha256(json.dumps(
-        {"seed": seed, "n_shadows": n_shadows,
+        {"seed": seed, "n_shadows": n_shadows, "code": code_version(),
+         "attacks": list(DEFAULT_ATTACKS),
          "extra": [hashlib.sha256(Path(p).read_bytes()).hexdigest()
                    for p in extra_synthetic or []]}, sort_keys=True).encode()).hexdigest()
     stats = release_statistics(run_dir, data, synthetic, decisions, privacy, audit_key,

@@ -64,7 +64,8 @@ def test_default_runs_draw_fresh_secret_randomness_and_cannot_be_replayed(
 
 
 def test_cli_train_charges_the_ledger_and_release_model_reuses_that_charge(
-        taxi: Paths, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        taxi: Paths, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
     run = tmp_path / "r"
     privacy = _run(taxi, run)
     [charge] = Ledger(taxi).charges("taxi_trips")
@@ -92,6 +93,11 @@ def test_cli_train_charges_the_ledger_and_release_model_reuses_that_charge(
     assert cli.main(["audit", str(run), "--shadows", "2"]) == 0
     extra = Ledger(taxi).charges("taxi_trips")[1:]
     assert [(c.epsilon, c.delta) for c in extra] == [(pytest.approx(0.12), 0.0)]
+    # the same settings under changed code (e.g. new attacks) are a new use: new noise,
+    # new charge (reusing the noise would publish the exact change of a statistic)
+    monkeypatch.setattr(pipeline, "code_version", lambda: "0.0.0+src.changed")
+    assert cli.main(["audit", str(run), "--shadows", "2"]) == 0
+    assert len(Ledger(taxi).charges("taxi_trips")) == 3
 
 
 def test_a_seeded_or_unpaid_candidate_is_never_registered(
