@@ -4,12 +4,15 @@
 taxi-like declared schema; ``make_model_candidate`` writes a ``model`` candidate from it
 the way :func:`pulsesynth.pipeline.model_candidate` does (export_release, model MIA only,
 gate with ``kind="model"``). ``make_classifier_candidate`` writes a ``classifier``
-candidate with a tiny torch network (the governance layer only needs its files).
+candidate with a tiny torch network (the governance layer only needs its files);
+``make_untrained_model_candidate`` a ``model`` candidate with fixed weights and no
+training at all (unit tier: publication and model-card tests).
 """
 
 from __future__ import annotations
 
 import copy
+import io
 import json
 from functools import lru_cache
 from pathlib import Path
@@ -148,4 +151,43 @@ def make_classifier_candidate(paths: Paths, dataset: str = "taxi_trips", run_id:
                "test_f1": 0.6, "majority_accuracy": 0.62, "test_rows": 800}
     _write_common(out, "classifier", privacy, audit, utility, schema_raw, None, paths,
                   advantage, advantage + 0.03)
+    return out
+
+
+def _fixed_state_dict_bytes() -> bytes:
+    """Weights bytes that do not depend on torch's RNG (fixed values, saved to memory)."""
+    import torch
+
+    state = {"layer.weight": torch.arange(12, dtype=torch.float32).reshape(3, 4) / 10,
+             "layer.bias": torch.tensor([0.5, -0.25, 0.125])}
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    return buf.getvalue()
+
+
+def make_untrained_model_candidate(paths: Paths, dataset: str = "taxi_trips",
+                                   run_id: str = "m1") -> Path:
+    """A ``model`` candidate without training: fixed weights, a value-free model.json."""
+    out = paths.state / "model_candidates" / dataset / run_id
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "weights.pt").write_bytes(_fixed_state_dict_bytes())
+    schema_raw = model_schema_raw(dataset)
+    config = {"format_version": 1, "kind": "model", "model": "dp-vae",
+              "architecture": {"class": "VAE", "input_dim": 4, "hidden": [3],
+                               "latent_dim": 2},
+              "schema_id": dataset, "schema_hash": parse_schema(schema_raw).hash,
+              "target": "tip"}
+    (out / "model.json").write_text(json.dumps(config, indent=2))
+    privacy = {"private": True, "epsilon": 1.0, "delta": 1e-5, "accountant": "prv",
+               "noise_multiplier": 1.1, "sample_rate": 0.01, "steps": 300,
+               "max_grad_norm": 1.0, "schema_hash": config["schema_hash"],
+               "model_hash": "2" * 64, "code_version": "0.1.0-test"}
+    audit = {"dataset": dataset, "kind": "model",
+             "membership_attacks": {"model_mia": {"attack": "model_mia", "accuracy": 0.505,
+                                                  "advantage": 0.01,
+                                                  "advantage_ci_high": 0.04}}}
+    utility = {"target": "tip", "tstr": {"hist_gb": {"accuracy": 0.70, "auc": 0.64}},
+               "trtr": {"hist_gb": {"accuracy": 0.74, "auc": 0.70}},
+               "majority_accuracy": 0.62}
+    _write_common(out, "model", privacy, audit, utility, schema_raw, None, paths)
     return out

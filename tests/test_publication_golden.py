@@ -9,15 +9,14 @@ change what is published updates the pins in the same commit and says why.
 
 Nothing is trained: the model candidate carries a small fixed ``state_dict`` (the
 governance layer only checks that the weights load as one), so this stays in the unit
-tier. ``index.json``'s ``modified`` field is the one timestamp without a ``now=``
-parameter (:func:`write_index` stamps the wall clock): it is excluded from the index
-hash and checked only for its shape.
+tier. ``index.json`` is pinned whole, ``modified`` included: :func:`write_index` stamps
+the ``now=`` it is given (publication passes its own), so under the fixed clock every
+byte of the catalogue is reproducible too.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,54 +24,14 @@ from typing import Any
 
 import pytest
 from governance_fixtures import make_candidate
-from model_fixtures import _write_common, make_classifier_candidate, model_schema_raw
+from model_fixtures import make_classifier_candidate, make_untrained_model_candidate
 
 from pulsesynth.governance.candidate import register_candidate
 from pulsesynth.governance.lifecycle import approve
 from pulsesynth.governance.publisher import publish_approved
 from pulsesynth.paths import Paths
-from pulsesynth.schema import parse_schema
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-
-
-def _fixed_state_dict_bytes() -> bytes:
-    """Weights bytes that do not depend on torch's RNG (fixed values, saved to memory)."""
-    import torch
-
-    state = {"layer.weight": torch.arange(12, dtype=torch.float32).reshape(3, 4) / 10,
-             "layer.bias": torch.tensor([0.5, -0.25, 0.125])}
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    return buf.getvalue()
-
-
-def make_untrained_model_candidate(paths: Paths, dataset: str = "taxi_trips",
-                                   run_id: str = "m1") -> Path:
-    """A ``model`` candidate without training: fixed weights, a value-free model.json."""
-    out = paths.state / "model_candidates" / dataset / run_id
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "weights.pt").write_bytes(_fixed_state_dict_bytes())
-    schema_raw = model_schema_raw(dataset)
-    config = {"format_version": 1, "kind": "model", "model": "dp-vae",
-              "architecture": {"class": "VAE", "input_dim": 4, "hidden": [3],
-                               "latent_dim": 2},
-              "schema_id": dataset, "schema_hash": parse_schema(schema_raw).hash,
-              "target": "tip"}
-    (out / "model.json").write_text(json.dumps(config, indent=2))
-    privacy = {"private": True, "epsilon": 1.0, "delta": 1e-5, "accountant": "prv",
-               "noise_multiplier": 1.1, "sample_rate": 0.01, "steps": 300,
-               "max_grad_norm": 1.0, "schema_hash": config["schema_hash"],
-               "model_hash": "2" * 64, "code_version": "0.1.0-test"}
-    audit = {"dataset": dataset, "kind": "model",
-             "membership_attacks": {"model_mia": {"attack": "model_mia", "accuracy": 0.505,
-                                                  "advantage": 0.01,
-                                                  "advantage_ci_high": 0.04}}}
-    utility = {"target": "tip", "tstr": {"hist_gb": {"accuracy": 0.70, "auc": 0.64}},
-               "trtr": {"hist_gb": {"accuracy": 0.74, "auc": 0.70}},
-               "majority_accuracy": 0.62}
-    _write_common(out, "model", privacy, audit, utility, schema_raw, None, paths)
-    return out
 
 
 def _sha(data: bytes) -> str:
@@ -91,11 +50,13 @@ def publish_one_of_each(root: Path) -> dict[str, Any]:
         approve(paths, rel.candidate_id, "alice", note="golden", now=NOW)
         registered.append(rel.to_dict())
     releases = [r.to_dict() for r in publish_approved(paths, now=NOW)]
-    index = json.loads((paths.published / "index.json").read_text("utf-8"))
+    index_bytes = (paths.published / "index.json").read_bytes()
+    index = json.loads(index_bytes.decode("utf-8"))
     files = {p.relative_to(paths.published).as_posix(): _sha(p.read_bytes())
              for p in sorted(paths.published.rglob("*"))
              if p.is_file() and p.name != "index.json"}
-    return {"registered": registered, "published": releases, "index": index, "files": files}
+    return {"registered": registered, "published": releases, "index": index,
+            "index_sha": _sha(index_bytes), "files": files}
 
 
 @pytest.fixture
@@ -103,7 +64,7 @@ def published(project_root: Path) -> dict[str, Any]:
     return publish_one_of_each(project_root)
 
 
-#: SHA-256 of every published file but ``index.json`` (see the module docstring).
+#: SHA-256 of every published file but ``index.json`` (pinned on its own below).
 GOLDEN_FILES: dict[str, str] = {
     "taxi_trips/v1/datacard.json":
         "0f1fdb466121f9f3dae36304e05ac250fce77060fa1334c484a0b24737d2a9c9",
@@ -142,8 +103,8 @@ GOLDEN_FILES: dict[str, str] = {
     "taxi_trips_model/v1/weights.pt":
         "2a29fd2c98da45ee31e475f51005c38f2427884c20e0e48c2628bfe1e2f2d107",
 }
-#: SHA-256 of ``index.json`` as canonical JSON without its ``modified`` field.
-GOLDEN_INDEX = "b62d1c5a3a23640420ae8487a13e765d4632bd990eb2a95e44ea11897746af13"
+#: SHA-256 of the ``index.json`` file, byte for byte (``modified`` is the fixed clock).
+GOLDEN_INDEX = "39da34071ce23f1278ad5cbb7f08932a6bfd34c61e543a8efdb9f21a76cd67bf"
 #: SHA-256 of the registered and the published release records (canonical JSON).
 GOLDEN_REGISTERED = "c23d4afa3706f1263f610ad03c97a53f7555a97c9af43f3b8b99ab9e2e7df13a"
 GOLDEN_PUBLISHED = "da4c7280b78c0522086c37ef132ef8bf1601742ac660bc214cdf004bb786bd95"
@@ -161,11 +122,9 @@ def test_published_bytes_are_pinned(published: dict[str, Any]) -> None:
     assert published["files"] == GOLDEN_FILES
 
 
-def test_index_is_pinned_but_for_its_modified_stamp(published: dict[str, Any]) -> None:
-    index = dict(published["index"])
-    modified = index.pop("modified")
-    datetime.fromisoformat(modified)  # a wall-clock ISO timestamp: the one unpinned field
-    assert _canonical(index) == GOLDEN_INDEX
+def test_index_is_pinned_with_its_modified_stamp(published: dict[str, Any]) -> None:
+    assert published["index"]["modified"] == "2026-01-02T03:04:05+00:00"  # NOW, not the wall
+    assert published["index_sha"] == GOLDEN_INDEX
 
 
 def test_release_records_are_pinned(published: dict[str, Any]) -> None:

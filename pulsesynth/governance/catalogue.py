@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,15 +57,18 @@ def index_entries(paths: Paths, conn: Any) -> list[dict[str, Any]]:
     return entries
 
 
-def write_index(paths: Paths, conn: Any) -> Path:
-    """Rewrite ``published/index.json`` atomically (temporary file, fsync, ``os.replace``)."""
+def write_index(paths: Paths, conn: Any, *, now: datetime | None = None) -> Path:
+    """Rewrite ``published/index.json`` atomically (temporary file, fsync, ``os.replace``).
+
+    ``modified`` is stamped with ``now`` (the wall clock when ``None``).
+    """
     paths.published.mkdir(parents=True, exist_ok=True)
     catalogue = {
         "@context": "https://www.w3.org/ns/dcat",
         "type": "dcat:Catalog",
         "title": "Pulse Synth — synthetic open portal",
         "description": "Differentially private synthetic copies of the city's shared tables.",
-        "modified": now_iso(),
+        "modified": now_iso(now),
         "dataset": index_entries(paths, conn),
     }
     target = index_json(paths)

@@ -116,7 +116,7 @@ def withdraw(paths: Paths, candidate_id: str, steward: str, note: str,
                 moved = dest
         # Drop it from the index before moving the files: the portal never lists a
         # directory that is gone.
-        write_index(paths, conn)
+        write_index(paths, conn, now=now)
     if moved is not None:
         shutil.move(str(paths.resolve(rel.published_dir or "")), str(moved))
     return get_release(paths, rel.candidate_id)

@@ -79,7 +79,7 @@ def publish_approved(paths: Paths, *, actor: str = "publisher", now: datetime | 
                               now)
         hook("before_index")
         with open_db(paths) as conn:
-            write_index(paths, conn)
+            write_index(paths, conn, now=now)
     if failures:
         raise failures[0] if len(failures) == 1 else PublishError(
             "; ".join(str(f) for f in failures))
