@@ -105,7 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     aud.add_argument("run_dir")
     aud.add_argument("--seed", type=int, default=0,
                      help="seed of the shadow models (post-processing: public is fine)")
-    aud.add_argument("--shadows", type=int, default=1, help="shadow models per attack")
+    aud.add_argument("--shadows", type=int, default=1,
+                     help="shadow models and shadow releases, shared by the attacks")
+    aud.add_argument("--policy", help="gate policy file (default: the shipped policy.yaml)")
     aud.add_argument("--json", action="store_true")
     aud.set_defaults(handler=_audit)
 
@@ -302,7 +304,8 @@ def _audit(args: argparse.Namespace) -> int:
     from pulsesynth import pipeline
     from pulsesynth.artifacts import RunDir
 
-    result = pipeline.audit(Path(args.run_dir), seed=args.seed, n_shadows=args.shadows)
+    result = pipeline.audit(Path(args.run_dir), seed=args.seed, n_shadows=args.shadows,
+                            policy_path=Path(args.policy) if args.policy else None)
     gate = result["gate"]
     if args.json:
         print(json.dumps(result, indent=2, default=str))

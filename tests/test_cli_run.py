@@ -12,6 +12,14 @@ from pulsesynth import cli
 from pulsesynth.paths import Paths
 from pulsesynth.warehouse import Warehouse
 
+NOISE_PROOF_POLICY = """\
+labels:
+  open: {max_epsilon: 0.5, max_attack_advantage: 0.05, max_attack_advantage_ci_high: 0.1,
+         max_exact_match_excess: 0.05, exact_match_alpha: 0.01}
+  confidential: {max_epsilon: 3.0, max_attack_advantage: 1.0,
+                 max_attack_advantage_ci_high: null, max_exact_match_excess: null}
+"""
+
 
 def test_train_sample_evaluate_audit_from_the_warehouse(
     project_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
@@ -37,7 +45,11 @@ def test_train_sample_evaluate_audit_from_the_warehouse(
     utility = json.loads(capsys.readouterr().out.split("\n", 1)[1])
     assert set(utility["tstr"]) == {"logreg", "random_forest", "hist_gb"}
 
-    assert cli.main(["audit", str(run), "--json"]) == 0
+    # A policy whose label the report's secret noise cannot flip: open fails on ε (the
+    # run's 1 > 0.5), confidential accepts any advantage; so the label is exact.
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(NOISE_PROOF_POLICY, encoding="utf-8")
+    assert cli.main(["audit", str(run), "--json", "--policy", str(policy)]) == 0
     audit = json.loads(capsys.readouterr().out)
     attacks = {"model_mia", "model_lira", "synthetic_mia", "query_shadow", "domias_marginals",
                "domias"}
@@ -48,7 +60,8 @@ def test_train_sample_evaluate_audit_from_the_warehouse(
     # ratio against real reference rows.
     reported = audit["release_stats"]["statistics"]["max_attack_advantage"]["attacks"]
     assert reported == sorted(attacks - {"domias"} | {"distance_mia"})
-    assert audit["gate"]["label"] in ("open", "confidential", "blocked")
+    assert (audit["gate"]["label"], audit["gate"]["reason"]) == (
+        "confidential", "all confidential thresholds pass")
     for name in ("audit.json", "audit.md", "gate.json", "roc.png", "dcr.png", "utility.json",
                  "privacy.json", "synthetic.parquet"):
         assert (run / "candidate" / name).is_file(), name
