@@ -1,4 +1,6 @@
-"""Schema-bound encoding of a table into one-hot blocks, and back.
+"""Schema-bound encodings of a table: one-hot blocks and back (:class:`TableEncoder`, the
+synthesizer's), and a feature matrix for classifiers (:class:`FeatureEncoder`, utility's
+and the DP classifier's), with the codebook codings they share.
 
 Every level of every block comes from the declared schema (category lists, public bin
 edges), never from the rows being encoded: the encoder's state is a function of the
@@ -26,6 +28,7 @@ Out-of-domain rule (counted per column, never silently):
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -347,3 +350,117 @@ def _draw(u: np.ndarray, a: float, b: float, scale: str) -> np.ndarray:
         la, lb = math.log1p(a), math.log1p(b)
         return np.expm1(la + u * (lb - la))
     return a + u * (b - a)
+
+
+# --- schema-only column coding and the feature matrix (utility, classifier) ---------
+
+
+def require_column(frame: pd.DataFrame, name: str, what: str) -> pd.Series:
+    """Fetch a column, failing with a value-free message that names the table and column."""
+    if name not in frame.columns:
+        raise ValueError(f"{what} table lacks declared column {name!r}")
+    return frame[name]
+
+
+def numeric_values(series: pd.Series) -> np.ndarray:
+    """Float values with NaN for missing (handles Int64/Float64/object with pandas NA)."""
+    return pd.to_numeric(series, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
+def category_codes(series: pd.Series, col: CategoricalColumn) -> np.ndarray:
+    """Codes over the declared categories: 0..K-1, K = missing, K+1 = outside the codebook.
+
+    Matching is by declared value only, so an undeclared value never gets its own slot.
+    """
+    cats = list(col.categories)
+    k = len(cats)
+    missing = series.isna().to_numpy()
+    if cats and all(isinstance(c, int) for c in cats):
+        values = numeric_values(series)
+        codes = pd.Index([float(c) for c in cats]).get_indexer(values)
+    else:
+        values = series.astype(object).to_numpy()
+        as_text = np.array([None if m else str(v) for v, m in zip(values, missing, strict=True)],
+                           dtype=object)
+        codes = pd.Index([str(c) for c in cats], dtype=object).get_indexer(as_text)
+    out = np.where(codes >= 0, codes, k + 1).astype(np.int64)
+    out[missing] = k
+    return out
+
+
+def bin_codes(values: np.ndarray, col: NumericColumn) -> np.ndarray:
+    """Codes over the declared bins: 0..m-1 (ends clipped into the end bins), m = missing."""
+    edges = np.asarray(col.bins, dtype=float)
+    m = len(edges) - 1
+    codes = np.searchsorted(edges[1:-1], np.nan_to_num(values), side="right").astype(np.int64)
+    codes[np.isnan(values)] = m
+    return codes
+
+
+def code_count(col: DomainColumn) -> int:
+    """Size of a column's discrete coding (categories/bins plus missing, plus 'other')."""
+    if isinstance(col, CategoricalColumn):
+        return len(col.categories) + 2
+    return len(col.bins)
+
+
+def _scaled(values: np.ndarray, col: NumericColumn) -> np.ndarray:
+    """Map a numeric onto [0, 1] via its declared bounds (log scale if declared)."""
+    lo, hi = (float(b) for b in col.bounds)
+    x = np.clip(values, lo, hi)
+    if col.scale == "log":
+        return np.log1p(x - lo) / math.log1p(hi - lo)
+    return (x - lo) / (hi - lo)
+
+
+@dataclass(frozen=True)
+class FeatureEncoder:
+    """Schema-fixed feature matrix: one-hot + missing flag, scaled numerics + missing flag.
+
+    Holds no state learned from data, so the same layout serves real and synthetic rows
+    and no private statistic leaks into a model through the encoding. Numerics are scaled
+    by their declared bounds onto [0, 1] (so logistic regression converges); a missing
+    numeric becomes the constant 0 (the scaled lower bound) next to its indicator.
+    """
+
+    columns: tuple[DomainColumn, ...]
+
+    @classmethod
+    def from_schema(cls, schema: DatasetSchema, exclude: Iterable[str] = ()) -> FeatureEncoder:
+        """Encode every synthesized column except ``exclude`` (usually the target)."""
+        skip = set(exclude)
+        return cls(tuple(c for c in schema.synthesized_columns if c.name not in skip))
+
+    @property
+    def feature_names(self) -> list[str]:
+        """Names of the matrix columns (declared category names are public)."""
+        names: list[str] = []
+        for col in self.columns:
+            if isinstance(col, CategoricalColumn):
+                names += [f"{col.name}={c}" for c in col.categories]
+            else:
+                names.append(col.name)
+            names.append(f"{col.name}:missing")
+        return names
+
+    def transform(self, frame: pd.DataFrame, what: str = "input") -> np.ndarray:
+        """The float matrix for ``frame`` (rows in frame order)."""
+        n = len(frame)
+        blocks: list[np.ndarray] = []
+        for col in self.columns:
+            series = require_column(frame, col.name, what)
+            if isinstance(col, CategoricalColumn):
+                k = len(col.categories)
+                codes = category_codes(series, col)
+                onehot = np.zeros((n, k + 1), dtype=float)
+                # Outside-the-codebook values are flagged like missing ones.
+                onehot[np.arange(n), np.minimum(codes, k)] = 1.0
+                blocks.append(onehot)
+            else:
+                values = numeric_values(series)
+                miss = np.isnan(values)
+                scaled = np.where(miss, 0.0, _scaled(np.where(miss, 0.0, values), col))
+                blocks.append(np.column_stack([scaled, miss.astype(float)]))
+        if not blocks:
+            return np.zeros((n, 0), dtype=float)
+        return np.hstack(blocks)

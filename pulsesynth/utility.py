@@ -33,7 +33,15 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score, recall_score, roc_auc_score
 
-from pulsesynth.schema import CategoricalColumn, DatasetSchema, DomainColumn, NumericColumn
+from pulsesynth.encoding import (
+    FeatureEncoder,
+    bin_codes,
+    category_codes,
+    code_count,
+    numeric_values,
+    require_column,
+)
+from pulsesynth.schema import CategoricalColumn, DatasetSchema, DomainColumn
 
 __all__ = [
     "CLASSIFIERS",
@@ -52,125 +60,6 @@ __all__ = [
 TSTS_TEST_FRACTION = 0.3
 #: Key separator for column pairs in ``pair_trends`` ("a|b", schema order).
 PAIR_SEPARATOR = "|"
-
-
-# --- column coding (schema-only domains) ------------------------------------------------
-
-
-def _require(frame: pd.DataFrame, name: str, what: str) -> pd.Series:
-    """Fetch a column, failing with a value-free message that names the table and column."""
-    if name not in frame.columns:
-        raise ValueError(f"{what} table lacks declared column {name!r}")
-    return frame[name]
-
-
-def _numeric_values(series: pd.Series) -> np.ndarray:
-    """Float values with NaN for missing (handles Int64/Float64/object with pandas NA)."""
-    return pd.to_numeric(series, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-
-
-def _category_codes(series: pd.Series, col: CategoricalColumn) -> np.ndarray:
-    """Codes over the declared categories: 0..K-1, K = missing, K+1 = outside the codebook.
-
-    Matching is by declared value only, so an undeclared value never gets its own slot.
-    """
-    cats = list(col.categories)
-    k = len(cats)
-    missing = series.isna().to_numpy()
-    if cats and all(isinstance(c, int) for c in cats):
-        values = _numeric_values(series)
-        codes = pd.Index([float(c) for c in cats]).get_indexer(values)
-    else:
-        values = series.astype(object).to_numpy()
-        as_text = np.array([None if m else str(v) for v, m in zip(values, missing, strict=True)],
-                           dtype=object)
-        codes = pd.Index([str(c) for c in cats], dtype=object).get_indexer(as_text)
-    out = np.where(codes >= 0, codes, k + 1).astype(np.int64)
-    out[missing] = k
-    return out
-
-
-def category_codes(series: pd.Series, col: CategoricalColumn) -> np.ndarray:
-    """Public name of the codebook mapping (0..K-1 declared, K missing, K+1 outside)."""
-    return _category_codes(series, col)
-
-
-def _bin_codes(values: np.ndarray, col: NumericColumn) -> np.ndarray:
-    """Codes over the declared bins: 0..m-1 (ends clipped into the end bins), m = missing."""
-    edges = np.asarray(col.bins, dtype=float)
-    m = len(edges) - 1
-    codes = np.searchsorted(edges[1:-1], np.nan_to_num(values), side="right").astype(np.int64)
-    codes[np.isnan(values)] = m
-    return codes
-
-
-def _n_codes(col: DomainColumn) -> int:
-    """Size of a column's discrete coding (categories/bins plus missing, plus 'other')."""
-    if isinstance(col, CategoricalColumn):
-        return len(col.categories) + 2
-    return len(col.bins)
-
-
-def _scaled(values: np.ndarray, col: NumericColumn) -> np.ndarray:
-    """Map a numeric onto [0, 1] via its declared bounds (log scale if declared)."""
-    lo, hi = (float(b) for b in col.bounds)
-    x = np.clip(values, lo, hi)
-    if col.scale == "log":
-        return np.log1p(x - lo) / math.log1p(hi - lo)
-    return (x - lo) / (hi - lo)
-
-
-@dataclass(frozen=True)
-class FeatureEncoder:
-    """Schema-fixed feature matrix: one-hot + missing flag, scaled numerics + missing flag.
-
-    Holds no state learned from data, so the same layout serves real and synthetic rows
-    and no private statistic leaks into a model through the encoding. Numerics are scaled
-    by their declared bounds onto [0, 1] (so logistic regression converges); a missing
-    numeric becomes the constant 0 (the scaled lower bound) next to its indicator.
-    """
-
-    columns: tuple[DomainColumn, ...]
-
-    @classmethod
-    def from_schema(cls, schema: DatasetSchema, exclude: Iterable[str] = ()) -> FeatureEncoder:
-        """Encode every synthesized column except ``exclude`` (usually the target)."""
-        skip = set(exclude)
-        return cls(tuple(c for c in schema.synthesized_columns if c.name not in skip))
-
-    @property
-    def feature_names(self) -> list[str]:
-        """Names of the matrix columns (declared category names are public)."""
-        names: list[str] = []
-        for col in self.columns:
-            if isinstance(col, CategoricalColumn):
-                names += [f"{col.name}={c}" for c in col.categories]
-            else:
-                names.append(col.name)
-            names.append(f"{col.name}:missing")
-        return names
-
-    def transform(self, frame: pd.DataFrame, what: str = "input") -> np.ndarray:
-        """The float matrix for ``frame`` (rows in frame order)."""
-        n = len(frame)
-        blocks: list[np.ndarray] = []
-        for col in self.columns:
-            series = _require(frame, col.name, what)
-            if isinstance(col, CategoricalColumn):
-                k = len(col.categories)
-                codes = _category_codes(series, col)
-                onehot = np.zeros((n, k + 1), dtype=float)
-                # Outside-the-codebook values are flagged like missing ones.
-                onehot[np.arange(n), np.minimum(codes, k)] = 1.0
-                blocks.append(onehot)
-            else:
-                values = _numeric_values(series)
-                miss = np.isnan(values)
-                scaled = np.where(miss, 0.0, _scaled(np.where(miss, 0.0, values), col))
-                blocks.append(np.column_stack([scaled, miss.astype(float)]))
-        if not blocks:
-            return np.zeros((n, 0), dtype=float)
-        return np.hstack(blocks)
 
 
 # --- classifiers --------------------------------------------------------------------------
@@ -269,7 +158,7 @@ class _Task:
 
 def _task(frame: pd.DataFrame, enc: FeatureEncoder, target: CategoricalColumn,
           what: str) -> _Task:
-    y = _category_codes(_require(frame, target.name, what), target)
+    y = category_codes(require_column(frame, target.name, what), target)
     keep = y < len(target.categories)
     return _Task(enc.transform(frame, what)[keep], y[keep])
 
@@ -442,11 +331,12 @@ def column_shapes(
     """
     scores: dict[str, float] = {}
     for col in schema.synthesized_columns:
-        r, s = _require(real, col.name, "real"), _require(synthetic, col.name, "synthetic")
+        r = require_column(real, col.name, "real")
+        s = require_column(synthetic, col.name, "synthetic")
         if isinstance(col, CategoricalColumn):
-            dist = _tvd(_category_codes(r, col), _category_codes(s, col), _n_codes(col))
+            dist = _tvd(category_codes(r, col), category_codes(s, col), code_count(col))
         else:
-            dist = _ks_with_missing(_numeric_values(r), _numeric_values(s))
+            dist = _ks_with_missing(numeric_values(r), numeric_values(s))
         scores[col.name] = 1.0 - dist
     return {"mean": _mean(scores.values()), "columns": scores}
 
@@ -462,10 +352,10 @@ def _pearson(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def _discrete_codes(frame: pd.DataFrame, col: DomainColumn, what: str) -> np.ndarray:
-    series = _require(frame, col.name, what)
+    series = require_column(frame, col.name, what)
     if isinstance(col, CategoricalColumn):
-        return _category_codes(series, col)
-    return _bin_codes(_numeric_values(series), col)
+        return category_codes(series, col)
+    return bin_codes(numeric_values(series), col)
 
 
 def pair_trends(
@@ -483,8 +373,8 @@ def pair_trends(
     discrete: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for col in cols:
         if col.is_numeric:
-            numeric[col.name] = (_numeric_values(_require(real, col.name, "real")),
-                                 _numeric_values(_require(synthetic, col.name, "synthetic")))
+            numeric[col.name] = (numeric_values(require_column(real, col.name, "real")),
+                                 numeric_values(require_column(synthetic, col.name, "synthetic")))
         discrete[col.name] = (_discrete_codes(real, col, "real"),
                               _discrete_codes(synthetic, col, "synthetic"))
     scores: dict[str, float] = {}
@@ -495,8 +385,8 @@ def pair_trends(
             scores[key] = 1.0 - abs(_pearson(ra, rb) - _pearson(sa, sb)) / 2.0
         else:
             (ra, sa), (rb, sb) = discrete[a.name], discrete[b.name]
-            nb = _n_codes(b)
-            size = _n_codes(a) * nb
+            nb = code_count(b)
+            size = code_count(a) * nb
             scores[key] = 1.0 - _tvd(ra * nb + rb, sa * nb + sb, size)
     return {"mean": _mean(scores.values()), "pairs": scores}
 

@@ -408,8 +408,8 @@ def run_classifier_canary_audit(
     :func:`run_vae_canary_audit`.
     """
     from pulsesynth.classifier import DPClassifier
+    from pulsesynth.encoding import category_codes
     from pulsesynth.synth.train import default_delta
-    from pulsesynth.utility import category_codes
 
     target = schema.target_column
     if target is None:

@@ -2,7 +2,7 @@
 
 A feed-forward network (seed 000 uses [400, 400] with Adam; the default here is smaller,
 which served as well on these tables and trains 3× faster on CPU) over the schema-fixed
-:class:`~pulsesynth.utility.FeatureEncoder`, so no statistic of the private rows enters
+:class:`~pulsesynth.encoding.FeatureEncoder`, so no statistic of the private rows enters
 through the encoding. Training runs on the synthesizer's DP-SGD engine
 (:func:`pulsesynth.dp.fit_module`: Opacus ghost clipping, Poisson sampling, PRV
 accountant, final ε checked against the target) and shares its privacy-unit cap.
@@ -28,13 +28,13 @@ from torch import nn
 
 from pulsesynth.artifacts import CandidateDir, ReleaseDir
 from pulsesynth.dp import ProgressFn, Schedule, fit_module
+from pulsesynth.encoding import FeatureEncoder, category_codes
 from pulsesynth.errors import SchemaError
 from pulsesynth.params import RecipeParams
 from pulsesynth.schema import DatasetSchema
 from pulsesynth.splits import cap_rows_per_unit
 from pulsesynth.synth.train import TrainConfig, default_delta
 from pulsesynth.threads import TORCH_RNG_LOCK
-from pulsesynth.utility import FeatureEncoder, category_codes
 
 FORMAT_VERSION = 1
 #: The classifier's training defaults (the constructor reads them from here): fewer epochs
