@@ -82,6 +82,13 @@ class AttackData:
     population, disjoint from members and non-members: only attacks whose figures stay
     with the steward may use them (their rules are not DP outputs). ``train_rows`` is the
     target's public (DP) training-row count: shadows train on that many rows.
+
+    ``seed`` is public on purpose (the CLI's ``audit --seed``, default 0): it drives only
+    the attacker's own choices — which reference rows each shadow trains on, the shadows'
+    training, the balanced evaluation samples — and every input it touches is a DP output
+    (the pipeline's reference rows are draws from the released model). What reaches a
+    published file is the DP release report, whose Laplace noise is seeded from the run's
+    secret seed (:func:`pulsesynth.pipeline.release_statistics`).
     """
 
     schema: DatasetSchema

@@ -42,7 +42,7 @@ import pandas as pd
 from scipy.special import logsumexp
 
 from pulsesynth.audit.attacks.base import AttackData, MembershipAttack, register
-from pulsesynth.encoding import TableEncoder
+from pulsesynth.encoding import TableEncoder, numeric_values
 from pulsesynth.schema import CategoricalColumn, DatasetSchema, NumericColumn
 from pulsesynth.synth.marginals import NoisyMarginals
 
@@ -86,7 +86,7 @@ class SchemaSpace:
 
 def _bin_position(series: pd.Series, col: NumericColumn) -> np.ndarray:
     """Each value's position on the column's public bin edges, in [0, 1]."""
-    values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    values = numeric_values(series)
     edges = np.asarray(col.bins, dtype=float)
     inside = np.clip(values, edges[0], edges[-1])
     k = len(edges) - 1

@@ -27,18 +27,14 @@ from sklearn.preprocessing import StandardScaler
 
 from pulsesynth.audit.attacks.base import (
     AttackData,
-    Mechanism,
     MembershipAttack,
     ShadowPair,
     ensure_shadows,
     register,
-    same_recipe,
-    vae_release,
 )
 from pulsesynth.synth import DPVAESynthesizer
 
-__all__ = ["ELBOAttack", "Mechanism", "SurrogateAttack", "same_recipe", "surrogate_recipe",
-           "vae_release"]
+__all__ = ["ELBOAttack", "SurrogateAttack", "elbo_features", "surrogate_recipe"]
 
 FEATURES = ["elbo", "reconstruction", "kl"]
 #: Seed offsets of the surrogates (the shadows' and the release's).

@@ -63,6 +63,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from pulsesynth.audit.attacks.base import AttackData, MembershipAttack, ensure_shadows, register
+from pulsesynth.encoding import numeric_values
 from pulsesynth.schema import CategoricalColumn, DatasetSchema, DomainColumn, NumericColumn
 from pulsesynth.threads import compute_threads
 
@@ -152,7 +153,7 @@ class QueryFeatures:
         if isinstance(col, CategoricalColumn):
             return pd.Categorical(series, categories=list(col.categories)).codes.astype(np.int64)
         assert isinstance(col, NumericColumn)
-        values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        values = numeric_values(series)
         missing = np.isnan(values)
         if self.bins is None:
             exact = np.where(missing, 0.0, values) + 0.0  # -0.0 and 0.0 are one value
