@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 CLI := $(VENV)/bin/pulsesynth
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup warehouse run serve test test-unit test-slow test-all lint bench clean
+.PHONY: setup warehouse run serve test test-unit test-slow test-reliability test-all lint bench clean
 
 # The portal's browser test drives Debian's chromium through Playwright (which downloads
 # no browser of its own); install it when missing.
@@ -52,7 +52,15 @@ test-unit: setup
 	PULSESYNTH_THREADS=$${PULSESYNTH_THREADS:-1} $(PY) -m pytest -q -m "not slow and not integration"
 
 test-slow: setup
-	$(PY) -m pytest -m slow
+	$(PY) -m pytest -m "slow and not reliability"
+
+# Hostile inputs, kill -9 loops over publish and the nightly flow, concurrent runs and
+# publishes, injected disk-full faults and a 60 s load test of the portal; its figures go
+# to benchmarks/results/reliability.json. Long: about 20 minutes on 2 cores.
+test-reliability: setup
+	PULSESYNTH_THREADS=$${PULSESYNTH_THREADS:-1} \
+	PULSESYNTH_RELIABILITY_RESULTS=$(CURDIR)/benchmarks/results/reliability.json \
+	$(PY) -m pytest -m reliability
 
 test-all: setup $(CHROMIUM)
 	$(PY) -m pytest
