@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from pulsesynth.paths import Paths
@@ -88,6 +89,7 @@ def add_governance_commands(sub: Any) -> None:
 
     grants = sub.add_parser("grants", help="which entity's tokens see which dataset's "
                                            "confidential releases (a steward's decision)")
+    grants.set_defaults(handler=_list_actions(grants))
     grants_sub = grants.add_subparsers(metavar="ACTION")
     gadd = grants_sub.add_parser("add", help="grant an entity a dataset's confidential "
                                              "releases (table, classifier, model)")
@@ -282,9 +284,8 @@ def _publish(args: argparse.Namespace) -> int:
 
 
 def _tokens_create(args: argparse.Namespace) -> int:
-    from pulsesynth.governance.tokens import create_token
-
     from pulsesynth.governance.grants import list_grants
+    from pulsesynth.governance.tokens import create_token
 
     paths = _paths()
     token, info = create_token(paths, args.entity, actor="cli")
@@ -313,6 +314,14 @@ def _tokens_list(args: argparse.Namespace) -> int:
         print(f"{info.id:4d}  {info.entity:30s} created {info.created_at}  "
               f"{'revoked ' + info.revoked_at if info.revoked_at else 'active'}")
     return 0
+
+
+def _list_actions(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    """The handler of a command group given no action: print its actions; a usage error."""
+    def handler(args: argparse.Namespace) -> int:
+        parser.print_help(sys.stderr)
+        return 2
+    return handler
 
 
 def _grants_add(args: argparse.Namespace) -> int:

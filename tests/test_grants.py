@@ -363,9 +363,10 @@ def test_access_log_never_prints_the_token(site: Site) -> None:
                         get_path_with_query_string(scope), "1.1", 303)  # type: ignore[arg-type]
     finally:
         logger.removeHandler(keep)
-    assert lines == ['127.0.0.1:5000 - "GET /datasets/x?token=[redacted]&q=a HTTP/1.1" 303',
-                     '127.0.0.1:5000 - "GET /datasets/x?q=a&token=[redacted] HTTP/1.1" 303',
-                     '127.0.0.1:5000 - "GET /datasets/x?%74oken=[redacted] HTTP/1.1" 303']
+    assert lines == [
+        '127.0.0.1:5000 - "GET /datasets/x?token=[redacted]&q=a HTTP/1.1" 303 See Other',
+        '127.0.0.1:5000 - "GET /datasets/x?q=a&token=[redacted] HTTP/1.1" 303 See Other',
+        '127.0.0.1:5000 - "GET /datasets/x?%74oken=[redacted] HTTP/1.1" 303 See Other']
 
 
 def test_redact_token_leaves_other_parameters_alone() -> None:

@@ -19,9 +19,9 @@ import uvicorn
 from governance_fixtures import make_candidate, plant_real_table
 
 from pulsesynth.governance.candidate import register_candidate
+from pulsesynth.governance.grants import add_grant
 from pulsesynth.governance.lifecycle import approve
 from pulsesynth.governance.publisher import publish_approved
-from pulsesynth.governance.grants import add_grant
 from pulsesynth.governance.tokens import create_token
 from pulsesynth.paths import Paths
 from pulsesynth.portal import create_app

@@ -23,9 +23,9 @@ from pulsesynth.artifacts import CandidateDir, ReleaseDir, RunDir
 from pulsesynth.gate import PolicyError, evaluate_gate, kind_cap, load_policy
 from pulsesynth.governance.candidate import register_candidate
 from pulsesynth.governance.errors import CandidateError
+from pulsesynth.governance.grants import add_grant
 from pulsesynth.governance.lifecycle import approve
 from pulsesynth.governance.publisher import publish_approved
-from pulsesynth.governance.grants import add_grant
 from pulsesynth.governance.tokens import create_token
 from pulsesynth.labels import OPEN, RELEASE_LABELS
 from pulsesynth.paths import Paths

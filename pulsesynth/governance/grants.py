@@ -104,7 +104,8 @@ def remove_grant(paths: Paths, entity: str, dataset: str, *, actor: str = "stewa
 
 def list_grants(paths: Paths, entity: str | None = None) -> list[Grant]:
     """Current grants (of one entity, or all), by entity then dataset."""
-    sql, args = "SELECT * FROM grants", ()
+    sql = "SELECT * FROM grants"
+    args: tuple[str, ...] = ()
     if entity is not None:
         sql, args = sql + " WHERE entity = ?", (_entity(entity),)
     with open_db(paths) as conn:
