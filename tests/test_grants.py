@@ -375,3 +375,4 @@ def test_redact_token_leaves_other_parameters_alone() -> None:
     assert redact_token("GET /a?x=1&token=s3cr3t&y=2 HTTP/1.1") == (
         "GET /a?x=1&token=[redacted]&y=2 HTTP/1.1")
     assert redact_token("no query here") == "no query here"
+    assert redact_token("/a?TOKEN=abc&Token=d") == "/a?TOKEN=[redacted]&Token=[redacted]"

@@ -228,10 +228,11 @@ class RedactToken(logging.Filter):
 
 def redact_token(text: str) -> str:
     """``text`` with the value of every ``token`` query parameter replaced by
-    ``[redacted]`` — the key read as :class:`TokenExchange` reads it (percent-decoded), so
-    ``%74oken=`` is caught too."""
+    ``[redacted]`` — the key percent-decoded as :class:`TokenExchange` reads it, so
+    ``%74oken=`` is caught too, and in any case (``TOKEN=`` is no token to the portal, but
+    a mistyped one is still a secret)."""
     def one(m: re.Match[str]) -> str:
-        if unquote_plus(m.group(2)) != TOKEN_PARAM:
+        if unquote_plus(m.group(2)).lower() != TOKEN_PARAM:
             return m.group(0)
         return f"{m.group(1)}{m.group(2)}=[redacted]"
     return _QUERY_PARAM.sub(one, text)
