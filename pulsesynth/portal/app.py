@@ -193,6 +193,10 @@ class TokenExchange:
         location = b"/" + path.lstrip(b"/") + (b"?" + kept if kept else b"")
         resp = Response(status_code=303, headers={"location": location.decode("latin-1")})
         if verify_token(self.paths, token) is not None:
+            # Lax, not Strict: a token link opened from a mail client is a cross-site
+            # navigation, and browsers withhold Strict cookies on the whole redirect chain
+            # it starts, so the first page would show nothing confidential. Lax still keeps
+            # the cookie off cross-site subrequests and non-GET requests (none are served).
             resp.set_cookie(TOKEN_COOKIE, token, max_age=TOKEN_COOKIE_MAX_AGE_S, path="/",
                             httponly=True, samesite="lax",
                             secure=scope.get("scheme") == "https")
