@@ -1,4 +1,5 @@
-"""Governance sub-commands of ``pulsesynth``: budget, releases, publish, tokens, portal.
+"""Governance sub-commands of ``pulsesynth``: budget, releases, publish, tokens, grants,
+portal.
 
 Wire into ``pulsesynth/cli.py`` with ``add_governance_commands(sub)``. Handlers return an
 exit code and raise :class:`pulsesynth.errors.PulseSynthError` subclasses for clean errors.
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from pulsesynth.paths import Paths
@@ -84,6 +86,29 @@ def add_governance_commands(sub: Any) -> None:
     revoke.set_defaults(handler=_tokens_revoke)
     tlist = tok_sub.add_parser("list", help="tokens (metadata only; never the tokens)")
     tlist.set_defaults(handler=_tokens_list)
+
+    grants = sub.add_parser("grants", help="which entity's tokens see which dataset's "
+                                           "confidential releases (a steward's decision)")
+    grants.set_defaults(handler=_list_actions(grants))
+    grants_sub = grants.add_subparsers(metavar="ACTION")
+    gadd = grants_sub.add_parser("add", help="grant an entity a dataset's confidential "
+                                             "releases (table, classifier, model)")
+    gadd.add_argument("entity", help="the entity named on its tokens")
+    gadd.add_argument("dataset", help="dataset id (e.g. patient_tests)")
+    gadd.add_argument("--steward", required=True, help="who decides")
+    gadd.add_argument("--note", default="", help="why (kept in the audit log)")
+    gadd.set_defaults(handler=_grants_add)
+    gremove = grants_sub.add_parser("remove", help="remove an entity's grant on a dataset "
+                                                   "(from its next request)")
+    gremove.add_argument("entity", help="the entity named on its tokens")
+    gremove.add_argument("dataset", help="dataset id")
+    gremove.add_argument("--steward", default="cli", help="who decides (in the audit log)")
+    gremove.add_argument("--note", default="", help="why (kept in the audit log)")
+    gremove.set_defaults(handler=_grants_remove)
+    glist = grants_sub.add_parser("list", help="current grants (of one entity, or all)")
+    glist.add_argument("entity", nargs="?", help="one entity (default: every entity)")
+    glist.add_argument("--json", action="store_true", help="print JSON")
+    glist.set_defaults(handler=_grants_list)
 
     portal = sub.add_parser("portal", help="serve the synthetic open portal")
     portal.add_argument("--host", default="127.0.0.1")
@@ -259,11 +284,18 @@ def _publish(args: argparse.Namespace) -> int:
 
 
 def _tokens_create(args: argparse.Namespace) -> int:
+    from pulsesynth.governance.grants import list_grants
     from pulsesynth.governance.tokens import create_token
 
-    token, info = create_token(_paths(), args.entity, actor="cli")
+    paths = _paths()
+    token, info = create_token(paths, args.entity, actor="cli")
     print(f"token {info.id} for {info.entity} (shown once; store it now):", file=sys.stderr)
     print(token)
+    if not list_grants(paths, info.entity):
+        # A token alone shows only open releases: say so, or the holder sees "nothing new".
+        print(f"{info.entity} has no grants yet: it sees open releases only "
+              f"(pulsesynth grants add {info.entity!r} DATASET --steward NAME)",
+              file=sys.stderr)
     return 0
 
 
@@ -281,6 +313,54 @@ def _tokens_list(args: argparse.Namespace) -> int:
     for info in list_tokens(_paths()):
         print(f"{info.id:4d}  {info.entity:30s} created {info.created_at}  "
               f"{'revoked ' + info.revoked_at if info.revoked_at else 'active'}")
+    return 0
+
+
+def _list_actions(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    """The handler of a command group given no action: print its actions; a usage error."""
+    def handler(args: argparse.Namespace) -> int:
+        parser.print_help(sys.stderr)
+        return 2
+    return handler
+
+
+def _grants_add(args: argparse.Namespace) -> int:
+    from pulsesynth.governance.grants import add_grant
+    from pulsesynth.governance.record import list_releases
+
+    paths = _paths()
+    grant = add_grant(paths, args.entity, args.dataset, steward=args.steward, note=args.note)
+    print(f"granted {grant.entity} the confidential releases of {grant.dataset} "
+          f"(decided by {grant.steward}; in the audit log)")
+    if not list_releases(paths, grant.dataset):
+        print(f"note: no release of {grant.dataset} is registered yet; the grant applies "
+              "to those published later", file=sys.stderr)
+    return 0
+
+
+def _grants_remove(args: argparse.Namespace) -> int:
+    from pulsesynth.governance.grants import remove_grant
+
+    grant = remove_grant(_paths(), args.entity, args.dataset, actor=args.steward,
+                         note=args.note)
+    print(f"removed {grant.entity}'s grant on {grant.dataset} (in the audit log)")
+    return 0
+
+
+def _grants_list(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from pulsesynth.governance.grants import list_grants
+
+    grants = list_grants(_paths(), args.entity)
+    if args.json:
+        print(json.dumps([asdict(g) for g in grants], indent=2))
+        return 0
+    if not grants:
+        print("no grants" + (f" for {args.entity}" if args.entity else ""))
+    for g in grants:
+        print(f"{g.entity:30s} {g.dataset:24s} by {g.steward} at {g.granted_at}"
+              + (f": {g.note}" if g.note else ""))
     return 0
 
 

@@ -17,6 +17,7 @@ from governance_fixtures import CANARY, CANARY_NUMBER, make_candidate, plant_rea
 
 from pulsesynth.governance.candidate import register_candidate
 from pulsesynth.governance.db import audit_events
+from pulsesynth.governance.grants import add_grant
 from pulsesynth.governance.lifecycle import approve
 from pulsesynth.governance.publishable import unlisted_api_fields, unlisted_fields
 from pulsesynth.governance.publisher import publish_approved
@@ -45,6 +46,7 @@ class Site:
                 approve(self.paths, rel.candidate_id, "alice")
                 publish_approved(self.paths)
         self.token, _ = create_token(self.paths, "health-authority")
+        add_grant(self.paths, "health-authority", SECRET_ID, steward="alice")
         self.revoked, _ = create_token(self.paths, "old-entity")
         revoke_tokens(self.paths, "old-entity")
         self.app = create_app(self.paths)
@@ -149,10 +151,14 @@ def test_valid_token_sees_and_downloads_confidential_and_download_is_logged(site
     assert len(events) == before + 1
     assert events[-1]["actor"] == "health-authority"
     assert events[-1]["subject"] == f"{SECRET_ID}/v1/synthetic.csv"
-    # A browser presents the token once in the query; a cookie carries it afterwards.
+    # A browser presents the token once in the query: exchanged for a cookie by a 303 to
+    # the same URL without it; the cookie carries it afterwards.
     browser = TestClient(site.app)
     first = browser.get("/", params={"token": site.token})
-    assert SECRET_ID in first.text and "httponly" in first.headers["set-cookie"].lower()
+    [exchange] = first.history
+    assert exchange.status_code == 303 and exchange.headers["location"] == "/"
+    assert "httponly" in exchange.headers["set-cookie"].lower()
+    assert str(first.url) == "http://testserver/" and SECRET_ID in first.text
     assert browser.get(f"/datasets/{SECRET_ID}").status_code == 200
     # Open downloads are not logged.
     open_csv = next(f for f in site.open_v2["files"] if f["name"] == "synthetic.csv")
@@ -160,13 +166,21 @@ def test_valid_token_sees_and_downloads_confidential_and_download_is_logged(site
     assert len(audit_events(site.paths, "release.download")) == before + 1
 
 
-def _raw_get(app, raw_path: bytes) -> int:
+def _raw_get(app, raw_path: bytes, cookie: str | None = None) -> int:
     """Send a path exactly as given (httpx would normalise ``..`` before sending)."""
+    return _raw_response(app, raw_path, cookie)[0]
+
+
+def _raw_response(app, raw_path: bytes, cookie: str | None = None) -> tuple[int, dict]:
+    """Status and headers of a GET of ``raw_path`` sent as is (with a token cookie)."""
     path, _, query = raw_path.partition(b"?")
+    headers = [(b"host", b"testserver")]
+    if cookie:
+        headers.append((b"cookie", f"pulsesynth_token={cookie}".encode()))
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
              "method": "GET", "scheme": "http", "path": unquote(path.decode("latin-1")),
              "raw_path": path, "query_string": query, "root_path": "",
-             "headers": [(b"host", b"testserver")], "client": ("127.0.0.1", 1),
+             "headers": headers, "client": ("127.0.0.1", 1),
              "server": ("testserver", 80)}
     sent: list[dict] = []
 
@@ -177,7 +191,8 @@ def _raw_get(app, raw_path: bytes) -> int:
         sent.append(message)
 
     asyncio.run(app(scope, receive, send))
-    return next(m["status"] for m in sent if m["type"] == "http.response.start")
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    return start["status"], {k.decode(): v.decode("latin-1") for k, v in start["headers"]}
 
 
 TRAVERSALS = [
@@ -211,8 +226,15 @@ TRAVERSALS = [
 @pytest.mark.parametrize("raw", TRAVERSALS, ids=lambda b: b.decode()[:60])
 def test_traversal_and_unknown_ids_are_404(site: Site, raw: bytes) -> None:
     assert _raw_get(site.app, raw) == 404
-    token = f"?token={site.token}".encode()
-    assert _raw_get(site.app, raw + token) == 404
+    assert _raw_get(site.app, raw, cookie=site.token) == 404
+    # A token in the query is exchanged first (303 to the path without it) — unless the
+    # path is refused outright — and the path is still 404 with the cookie it set.
+    status, headers = _raw_response(site.app, raw + f"?token={site.token}".encode())
+    if status == 303:
+        assert headers["location"] == "/" + raw.decode().lstrip("/")
+        assert _raw_get(site.app, headers["location"].encode(), cookie=site.token) == 404
+    else:
+        assert status == 404 and "set-cookie" not in headers
 
 
 def test_symlinks_inside_published_are_never_followed(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ import uvicorn
 from governance_fixtures import make_candidate, plant_real_table
 
 from pulsesynth.governance.candidate import register_candidate
+from pulsesynth.governance.grants import add_grant
 from pulsesynth.governance.lifecycle import approve
 from pulsesynth.governance.publisher import publish_approved
 from pulsesynth.governance.tokens import create_token
@@ -47,6 +48,7 @@ def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
         approve(paths, rel.candidate_id, "alice", note="browser test")
     publish_approved(paths)
     token, _ = create_token(paths, "health-authority")
+    add_grant(paths, "health-authority", "patient_tests", steward="alice")
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(paths), host="127.0.0.1", port=port,
                                            log_level="warning"))
@@ -113,6 +115,7 @@ def test_browser_filters_opens_dataset_sees_plots_and_downloads_csv(
 
             # An entity token given once in the URL unlocks the confidential release.
             page.goto(base + "/?token=" + token)
+            assert page.url == base + "/"                     # the token left the address bar
             assert page.locator("tr.dataset-row").count() == 2
             page.goto(base + "/datasets/patient_tests")
             assert "Shared: Confidential — synthetic" in page.inner_text(".badge-confidential")

@@ -18,6 +18,7 @@ from model_fixtures import make_classifier_candidate, make_model_candidate, tiny
 from pulsesynth.frames import conform
 from pulsesynth.governance.candidate import register_candidate
 from pulsesynth.governance.db import audit_events, open_db
+from pulsesynth.governance.grants import add_grant
 from pulsesynth.governance.lifecycle import approve
 from pulsesynth.governance.publisher import publish_approved
 from pulsesynth.governance.tokens import create_token
@@ -62,8 +63,11 @@ class Site:
         self.index = {e["id"]: e for e in json.loads(
             (self.paths.published / "index.json").read_text())["dataset"]}
 
-    def token(self, entity: str) -> dict[str, str]:
+    def token(self, entity: str, dataset: str | None = "taxi_trips") -> dict[str, str]:
+        """A token of a new entity, granted ``dataset`` (the model's by default)."""
         token, _ = create_token(self.paths, entity)
+        if dataset is not None:
+            add_grant(self.paths, entity, dataset, steward="alice")
         return {"Authorization": f"Bearer {token}"}
 
 
@@ -109,6 +113,16 @@ def test_model_release_is_404_without_a_valid_token(site: Site) -> None:
             assert r.content == unknown.content
     assert site.client.get("/datasets/no_such/v1/sample", headers=site.token("e1")
                            ).content == unknown.content
+    # A valid token of an entity granted another dataset (or none): the same 404, bytes
+    # and headers, on every model route, the sample endpoint included, GET and HEAD.
+    unknown_head = site.client.head("/datasets/no_such_dataset")
+    for auth in (site.token("other-grant", "patient_tests"), site.token("no-grant", None)):
+        for url in urls:
+            for method, expected in (("GET", unknown), ("HEAD", unknown_head)):
+                r = site.client.request(method, url, headers=auth)
+                assert (r.status_code, r.content, sorted(r.headers.multi_items())) == (
+                    404, expected.content, sorted(expected.headers.multi_items())), (url,
+                                                                                     method)
     assert site.client.post(SAMPLE).status_code == 405
     after = len(_samples(site.paths)) + len(_samples(site.paths, "release.sample_refused"))
     assert after == before                                   # nothing sampled, nothing logged
@@ -235,6 +249,7 @@ def test_model_is_loaded_once_and_only_from_verified_files(
     paths = Paths(tmp_path)
     _publish_all(paths)
     token, _ = create_token(paths, "cache-entity")
+    add_grant(paths, "cache-entity", "taxi_trips", steward="alice")
     auth = {"Authorization": f"Bearer {token}"}
     import pulsesynth.synth.release as release_mod
 

@@ -23,6 +23,7 @@ from pulsesynth.artifacts import CandidateDir, ReleaseDir, RunDir
 from pulsesynth.gate import PolicyError, evaluate_gate, kind_cap, load_policy
 from pulsesynth.governance.candidate import register_candidate
 from pulsesynth.governance.errors import CandidateError
+from pulsesynth.governance.grants import add_grant
 from pulsesynth.governance.lifecycle import approve
 from pulsesynth.governance.publisher import publish_approved
 from pulsesynth.governance.tokens import create_token
@@ -141,6 +142,7 @@ def test_kind_publishes_its_card_and_the_portal_serves_it(kind: ReleaseKind,
     # The portal's release page (and, for samplable kinds only, the sample route).
     client = TestClient(create_app(paths))
     token, _ = create_token(paths, "kinds-test")
+    add_grant(paths, "kinds-test", "taxi_trips", steward="alice")  # sees its confidential ones
     auth = {"Authorization": f"Bearer {token}"}
     page = client.get(f"/datasets/{pub.catalogue_id}/{pub.version}", headers=auth)
     assert page.status_code == 200, page.text

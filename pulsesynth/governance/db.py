@@ -29,7 +29,7 @@ from pulsesynth.paths import Paths
 
 DB_NAME = "governance.db"
 BUSY_TIMEOUT_MS = 30_000
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS privacy_ledger (
@@ -119,6 +119,17 @@ CREATE TRIGGER IF NOT EXISTS privacy_ledger_no_update BEFORE UPDATE ON privacy_l
 BEGIN SELECT RAISE(ABORT, 'privacy_ledger is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS privacy_ledger_no_delete BEFORE DELETE ON privacy_ledger
 BEGIN SELECT RAISE(ABORT, 'privacy_ledger is append-only'); END;
+
+-- Which entity may see which dataset's confidential releases (a steward's grant; every
+-- change is in audit_log, so a removed grant is a deleted row here and a record there).
+CREATE TABLE IF NOT EXISTS grants (
+    entity TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    steward TEXT NOT NULL,
+    note TEXT NOT NULL,
+    granted_at TEXT NOT NULL,
+    PRIMARY KEY (entity, dataset)
+);
 """
 
 

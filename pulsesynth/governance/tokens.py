@@ -1,5 +1,8 @@
 """Entity access tokens for confidential releases.
 
+A token identifies an entity; what the entity may see is a steward's grant per dataset
+(:mod:`pulsesynth.governance.grants`). A token without grants sees open releases only.
+
 A token is shown once when created (``secrets.token_urlsafe``) and stored only as its
 SHA-256; a presented token is hashed and compared with every active hash using
 ``hmac.compare_digest`` (constant time per comparison, no early exit on a match).

@@ -1,11 +1,16 @@
 """The synthetic open portal: a read-only web app over ``published/`` and the token table.
 
-Access by label: ``open`` releases are public; ``confidential`` releases exist only for a
-request carrying a valid entity token, given as ``Authorization: Bearer <token>`` (API
-clients), as the ``pulsesynth_token`` cookie, or once as ``?token=<token>`` — which sets
-that cookie (HttpOnly, SameSite=Strict) so a browser keeps access while it navigates. To
-anyone else a confidential release answers exactly like an unknown id: 404, in pages,
-downloads and the API. Every download of a non-open file is recorded in ``audit_log``.
+Access by label and grant: ``open`` releases are public; a ``confidential`` release exists
+only for a request carrying a valid token of an entity a steward has granted the release's
+dataset (:mod:`pulsesynth.governance.grants`). The token is given as ``Authorization:
+Bearer <token>`` (API clients) or as the ``pulsesynth_token`` cookie. A browser presents it
+once as ``?token=<token>``: :class:`TokenExchange` answers that with a 303 to the same URL
+without the token, setting the cookie (Max-Age 8 h, HttpOnly, SameSite=Lax, Secure over
+HTTPS), so the token leaves the address bar and history; :func:`install_access_log_filter`
+keeps it out of uvicorn's access log. To anyone else — no token, a revoked one, or an
+entity without a grant on that dataset — a confidential release answers exactly like an
+unknown id: 404, in pages, downloads, the API and the sample endpoint. Every download of a
+non-open file is recorded in ``audit_log``.
 
 Nothing outside ``published/`` is reachable: every file is looked up by name in the
 release's file list from ``index.json`` (never by a client-built path), each path
@@ -16,7 +21,7 @@ security headers.
 Release kinds: a synthetic ``table`` (catalogue id ``<dataset>``), a DP ``classifier``
 (``<dataset>_classifier``) and the DP generative ``model`` (``<dataset>_model``, never
 open). Their pages render the data card or the model card. A published model can be
-sampled by token holders of its label — ``GET /datasets/{id}/{version}/sample?n=N&seed=S
+sampled by entities granted its dataset — ``GET /datasets/{id}/{version}/sample?n=N&seed=S
 &format=csv|json``; this module checks access, and :mod:`pulsesynth.portal.sampling` does
 the rest (bounds, per-entity rate limit, audit, model cache).
 """
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import stat
@@ -33,6 +39,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
+from urllib.parse import unquote_plus
 
 from fastapi import APIRouter, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
@@ -43,6 +50,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pulsesynth.artifacts import card_json_name, index_json
 from pulsesynth.governance.db import log_event, open_db, transaction
+from pulsesynth.governance.grants import granted_datasets
 from pulsesynth.governance.tokens import verify_token
 from pulsesynth.labels import OPEN, RELEASE_LABELS
 from pulsesynth.paths import Paths
@@ -53,6 +61,12 @@ __all__ = ["SampleLimits", "create_app"]  # SampleLimits: re-exported for existi
 
 HERE = Path(__file__).resolve().parent
 TOKEN_COOKIE = "pulsesynth_token"
+#: How long a browser keeps the token cookie: a working day, then the token is given again.
+TOKEN_COOKIE_MAX_AGE_S = 8 * 3600
+#: The query parameter a browser presents a token in, once (see :class:`TokenExchange`).
+TOKEN_PARAM = "token"
+#: One ``key=value`` query parameter in a logged request line, for :class:`RedactToken`.
+_QUERY_PARAM = re.compile(r"([?&])([^=&\s\"']*)=([^&\s\"']*)")
 # Labels and kinds come from their owners (pulsesynth.labels, pulsesynth.release_kinds).
 LABELS = RELEASE_LABELS
 KIND_TEXT = {k.name: k.text for k in kinds()}
@@ -152,6 +166,94 @@ class Guard:
         await self.app(scope, receive, guarded_send)
 
 
+class TokenExchange:
+    """ASGI middleware: a request with ``?token=`` is answered with a 303 to the same URL
+    without it, setting the token cookie when the token is valid.
+
+    A token left in the query stays in the address bar, the history, bookmarks and any
+    access log on the way; exchanged once for a cookie it does not. Every such request is
+    redirected, valid token or not and whatever the path, so the answer says nothing about
+    which releases exist. The Location is relative and starts with exactly one ``/`` (a
+    ``//host`` path would otherwise be an open redirect).
+    """
+
+    def __init__(self, app: ASGIApp, paths: Paths) -> None:
+        self.app = app
+        self.paths = paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        kept, token = _without_token(scope.get("query_string", b""))
+        if token is None:
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("raw_path") or scope["path"].encode("utf-8")
+        location = b"/" + path.lstrip(b"/") + (b"?" + kept if kept else b"")
+        resp = Response(status_code=303, headers={"location": location.decode("latin-1")})
+        if verify_token(self.paths, token) is not None:
+            # Lax, not Strict: a token link opened from a mail client is a cross-site
+            # navigation, and browsers withhold Strict cookies on the whole redirect chain
+            # it starts, so the first page would show nothing confidential. Lax still keeps
+            # the cookie off cross-site subrequests and non-GET requests (none are served).
+            resp.set_cookie(TOKEN_COOKIE, token, max_age=TOKEN_COOKIE_MAX_AGE_S, path="/",
+                            httponly=True, samesite="lax",
+                            secure=scope.get("scheme") == "https")
+        await resp(scope, receive, send)
+
+
+def _without_token(query: bytes) -> tuple[bytes, str | None]:
+    """The query string without its ``token`` parameters (every other byte kept as sent)
+    and the token's value (the last one given, as Starlette reads it), or None."""
+    kept: list[bytes] = []
+    token = None
+    for part in query.split(b"&") if query else []:
+        key, _, value = part.partition(b"=")
+        if unquote_plus(key.decode("latin-1")) == TOKEN_PARAM:
+            token = unquote_plus(value.decode("latin-1"))
+        else:
+            kept.append(part)
+    return b"&".join(kept), token
+
+
+class RedactToken(logging.Filter):
+    """Replace the value of any ``token=`` query parameter in a log record with
+    ``[redacted]``: uvicorn's access log prints each request's full path and query."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact_token(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact_token(a) if isinstance(a, str) else a
+                                for a in record.args)
+        return True
+
+
+def redact_token(text: str) -> str:
+    """``text`` with the value of every ``token`` query parameter replaced by
+    ``[redacted]`` — the key percent-decoded as :class:`TokenExchange` reads it, so
+    ``%74oken=`` is caught too, and in any case (``TOKEN=`` is no token to the portal, but
+    a mistyped one is still a secret)."""
+    def one(m: re.Match[str]) -> str:
+        if unquote_plus(m.group(2)).lower() != TOKEN_PARAM:
+            return m.group(0)
+        return f"{m.group(1)}{m.group(2)}=[redacted]"
+    return _QUERY_PARAM.sub(one, text)
+
+
+def install_access_log_filter(logger_name: str = "uvicorn.access") -> None:
+    """Add :class:`RedactToken` to uvicorn's access logger (once per process).
+
+    A logger's filters survive uvicorn's own ``dictConfig`` (which replaces handlers, not
+    filters), so installing it when the app is built covers ``pulsesynth portal`` and any
+    server an operator points at :func:`create_app`.
+    """
+    logger = logging.getLogger(logger_name)
+    if not any(isinstance(f, RedactToken) for f in logger.filters):
+        logger.addFilter(RedactToken())
+
+
 def create_app(paths: Paths | None = None, *, limits: SampleLimits | None = None,
                clock: Callable[[], datetime] | None = None) -> FastAPI:
     """Build the portal for one installation's ``published/`` directory.
@@ -167,7 +269,11 @@ def create_app(paths: Paths | None = None, *, limits: SampleLimits | None = None
                               "releases. Confidential releases need an entity token "
                               "(Authorization: Bearer).",
                   docs_url=None, redoc_url=None)
+    # Added last = outermost: Guard answers first (methods, security headers on every
+    # response, the redirect included), then the token exchange, then the routes.
+    app.add_middleware(TokenExchange, paths=paths)
     app.add_middleware(Guard)
+    install_access_log_filter()
     # The routes are module-level (``router``); what differs per app lives in its state.
     app.state.portal = _Portal(
         paths=paths, limits=limits,
@@ -189,12 +295,10 @@ class _Portal:
 
     def render(self, request: Request, template: str, status: int = 200,
                **ctx: Any) -> HTMLResponse:
-        """A page for the request's entity (and its token remembered, if given once)."""
+        """A page for the request's entity."""
         entity = _entity(request, self.paths)
         html = self.templates.get_template(template).render(entity=entity, **ctx)
-        resp = HTMLResponse(html, status_code=status)
-        _remember_token(request, resp, entity)
-        return resp
+        return HTMLResponse(html, status_code=status)
 
 
 def _portal(request: Request) -> _Portal:
@@ -211,17 +315,18 @@ router = APIRouter()
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 def index(request: Request, label: str = "", q: str = "") -> HTMLResponse:
     portal = _portal(request)
-    entity = _entity(request, portal.paths)
-    latest = _latest(_visible(portal.paths, entity))
+    granted = _granted(request, portal.paths)
+    latest = _latest(_visible(portal.paths, granted))
     shown = _filter(latest, label, q)
+    # The confidential filter is offered only to an entity that may see such a release.
     return portal.render(request, "index.html", datasets=shown, label=label, q=q,
-                         labels=[lb for lb in LABELS if lb == OPEN or entity])
+                         labels=[lb for lb in LABELS if lb == OPEN or granted])
 
 
 @router.get("/datasets/{dataset}", response_class=HTMLResponse, include_in_schema=False)
 def dataset_page(request: Request, dataset: str) -> HTMLResponse:
     portal = _portal(request)
-    versions = _versions(portal.paths, _entity(request, portal.paths), dataset)
+    versions = _versions(portal.paths, _granted(request, portal.paths), dataset)
     return _dataset_response(request, versions, _current(versions) or versions[-1],
                              portal)
 
@@ -230,7 +335,7 @@ def dataset_page(request: Request, dataset: str) -> HTMLResponse:
             include_in_schema=False)
 def version_page(request: Request, dataset: str, version: str) -> HTMLResponse:
     portal = _portal(request)
-    versions = _versions(portal.paths, _entity(request, portal.paths), dataset)
+    versions = _versions(portal.paths, _granted(request, portal.paths), dataset)
     entry = next((e for e in versions if e["version"] == version), None)
     if entry is None:
         raise HTTPException(404)
@@ -241,7 +346,7 @@ def version_page(request: Request, dataset: str, version: str) -> HTMLResponse:
 def download(request: Request, dataset: str, version: str, name: str) -> Response:
     portal = _portal(request)
     entity = _entity(request, portal.paths)
-    entry = next((e for e in _versions(portal.paths, entity, dataset)
+    entry = next((e for e in _versions(portal.paths, _granted(request, portal.paths), dataset)
                   if e["version"] == version), None)
     if entry is None:
         raise HTTPException(404)
@@ -260,10 +365,8 @@ def download(request: Request, dataset: str, version: str, name: str) -> Respons
     if not name.endswith(".png"):
         filename = f"{dataset}-{version}-{Path(name).name}"
         headers["content-disposition"] = f'attachment; filename="{filename}"'
-    resp = Response(data, media_type=info.get("mediaType") or "application/octet-stream",
+    return Response(data, media_type=info.get("mediaType") or "application/octet-stream",
                     headers=headers)
-    _remember_token(request, resp, entity)
-    return resp
 
 
 @router.get("/datasets/{dataset}/{version}/sample",
@@ -282,17 +385,14 @@ def sample(request: Request, dataset: str, version: str,
     label only). Post-processing: no privacy budget is spent. Every request is logged."""
     portal = _portal(request)
     entity = _entity(request, portal.paths)
-    entry = next((e for e in _versions(portal.paths, entity, dataset)
+    entry = next((e for e in _versions(portal.paths, _granted(request, portal.paths), dataset)
                   if e["version"] == version), None)
     if entry is None or not get_kind(entry["kind"]).samplable or entity is None:
         raise HTTPException(404)
     head = bool(request.scope.get("pulsesynth.head"))
-    resp = portal.sampler.respond(entity=entity, entry=entry, dataset=dataset,
+    return portal.sampler.respond(entity=entity, entry=entry, dataset=dataset,
                                   version=version, n=n, seed=seed, fmt=fmt, head=head,
                                   client=request.client.host if request.client else None)
-    if not head:  # a HEAD answer sets no cookie (it never did)
-        _remember_token(request, resp, entity)
-    return resp
 
 
 @router.get("/api/datasets", response_model=list[DatasetVersion])
@@ -303,7 +403,7 @@ def api_datasets(request: Request,
                  ) -> list[dict[str, Any]]:
     """Every release the caller may see (latest version per dataset by default)."""
     portal = _portal(request)
-    visible = _visible(portal.paths, _entity(request, portal.paths))
+    visible = _visible(portal.paths, _granted(request, portal.paths))
     return _filter(visible if all_versions else _latest(visible), label, q)
 
 
@@ -311,7 +411,7 @@ def api_datasets(request: Request,
 def api_dataset(request: Request, dataset: str) -> dict[str, Any]:
     """One dataset: the current version's data card and every visible version."""
     portal = _portal(request)
-    versions = _versions(portal.paths, _entity(request, portal.paths), dataset)
+    versions = _versions(portal.paths, _granted(request, portal.paths), dataset)
     entry = _current(versions) or versions[-1]
     return entry | {"datacard": _card(portal.paths, entry), "versions": versions}
 
@@ -327,7 +427,10 @@ def static(name: str) -> Response:
 
 
 def _entity(request: Request, paths: Paths) -> str | None:
-    """The entity whose valid token the request carries (memoised per request)."""
+    """The entity whose valid token the request carries (memoised per request).
+
+    Only the header and the cookie count: a ``?token=`` never reaches a route (the
+    :class:`TokenExchange` middleware redirects it away first)."""
     cached = getattr(request.state, "entity", _UNSET)
     if cached is not _UNSET:
         return cast("str | None", cached)
@@ -335,16 +438,20 @@ def _entity(request: Request, paths: Paths) -> str | None:
     auth = request.headers.get("authorization", "")
     if auth.lower().startswith("bearer "):
         token = auth[7:].strip()
-    token = token or request.query_params.get("token") or request.cookies.get(TOKEN_COOKIE)
+    token = token or request.cookies.get(TOKEN_COOKIE)
     entity = verify_token(paths, token) if token else None
     request.state.entity = entity
     return entity
 
 
-def _remember_token(request: Request, response: Response, entity: str | None) -> None:
-    token = request.query_params.get("token")
-    if entity and token:
-        response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict", path="/")
+def _granted(request: Request, paths: Paths) -> frozenset[str]:
+    """The datasets whose confidential releases the request's entity was granted (none
+    without a valid token; memoised per request)."""
+    cached = getattr(request.state, "granted", None)
+    if cached is None:
+        cached = granted_datasets(paths, _entity(request, paths))
+        request.state.granted = cached
+    return cast(frozenset[str], cached)
 
 
 def _catalogue(paths: Paths) -> list[dict[str, Any]]:
@@ -358,22 +465,30 @@ def _catalogue(paths: Paths) -> list[dict[str, Any]]:
         if not isinstance(e, dict):
             continue
         kind = e.get("kind", TABLE.name)  # entries from before kinds existed are tables
+        # Entries from before ``dataset`` was written are tables, whose id is the dataset.
+        dataset = e.get("dataset", e.get("id"))
         if (kind in REGISTRY and _ID.match(str(e.get("id", "")))
+                and isinstance(dataset, str) and _ID.match(dataset)
+                # A grant on the dataset covers exactly the catalogue ids of its kinds.
+                and REGISTRY[kind].catalogue_id(dataset) == e["id"]
                 and _VERSION.match(str(e.get("version", "")))
                 and e.get("label") in KIND_LABELS[kind]
                 and e.get("status") in ("published", "superseded")
                 and e.get("path") == f"{e['id']}/{e['version']}"):
-            entries.append(e | {"kind": kind, "kind_text": KIND_TEXT[kind]})
+            entries.append(e | {"kind": kind, "kind_text": KIND_TEXT[kind],
+                                "dataset": dataset})
     return entries
 
 
-def _visible(paths: Paths, entity: str | None) -> list[dict[str, Any]]:
-    return [e for e in _catalogue(paths) if e["label"] == OPEN or entity is not None]
+def _visible(paths: Paths, granted: frozenset[str]) -> list[dict[str, Any]]:
+    """Open releases, and the others of the datasets in ``granted``."""
+    return [e for e in _catalogue(paths) if e["label"] == OPEN or e["dataset"] in granted]
 
 
-def _versions(paths: Paths, entity: str | None, dataset: str) -> list[dict[str, Any]]:
-    """Visible versions of one dataset, oldest first; 404 when there are none."""
-    found = [e for e in _visible(paths, entity) if e["id"] == dataset]
+def _versions(paths: Paths, granted: frozenset[str], dataset: str) -> list[dict[str, Any]]:
+    """Visible versions of one catalogue id, oldest first; 404 when there are none (the
+    same answer for an unknown id and for a release the caller may not see)."""
+    found = [e for e in _visible(paths, granted) if e["id"] == dataset]
     if not found:
         raise HTTPException(404)
     return sorted(found, key=lambda e: int(e["version"][1:]))
