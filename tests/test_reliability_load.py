@@ -30,6 +30,7 @@ from model_fixtures import make_classifier_candidate, make_model_candidate
 from reliability_results import Section
 
 from pulsesynth.governance.candidate import register_candidate
+from pulsesynth.governance.grants import add_grant
 from pulsesynth.governance.lifecycle import approve
 from pulsesynth.governance.publisher import publish_approved
 from pulsesynth.governance.tokens import create_token
@@ -49,15 +50,6 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def grant_everything(paths: Paths, entity: str) -> None:
-    """Give ``entity`` access to the test dataset when the store has per-entity grants."""
-    try:
-        from pulsesynth.governance import grants
-    except ImportError:   # before per-entity grants every token saw every release
-        return
-    grants.add_grant(paths, entity, "taxi_trips", steward="reliability")
-
-
 @pytest.fixture(scope="module")
 def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, int]]:
     """(base URL, token, server pid) of a running portal over one release of each kind."""
@@ -74,7 +66,7 @@ def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str,
         approve(paths, rel.candidate_id, "alice")
     publish_approved(paths)
     token, _ = create_token(paths, ENTITY)
-    grant_everything(paths, ENTITY)
+    add_grant(paths, ENTITY, "taxi_trips", steward="reliability")
     port = _free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "pulsesynth.cli", "portal", "--port", str(port)],
