@@ -222,6 +222,7 @@ def _ingest(args: argparse.Namespace) -> int:
     from pulsesynth.paths import Paths
     from pulsesynth.schema import load_schema
 
+    declared = load_schema(args.schema)  # a malformed file is refused before any write
     wh = _warehouse()
     try:
         current = wh.schema(args.dataset)
@@ -232,7 +233,7 @@ def _ingest(args: argparse.Namespace) -> int:
         # catalogued schema if nothing is recorded yet) has to match the new declaration.
         ledger = Ledger(Paths.default())
         ledger.budget(args.dataset, Budget.declared(current), actor="cli")
-        ledger.budget(args.dataset, Budget.declared(load_schema(args.schema)), actor="cli")
+        ledger.budget(args.dataset, Budget.declared(declared), actor="cli")
     result = wh.ingest(args.file, args.dataset, args.schema, args.classification)
     print(f"{result.dataset}: ingested {result.rows} rows, snapshot {result.snapshot_id[:12]}")
     return 0

@@ -43,6 +43,8 @@ DATASET_ID_RULE = (f"1 to {DATASET_ID_MAX} ASCII characters: a lower-case letter
 _DATASET_ID = re.compile(r"[a-z][a-z0-9_]*")
 #: Schema and policy files are a few KB; anything above this is refused unread.
 MAX_YAML_BYTES = 1_000_000
+#: Nesting a schema or policy file may use (a schema needs 4: columns, a column, its bins).
+MAX_YAML_DEPTH = 32
 
 
 #: A declared category: a codebook list is all strings or all integers, never mixed.
@@ -216,6 +218,8 @@ class _NoAliasLoader(yaml.SafeLoader):
     """PyYAML's safe loader without anchors and aliases: a declaration never needs them,
     and aliases are how a 1 KB file expands to gigabytes ("billion laughs")."""
 
+    depth = 0
+
     def compose_node(self, parent: Any, index: Any) -> Any:
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
@@ -224,7 +228,16 @@ class _NoAliasLoader(yaml.SafeLoader):
                 None, None, f"found an {kind}: anchors and aliases are not allowed "
                 "(yaml.dump writes them for a shared list: dump a deep copy)",
                 event.start_mark)
-        return super().compose_node(parent, index)
+        # The composer recurses once per level: thousands of "[" would end in a slow
+        # RecursionError; a declaration is a few levels deep.
+        if self.depth >= MAX_YAML_DEPTH:
+            raise yaml.composer.ComposerError(
+                None, None, f"nested deeper than {MAX_YAML_DEPTH} levels", event.start_mark)
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 def read_yaml(path: str | Path, what: str = "file") -> Any:
