@@ -34,10 +34,12 @@ RELEASE_REPORT_SHARE = 0.12
 MIN_PUBLIC_ROWS = 10
 #: Public ceilings on ε. Above ε = 10 a run's likelihood ratio bound (e^10 ≈ 22,000) no
 #: longer protects anyone, and a lifetime above 100 is ten such runs: a declaration beyond
-#: either is a typo or an attempt to switch privacy off, so it is refused everywhere a
-#: value enters (schema files, ``train --epsilon``, ``budget set``, the Python API). The
-#: ceilings are hard: raising them is a reviewed change of this file, never a runtime
-#: option. Below them, a steward raises a dataset's budget with ``pulsesynth budget set``.
+#: either is a typo or an attempt to switch privacy off, so it is refused where a value
+#: enters: schema files (:func:`pulsesynth.schema.parse_schema`), the CLI's ``--epsilon``,
+#: ``--per-run`` and ``--lifetime`` (:mod:`pulsesynth.cli_types`) and every run's ε
+#: (:func:`pulsesynth.pipeline.run_epsilon`). The ceilings are hard: raising them is a
+#: reviewed change of this file, never a runtime option. Below them, a steward raises a
+#: dataset's budget with ``pulsesynth budget set``.
 MAX_RUN_EPSILON = 10.0
 MAX_LIFETIME_EPSILON = 100.0
 
