@@ -218,7 +218,7 @@ class _NoAliasLoader(yaml.SafeLoader):
     """PyYAML's safe loader without anchors and aliases: a declaration never needs them,
     and aliases are how a 1 KB file expands to gigabytes ("billion laughs")."""
 
-    depth = 0
+    _nesting = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         event = self.peek_event()
@@ -230,14 +230,14 @@ class _NoAliasLoader(yaml.SafeLoader):
                 event.start_mark)
         # The composer recurses once per level: thousands of "[" would end in a slow
         # RecursionError; a declaration is a few levels deep.
-        if self.depth >= MAX_YAML_DEPTH:
+        if self._nesting >= MAX_YAML_DEPTH:
             raise yaml.composer.ComposerError(
                 None, None, f"nested deeper than {MAX_YAML_DEPTH} levels", event.start_mark)
-        self.depth += 1
+        self._nesting += 1
         try:
             return super().compose_node(parent, index)
         finally:
-            self.depth -= 1
+            self._nesting -= 1
 
 
 def read_yaml(path: str | Path, what: str = "file") -> Any:
@@ -273,7 +273,7 @@ def parse_yaml(text: str, where: str = "not valid YAML") -> Any:
     except yaml.YAMLError as exc:
         raise YAMLFileError(f"{where} ({exc.__class__.__name__})") from None
     except RecursionError:
-        # Thousands of nested brackets exhaust the composer's recursion, not memory.
+        # Belt and braces: the loader's depth cap answers first.
         raise YAMLFileError(f"{where} (nested too deeply)") from None
 
 
