@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # numpy only types an argument: the CLI imports the ceilings below
+    import numpy as np
 
 #: Shares of a run's ε (public, recorded in every privacy report).
 TRAINING_SHARE = 0.85
@@ -31,6 +32,16 @@ ROW_COUNT_SHARE = 0.03
 RELEASE_REPORT_SHARE = 0.12
 #: The smallest public row count a schedule or a report divides by.
 MIN_PUBLIC_ROWS = 10
+#: Public ceilings on ε. Above ε = 10 a run's likelihood ratio bound (e^10 ≈ 22,000) no
+#: longer protects anyone, and a lifetime above 100 is ten such runs: a declaration beyond
+#: either is a typo or an attempt to switch privacy off, so it is refused where a value
+#: enters: schema files (:func:`pulsesynth.schema.parse_schema`), the CLI's ``--epsilon``,
+#: ``--per-run`` and ``--lifetime`` (:mod:`pulsesynth.cli_types`) and every run's ε
+#: (:func:`pulsesynth.pipeline.run_epsilon`). The ceilings are hard: raising them is a
+#: reviewed change of this file, never a runtime option. Below them, a steward raises a
+#: dataset's budget with ``pulsesynth budget set``.
+MAX_RUN_EPSILON = 10.0
+MAX_LIFETIME_EPSILON = 100.0
 
 
 @dataclass(frozen=True)

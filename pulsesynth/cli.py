@@ -1,7 +1,9 @@
 """The ``pulsesynth`` command: a thin layer over the library.
 
 Exit codes: 0 success, 1 a validation or gate failure (the report is printed), 2 a usage
-or input error (a one-line message on stderr). Output never contains cell values.
+or input error (a one-line message on stderr). Output never contains cell values. Every
+argument is checked by its type (:mod:`pulsesynth.cli_types`) before anything is read or
+written.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from pulsesynth import cli_types as types
 from pulsesynth.errors import PulseSynthError, ValidationFailed
 from pulsesynth.threads import compute_threads
 
@@ -19,7 +22,9 @@ from pulsesynth.threads import compute_threads
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pulsesynth`` command; returns the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = types.parse_args(parser, argv)
+    if isinstance(args, int):
+        return args
     if not hasattr(args, "handler"):
         parser.print_help()
         return 2
@@ -37,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = types.OneLineParser(
         prog="pulsesynth", description="Private synthetic data for sensitive city tables."
     )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
@@ -45,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     wh = sub.add_parser("warehouse", help="build the embedded DuckDB/Parquet warehouse")
     wh_sub = wh.add_subparsers(metavar="ACTION")
     build = wh_sub.add_parser("build", help="fill warehouse/ from the packaged real tables")
-    build.add_argument("--dataset", action="append", help="only this dataset (repeatable)")
+    build.add_argument("--dataset", action="append", type=types.dataset_id,
+                       help="only this dataset (repeatable)")
     build.set_defaults(handler=_warehouse_build)
 
     cat = sub.add_parser("catalog", help="list or show catalogued datasets")
@@ -54,44 +60,46 @@ def build_parser() -> argparse.ArgumentParser:
     lst.add_argument("--json", action="store_true", help="print JSON")
     lst.set_defaults(handler=_catalog_list)
     show = cat_sub.add_parser("show", help="one dataset's catalog entry")
-    show.add_argument("id")
+    show.add_argument("id", type=types.dataset_id)
     show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(handler=_catalog_show)
 
     val = sub.add_parser("validate", help="validate a table against its declared schema")
-    val.add_argument("id", help="dataset id")
+    val.add_argument("id", type=types.dataset_id, help="dataset id")
     val.add_argument("--file", help="validate this CSV/Parquet file instead of the warehouse table")
     val.add_argument("--json", action="store_true", help='print {"success": ..., "failed": [...]}')
     val.set_defaults(handler=_validate)
 
     ing = sub.add_parser("ingest", help="add a CSV or Parquet file as a catalogued table")
     ing.add_argument("file")
-    ing.add_argument("--dataset", required=True, help="dataset id (must match the schema's id)")
+    ing.add_argument("--dataset", required=True, type=types.dataset_id,
+                     help="dataset id (must match the schema's id)")
     ing.add_argument("--schema", required=True, help="path to the declared schema YAML")
     ing.add_argument("--classification", help="override: open|confidential|sensitive|secret")
     ing.set_defaults(handler=_ingest)
 
     trn = sub.add_parser("train", help="train the DP-VAE on a warehouse table (starts a run)")
-    trn.add_argument("id", help="dataset id")
-    trn.add_argument("--epsilon", type=float, help="target ε (default: the catalog's per-run ε)")
+    trn.add_argument("id", type=types.dataset_id, help="dataset id")
+    trn.add_argument("--epsilon", type=types.run_epsilon,
+                     help="target ε, above 0 and at most 10 (default: the catalog's per-run ε)")
     trn.add_argument("--non-private", action="store_true",
                      help="train WITHOUT DP (comparison only; never publishable)")
     trn.add_argument("--out", help="run directory (default: state/runs/<id>/<timestamp>)")
-    trn.add_argument("--seed", type=int,
+    trn.add_argument("--seed", type=types.seed,
                      help="fix every random choice (tests and comparisons only: a seeded "
                           "run can be replayed, so it is never releasable); default: fresh "
                           "secret randomness")
-    trn.add_argument("--max-rows", type=int, help="train on a slice of about N rows "
-                                                  "(whole privacy units)")
-    trn.add_argument("--epochs", type=int, help="override the fixed default (50)")
+    trn.add_argument("--max-rows", type=types.positive_count,
+                     help="train on a slice of about N rows (whole privacy units)")
+    trn.add_argument("--epochs", type=types.epochs, help="override the fixed default (50)")
     trn.add_argument("--json", action="store_true", help="print the privacy report as JSON")
     trn.set_defaults(handler=_train)
 
     smp = sub.add_parser("sample", help="sample a synthetic table from a trained run")
     smp.add_argument("run_dir")
-    smp.add_argument("--rows", type=int,
+    smp.add_argument("--rows", type=types.sample_rows,
                      help="rows to draw (default: the DP count of the training rows)")
-    smp.add_argument("--seed", type=int, help="fix the draw (never releasable); default: "
+    smp.add_argument("--seed", type=types.seed, help="fix the draw (never releasable); default: "
                                               "secret randomness derived from the run")
     smp.add_argument("--out", help="also write the table to this .parquet or .csv file")
     smp.set_defaults(handler=_sample)
@@ -103,9 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     aud = sub.add_parser("audit", help="attack a run's model and synthetic table, then gate it")
     aud.add_argument("run_dir")
-    aud.add_argument("--seed", type=int, default=0,
+    aud.add_argument("--seed", type=types.seed, default=0,
                      help="seed of the shadow models (post-processing: public is fine)")
-    aud.add_argument("--shadows", type=int, default=1,
+    aud.add_argument("--shadows", type=types.shadows, default=1,
                      help="shadow models and shadow releases, shared by the attacks")
     aud.add_argument("--policy", help="gate policy file (default: the shipped policy.yaml)")
     aud.add_argument("--json", action="store_true")
@@ -123,8 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                 "release directory (no privacy cost)")
     srl.add_argument("--release", required=True, metavar="PUBLISHED_DIR",
                      help="published/<dataset>_model/<version>/ or a downloaded copy")
-    srl.add_argument("-n", "--rows", type=int, required=True, help="rows to draw")
-    srl.add_argument("--seed", type=int, default=0, help="same seed, same rows (default 0)")
+    srl.add_argument("-n", "--rows", type=types.sample_rows, required=True, help="rows to draw")
+    srl.add_argument("--seed", type=types.seed, default=0,
+                     help="same seed, same rows (default 0)")
     srl.add_argument("--out", help="write a .csv or .parquet file (default: CSV on stdout)")
     srl.set_defaults(handler=_sample_release)
 
@@ -213,6 +222,7 @@ def _ingest(args: argparse.Namespace) -> int:
     from pulsesynth.paths import Paths
     from pulsesynth.schema import load_schema
 
+    declared = load_schema(args.schema)  # a malformed file is refused before any write
     wh = _warehouse()
     try:
         current = wh.schema(args.dataset)
@@ -223,7 +233,7 @@ def _ingest(args: argparse.Namespace) -> int:
         # catalogued schema if nothing is recorded yet) has to match the new declaration.
         ledger = Ledger(Paths.default())
         ledger.budget(args.dataset, Budget.declared(current), actor="cli")
-        ledger.budget(args.dataset, Budget.declared(load_schema(args.schema)), actor="cli")
+        ledger.budget(args.dataset, Budget.declared(declared), actor="cli")
     result = wh.ingest(args.file, args.dataset, args.schema, args.classification)
     print(f"{result.dataset}: ingested {result.rows} rows, snapshot {result.snapshot_id[:12]}")
     return 0
@@ -243,7 +253,7 @@ def _train(args: argparse.Namespace) -> int:
 
     run_dir = Path(args.out) if args.out else pipeline.new_run_dir(Paths.default(), args.id)
     pipeline.start_run(args.id, run_dir, seed=args.seed, max_rows=args.max_rows)
-    config = {"epochs": args.epochs} if args.epochs else {}
+    config = {"epochs": args.epochs} if args.epochs is not None else {}
     # A private fit charges the ledger first (pipeline.train), exactly like the flow.
     report = pipeline.train(run_dir, epsilon=args.epsilon, private=not args.non_private,
                             progress=_progress, **config)
@@ -364,11 +374,8 @@ def _release_model(args: argparse.Namespace) -> int:
 def _sample_release(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from pulsesynth.errors import PulseSynthError
     from pulsesynth.synth.release import load_release, read_release_files, sample_rows
 
-    if args.rows < 1:
-        raise PulseSynthError(f"-n must be at least 1 (got {args.rows})")
     synth = load_release(read_release_files(Path(args.release)))
     table = sample_rows(synth, args.rows, args.seed)
     if not args.out:

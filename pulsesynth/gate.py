@@ -22,11 +22,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from pulsesynth.errors import PulseSynthError
 from pulsesynth.labels import BLOCKED, OPEN, RELEASE_LABELS, at_most, more_open_than
 from pulsesynth.release_kinds import KINDS, UnknownReleaseKind, get_kind, kinds
+from pulsesynth.schema import YAMLFileError, read_yaml
 
 # Labels and kinds are owned by pulsesynth.labels and pulsesynth.release_kinds; the names
 # below stay importable from here for the callers that used them.
@@ -161,21 +160,42 @@ def load_policy(path: str | Path = DEFAULT_POLICY) -> Policy:
     the most open label per release kind (``policy.kinds``)."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise PolicyError(f"{path}: cannot read policy ({exc.__class__.__name__})") from exc
+        # Size-limited, no anchors/aliases: the same reader as the schema files.
+        raw = read_yaml(path, "policy")
+    except YAMLFileError as exc:
+        raise PolicyError(str(exc)) from None
+    if raw is not None and not isinstance(raw, dict):
+        raise PolicyError(f"{path}: top level must be a mapping")
     labels = (raw or {}).get("labels")
     if not isinstance(labels, dict) or list(labels) != [lb for lb in RELEASE_LABELS
                                                         if lb in labels] or not labels:
         raise PolicyError(f"{path}: labels must map {' then '.join(RELEASE_LABELS)} to thresholds")
     policy: dict[str, dict[str, float | None]] = {}
     for label, thresholds in labels.items():
+        if thresholds is not None and not isinstance(thresholds, dict):
+            raise PolicyError(f"{path}: labels.{label}: must map thresholds to numbers")
         unknown = set(thresholds or {}) - set(THRESHOLDS)
         if unknown:
             raise PolicyError(f"{path}: labels.{label}.{sorted(unknown)[0]}: unknown threshold")
-        policy[label] = {name: (None if (thresholds or {}).get(name) is None
-                                else float(thresholds[name])) for name in THRESHOLDS}
+        policy[label] = {name: _threshold(path, label, name, (thresholds or {}).get(name))
+                         for name in THRESHOLDS}
+        if policy[label]["max_epsilon"] is None:
+            # The ε ceiling is what a label promises first: no label may leave it out.
+            raise PolicyError(f"{path}: labels.{label}.max_epsilon: every label needs its ε "
+                              "ceiling")
     return Policy(policy, _load_kinds(path, (raw or {}).get("kinds")))
+
+
+def _threshold(path: Path, label: str, name: str, value: Any) -> float | None:
+    """A threshold: null (not checked) or a finite number ≥ 0 (``.inf`` or ``.nan`` would
+    switch a check off without saying so)."""
+    if value is None:
+        return None
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or not math.isfinite(value) or value < 0):
+        raise PolicyError(f"{path}: labels.{label}.{name}: must be a finite number ≥ 0 "
+                          "or null")
+    return float(value)
 
 
 def _load_kinds(path: Path, raw: Any) -> dict[str, str]:

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from pulsesynth import cli_types as types
 from pulsesynth.paths import Paths
 from pulsesynth.release_kinds import KINDS
 
@@ -26,14 +27,17 @@ def add_governance_commands(sub: Any) -> None:
     bud.set_defaults(handler=_budget, id=None)
     bud_sub = bud.add_subparsers(metavar="ACTION")
     show = bud_sub.add_parser("show", help="spent / remaining ε (default action)")
-    show.add_argument("id", nargs="?", help="one dataset (default: every declared schema)")
+    show.add_argument("id", nargs="?", type=types.dataset_id,
+                      help="one dataset (default: every declared schema)")
     show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(handler=_budget)
     bset = bud_sub.add_parser("set", help="a steward's decision on a dataset's lifetime or "
                                           "per-run ε (in the audit log)")
-    bset.add_argument("id", help="dataset id")
-    bset.add_argument("--lifetime", type=float, help="new lifetime ε")
-    bset.add_argument("--per-run", type=float, help="new per-run ε")
+    bset.add_argument("id", type=types.dataset_id, help="dataset id")
+    bset.add_argument("--lifetime", type=types.lifetime_epsilon,
+                      help="new lifetime ε (above 0, at most the public ceiling 100)")
+    bset.add_argument("--per-run", type=types.run_epsilon,
+                      help="new per-run ε (above 0, at most the public ceiling 10)")
     bset.add_argument("--steward", required=True, help="who decides")
     bset.add_argument("--note", required=True, help="why (kept in the audit log)")
     bset.set_defaults(handler=_budget_set)
@@ -41,7 +45,7 @@ def add_governance_commands(sub: Any) -> None:
     rel = sub.add_parser("releases", help="release candidates and steward decisions")
     rel_sub = rel.add_subparsers(metavar="ACTION")
     lst = rel_sub.add_parser("list", help="releases, newest first")
-    lst.add_argument("--dataset")
+    lst.add_argument("--dataset", type=types.dataset_id)
     lst.add_argument("--status", help="candidate|approved|rejected|published|superseded|"
                                       "withdrawn|blocked")
     lst.add_argument("--kind", choices=KINDS)
@@ -53,7 +57,7 @@ def add_governance_commands(sub: Any) -> None:
     show.set_defaults(handler=_releases_show)
     reg = rel_sub.add_parser("register", help="register a candidate directory")
     reg.add_argument("dir")
-    reg.add_argument("--dataset", required=True)
+    reg.add_argument("--dataset", required=True, type=types.dataset_id)
     reg.add_argument("--model-id", required=True)
     reg.add_argument("--title")
     reg.add_argument("--kind", choices=KINDS, default="table",
@@ -82,7 +86,7 @@ def add_governance_commands(sub: Any) -> None:
     create.set_defaults(handler=_tokens_create)
     revoke = tok_sub.add_parser("revoke", help="revoke an entity's tokens (or one by id)")
     revoke.add_argument("--entity")
-    revoke.add_argument("--id", type=int)
+    revoke.add_argument("--id", type=types.positive_count)
     revoke.set_defaults(handler=_tokens_revoke)
     tlist = tok_sub.add_parser("list", help="tokens (metadata only; never the tokens)")
     tlist.set_defaults(handler=_tokens_list)
@@ -112,12 +116,12 @@ def add_governance_commands(sub: Any) -> None:
 
     portal = sub.add_parser("portal", help="serve the synthetic open portal")
     portal.add_argument("--host", default="127.0.0.1")
-    portal.add_argument("--port", type=int, default=8080)
-    portal.add_argument("--sample-max-rows", type=int,
+    portal.add_argument("--port", type=types.port, default=8080)
+    portal.add_argument("--sample-max-rows", type=types.sample_rows,
                         help="most rows per model sample request (default 10000)")
-    portal.add_argument("--sample-rate-limit", type=int,
+    portal.add_argument("--sample-rate-limit", type=types.positive_count,
                         help="sample requests per entity per window (default 30)")
-    portal.add_argument("--sample-rate-window", type=int,
+    portal.add_argument("--sample-rate-window", type=types.positive_count,
                         help="rate-limit window in seconds (default 60)")
     portal.set_defaults(handler=_portal)
 
@@ -216,16 +220,16 @@ def _releases_show(args: argparse.Namespace) -> int:
 def _print_candidate_reports(candidate_dir: Any, kind: str) -> None:
     """The steward's view: the DP figures that were published, the fit-for-purpose
     verdict, and where the exact (private) audit report is."""
-    import yaml
-
     from pulsesynth.artifacts import CandidateDir
+    from pulsesynth.errors import SchemaError
     from pulsesynth.fitness import verdict
+    from pulsesynth.schema import read_yaml
 
     candidate = CandidateDir(candidate_dir)
     try:
         stats = candidate.read_release_stats()
-        declared = yaml.safe_load(candidate.schema_yaml.read_text(encoding="utf-8"))
-    except (OSError, ValueError, yaml.YAMLError):
+        declared = read_yaml(candidate.schema_yaml, "schema file")
+    except (OSError, ValueError, SchemaError):
         return
     for name, s in (stats.get("statistics") or {}).items():
         test = (f" (one-sided p = {s['p_value']:.2g})" if s.get("p_value") is not None

@@ -53,9 +53,17 @@ from pulsesynth.artifacts import (
 )
 from pulsesynth.errors import PulseSynthError, ValidationFailed
 from pulsesynth.frames import conform
+from pulsesynth.params import (
+    MAX_SAMPLE_ROWS,
+    MAX_SHADOWS,
+    check_count,
+    check_epsilon,
+    check_recipe,
+    check_seed,
+)
 from pulsesynth.paths import Paths
 from pulsesynth.randomness import CALLER, SECRET, resolve_seed, salt_from_seed
-from pulsesynth.schema import DatasetSchema
+from pulsesynth.schema import DatasetSchema, check_dataset_id
 from pulsesynth.splits import (
     DEFAULT_FRACTIONS,
     cap_rows_per_unit,
@@ -88,6 +96,7 @@ class RunData:
 def new_run_dir(paths: Paths, dataset_id: str, run_id: str | None = None) -> Path:
     """A new run directory's path (not created): ``state/runs/<dataset>/<run_id>/``, the run
     id a UTC timestamp and a random suffix unless given."""
+    check_dataset_id(dataset_id)
     run_id = run_id or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
     return RunDir.of(paths, dataset_id, run_id).path
 
@@ -100,8 +109,12 @@ def start_run(dataset_id: str, run_dir: Path, *, seed: int | None = None,
     randomness; every later step derives its seed from it. ``run.json`` lives in the
     sensitive state directory and is the only place the seed is written.
     """
-    if max_rows is not None and max_rows < 1:
-        raise RunError(f"max_rows must be at least 1, got {max_rows}")
+    # Arguments are checked before anything is read or written (one-line errors).
+    check_dataset_id(dataset_id)
+    if max_rows is not None:
+        check_count(max_rows, "max_rows")
+    if seed is not None:
+        check_seed(seed)
     run_seed, source = resolve_seed(seed)
     wh = Warehouse(paths)
     snap = wh.pull(dataset_id)
@@ -191,11 +204,9 @@ def run_data(run_dir: Path, paths: Paths | None = None) -> RunData:
 
 
 def run_epsilon(schema: DatasetSchema, epsilon: float | None = None) -> float:
-    """The run's total ε: the caller's, else the schema's per-run ε."""
-    eps = float(schema.privacy.epsilon if epsilon is None else epsilon)
-    if not (eps > 0 and math.isfinite(eps)):
-        raise RunError(f"{schema.id}: epsilon must be a positive number, got {epsilon!r}")
-    return eps
+    """The run's total ε: the caller's, else the schema's per-run ε; finite, above 0 and at
+    most the public ceiling (:data:`pulsesynth.budget.MAX_RUN_EPSILON`)."""
+    return check_epsilon(schema.privacy.epsilon if epsilon is None else epsilon)
 
 
 def run_delta(schema: DatasetSchema) -> float:
@@ -257,6 +268,10 @@ def train(run_dir: Path, *, epsilon: float | None = None, private: bool = True,
     from pulsesynth.budget import BudgetSplit, laplace_counts
     from pulsesynth.synth import DPVAESynthesizer
 
+    # Checked before the rows are read and the ledger is charged.
+    if epsilon is not None:
+        check_epsilon(epsilon)
+    check_recipe(config)
     run = load_run(run_dir)
     data = run_data(run_dir, paths)
     schema = data.schema
@@ -380,6 +395,10 @@ def sample(run_dir: Path, rows: int | None = None, seed: int | None = None,
     the DP count of the training rows (never the exact count) with a seed derived from
     the run's secret one; a caller-given seed makes the candidate unreleasable.
     """
+    if rows is not None:
+        check_count(rows, "rows", maximum=MAX_SAMPLE_ROWS)
+    if seed is not None:
+        check_seed(seed)
     run = load_run(run_dir)
     synth = load_model(run_dir, paths)
     rows = rows or public_sizes(run_dir)["train"]
@@ -491,6 +510,8 @@ def audit(run_dir: Path, *, seed: int = 0, n_shadows: int = 1,
     )
     from pulsesynth.gate import DEFAULT_POLICY, evaluate_gate, load_policy
 
+    check_seed(seed)
+    check_count(n_shadows, "n_shadows", maximum=MAX_SHADOWS)
     shadows = None
     if mapper is not None:
         jobs = shadow_jobs(n_shadows)

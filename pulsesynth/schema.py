@@ -17,13 +17,15 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypedDict
 
 import yaml
 
-from pulsesynth.errors import SchemaError
+from pulsesynth.budget import MAX_LIFETIME_EPSILON, MAX_RUN_EPSILON
+from pulsesynth.errors import PulseSynthError, SchemaError
 from pulsesynth.labels import DATASET_CLASSIFICATIONS
 from pulsesynth.relations import Derive, Implies, Relation
 
@@ -32,6 +34,17 @@ TYPES = ("categorical", "integer", "float", "text")
 #: Source classifications, from their owner (a superset of the release labels).
 CLASSIFICATIONS = DATASET_CLASSIFICATIONS
 SCALES = ("linear", "log")
+#: A dataset id names files, directories, views and ledger rows: ASCII only (a Cyrillic
+#: "а" beside a Latin "a" would make two datasets look like one), and short enough for
+#: every file name built from it (``<id>.parquet``, ``<id>_model/``) on any filesystem.
+DATASET_ID_MAX = 64
+DATASET_ID_RULE = (f"1 to {DATASET_ID_MAX} ASCII characters: a lower-case letter, then "
+                   "lower-case letters, digits or _")
+_DATASET_ID = re.compile(r"[a-z][a-z0-9_]*")
+#: Schema and policy files are a few KB; anything above this is refused unread.
+MAX_YAML_BYTES = 1_000_000
+#: Nesting a schema or policy file may use (a schema needs 4: columns, a column, its bins).
+MAX_YAML_DEPTH = 32
 
 
 #: A declared category: a codebook list is all strings or all integers, never mixed.
@@ -174,20 +187,101 @@ class DatasetSchema:
         return parse_schema(raw, self.path)
 
 
-def load_schema(path: str | Path) -> DatasetSchema:
-    """Read and check a schema YAML file; errors name the file and the field."""
+class DatasetIdError(PulseSynthError, ValueError):
+    """A dataset id is not an ASCII lower-case identifier of bounded length."""
+
+
+def check_dataset_id(value: Any) -> str:
+    """``value`` if it is a valid dataset id (:data:`DATASET_ID_RULE`), else
+    :class:`DatasetIdError` in one line. The one check for every place an id enters:
+    schema files, CLI arguments, :meth:`Warehouse.ingest`, :func:`pipeline.start_run`."""
+    if not isinstance(value, str):
+        raise DatasetIdError(f"dataset id must be a string, got {type(value).__name__}")
+    if not value or len(value) > DATASET_ID_MAX:
+        raise DatasetIdError(f"dataset id must be {DATASET_ID_RULE} (got {len(value)} "
+                             "characters)")
+    odd = next((ch for ch in value if not ch.isascii()), None)
+    if odd is not None:
+        # Name the code point, never print it: a look-alike prints like the Latin letter.
+        raise DatasetIdError(f"dataset id must be {DATASET_ID_RULE} (got non-ASCII "
+                             f"U+{ord(odd):04X} at position {value.index(odd) + 1})")
+    if _DATASET_ID.fullmatch(value) is None:
+        raise DatasetIdError(f"dataset id must be {DATASET_ID_RULE} (got {value!r})")
+    return value
+
+
+class YAMLFileError(SchemaError):
+    """A YAML file is missing, too large, not UTF-8, not YAML, or uses anchors/aliases."""
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without anchors and aliases: a declaration never needs them,
+    and aliases are how a 1 KB file expands to gigabytes ("billion laughs")."""
+
+    _nesting = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            kind = "alias (*)" if isinstance(event, yaml.AliasEvent) else "anchor (&)"
+            raise yaml.composer.ComposerError(
+                None, None, f"found an {kind}: anchors and aliases are not allowed "
+                "(yaml.dump writes them for a shared list: dump a deep copy)",
+                event.start_mark)
+        # The composer recurses once per level: thousands of "[" would end in a slow
+        # RecursionError; a declaration is a few levels deep.
+        if self._nesting >= MAX_YAML_DEPTH:
+            raise yaml.composer.ComposerError(
+                None, None, f"nested deeper than {MAX_YAML_DEPTH} levels", event.start_mark)
+        self._nesting += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._nesting -= 1
+
+
+def read_yaml(path: str | Path, what: str = "file") -> Any:
+    """Parse a small YAML file (schema, policy) safely: at most :data:`MAX_YAML_BYTES`, no
+    anchors or aliases, no Python objects; every failure is :class:`YAMLFileError`, one
+    line naming the file and the YAML problem's position (never the file's text)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:
+            data = handle.read(MAX_YAML_BYTES + 1)
     except FileNotFoundError as exc:
-        raise SchemaError(f"{path}: schema file not found") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SchemaError(f"{path}: cannot read schema file ({exc.__class__.__name__})") from exc
+        raise YAMLFileError(f"{path}: {what} not found") from exc
+    except OSError as exc:
+        raise YAMLFileError(f"{path}: cannot read {what} "
+                            f"({exc.strerror or exc.__class__.__name__})") from exc
+    if len(data) > MAX_YAML_BYTES:
+        raise YAMLFileError(f"{path}: {what} is larger than {MAX_YAML_BYTES:,} bytes")
     try:
-        raw = yaml.safe_load(text)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise YAMLFileError(f"{path}: {what} is not UTF-8 text") from exc
+    return parse_yaml(text, f"{path}: not valid YAML")
+
+
+def parse_yaml(text: str, where: str = "not valid YAML") -> Any:
+    """Parse YAML text with :class:`_NoAliasLoader` (what :func:`read_yaml` uses)."""
+    try:
+        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise YAMLFileError(f"{where} ({exc.problem or exc.context}{at})") from None
     except yaml.YAMLError as exc:
-        raise SchemaError(f"{path}: not valid YAML ({exc})") from exc
-    return parse_schema(raw, path)
+        raise YAMLFileError(f"{where} ({exc.__class__.__name__})") from None
+    except RecursionError:
+        # Belt and braces: the loader's depth cap answers first.
+        raise YAMLFileError(f"{where} (nested too deeply)") from None
+
+
+def load_schema(path: str | Path) -> DatasetSchema:
+    """Read and check a schema YAML file (:func:`read_yaml`); errors name the file and the
+    field."""
+    path = Path(path)
+    return parse_schema(read_yaml(path, "schema file"), path)
 
 
 def parse_schema(raw: Any, path: Path | None = None) -> DatasetSchema:
@@ -202,8 +296,10 @@ def parse_schema(raw: Any, path: Path | None = None) -> DatasetSchema:
     }
     _no_unknown(raw, known, where, "")
     dataset_id = _req(raw, "id", str, where)
-    if not dataset_id.isidentifier() or not dataset_id.islower():
-        raise where.error("id", f"must be a lower-case identifier, got {dataset_id!r}")
+    try:
+        check_dataset_id(dataset_id)
+    except DatasetIdError as exc:
+        raise where.error("id", str(exc)) from None
     classification = _req(raw, "classification", str, where)
     _check_choice(classification, CLASSIFICATIONS, path, "classification")
 
@@ -242,10 +338,17 @@ def parse_schema(raw: Any, path: Path | None = None) -> DatasetSchema:
                else _positive(privacy_raw, "delta", where, "privacy.")),
         lifetime_epsilon=_positive(privacy_raw, "lifetime_epsilon", where, "privacy."),
         refresh_days=int(_req(privacy_raw, "refresh_days", int, where, "privacy.")),
-        max_rows_per_unit=int(privacy_raw.get("max_rows_per_unit", 1)),
+        max_rows_per_unit=(int(_req(privacy_raw, "max_rows_per_unit", int, where, "privacy."))
+                           if privacy_raw.get("max_rows_per_unit") is not None else 1),
     )
     if privacy.delta is not None and privacy.delta >= 1:
         raise where.error("privacy.delta", "must be below 1")
+    for key, value, ceiling in (("epsilon", privacy.epsilon, MAX_RUN_EPSILON),
+                                ("lifetime_epsilon", privacy.lifetime_epsilon,
+                                 MAX_LIFETIME_EPSILON)):
+        if value > ceiling:
+            raise where.error(f"privacy.{key}", f"{value:g} is above the public ceiling "
+                              f"{ceiling:g} (pulsesynth/budget.py)")
     if privacy.epsilon > privacy.lifetime_epsilon:
         raise where.error("privacy.epsilon", "per-run epsilon exceeds the lifetime budget")
     if privacy.max_rows_per_unit < 1:
@@ -256,7 +359,7 @@ def parse_schema(raw: Any, path: Path | None = None) -> DatasetSchema:
     source = raw.get("source") or {}
     if not isinstance(source, dict):
         raise where.error("source", "must be a mapping")
-    min_rows = int(raw.get("min_rows", 2))
+    min_rows = int(_req(raw, "min_rows", int, where)) if raw.get("min_rows") is not None else 2
     if min_rows < 2:
         raise where.error("min_rows", "must be at least 2 (a one-row table cannot be split)")
 
@@ -386,6 +489,12 @@ def _positive(raw: dict, key: str, where: _Where, prefix: str) -> float:
     return float(value)
 
 
+def _finite_number(value: Any) -> bool:
+    """A YAML number that is not ``.inf``, ``-.inf`` or ``.nan`` (nor a boolean)."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
 def _name_list(value: Any, key: str, names: list[str], where: _Where,
                required: bool = False) -> tuple[str, ...]:
     if value is None:
@@ -471,9 +580,9 @@ def _parse_numeric(raw: dict, ctype: Literal["integer", "float"], common: _Commo
                    prefix: str, where: _Where) -> NumericColumn:
     b = raw.get("bounds")
     if (not isinstance(b, list) or len(b) != 2
-            or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in b)
-            or not b[0] < b[1]):
-        raise where.error(f"{prefix}.bounds", "must be [low, high] with low < high")
+            or not all(_finite_number(x) for x in b) or not b[0] < b[1]):
+        raise where.error(f"{prefix}.bounds",
+                          "must be [low, high], finite numbers with low < high")
     bounds = (b[0], b[1])
     e = raw.get("bins")
     synthesized = raw.get("synthesize", True) and common["role"] != "identifier"
@@ -482,8 +591,8 @@ def _parse_numeric(raw: dict, ctype: Literal["integer", "float"], common: _Commo
     if e is None:
         e = [bounds[0], bounds[1]]
     if (not isinstance(e, list) or len(e) < 2
-            or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in e)):
-        raise where.error(f"{prefix}.bins", "must be a list of at least two numbers")
+            or not all(_finite_number(x) for x in e)):
+        raise where.error(f"{prefix}.bins", "must be a list of at least two finite numbers")
     if any(a >= b_ for a, b_ in zip(e, e[1:], strict=False)):
         raise where.error(f"{prefix}.bins", "edges must be strictly increasing")
     if e[0] != bounds[0] or e[-1] != bounds[1]:

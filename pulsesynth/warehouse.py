@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 from pulsesynth.errors import CatalogError, SourceError, ValidationFailed
 from pulsesynth.frames import conform
 from pulsesynth.paths import Paths
-from pulsesynth.schema import DatasetSchema, load_schema
+from pulsesynth.schema import DatasetSchema, check_dataset_id, load_schema
 from pulsesynth.sources import BUILTIN_SOURCES
 from pulsesynth.validation import validate
 
@@ -146,6 +146,7 @@ class Warehouse:
     def ingest(self, file: str | Path, dataset_id: str, schema_path: str | Path,
                classification: str | None = None) -> BuildResult:
         """Add a CSV or Parquet file as a catalogued table: validate first, then write."""
+        check_dataset_id(dataset_id)
         schema = load_schema(schema_path)
         if schema.id != dataset_id:
             raise CatalogError(

@@ -44,11 +44,11 @@ def test_reingest_with_a_raised_budget_is_refused_and_changes_nothing(
     before = file_sha256(table)
     export = tmp_path / "taxi.parquet"
     export.write_bytes(table.read_bytes())
-    bigger = _schema_with(taxi, tmp_path / "taxi_trips.yaml", lifetime_epsilon=1000.0)
+    bigger = _schema_with(taxi, tmp_path / "taxi_trips.yaml", lifetime_epsilon=50.0)
     code = cli.main(["ingest", str(export), "--dataset", "taxi_trips", "--schema",
                      str(bigger)])
     err = capsys.readouterr().err
-    assert code == 2 and "lifetime_epsilon 10.0 → 1000.0" in err
+    assert code == 2 and "lifetime_epsilon 10.0 → 50.0" in err
     assert "pulsesynth budget set taxi_trips" in err and err.count("\n") == 1
     assert file_sha256(table) == before
     assert Ledger(taxi).governed("taxi_trips").lifetime_epsilon == 10.0
@@ -56,7 +56,7 @@ def test_reingest_with_a_raised_budget_is_refused_and_changes_nothing(
 
 def test_an_edited_schema_file_cannot_raise_the_budget(taxi: Paths, tmp_path: Path) -> None:
     _charge_once(taxi, tmp_path)
-    _schema_with(taxi, taxi.schemas / "taxi_trips.yaml", lifetime_epsilon=1000.0)
+    _schema_with(taxi, taxi.schemas / "taxi_trips.yaml", lifetime_epsilon=50.0)
     run = tmp_path / "r2"
     pipeline.start_run("taxi_trips", run, max_rows=500, paths=taxi)
     with pytest.raises(BudgetChanged, match="differs from the governed one"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -70,7 +71,10 @@ def _taxi_raw() -> dict:
          "unknown role"),
         (lambda r: r.update(classification="top-secret"), "classification", "not one of"),
         (lambda r: r.pop("title"), "title", "required"),
-        (lambda r: r["columns"].append(dict(r["columns"][1])), "columns", "duplicate column"),
+        # a deep copy: yaml.safe_dump writes a shared list as an anchor and an alias,
+        # which the schema reader refuses before it sees the duplicate
+        (lambda r: r["columns"].append(copy.deepcopy(r["columns"][1])), "columns",
+         "duplicate column"),
         (lambda r: r["columns"][1].update(categories=["yes"]), "target", "two classes"),
         (lambda r: r["columns"][2].update(bins=[0, 50, 10, 100]), "columns[2] (distance).bins",
          "strictly increasing"),

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pulsesynth import cli_types as types
+
 
 def add_classifier_commands(sub: Any) -> None:
     """Register the classifier commands on the main parser's subcommands."""
@@ -17,16 +19,20 @@ def add_classifier_commands(sub: Any) -> None:
     where = rcl.add_mutually_exclusive_group(required=True)
     where.add_argument("--run", metavar="RUN_DIR",
                        help="reuse this run's snapshot and split (e.g. a nightly run)")
-    where.add_argument("--dataset", help="start a new run of this dataset")
-    rcl.add_argument("--epsilon", type=float, help="target ε (default: the schema's per-run ε)")
+    where.add_argument("--dataset", type=types.dataset_id,
+                       help="start a new run of this dataset")
+    rcl.add_argument("--epsilon", type=types.run_epsilon,
+                     help="target ε (default: the schema's per-run ε)")
     rcl.add_argument("--non-private", action="store_true",
                      help="train WITHOUT DP (comparison only; registered as blocked)")
-    rcl.add_argument("--seed", type=int,
+    rcl.add_argument("--seed", type=types.seed,
                      help="with --dataset: fix every random choice (never releasable); "
                           "default: fresh secret randomness")
-    rcl.add_argument("--max-rows", type=int, help="with --dataset: a slice of about N rows")
-    rcl.add_argument("--epochs", type=int, help="override the default (30)")
-    rcl.add_argument("--shadows", type=int, default=2, help="shadow classifiers in the attack")
+    rcl.add_argument("--max-rows", type=types.positive_count,
+                     help="with --dataset: a slice of about N rows")
+    rcl.add_argument("--epochs", type=types.epochs, help="override the default (30)")
+    rcl.add_argument("--shadows", type=types.shadows, default=2,
+                     help="shadow classifiers in the attack")
     rcl.add_argument("--policy", help="gate policy file (default: deployments/policy.yaml)")
     rcl.add_argument("--json", action="store_true")
     rcl.set_defaults(handler=_release_classifier)
