@@ -87,3 +87,17 @@ def test_a_steward_changes_the_budget_on_the_record(
     assert cli.main(["budget", "set", "taxi_trips", "--steward", "bob", "--note", "x"]) == 2
     assert cli.main(["budget", "set", "taxi_trips", "--lifetime", "-1", "--steward", "bob",
                      "--note", "x"]) == 2
+
+
+def test_a_budget_decision_above_the_public_ceiling_is_refused_from_python(
+        tmp_path: Path) -> None:
+    """The library refuses what the CLI refuses: no lifetime ε above the ceiling."""
+    from pulsesynth.budget import MAX_LIFETIME_EPSILON
+    from pulsesynth.governance.errors import LedgerError
+    from pulsesynth.governance.ledger import Budget, Ledger
+
+    ledger = Ledger(Paths(tmp_path))
+    with pytest.raises(LedgerError, match="above the ceiling 100"):
+        ledger.set_budget("toy", "alice", "raise", lifetime_epsilon=MAX_LIFETIME_EPSILON * 10,
+                          declared=Budget(5.0, 1.0, ("row",), 1))
+    assert ledger.governed("toy") is None

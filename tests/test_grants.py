@@ -129,12 +129,14 @@ def test_grants_are_added_listed_removed_and_every_change_is_audited(tmp_path: P
     (lambda p: add_grant(p, "health-authority", "census_income", steward=" "),
      "a grant needs the deciding steward (--steward NAME)"),
     (lambda p: add_grant(p, "health-authority", "p\u0430tient_tests", steward="alice"),
-     "'p\u0430tient_tests' is not a dataset id (a lower-case letter, then lower-case "
-     "letters, digits or _; at most 64 characters)"),
+     "dataset id must be 1 to 64 ASCII characters: a lower-case letter, then lower-case "
+     "letters, digits or _ (got non-ASCII U+0430 at position 2)"),
     (lambda p: add_grant(p, "health-authority", "Patient_Tests", steward="alice"),
-     "'Patient_Tests' is not a dataset id"),
+     "dataset id must be 1 to 64 ASCII characters: a lower-case letter, then lower-case "
+     "letters, digits or _ (got 'Patient_Tests')"),
     (lambda p: add_grant(p, "health-authority", "x" * 65, steward="alice"),
-     "is not a dataset id"),
+     "dataset id must be 1 to 64 ASCII characters: a lower-case letter, then lower-case "
+     "letters, digits or _ (got 65 characters)"),
 ], ids=["duplicate", "remove-missing", "remove-unknown-entity", "empty-entity",
         "control-chars", "no-steward", "cyrillic-lookalike", "upper-case", "too-long"])
 def test_refused_grant_requests_say_why_and_change_nothing(tmp_path: Path, call,  # type: ignore[no-untyped-def]

@@ -13,16 +13,15 @@ see what now and the log says who decided it and when.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 
 from pulsesynth.governance.db import log_event, now_iso, open_db, transaction
 from pulsesynth.governance.errors import GovernanceError
 from pulsesynth.paths import Paths
+from pulsesynth.schema import DatasetIdError, check_dataset_id
 
 #: A dataset id as the catalogue and the portal accept it (ASCII lower-case identifier).
-DATASET_ID = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 MAX_NAME_LENGTH = 200
 
 
@@ -52,12 +51,11 @@ def _entity(entity: str) -> str:
 
 
 def _dataset(dataset: str) -> str:
-    if not DATASET_ID.match(dataset or ""):
-        # The id is the steward's own input, not a value from a private file: safe to echo,
-        # but bounded so a pasted blob does not flood the terminal.
-        raise GrantError(f"{(dataset or '')[:70]!r} is not a dataset id (a lower-case letter, "
-                         "then lower-case letters, digits or _; at most 64 characters)")
-    return dataset
+    """The dataset id, checked by the one rule every id entry point uses."""
+    try:
+        return check_dataset_id(dataset)
+    except DatasetIdError as exc:
+        raise GrantError(str(exc)) from None
 
 
 def add_grant(paths: Paths, entity: str, dataset: str, *, steward: str, note: str = "",

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pulsesynth.budget import MAX_LIFETIME_EPSILON, MAX_RUN_EPSILON
 from pulsesynth.governance.db import log_event, now_iso, open_db, transaction
 from pulsesynth.governance.errors import BudgetChanged, BudgetExceeded, LedgerError
 from pulsesynth.paths import Paths
@@ -184,10 +185,15 @@ class Ledger:
         Lowering is always allowed; raising is recorded as such (``raised: true``)."""
         if not steward.strip() or not note.strip():
             raise LedgerError(f"{dataset}: a budget decision needs --steward and --note")
-        for name, value in (("lifetime", lifetime_epsilon), ("per-run", per_run_epsilon)):
+        for name, value, ceiling in (("lifetime", lifetime_epsilon, MAX_LIFETIME_EPSILON),
+                                     ("per-run", per_run_epsilon, MAX_RUN_EPSILON)):
             if value is not None and not (value > 0 and math.isfinite(value)):
                 raise LedgerError(f"{dataset}: {name} ε must be a positive number, "
                                   f"got {value!r}")
+            # The same public ceilings the CLI and the schema enforce (pulsesynth.budget).
+            if value is not None and value > ceiling:
+                raise LedgerError(f"{dataset}: {name} ε {value:g} is above the ceiling "
+                                  f"{ceiling:g}")
         with open_db(self.paths) as conn, transaction(conn):
             row = conn.execute("SELECT * FROM budgets WHERE dataset = ?", (dataset,)).fetchone()
             before = _budget(row) if row is not None else declared
