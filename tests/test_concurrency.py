@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -321,3 +322,35 @@ def test_run_lock_is_reentrant_for_its_holder_but_not_for_another_thread(
     assert len(seen) == 1 and isinstance(seen[0], RunLocked)
     with run_lock(paths, "taxi_trips"):  # released at the outer block's end
         pass
+
+
+# --- the flow reports a held lock as skipped ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def harness() -> Iterator[str]:
+    from flows.testing import close_test_harness, shared_test_harness
+
+    yield shared_test_harness()
+    close_test_harness()
+
+
+def test_nightly_flow_skips_a_dataset_whose_run_lock_is_held(harness: str,
+                                                            paths: Paths) -> None:
+    """Nothing is planned, pulled or charged: the lock is taken before the first step (so
+    the dataset need not even be catalogued here)."""
+    from flows.nightly import format_table, run_nightly
+
+    holder = _holder(paths, "taxi_trips")
+    try:
+        summary, state = run_nightly(datasets=["taxi_trips"], root=str(paths.root))
+    finally:
+        holder.kill()
+        holder.wait()
+    [row] = summary
+    assert (row["status"], row["reason"], row["epsilon_spent"]) == (
+        "skipped", LOCK_HELD, 0.0)
+    assert row["note"].startswith(f"taxi_trips: skipped: {LOCK_HELD} (pid {holder.pid}")
+    assert state.is_completed()
+    assert f"skipped: {LOCK_HELD}" in format_table(summary)
+    assert not (paths.state / "runs").exists()

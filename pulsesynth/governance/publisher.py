@@ -18,6 +18,7 @@ ever listed.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -124,6 +125,7 @@ def _publish_one(paths: Paths, rel: Release, build: Callable[..., Any], actor: s
             f"{approval['steward']} approved them on {approval['decided_at']}; the approval "
             "no longer counts — re-register and approve the new candidate")
     dataset_dir = paths.published / rel.catalogue_id
+    created = not dataset_dir.exists()
     dataset_dir.mkdir(parents=True, exist_ok=True)
     version = _adoptable_version(dataset_dir, rel.candidate_id)
     if version is None:
@@ -136,6 +138,9 @@ def _publish_one(paths: Paths, rel: Release, build: Callable[..., Any], actor: s
             os.rename(tmp, dataset_dir / version)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
+            if created:  # a first version that failed leaves no empty dataset directory
+                with contextlib.suppress(OSError):
+                    dataset_dir.rmdir()
             raise
     hook("after_rename")
     target = dataset_dir / version
