@@ -55,7 +55,7 @@ from pulsesynth.artifacts import (
 )
 from pulsesynth.errors import PulseSynthError, ValidationFailed
 from pulsesynth.frames import conform
-from pulsesynth.governance.locks import run_lock
+from pulsesynth.governance.locks import os_error_reason, run_lock
 from pulsesynth.paths import Paths
 from pulsesynth.randomness import CALLER, SECRET, resolve_seed, salt_from_seed
 from pulsesynth.schema import DatasetSchema
@@ -112,8 +112,7 @@ def _run_step(fn: Callable[P, R]) -> Callable[P, R]:
 
 def _write_failure(step: str, dataset: str, run_dir: Path, exc: OSError) -> str:
     """One line: which step failed on which file, why, and what was (not) charged."""
-    code = errno.errorcode.get(exc.errno or 0, "")
-    reason = f"{exc.strerror or type(exc).__name__} ({code})"
+    reason = os_error_reason(exc)
     if exc.filename:
         reason += f" on {Path(str(exc.filename)).name}"
     try:

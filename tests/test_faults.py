@@ -27,7 +27,7 @@ from pulsesynth.cli import main as cli_main
 from pulsesynth.governance.candidate import register_candidate
 from pulsesynth.governance.errors import PublishError
 from pulsesynth.governance.ledger import Ledger
-from pulsesynth.governance.lifecycle import approve
+from pulsesynth.governance.lifecycle import approve, withdraw
 from pulsesynth.governance.locks import pid_alive
 from pulsesynth.governance.publisher import publish_approved
 from pulsesynth.governance.record import Release, get_release
@@ -137,6 +137,30 @@ def test_cli_publish_on_a_full_disk_prints_one_line(
         "again once the disk is fixed\n")
     assert _tree(paths.published) == before
     assert get_release(paths, rel.candidate_id).status == "approved"
+
+
+def test_disk_full_during_a_withdrawal_changes_nothing(
+        paths: Paths, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pulsesynth.governance import catalogue
+
+    rel = _approved(paths, "run1", seed=1)
+    publish_approved(paths)
+    before = _tree(paths.published)
+    real_replace = catalogue.os.replace
+
+    def full(src: Any, dst: Any) -> None:
+        raise _enospc(str(dst))
+
+    monkeypatch.setattr(catalogue.os, "replace", full)
+    with pytest.raises(PublishError) as err:
+        withdraw(paths, rel.candidate_id, "alice", note="disk full")
+    assert str(err.value) == (
+        f"{rel.candidate_id[:12]}: withdraw failed: No space left on device (ENOSPC); nothing "
+        "changed (the release keeps its status and the portal's index its entry)")
+    assert _tree(paths.published) == before
+    assert get_release(paths, rel.candidate_id).status == "published"
+    monkeypatch.setattr(catalogue.os, "replace", real_replace)
+    assert withdraw(paths, rel.candidate_id, "alice", note="retry").status == "withdrawn"
 
 
 # --- runs -----------------------------------------------------------------------------------

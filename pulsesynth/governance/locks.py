@@ -19,6 +19,7 @@ process is still writing (:func:`remove_stale_temps`).
 from __future__ import annotations
 
 import contextvars
+import errno
 import fcntl
 import hashlib
 import json
@@ -132,6 +133,13 @@ def _holder(path: Path) -> dict[str, object]:
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def os_error_reason(exc: OSError) -> str:
+    """``No space left on device (ENOSPC)``: an OS error for a one-line message (no path:
+    the caller says which step failed)."""
+    code = errno.errorcode.get(exc.errno or 0, "")
+    return (exc.strerror or type(exc).__name__) + (f" ({code})" if code else "")
 
 
 # --- temporary entries under published/ ---------------------------------------------------

@@ -19,7 +19,6 @@ ever listed.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import re
@@ -41,7 +40,12 @@ from pulsesynth.governance.errors import (
     TamperedCandidate,
 )
 from pulsesynth.governance.lifecycle import mark_published, supersede_published
-from pulsesynth.governance.locks import publication_lock, remove_stale_temps, temp_name
+from pulsesynth.governance.locks import (
+    os_error_reason,
+    publication_lock,
+    remove_stale_temps,
+    temp_name,
+)
 from pulsesynth.governance.record import (
     Release,
     check_kind,
@@ -184,8 +188,7 @@ def _disk_failure(exc: OSError | sqlite3.OperationalError, rel: Release | None,
                   published: list[Release]) -> str:
     """One line for a steward: what failed, and what is (not) published now."""
     if isinstance(exc, OSError):
-        code = errno.errorcode.get(exc.errno or 0, "")
-        reason = (exc.strerror or type(exc).__name__) + (f" ({code})" if code else "")
+        reason = os_error_reason(exc)
     else:
         reason = "the governance store could not be written (database or disk is full)"
     done = (f"{len(published)} release(s) were published before it "
