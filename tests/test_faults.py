@@ -271,17 +271,20 @@ def _cmdline(pid: int) -> str:
 
 @pytest.mark.slow
 @pytest.mark.integration
-def test_kill_9_of_a_nightly_run_leaves_no_child_process(root: Paths) -> None:
+@pytest.mark.parametrize("runner", ["default", "dask"])
+def test_kill_9_of_a_nightly_run_leaves_no_child_process(root: Paths, runner: str) -> None:
     """`python -m flows.nightly` (what `make run` runs) on a small slice, killed with -9
     once its temporary Prefect server is up and the dataset's run has started: within a few
-    seconds no process it started (the uvicorn server above all) is left running."""
+    seconds no process it started (the uvicorn server above all, Dask's workers with the
+    Dask runner) is left running."""
     shutil.copy(REPO / "prefect.toml", root.root / "prefect.toml")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env |= {"PULSESYNTH_ROOT": str(root.root), "PULSESYNTH_THREADS": "1",
-            "PYTHONPATH": str(REPO)}
+            "PYTHONPATH": str(REPO), "PULSESYNTH_DASK_WORKERS": "1"}
     log = open(root.root / "nightly.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "flows.nightly", "--datasets", DS,
-                             "--max-rows", "300", "--epochs", "50"], cwd=root.root, env=env,
+                             "--max-rows", "300", "--epochs", "50", "--task-runner", runner],
+                            cwd=root.root, env=env,
                             stdout=log, stderr=subprocess.STDOUT)
     lock = root.state / "locks" / f"run-{DS}.lock"
     children: set[int] = set()
