@@ -162,6 +162,35 @@ def test_publish_removes_stale_temporaries_of_dead_writers_only(paths: Paths) ->
     assert not list(paths.published.glob(".tmp-*"))
 
 
+PUBLISH_THEN_HANG = """
+import sys, time, pathlib
+from pulsesynth.paths import Paths
+from pulsesynth.governance.publisher import publish_approved
+
+def hang(stage):
+    if stage == "before_rename":
+        print("built", flush=True)
+        time.sleep(600)
+
+publish_approved(Paths(pathlib.Path(sys.argv[1])), fault_hook=hang)
+"""
+
+
+def test_a_publish_killed_mid_build_is_cleaned_up_by_the_next(paths: Paths) -> None:
+    rel = _register(paths, "run1", seed=1)
+    approve(paths, rel.candidate_id, "alice")
+    proc = _python(PUBLISH_THEN_HANG, str(paths.root))
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "built"
+    [tmp] = paths.published.glob(".tmp-*")
+    assert temp_owner(tmp.name) == proc.pid and tmp.is_dir()
+    proc.kill()
+    proc.wait()
+    assert get_release(paths, rel.candidate_id).status == "approved"
+    [done] = publish_approved(paths)
+    assert (done.candidate_id, done.version) == (rel.candidate_id, "v1")
+    assert not list(paths.published.glob(".tmp-*"))
+
+
 def test_temporary_names_carry_the_owner_pid() -> None:
     assert temp_owner(temp_name()) == os.getpid()
     assert temp_owner(temp_name("index", ".json")) == os.getpid()
