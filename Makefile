@@ -29,6 +29,8 @@ warehouse: setup
 	$(CLI) warehouse build
 
 # The main job: the nightly flow once over the whole catalog (RUN_ARGS e.g. "--max-rows 2000").
+# Without PREFECT_API_URL it starts its own temporary Prefect server, which dies with it
+# (flows/server.py; also for `serve`): a killed run leaves no server behind.
 RUN_ARGS ?=
 run: warehouse
 	@mkdir -p state/prefect

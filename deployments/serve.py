@@ -4,8 +4,9 @@ Runs in the foreground, polling Prefect's API for scheduled runs: the nightly sy
 02:00 Asia/Dubai (no overlapping runs: deployment concurrency limit 1) and publication of
 approved candidates every 15 minutes. Start it from the project root so ``prefect.toml``
 applies (Prefect home, database and result storage under ``state/prefect``). With no
-``PREFECT_API_URL`` a local ephemeral server is used, which exists only while this process
-runs; for a UI and history that outlive it run ``prefect server start`` and export
+``PREFECT_API_URL`` a local temporary server is started (:mod:`flows.server`), which
+exists only while this process runs and dies with it, even on ``kill -9``; for a UI and
+history that outlive it run ``prefect server start`` and export
 ``PREFECT_API_URL=http://127.0.0.1:4200/api`` first.
 
     python -m deployments.serve [--max-rows N] [--epochs N]
@@ -55,7 +56,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     from prefect import serve
 
-    serve(*deployments(args.max_rows, args.epochs))
+    from flows.server import owned_api_server
+
+    # Without PREFECT_API_URL: a temporary server owned by this process (dies with it).
+    with owned_api_server():
+        serve(*deployments(args.max_rows, args.epochs))
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from flows.runners import (
     reserves_dataset_slots,
     runner_kind,
 )
+from flows.server import owned_api_server
 from pulsesynth import runs
 from pulsesynth.errors import PulseSynthError
 from pulsesynth.governance.errors import BudgetExceeded
@@ -76,9 +77,26 @@ def synthesize_dataset(dataset: str, root: str | None = None, max_rows: int | No
                        policy: str | None = None) -> dict[str, Any]:
     """One dataset from snapshot to registered release candidate (or reuse).
 
-    No seed is a parameter: every private step draws fresh secret randomness."""
-    logger = get_run_logger()
+    No seed is a parameter: every private step draws fresh secret randomness. The whole
+    subflow holds the dataset's run lock (:func:`pulsesynth.runs.run_lock`): while another
+    run of it (a flow, the CLI, a deployment) holds the lock, the result is ``skipped:
+    another run holds the lock`` and nothing is planned, charged or written."""
     root = _root(root)
+    try:
+        with runs.run_lock(Paths(Path(root)), dataset, by="flow synthesize-dataset"):
+            return _synthesize(dataset, root, max_rows, epochs, n_shadows, epsilon,
+                               force_retrain, policy)
+    except runs.RunLocked as exc:
+        get_run_logger().warning("%s", exc)
+        return {"dataset": dataset, "status": "skipped", "reason": runs.LOCK_HELD,
+                "note": str(exc), "cache": "locked", "epsilon_spent": 0.0, "compute_s": 0.0}
+
+
+def _synthesize(dataset: str, root: str, max_rows: int | None, epochs: int | None,
+                n_shadows: int, epsilon: float | None, force_retrain: bool,
+                policy: str | None) -> dict[str, Any]:
+    """The body of :func:`synthesize_dataset`, run under the dataset's run lock."""
+    logger = get_run_logger()
     config = run_config(max_rows, epochs, n_shadows, epsilon, policy)
     plan = t.plan_run(dataset, root, config)
     out: dict[str, Any] = {"dataset": dataset, "epsilon_spent": 0.0, "compute_s": 0.0}
@@ -322,10 +340,12 @@ def main(argv: list[str] | None = None) -> int:
                         default=Settings.from_env().task_runner)
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     args = parser.parse_args(argv)
-    summary, state = run_nightly(datasets=args.datasets, max_rows=args.max_rows,
-                                 epochs=args.epochs, n_shadows=args.shadows,
-                                 force_retrain=args.force_retrain,
-                                 task_runner=args.task_runner)
+    # A temporary API server this process owns: it dies with it, even on kill -9.
+    with owned_api_server():
+        summary, state = run_nightly(datasets=args.datasets, max_rows=args.max_rows,
+                                     epochs=args.epochs, n_shadows=args.shadows,
+                                     force_retrain=args.force_retrain,
+                                     task_runner=args.task_runner)
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
     else:

@@ -246,6 +246,16 @@ def _progress(event: dict) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from pulsesynth.paths import Paths
+    from pulsesynth.runs import run_lock
+
+    # One lock over start and training (a second run of the dataset ends in one line,
+    # "skipped: another run holds the lock"); the pipeline steps re-enter it.
+    with run_lock(Paths.default(), args.id, by="pulsesynth train"):
+        return _train_locked(args)
+
+
+def _train_locked(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from pulsesynth import pipeline

@@ -25,7 +25,9 @@ A run directory ``state/runs/<dataset>/<run_id>/`` (git-ignored, sensitive) hold
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import inspect
 import json
 import math
 import shutil
@@ -33,9 +35,9 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
+from functools import partial, wraps
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -53,6 +55,7 @@ from pulsesynth.artifacts import (
 )
 from pulsesynth.errors import PulseSynthError, ValidationFailed
 from pulsesynth.frames import conform
+from pulsesynth.governance.locks import os_error_reason, run_lock
 from pulsesynth.params import (
     MAX_SAMPLE_ROWS,
     MAX_SHADOWS,
@@ -74,6 +77,9 @@ from pulsesynth.splits import (
 from pulsesynth.validation import validate
 from pulsesynth.warehouse import Warehouse
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
 ACCOUNTANT = "prv"
 #: The audit results that cover releasing the model itself (the white-box ELBO attacks).
 MODEL_ATTACKS = ("model_mia", "model_lira")
@@ -81,6 +87,51 @@ MODEL_ATTACKS = ("model_mia", "model_lira")
 
 class RunError(PulseSynthError):
     """A run directory is missing, inconsistent, or its source changed."""
+
+
+#: Write failures of the run directory that end a step in one line (disk full, quota,
+#: permission, read-only filesystem); anything else propagates unchanged.
+_DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def _run_step(fn: Callable[P, R]) -> Callable[P, R]:
+    """A step that writes a run: it holds the dataset's run lock
+    (:func:`pulsesynth.runs.run_lock`: a second run of the same dataset, from a flow, the
+    CLI or a deployment, gets ``RunLocked`` — ``skipped: another run holds the lock``), and
+    a full disk or a refused write ends it in one :class:`RunError` line saying what failed
+    and what the ledger holds."""
+    signature = inspect.signature(fn)
+
+    @wraps(fn)
+    def step(*args: P.args, **kwargs: P.kwargs) -> R:
+        bound = signature.bind(*args, **kwargs).arguments
+        paths, run_dir = bound.get("paths") or Paths.default(), Path(bound["run_dir"])
+        dataset = bound.get("dataset_id") or load_run(run_dir)["dataset"]
+        with run_lock(paths, dataset, by=f"pipeline.{fn.__name__}"):
+            try:
+                return fn(*args, **kwargs)
+            except OSError as exc:
+                if exc.errno not in _DISK_ERRORS:
+                    raise
+                raise RunError(_write_failure(fn.__name__, dataset, run_dir, exc)) from None
+
+    return step
+
+
+def _write_failure(step: str, dataset: str, run_dir: Path, exc: OSError) -> str:
+    """One line: which step failed on which file, why, and what was (not) charged."""
+    reason = os_error_reason(exc)
+    if exc.filename:
+        reason += f" on {Path(str(exc.filename)).name}"
+    try:
+        charged = recorded_charge(run_dir)
+    except (OSError, ValueError):
+        charged = None
+    ledger = (f"the ledger charge #{charged['id']} (ε = {charged['epsilon']:g}) stands and "
+              "resuming this run (same run directory) is not charged again" if charged
+              else "nothing was charged to the ledger")
+    return (f"{dataset}: {step} of run {run_dir.name} failed: {reason}; nothing was "
+            f"published; {ledger}")
 
 
 @dataclass(frozen=True)
@@ -101,6 +152,7 @@ def new_run_dir(paths: Paths, dataset_id: str, run_id: str | None = None) -> Pat
     return RunDir.of(paths, dataset_id, run_id).path
 
 
+@_run_step
 def start_run(dataset_id: str, run_dir: Path, *, seed: int | None = None,
               max_rows: int | None = None, paths: Paths | None = None) -> dict[str, Any]:
     """Pull the snapshot, validate the source, record the run; nothing is trained yet.
@@ -216,6 +268,7 @@ def run_delta(schema: DatasetSchema) -> float:
     return float(schema.privacy.delta) if schema.privacy.delta is not None else default_delta()
 
 
+@_run_step
 def charge(run_dir: Path, *, epsilon: float | None = None, idempotency_key: str | None = None,
            paths: Paths | None = None, actor: str = "pipeline") -> dict[str, Any]:
     """Charge the run's (ε, δ) on the ledger before anything is trained; idempotent.
@@ -256,6 +309,7 @@ def public_sizes(run_dir: Path) -> dict[str, int]:
     return run.read_sizes()["rows"]
 
 
+@_run_step
 def train(run_dir: Path, *, epsilon: float | None = None, private: bool = True,
           paths: Paths | None = None, progress=None, **config: Any) -> dict[str, Any]:
     """Fit the DP-VAE on the run's training rows and save it under ``model/``.
@@ -387,6 +441,7 @@ def privacy_report(run_dir: Path, synth: Any, *, sample_seed_source: str) -> dic
     return report
 
 
+@_run_step
 def sample(run_dir: Path, rows: int | None = None, seed: int | None = None,
            paths: Paths | None = None) -> Path:
     """Sample the candidate table and validate it against the declared schema.
@@ -427,6 +482,7 @@ def synthetic_table(run_dir: Path, schema: DatasetSchema) -> pd.DataFrame:
     return conform(pd.read_parquet(path), schema)
 
 
+@_run_step
 def evaluate(run_dir: Path, seed: int = 0, paths: Paths | None = None) -> dict[str, Any]:
     """Utility of the candidate: TSTR vs TRTR on the holdout, shapes, pair trends, pMSE."""
     from pulsesynth.utility import evaluate_utility
@@ -487,6 +543,7 @@ def audit_shadow(run_dir: Path, kind: str, index: int, *, seed: int = 0,
                         seed=seed, n_shadows=n_shadows)
 
 
+@_run_step
 def audit(run_dir: Path, *, seed: int = 0, n_shadows: int = 1,
           extra_synthetic: list[Path] | None = None, policy_path: Path | None = None,
           paths: Paths | None = None, mapper: Callable | None = None) -> dict[str, Any]:

@@ -23,6 +23,12 @@ reusable or resumable run under the content key → :class:`RunPlan`) and
 :func:`decide_retrain` (train, resume, forced retrain, reuse or skip under the ledger's
 refresh policy → :class:`RetrainDecision`), both tagged with an :class:`Outcome`.
 
+One run per dataset at a time: :func:`run_lock` (an ``flock`` under ``state/locks/``,
+released when its holder exits or is killed) is taken by the nightly subflow for the whole
+run and by every run-writing step of :mod:`pulsesynth.pipeline` (so by the CLI), re-entrant
+for its holder; a second run of the dataset gets :class:`RunLocked` (``skipped: another run
+holds the lock``).
+
 No Prefect here: ``tasks/`` and ``flows/`` call these functions.
 """
 
@@ -41,6 +47,9 @@ from typing import Any
 import pulsesynth
 from pulsesynth.artifacts import CandidateDir, RunDir, runs_root
 from pulsesynth.fitness import verdict
+from pulsesynth.governance.locks import LOCK_HELD as LOCK_HELD  # re-exported
+from pulsesynth.governance.locks import RunLocked as RunLocked
+from pulsesynth.governance.locks import run_lock as run_lock
 from pulsesynth.paths import Paths
 
 

@@ -98,9 +98,12 @@ def value_free(step: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
 def _local_error_log(run_dir: Any, step: str) -> None:
     if not isinstance(run_dir, str) or not Path(run_dir).is_dir():
         return
-    with open(RunDir(Path(run_dir)).error_log, "a", encoding="utf-8") as fh:
-        fh.write(f"--- {step} at {time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
-        fh.write(traceback.format_exc())
+    try:
+        with open(RunDir(Path(run_dir)).error_log, "a", encoding="utf-8") as fh:
+            fh.write(f"--- {step} at {time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
+            fh.write(traceback.format_exc())
+    except OSError:
+        pass  # a full disk: the step still fails with its one value-free line
 
 
 def _paths(root: str) -> Paths:

@@ -185,7 +185,7 @@ def test_sample_is_seeded_schema_valid_logged_and_free(site: Site) -> None:
     assert [(e["actor"], e["subject"], e["detail"]["n"], e["detail"]["seed"]) for e in events] \
         == [("sampler-a", f"{MODEL_ID}/v1", 40, s) for s in (1, 1, 2, 1)]
     assert set(events[0]["detail"]) <= {"n", "seed", "format", "label", "candidate_id",
-                                        "client"}                   # counts, never rows
+                                        "client", "at"}             # counts, never rows
     assert str(table.iloc[0]["company"]) not in json.dumps([e["detail"] for e in events])
     with open_db(site.paths) as conn:
         assert conn.execute("SELECT count(*) FROM privacy_ledger").fetchone()[0] == ledger_before

@@ -10,13 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from pulsesynth.artifacts import ReleaseDir, index_json
 from pulsesynth.governance.db import now_iso
+from pulsesynth.governance.locks import temp_name
 from pulsesynth.governance.record import release_of
 from pulsesynth.paths import Paths
 
@@ -72,12 +72,16 @@ def write_index(paths: Paths, conn: Any, *, now: datetime | None = None) -> Path
         "dataset": index_entries(paths, conn),
     }
     target = index_json(paths)
-    tmp = paths.published / f".tmp-index-{uuid.uuid4().hex}.json"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(catalogue, fh, indent=2, sort_keys=False)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, target)
+    tmp = paths.published / temp_name("index", ".json")
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(catalogue, fh, indent=2, sort_keys=False)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # e.g. a full disk: leave no half-written index behind
+        raise
     return target
 
 

@@ -21,7 +21,8 @@ from typing import Any
 from pulsesynth.governance.candidate import candidate_id_of, content_hash, read_candidate
 from pulsesynth.governance.catalogue import write_index
 from pulsesynth.governance.db import log_event, now_iso, open_db, transaction
-from pulsesynth.governance.errors import ReleaseStateError, TamperedCandidate
+from pulsesynth.governance.errors import PublishError, ReleaseStateError, TamperedCandidate
+from pulsesynth.governance.locks import os_error_reason, publication_lock
 from pulsesynth.governance.record import Release, find_row, get_release, release_of
 from pulsesynth.paths import Paths
 
@@ -103,22 +104,37 @@ def withdraw(paths: Paths, candidate_id: str, steward: str, note: str,
     and its directory moves out of ``published/`` (to ``state/withdrawn/``)."""
     _need(steward, "steward")
     _need(note, "note (say why it is withdrawn)")
-    with open_db(paths) as conn, transaction(conn):
-        rel = release_of(find_row(conn, candidate_id))
-        _decide(conn, rel, next_status(rel, WITHDRAW), steward, role, note, "", now)
-        moved = None
-        if rel.published_dir:
-            src = paths.resolve(rel.published_dir)
-            if src.is_dir():
-                dest = paths.state / "withdrawn" / rel.catalogue_id / (
-                    f"{rel.version}-{uuid.uuid4().hex[:8]}")
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                moved = dest
-        # Drop it from the index before moving the files: the portal never lists a
-        # directory that is gone.
-        write_index(paths, conn, now=now)
-    if moved is not None:
-        shutil.move(str(paths.resolve(rel.published_dir or "")), str(moved))
+    # The publisher's lock: the index rewrite and the move must not interleave with a
+    # publication (which rewrites the index too and cleans temporary entries).
+    with publication_lock(paths):
+        try:
+            with open_db(paths) as conn, transaction(conn):
+                rel = release_of(find_row(conn, candidate_id))
+                _decide(conn, rel, next_status(rel, WITHDRAW), steward, role, note, "", now)
+                moved = None
+                if rel.published_dir:
+                    src = paths.resolve(rel.published_dir)
+                    if src.is_dir():
+                        dest = paths.state / "withdrawn" / rel.catalogue_id / (
+                            f"{rel.version}-{uuid.uuid4().hex[:8]}")
+                        dest.parent.mkdir(parents=True, exist_ok=True)
+                        moved = dest
+                # Drop it from the index before moving the files: the portal never lists
+                # a directory that is gone.
+                write_index(paths, conn, now=now)
+        except OSError as exc:  # rolled back: nothing changed
+            raise PublishError(f"{candidate_id[:12]}: withdraw failed: {os_error_reason(exc)}"
+                               "; nothing changed (the release keeps its status and the "
+                               "portal's index its entry)") from None
+        if moved is not None:
+            try:
+                shutil.move(str(paths.resolve(rel.published_dir or "")), str(moved))
+            except OSError as exc:
+                raise PublishError(
+                    f"{rel.dataset} {rel.candidate_id[:12]}: withdrawn and removed from the "
+                    f"portal's index, but its files could not be moved to state/withdrawn/ "
+                    f"({os_error_reason(exc)}); they stay unlisted under "
+                    f"{rel.published_dir}") from None
     return get_release(paths, rel.candidate_id)
 
 

@@ -2,22 +2,29 @@
 
 Each kind has its own catalogue id and version sequence: ``<dataset>`` for tables,
 ``<dataset>_classifier`` and ``<dataset>_model`` for the others. Publication builds
-``published/.tmp-*/`` and renames it to ``published/<catalogue id>/<version>/``;
+``published/.tmp-<pid>-*/`` and renames it to ``published/<catalogue id>/<version>/``;
 ``published/index.json`` is then rewritten (:mod:`.catalogue`). A crash at any point
 leaves either the old or the new state; a rerun adopts a version directory whose rename
-happened but whose database update did not.
+happened but whose database update did not, and removes the temporary entries of dead
+writers (never a live one's: :func:`~pulsesynth.governance.locks.remove_stale_temps`).
+Publication and withdrawal hold the same lock
+(:func:`~pulsesynth.governance.locks.publication_lock`).
+
+A disk that is full or refuses writes (``OSError``) ends publication with one
+:class:`PublishError` line saying what failed and what was left published: the release
+being built stays approved, its temporary files are removed, and nothing half-built is
+ever listed.
 """
 
 from __future__ import annotations
 
-import fcntl
+import contextlib
 import json
 import os
 import re
 import shutil
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import sqlite3
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -33,6 +40,12 @@ from pulsesynth.governance.errors import (
     TamperedCandidate,
 )
 from pulsesynth.governance.lifecycle import mark_published, supersede_published
+from pulsesynth.governance.locks import (
+    os_error_reason,
+    publication_lock,
+    remove_stale_temps,
+    temp_name,
+)
 from pulsesynth.governance.record import (
     Release,
     check_kind,
@@ -66,20 +79,29 @@ def publish_approved(paths: Paths, *, actor: str = "publisher", now: datetime | 
     paths.published.mkdir(parents=True, exist_ok=True)
     published: list[Release] = []
     failures: list[Exception] = []
-    with _publish_lock(paths):
-        _clean_temp(paths)
-        for rel in list_releases(paths, status="approved")[::-1]:
-            try:
-                published.append(_publish_one(paths, rel, _builder(rel.kind), actor, now, hook))
-            except (TamperedCandidate, CandidateError) as exc:
-                failures.append(exc)
-                with open_db(paths) as conn, transaction(conn):
-                    log_event(conn, actor, "release.publish_refused", rel.candidate_id,
-                              {"dataset": rel.dataset, "kind": rel.kind, "error": str(exc)},
-                              now)
-        hook("before_index")
-        with open_db(paths) as conn:
-            write_index(paths, conn, now=now)
+    current: Release | None = None
+    with publication_lock(paths):
+        try:
+            remove_stale_temps(paths.published)
+            for current in list_releases(paths, status="approved")[::-1]:
+                try:
+                    published.append(_publish_one(paths, current, _builder(current.kind),
+                                                  actor, now, hook))
+                except (TamperedCandidate, CandidateError) as exc:
+                    failures.append(exc)
+                    with open_db(paths) as conn, transaction(conn):
+                        log_event(conn, actor, "release.publish_refused",
+                                  current.candidate_id,
+                                  {"dataset": current.dataset, "kind": current.kind,
+                                   "error": str(exc)}, now)
+            current = None
+            hook("before_index")
+            with open_db(paths) as conn:
+                write_index(paths, conn, now=now)
+        except (OSError, sqlite3.OperationalError) as exc:
+            if isinstance(exc, sqlite3.OperationalError) and "full" not in str(exc):
+                raise
+            raise PublishError(_disk_failure(exc, current, published)) from None
     if failures:
         raise failures[0] if len(failures) == 1 else PublishError(
             "; ".join(str(f) for f in failures))
@@ -107,11 +129,12 @@ def _publish_one(paths: Paths, rel: Release, build: Callable[..., Any], actor: s
             f"{approval['steward']} approved them on {approval['decided_at']}; the approval "
             "no longer counts — re-register and approve the new candidate")
     dataset_dir = paths.published / rel.catalogue_id
+    created = not dataset_dir.exists()
     dataset_dir.mkdir(parents=True, exist_ok=True)
     version = _adoptable_version(dataset_dir, rel.candidate_id)
     if version is None:
         version = f"v{_next_version_number(paths, rel.dataset, rel.kind, dataset_dir)}"
-        tmp = paths.published / f".tmp-{uuid.uuid4().hex}"
+        tmp = paths.published / temp_name()
         tmp.mkdir()
         try:
             build(tmp, files, rel, dict(approval), version, paths)
@@ -119,6 +142,9 @@ def _publish_one(paths: Paths, rel: Release, build: Callable[..., Any], actor: s
             os.rename(tmp, dataset_dir / version)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
+            if created:  # a first version that failed leaves no empty dataset directory
+                with contextlib.suppress(OSError):
+                    dataset_dir.rmdir()
             raise
     hook("after_rename")
     target = dataset_dir / version
@@ -158,23 +184,21 @@ def _next_version_number(paths: Paths, dataset: str, kind: str, dataset_dir: Pat
     return max(numbers, default=0) + 1
 
 
-@contextmanager
-def _publish_lock(paths: Paths) -> Iterator[None]:
-    """One publisher at a time (a second waits): temp-dir cleanup must not race a build."""
-    lock_path = paths.warehouse / "publish.lock"
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def _clean_temp(paths: Paths) -> None:
-    """Remove half-built temporary directories left by a crash (never listed or served)."""
-    for child in paths.published.glob(".tmp-*"):
-        if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child, ignore_errors=True)
-        else:
-            child.unlink(missing_ok=True)
+def _disk_failure(exc: OSError | sqlite3.OperationalError, rel: Release | None,
+                  published: list[Release]) -> str:
+    """One line for a steward: what failed, and what is (not) published now."""
+    if isinstance(exc, OSError):
+        reason = os_error_reason(exc)
+    else:
+        reason = "the governance store could not be written (database or disk is full)"
+    done = (f"{len(published)} release(s) were published before it "
+            f"({', '.join(f'{r.catalogue_id} {r.version}' for r in published)})"
+            if published else "nothing was published")
+    if rel is None:
+        return (f"publish failed while rewriting published/index.json: {reason}; {done}, "
+                "but the portal's index may still list the previous state: run publish "
+                "again once the disk is fixed")
+    return (f"publish failed: {reason} while publishing {rel.dataset} "
+            f"{rel.candidate_id[:12]} ({rel.kind}); it stays approved and its temporary "
+            f"files were removed; {done}; published/index.json is unchanged — run publish "
+            "again once the disk is fixed")

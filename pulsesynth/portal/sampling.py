@@ -21,7 +21,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import HTTPException
@@ -138,22 +138,50 @@ def rate_limited(paths: Paths, entity: str, subject: str, detail: dict[str, Any]
     sample requests in the window, record a refusal instead and return Retry-After (s).
 
     The count is read from ``audit_log`` inside the same write transaction, so the limit
-    holds across portal processes and restarts.
+    holds across portal processes and restarts. The window slides on sub-second time:
+    ``audit_log.time`` keeps whole seconds, which let requests drop out of the window up to
+    a second early (10 served inside one 10 s window at 5 per 10 s), so every request also
+    records its exact instant (``at``, Unix seconds with microseconds) and the window is
+    counted on that. It is wall-clock time, not ``time.monotonic``: a monotonic clock is
+    per boot and cannot be compared across portal processes and restarts, which the count
+    spans.
     """
-    since = now_iso(now - timedelta(seconds=limits.window_s))
+    at_us = _micros(now)
+    start_us = at_us - limits.window_s * 1_000_000
+    # The index on (action, actor, time) narrows to the window's whole seconds (the
+    # boundary second included); the exact instants, in integer microseconds, decide.
+    coarse = now_iso(now - timedelta(seconds=limits.window_s + 1))
     with open_db(paths) as conn, transaction(conn):
-        recent = [r["time"] for r in conn.execute(
-            "SELECT time FROM audit_log WHERE action = 'release.sample' AND actor = ? "
-            "AND time > ? ORDER BY time", (entity, since))]
+        recent = sorted(t for t in (_instant_us(r["time"], r["at"]) for r in conn.execute(
+            "SELECT time, json_extract(detail, '$.at') AS at FROM audit_log "
+            "WHERE action = 'release.sample' AND actor = ? AND time >= ?",
+            (entity, coarse))) if t > start_us)
+        at = at_us / 1_000_000
         if len(recent) >= limits.rate_limit:
-            oldest = datetime.fromisoformat(recent[len(recent) - limits.rate_limit])
-            wait = (oldest + timedelta(seconds=limits.window_s) - now).total_seconds()
-            retry = max(1, math.ceil(wait))
+            oldest = recent[len(recent) - limits.rate_limit]
+            retry = max(1, math.ceil((oldest - start_us) / 1_000_000))
             log_event(conn, entity, "release.sample_refused", subject,
-                      detail | {"reason": "rate limit", "retry_after": retry}, now)
+                      detail | {"reason": "rate limit", "retry_after": retry, "at": at}, now)
             return retry
-        log_event(conn, entity, "release.sample", subject, detail, now)
+        log_event(conn, entity, "release.sample", subject, detail | {"at": at}, now)
     return None
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _micros(moment: datetime) -> int:
+    """Microseconds since the Unix epoch, exactly (no float rounding at the window's edge)."""
+    return (moment.astimezone(UTC) - _EPOCH) // timedelta(microseconds=1)
+
+
+def _instant_us(time_text: str, at: Any) -> int:
+    """A sample request's instant in microseconds: its recorded ``at`` (seconds, rounded
+    back to the microsecond it was written from), else (a record written before ``at``
+    existed) the end of its whole second, so it is never counted out early."""
+    if isinstance(at, (int, float)):
+        return round(at * 1_000_000)
+    return _micros(datetime.fromisoformat(time_text)) + 1_000_000
 
 
 class _ModelCache:
