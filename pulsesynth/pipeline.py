@@ -106,7 +106,12 @@ def _run_step(fn: Callable[P, R]) -> Callable[P, R]:
     def step(*args: P.args, **kwargs: P.kwargs) -> R:
         bound = signature.bind(*args, **kwargs).arguments
         paths, run_dir = bound.get("paths") or Paths.default(), Path(bound["run_dir"])
-        dataset = bound.get("dataset_id") or load_run(run_dir)["dataset"]
+        dataset = bound.get("dataset_id")
+        if dataset is None:
+            if not RunDir(run_dir).run_json.is_file():
+                # No run to lock: the step refuses its arguments, or the missing run, itself.
+                return fn(*args, **kwargs)
+            dataset = load_run(run_dir)["dataset"]
         with run_lock(paths, dataset, by=f"pipeline.{fn.__name__}"):
             try:
                 return fn(*args, **kwargs)
