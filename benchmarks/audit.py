@@ -142,6 +142,7 @@ def shuffle_study(dataset: str, n: int, log) -> list[dict]:
         fake = model.sample(len(train), seed=1) if model else release(train, 7)
         dist = distance_report(schema, train, holdout, fake)
         util = evaluate_utility(schema, train, holdout, fake, classifiers=("hist_gb",))
+        assert util["tstr"] is not None and util["trtr"] is not None  # every table has a target
         mia = SurrogateAttack(seed=0).run(
             AttackData(schema=schema, synthetic=fake, reference=reference, mechanism=release,
                        train_rows=len(train)), train, holdout)

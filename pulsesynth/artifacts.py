@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from pulsesynth.paths import Paths
+from pulsesynth.reports import AuditReport, PrivacyReport, ReleaseStats, UtilityReport
 
 # --- the run directory (state/runs/<dataset>/<run_id>/, sensitive) ------------------------
 
@@ -269,27 +270,30 @@ class CandidateDir(_Dir):
         """The ``names`` that are not regular files here, in the given order."""
         return [n for n in names if not (self.path / n).is_file()]
 
-    def read_privacy(self) -> dict[str, Any]:
-        """``privacy.json`` as a dict."""
-        return _read_json(self.privacy_json)
+    def read_privacy(self) -> PrivacyReport:
+        """``privacy.json`` (:class:`~pulsesynth.reports.PrivacyReport`)."""
+        report: PrivacyReport = _read_json(self.privacy_json)
+        return report
 
-    def write_privacy(self, report: Mapping[str, Any]) -> Path:
+    def write_privacy(self, report: PrivacyReport) -> Path:
         """Write ``privacy.json``."""
         return _write_json(self.privacy_json, report)
 
-    def read_utility(self) -> dict[str, Any]:
-        """``utility.json`` as a dict."""
-        return _read_json(self.utility_json)
+    def read_utility(self) -> UtilityReport:
+        """``utility.json`` (:class:`~pulsesynth.reports.UtilityReport`)."""
+        report: UtilityReport = _read_json(self.utility_json)
+        return report
 
-    def write_utility(self, report: Mapping[str, Any]) -> Path:
+    def write_utility(self, report: UtilityReport) -> Path:
         """Write ``utility.json``."""
         return _write_json(self.utility_json, report)
 
-    def read_audit(self) -> dict[str, Any]:
-        """``audit.json`` as a dict."""
-        return _read_json(self.audit_json)
+    def read_audit(self) -> AuditReport:
+        """``audit.json`` (:class:`~pulsesynth.reports.AuditReport`)."""
+        report: AuditReport = _read_json(self.audit_json)
+        return report
 
-    def write_audit(self, report: Mapping[str, Any]) -> Path:
+    def write_audit(self, report: AuditReport) -> Path:
         """Write ``audit.json``."""
         return _write_json(self.audit_json, report)
 
@@ -301,11 +305,12 @@ class CandidateDir(_Dir):
         """Write ``gate.json``."""
         return _write_json(self.gate_json, decision)
 
-    def read_release_stats(self) -> dict[str, Any]:
-        """``release_stats.json`` as a dict."""
-        return _read_json(self.release_stats_json)
+    def read_release_stats(self) -> ReleaseStats:
+        """``release_stats.json`` (:class:`~pulsesynth.reports.ReleaseStats`)."""
+        report: ReleaseStats = _read_json(self.release_stats_json)
+        return report
 
-    def write_release_stats(self, report: Mapping[str, Any]) -> Path:
+    def write_release_stats(self, report: ReleaseStats) -> Path:
         """Write ``release_stats.json``."""
         return _write_json(self.release_stats_json, report)
 

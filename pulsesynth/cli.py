@@ -308,11 +308,16 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=2, default=str))
         return 0
-    print(f"target {result['target']}: majority baseline {result['majority_accuracy']:.3f}")
-    for clf in result["classifiers"]:
-        trtr, tstr = result["trtr"][clf], result["tstr"][clf]
-        print(f"  {clf:14s} TRTR acc {trtr['accuracy']:.3f} auc {trtr['auc'] or 0:.3f}   "
-              f"TSTR acc {tstr['accuracy']:.3f} auc {tstr['auc'] or 0:.3f}")
+    trtr_all, tstr_all = result.get("trtr"), result.get("tstr")
+    if trtr_all is None or tstr_all is None:
+        print("no declared target: TSTR and TRTR need one (column scores below)")
+    else:
+        print(f"target {result.get('target')}: majority baseline "
+              f"{result.get('majority_accuracy') or 0:.3f}")
+        for clf in result.get("classifiers", []):
+            trtr, tstr = trtr_all[clf], tstr_all[clf]
+            print(f"  {clf:14s} TRTR acc {trtr['accuracy']:.3f} auc {trtr['auc'] or 0:.3f}   "
+                  f"TSTR acc {tstr['accuracy']:.3f} auc {tstr['auc'] or 0:.3f}")
     print(f"  column shapes {result['column_shapes']['mean']:.3f}, "
           f"pair trends {result['pair_trends']['mean']:.3f}")
     return 0

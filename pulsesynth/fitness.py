@@ -11,6 +11,7 @@ published.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from pulsesynth.release_kinds import get_kind
@@ -20,7 +21,7 @@ NOT_USEFUL = "not useful"
 UNCLEAR = "unclear"
 
 
-def verdict(stats: dict[str, Any], target: str | None,
+def verdict(stats: Mapping[str, Any], target: str | None,
             kind: str = "table") -> dict[str, Any]:
     """``{"target", "verdict", "suitable", "not_suitable"}`` for predicting ``target``.
 

@@ -25,6 +25,7 @@ from typing import Any
 from pulsesynth.errors import PulseSynthError
 from pulsesynth.labels import BLOCKED, OPEN, RELEASE_LABELS, at_most, more_open_than
 from pulsesynth.release_kinds import KINDS, UnknownReleaseKind, get_kind, kinds
+from pulsesynth.reports import PrivacyReport, ReleaseStats
 from pulsesynth.schema import YAMLFileError, read_yaml
 
 # Labels and kinds are owned by pulsesynth.labels and pulsesynth.release_kinds; the names
@@ -225,8 +226,8 @@ def _load_kinds(path: Path, raw: Any) -> dict[str, str]:
     return caps
 
 
-def evaluate_gate(policy: dict[str, dict[str, float | None]], privacy: dict[str, Any],
-                  stats: dict[str, Any], kind: str = "table") -> GateResult:
+def evaluate_gate(policy: dict[str, dict[str, float | None]], privacy: PrivacyReport,
+                  stats: ReleaseStats, kind: str = "table") -> GateResult:
     """Label a candidate of release ``kind`` from public facts and DP statistics only.
 
     ``privacy`` needs ``private`` and ``epsilon`` (public mechanism facts); ``stats`` is the
@@ -278,7 +279,7 @@ def evaluate_gate(policy: dict[str, dict[str, float | None]], privacy: dict[str,
     return GateResult(BLOCKED, all_checks, reason=reason, kind=kind, max_label=cap)
 
 
-def _checks(label: str, limits: dict[str, float | None], privacy: dict[str, Any],
+def _checks(label: str, limits: dict[str, float | None], privacy: PrivacyReport,
             statistics: dict[str, Any], releases_rows: bool) -> list[Check]:
     checks = []
 

@@ -66,6 +66,7 @@ from pulsesynth.params import (
 )
 from pulsesynth.paths import Paths
 from pulsesynth.randomness import CALLER, SECRET, resolve_seed, salt_from_seed
+from pulsesynth.reports import AuditReport, PrivacyReport, ReleaseStats, UtilityReport
 from pulsesynth.schema import DatasetSchema, check_dataset_id
 from pulsesynth.splits import (
     DEFAULT_FRACTIONS,
@@ -396,7 +397,7 @@ def _marginals_facts(meta: dict[str, Any]) -> dict[str, Any] | None:
             "composition": "in the same accountant as the DP-SGD steps"}
 
 
-def privacy_report(run_dir: Path, synth: Any, *, sample_seed_source: str) -> dict[str, Any]:
+def privacy_report(run_dir: Path, synth: Any, *, sample_seed_source: str) -> PrivacyReport:
     """``privacy.json``: public facts and DP figures only (see
     :mod:`pulsesynth.governance.publishable`). The exact row count, the snapshot hash and
     every seed stay in ``run.json`` / ``model/`` (sensitive state)."""
@@ -406,7 +407,7 @@ def privacy_report(run_dir: Path, synth: Any, *, sample_seed_source: str) -> dic
     meta = synth.metadata
     charged = recorded_charge(run_dir)
     private = bool(meta.get("private"))
-    report: dict[str, Any] = {
+    report: PrivacyReport = {
         "private": private,
         "dataset_id": run["dataset"],
         "schema_hash": run["schema_hash"],
@@ -488,7 +489,7 @@ def synthetic_table(run_dir: Path, schema: DatasetSchema) -> pd.DataFrame:
 
 
 @_run_step
-def evaluate(run_dir: Path, seed: int = 0, paths: Paths | None = None) -> dict[str, Any]:
+def evaluate(run_dir: Path, seed: int = 0, paths: Paths | None = None) -> UtilityReport:
     """Utility of the candidate: TSTR vs TRTR on the holdout, shapes, pair trends, pMSE."""
     from pulsesynth.utility import evaluate_utility
 
@@ -618,8 +619,8 @@ def audit(run_dir: Path, *, seed: int = 0, n_shadows: int = 1,
 
 
 def release_statistics(run_dir: Path, data: RunData, synthetic: pd.DataFrame,
-                       decisions: list[Any], privacy: dict[str, Any], audit_key: str,
-                       paths: Paths | None = None) -> dict[str, Any]:
+                       decisions: list[Any], privacy: PrivacyReport, audit_key: str,
+                       paths: Paths | None = None) -> ReleaseStats:
     """The run's DP release report (Laplace, the ``release_report`` part of its ε).
 
     Every distinct audit of a run (``audit_key``: its settings and released tables) is a
@@ -655,8 +656,9 @@ def release_statistics(run_dir: Path, data: RunData, synthetic: pd.DataFrame,
         tstr_correct=tstr[0] if tstr else None, class_counts=tstr[1] if tstr else None,
         rows=sizes, k=data.schema.privacy.max_rows_per_unit, epsilon=eps, match_share=share,
         rng=np.random.default_rng(derived_seed(run, f"release-report:{audit_key}")))
-    return report | {"private": private, "dataset_id": run["dataset"],
-                     "classifier": "hist_gb" if tstr else None, "charge_id": charge_id}
+    report |= {"private": private, "dataset_id": run["dataset"],
+               "classifier": "hist_gb" if tstr else None, "charge_id": charge_id}
+    return report
 
 
 def _charge_report(run_dir: Path, run: dict[str, Any], audit_key: str, epsilon: float,
@@ -729,7 +731,8 @@ def model_candidate(run_dir: Path, policy_path: Path | None = None,
         raise RunError(f"{run_dir}: the run's audit has no white-box attack result "
                        f"({', '.join(MODEL_ATTACKS)})")
     vulnerable = run_audit.get("vulnerable_targets") or {}
-    audit = {"dataset": run_audit.get("dataset", synth.schema.id), "kind": MODEL.name,
+    audit: AuditReport = {"dataset": run_audit.get("dataset", synth.schema.id),
+                          "kind": MODEL.name,
              "membership_attacks": attacks,
              "vulnerable_targets": {n: vulnerable[n] for n in attacks if n in vulnerable},
              "seed": run_audit.get("seed"), "caveat": run_audit.get("caveat")}

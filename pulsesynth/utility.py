@@ -41,6 +41,7 @@ from pulsesynth.encoding import (
     numeric_values,
     require_column,
 )
+from pulsesynth.reports import UtilityReport
 from pulsesynth.schema import CategoricalColumn, DatasetSchema, DomainColumn
 
 __all__ = [
@@ -406,7 +407,7 @@ def evaluate_utility(
     synthetic: pd.DataFrame,
     seed: int = 0,
     classifiers: Sequence[str] = ("logreg", "random_forest", "hist_gb"),
-) -> dict[str, Any]:
+) -> UtilityReport:
     """Every utility score for one synthetic table, as a JSON-able dict.
 
     Classification tasks predict ``schema.target`` from the other synthesized columns and
@@ -416,7 +417,7 @@ def evaluate_utility(
     """
     for name in classifiers:
         make_classifier(name, seed)  # fail fast on an unknown name
-    result: dict[str, Any] = {
+    result: UtilityReport = {
         "target": schema.target,
         "classes": None,
         "seed": seed,
@@ -442,14 +443,15 @@ def evaluate_utility(
         if len(train.y):
             majority = int(np.argmax(np.bincount(train.y, minlength=n_classes)))
             result["majority_accuracy"] = float(np.mean(holdout.y == majority))
-        result["trtr"] = _run_suite(train, holdout, classifiers, seed, n_classes)
-        result["tstr"] = _run_suite(syn, holdout, classifiers, seed, n_classes)
+        trtr = result["trtr"] = _run_suite(train, holdout, classifiers, seed, n_classes)
+        tstr = result["tstr"] = _run_suite(syn, holdout, classifiers, seed, n_classes)
         result["tsts"] = _run_suite(syn_train, syn_test, classifiers, seed, n_classes)
         result["sra"] = synthetic_ranking_agreement(
-            {k: v["accuracy"] for k, v in result["trtr"].items()},
-            {k: v["accuracy"] for k, v in result["tstr"].items()},
+            {k: v["accuracy"] for k, v in trtr.items()},
+            {k: v["accuracy"] for k, v in tstr.items()},
         )
-    result.update(pmse(schema, train_real, synthetic, seed))
+    scores = pmse(schema, train_real, synthetic, seed)
+    result["pmse"], result["pmse_ratio"] = scores["pmse"], scores["pmse_ratio"]
     result["column_shapes"] = column_shapes(schema, train_real, synthetic)
     result["pair_trends"] = pair_trends(schema, train_real, synthetic)
     return result

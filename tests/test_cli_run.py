@@ -10,6 +10,7 @@ import pytest
 
 from pulsesynth import cli
 from pulsesynth.paths import Paths
+from pulsesynth.reports import AuditReport, PrivacyReport, ReleaseStats, UtilityReport
 from pulsesynth.warehouse import Warehouse
 
 NOISE_PROOF_POLICY = """\
@@ -72,6 +73,11 @@ def test_train_sample_evaluate_audit_from_the_warehouse(
     assert marginals["noise_multiplier"] > 0 and marginals["share_alone"] == 0.8
     assert privacy["mechanism"].startswith("Gaussian-mechanism marginals")
     assert "probabilities" not in json.dumps(privacy)
+    # Every key the run writes is declared in its typed report (pulsesynth.reports).
+    for name, report in (("privacy.json", PrivacyReport), ("utility.json", UtilityReport),
+                         ("audit.json", AuditReport), ("release_stats.json", ReleaseStats)):
+        written = set(json.loads((run / "candidate" / name).read_text()))
+        assert written - report.__optional_keys__ == set(), name
 
 
 def test_non_private_run_is_blocked_by_the_gate(

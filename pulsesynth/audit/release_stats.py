@@ -54,6 +54,8 @@ from typing import Any
 import numpy as np
 from scipy.special import erfcx, log_ndtr, ndtr
 
+from pulsesynth.reports import ReleaseStats
+
 #: How the report's ε is shared between its statistics (public).
 SHARES = {"max_attack_advantage": 0.35, "exact_match_excess": 0.35, "tstr_accuracy": 0.15,
           "majority_accuracy": 0.15}
@@ -126,7 +128,7 @@ def release_report(*, decisions: list[MembershipDecisions],
                    unique_reproduced: tuple[int, int] | None,
                    tstr_correct: int | None, class_counts: list[int] | None,
                    rows: dict[str, int], k: int, epsilon: float,
-                   rng: np.random.Generator, match_share: float = 1.0) -> dict[str, Any]:
+                   rng: np.random.Generator, match_share: float = 1.0) -> ReleaseStats:
     """The noisy statistics (see the module docstring) and how they were made.
 
     ``rows`` holds the public DP counts ``train`` and ``holdout``; ``unique_reproduced``

@@ -34,6 +34,7 @@ from pulsesynth.audit.distances import distance_report
 from pulsesynth.audit.metrics import AttackResult, auc_interval
 from pulsesynth.audit.release_stats import MembershipDecisions
 from pulsesynth.audit.targets import random_targets, vulnerable_targets
+from pulsesynth.reports import AuditReport, PrivacyReport, ReleaseStats
 from pulsesynth.schema import DatasetSchema
 
 CAVEAT = (
@@ -67,7 +68,7 @@ def audit_release(schema: DatasetSchema, model, train: pd.DataFrame, holdout: pd
                   decisions: list[MembershipDecisions] | None = None,
                   distance_pool: pd.DataFrame | None = None,
                   real_reference: pd.DataFrame | None = None,
-                  attacks: tuple[str, ...] = DEFAULT_ATTACKS) -> dict[str, Any]:
+                  attacks: tuple[str, ...] = DEFAULT_ATTACKS) -> AuditReport:
     """Every attack and metric for one release; ``synthetic`` must hold every row released
     from ``model`` (more draws make attacks stronger, seed 000 §6.4).
 
@@ -221,9 +222,9 @@ def collect_shadows(jobs: list[tuple[str, int]], done: list[Any]) -> Shadows:
     return shadows
 
 
-def write_report(audit: dict[str, Any], directory: Path, privacy: dict[str, Any],
+def write_report(audit: AuditReport, directory: Path, privacy: PrivacyReport,
                  gate: dict[str, Any] | None = None,
-                 release_stats: dict[str, Any] | None = None) -> Path:
+                 release_stats: ReleaseStats | None = None) -> Path:
     """Write ``audit.json``, ``audit.md`` and its images into ``directory``.
 
     Both are the steward's (exact figures of the private rows); ``audit.md`` also shows
@@ -239,7 +240,7 @@ def write_report(audit: dict[str, Any], directory: Path, privacy: dict[str, Any]
     return candidate.audit_md
 
 
-def _release_markdown(stats: dict[str, Any]) -> str:
+def _release_markdown(stats: ReleaseStats) -> str:
     from pulsesynth.governance.datacard import release_markdown, release_section
 
     lines = release_markdown(release_section(stats))
@@ -249,7 +250,7 @@ def _release_markdown(stats: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _plots(audit: dict[str, Any], candidate: CandidateDir) -> dict[str, str]:
+def _plots(audit: AuditReport, candidate: CandidateDir) -> dict[str, str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -310,7 +311,7 @@ def _attack_table(results: dict[str, Any], title: str) -> list[str]:
     return lines
 
 
-def _markdown(audit: dict[str, Any], privacy: dict[str, Any], gate: dict[str, Any] | None,
+def _markdown(audit: AuditReport, privacy: PrivacyReport, gate: dict[str, Any] | None,
               images: dict[str, str]) -> str:
     d = audit["distances"]
     eps = privacy.get("epsilon")
@@ -388,5 +389,5 @@ def _markdown(audit: dict[str, Any], privacy: dict[str, Any], gate: dict[str, An
     else:
         lines.append("**This model was trained WITHOUT differential privacy.** It is for "
                      "comparison only and can never be published.")
-    lines += ["", "## Caveat", "", audit["caveat"], ""]
+    lines += ["", "## Caveat", "", audit.get("caveat") or "", ""]
     return "\n".join(lines)

@@ -25,6 +25,7 @@ from pulsesynth.artifacts import RunDir
 from pulsesynth.classifier.model import DPClassifier
 from pulsesynth.paths import Paths
 from pulsesynth.release_kinds import CLASSIFIER
+from pulsesynth.reports import AuditReport, PrivacyReport, UtilityReport
 
 
 def recipe_key(dataset: str, run_id: str, config: dict[str, Any],
@@ -117,15 +118,16 @@ def classifier_candidate(run_dir: Path, *, epsilon: float | None = None,
         shutil.rmtree(out.path)
     clf.export_release(out.path)
     test = clf.evaluate(data.holdout)
-    utility = {"kind": CLASSIFIER.name, "target": schema.target, "test": test,
+    utility: UtilityReport = {"kind": CLASSIFIER.name, "target": schema.target, "test": test,
                "reading": "accuracy of the released classifier on unseen real rows"}
     pool = public_pool(clf, max(1000, 2 * sizes["train"]), derived_seed(run, "classifier-pool"))
     # A public seed is fine here: the shadows train on the public pool (post-processing);
     # the secret randomness is in the training above and the report's noise below.
     attacker = ShadowClassifierAttack(n_shadows=n_shadows, seed=0)
     attack = attacker.run(clf, data.train, data.holdout, pool)
-    audit = {"kind": CLASSIFIER.name, "membership_attacks": {attack.attack: attack.to_dict()},
-             "reference": "uniform rows of the declared domains labelled by the classifier"}
+    audit: AuditReport = {
+        "kind": CLASSIFIER.name, "membership_attacks": {attack.attack: attack.to_dict()},
+        "reference": "uniform rows of the declared domains labelled by the classifier"}
     labels = clf._labels(data.holdout)
     labels = labels[labels < len(clf.classes)]
     correct = int(round(test["accuracy"] * test["rows"]))
@@ -136,9 +138,9 @@ def classifier_candidate(run_dir: Path, *, epsilon: float | None = None,
         epsilon=split.release_report if private else 1e12,
         rng=np.random.default_rng(derived_seed(run, "classifier-release-report")))
     stats |= {"private": private, "dataset_id": schema.id, "classifier": "released",
-              "charge_id": charged["id"] if charged else None}
+              "charge_id": int(charged["id"]) if charged else None}
     meta = clf.metadata
-    privacy = {
+    privacy: PrivacyReport = {
         "private": private, "dataset_id": schema.id, "schema_hash": schema.hash,
         "mechanism": "DP-SGD (Opacus: Poisson sampling, ghost clipping, Gaussian noise)",
         "adjacency": "add or remove one privacy unit (all its rows) from the table",
@@ -156,7 +158,7 @@ def classifier_candidate(run_dir: Path, *, epsilon: float | None = None,
             "sample_rate": meta.get("sample_rate"), "steps": meta.get("steps"),
             "expected_batch_size": meta.get("batch_size"), "epochs": meta.get("epochs"),
             "max_grad_norm": meta.get("max_grad_norm"), "rows_dp": sizes["train"],
-            "charge_id": charged["id"]}
+            "charge_id": int(charged["id"])}
     else:
         privacy |= {"epsilon": None, "delta": None, "charge_id": None}
     gate = evaluate_gate(load_policy(policy_path or DEFAULT_POLICY), privacy, stats,

@@ -12,6 +12,7 @@ import io
 import json
 import math
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -215,7 +216,7 @@ def copy_answer(p_value: float, alpha: float | None = None) -> str:
             "figure above and public counts only, so it is differentially private too.")
 
 
-def release_section(stats: dict[str, Any], alpha: float | None = None) -> dict[str, Any]:
+def release_section(stats: Mapping[str, Any], alpha: float | None = None) -> dict[str, Any]:
     """The DP release report as published: each noisy statistic with its 95% interval,
     its sensitivity and its share of ε; the exact-match excess also with its one-sided
     p-value (post-processing of the noisy value), asked and answered in plain words
