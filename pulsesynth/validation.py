@@ -358,10 +358,10 @@ def _whole_table_failures(con: duckdb.DuckDBPyConnection, relation: str,
 
 
 def _one(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[Any, ...]:
-    row = con.execute(sql).fetchone()
-    if row is None:  # an aggregate always returns a row
+    rows = con.execute(sql).fetchall()  # fetchall: leaves no unfinished result behind
+    if len(rows) != 1:  # an aggregate always returns one row
         raise RuntimeError(f"no result from {sql!r}")
-    return tuple(row)
+    return tuple(rows[0])
 
 
 def _quote(name: str) -> str:

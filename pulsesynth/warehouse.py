@@ -637,8 +637,7 @@ def _storage_expressions(con: duckdb.DuckDBPyConnection, source: TableFile, rela
         plans.append((name, kind, value))
     if not plans:
         return exprs
-    counts = _run(con, source, f"SELECT {', '.join(checks)} FROM {relation}").fetchone()
-    assert counts is not None  # an aggregate always returns one row
+    (counts,) = _run(con, source, f"SELECT {', '.join(checks)} FROM {relation}").fetchall()
     for i, (name, kind, value) in enumerate(plans):
         bad, frac = counts[2 * i], counts[2 * i + 1]
         col = _quote(name)
