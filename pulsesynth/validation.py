@@ -335,7 +335,7 @@ def _whole_table_failures(con: duckdb.DuckDBPyConnection, relation: str,
         keys = kwargs.get("column_list") or [kwargs["column"]]
         name = "+".join(keys)
         if any(k not in present for k in keys):
-            detail = "column is missing" if len(keys) == 1 else "could not be evaluated"
+            detail = "column is missing" if len(keys) == 1 else _missing_keys(keys, present)
             out.append((spec, FailedExpectation(kind, name, detail=detail)))
             continue
         quoted = ", ".join(_quote(k) for k in keys)
@@ -362,6 +362,11 @@ def _one(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[Any, ...]:
     if len(rows) != 1:  # an aggregate always returns one row
         raise RuntimeError(f"no result from {sql!r}")
     return tuple(rows[0])
+
+
+def _missing_keys(keys: list[str], present: set[Any]) -> str:
+    """Which declared key columns a table lacks (key columns are always declared)."""
+    return f"key column(s) {', '.join(k for k in keys if k not in present)} missing"
 
 
 def _quote(name: str) -> str:
@@ -424,6 +429,8 @@ def _describe_failure(result: Any, df: pd.DataFrame, schema: DatasetSchema,
         detail = f"{res.get('observed_value')} distinct class(es), at least 2 required"
     elif column is not None and column not in df.columns and "+" not in column:
         detail = "column is missing"
+    elif "column_list" in kwargs and any(c not in df.columns for c in kwargs["column_list"]):
+        detail = _missing_keys(kwargs["column_list"], set(df.columns))
     elif result.exception_info and result.exception_info.get("raised_exception"):
         detail = "could not be evaluated"
     return FailedExpectation(
