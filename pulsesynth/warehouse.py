@@ -68,7 +68,7 @@ CSV_NULLS = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan
 
 #: DuckDB's memory ceiling while staging and checking a file: the row-key uniqueness
 #: aggregate spills to ``warehouse/.spill-*`` beyond it instead of growing with the table.
-INGEST_MEMORY_LIMIT = "512MB"
+INGEST_MEMORY_LIMIT = "256MB"
 
 _VERSION_FILE = re.compile(r"^(?P<id>.+)\.[0-9a-f]{16}\.parquet$")
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
@@ -449,10 +449,14 @@ def inspect_table_file(file: str | Path, schema: DatasetSchema | None = None) ->
     suffix = path.suffix.lower()
     if head == b"PAR1" or suffix == ".parquet":
         try:
-            names = [str(n) for n in pq.ParquetFile(path).schema_arrow.names]
+            arrow_schema = pq.ParquetFile(path).schema_arrow
         except (pa.ArrowException, OSError) as exc:
             raise SourceError(f"{path}: not a readable Parquet file") from exc
-        _check_header(names, path, schema)
+        # A pandas index saved as a column (``__index_level_0__``) is not table data.
+        index = {c for c in (arrow_schema.pandas_metadata or {}).get("index_columns", [])
+                 if isinstance(c, str)}
+        names = [str(n) for n in arrow_schema.names if n not in index]
+        _check_header(names, path, schema, headerless_check=False)
         return TableFile(path, "parquet", tuple(names))
     if suffix not in (".csv", ".txt"):
         raise SourceError(f"{path}: unsupported file type {suffix or '(none)'}; use CSV or Parquet")
@@ -515,10 +519,11 @@ def _check_text(path: Path) -> None:
                 "re-export the file as UTF-8") from None
 
 
-def _check_header(names: list[str], path: Path, schema: DatasetSchema | None) -> None:
+def _check_header(names: list[str], path: Path, schema: DatasetSchema | None,
+                  headerless_check: bool = True) -> None:
     """A header that names columns, each once; messages name declared columns only."""
     declared = set(schema.column_names) if schema is not None else set()
-    if schema is not None and _looks_headerless(names, schema):
+    if schema is not None and headerless_check and _looks_headerless(names, schema):
         raise SourceError(
             f"{path}: no header row: the first line holds none of the {len(declared)} "
             "declared column names and looks like data; save the file with its header row")
@@ -567,6 +572,7 @@ def _ingest_engine(paths: Paths) -> Iterator[duckdb.DuckDBPyConnection]:
         "temp_directory": str(spill),
     })
     try:
+        con.execute("SET enable_progress_bar = false")  # no bars on a CLI's terminal
         yield con
     finally:
         con.close()
@@ -594,7 +600,8 @@ def stage_table(con: duckdb.DuckDBPyConnection, source: TableFile, schema: Datas
         relation = f"read_parquet({_literal(source.path)})"
         select = {n: f"{_quote(o)} AS {_quote(n)}" if n != o else _quote(n)
                   for n, o in zip(names, source.columns, strict=True)}
-        described = _run(con, source, f"DESCRIBE SELECT * FROM {relation}").fetchall()
+        columns = ", ".join(_quote(c) for c in source.columns)
+        described = _run(con, source, f"DESCRIBE SELECT {columns} FROM {relation}").fetchall()
         types = {n: str(row[1]) for n, row in zip(names, described, strict=True)}
     exprs = _storage_expressions(con, source, relation, schema, select, types)
     _run(con, source, (

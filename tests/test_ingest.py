@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
@@ -408,3 +409,13 @@ def test_chunked_validation_reports_exactly_what_whole_frame_validation_does(
     assert sorted(chunked.failed, key=str) == sorted(whole.failed, key=str)
     assert (chunked.success, chunked.rows, chunked.evaluated) == (
         whole.success, whole.rows, whole.evaluated)
+
+
+def test_parquet_with_a_saved_pandas_index_ingests_its_columns_only(setup) -> None:
+    wh, schema_path, tmp = setup
+    path = tmp / "indexed.parquet"
+    good_frame().set_index(pd.Index([3, 1, 4, 0, 2])).to_parquet(path)
+    assert "__index_level_0__" in pq.read_schema(path).names
+    wh.ingest(path, "toy_trips", schema_path)
+    frame = wh.pull("toy_trips").frame
+    assert list(frame.columns) == list(good_frame().columns) and len(frame) == 5
