@@ -359,7 +359,8 @@ class Warehouse:
             ids: set[str] = set()
             served: set[Path] = set()
         else:
-            with self.connect() as con:
+            # Read-only: a refused write must leave even the database file's bytes as they were.
+            with self.connect(read_only=True) as con:
                 rows = con.execute("SELECT id, table_path FROM catalog").fetchall()
             ids = {r[0] for r in rows}
             served = {self.paths.resolve(r[1]).resolve() for r in rows}

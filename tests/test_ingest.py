@@ -419,3 +419,18 @@ def test_parquet_with_a_saved_pandas_index_ingests_its_columns_only(setup) -> No
     wh.ingest(path, "toy_trips", schema_path)
     frame = wh.pull("toy_trips").frame
     assert list(frame.columns) == list(good_frame().columns) and len(frame) == 5
+
+
+def test_refused_ingest_leaves_every_warehouse_byte_as_it_was(setup) -> None:
+    wh, schema_path, tmp = setup
+    frame = good_frame()
+    frame.loc[0, "zone"] = "atlantis"
+
+    def everything() -> dict[str, str]:
+        return {str(p.relative_to(wh.paths.warehouse)): file_sha256(p)
+                for p in sorted(wh.paths.warehouse.rglob("*")) if p.is_file()}
+
+    before = everything()
+    with pytest.raises(ValidationFailed):
+        wh.ingest(_csv(tmp, frame), "toy_trips", schema_path)
+    assert everything() == before
