@@ -401,11 +401,7 @@ def _storage_errors(dataset: str) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        if exc.errno in _DISK_FULL:
-            raise WarehouseWriteError(
-                f"{dataset}: cannot write the warehouse: no space left on device "
-                f"({os.strerror(exc.errno)}); nothing was changed") from None
-        if exc.errno in _NO_ACCESS:
+        if exc.errno in _DISK_FULL | _NO_ACCESS:
             raise WarehouseWriteError(
                 f"{dataset}: cannot write the warehouse: {os.strerror(exc.errno)}; "
                 "nothing was changed") from None

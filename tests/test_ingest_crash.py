@@ -172,7 +172,7 @@ def test_disk_full_at_a_stage_is_one_line_and_changes_nothing(
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(warehouse, "FAULT_HOOK", disk_full)
-    with pytest.raises(WarehouseWriteError, match="no space left on device"):
+    with pytest.raises(WarehouseWriteError, match="No space left on device"):
         wh.ingest(ninety, "toy_trips", schema_path)
     assert fingerprint(wh) == before
 
@@ -181,8 +181,8 @@ def test_disk_full_at_a_stage_is_one_line_and_changes_nothing(
                      "--schema", str(schema_path)])
     err = capsys.readouterr().err
     assert code == 2
-    assert err == ("error: toy_trips: cannot write the warehouse: no space left on device "
-                   "(No space left on device); nothing was changed\n")
+    assert err == ("error: toy_trips: cannot write the warehouse: No space left on device; "
+                   "nothing was changed\n")
     assert fingerprint(wh) == before
     assert_consistent(wh)
 
