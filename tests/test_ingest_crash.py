@@ -218,3 +218,27 @@ def test_a_real_write_failure_in_duckdbs_parquet_writer_changes_nothing(
                             "nothing was changed\n")
     assert fingerprint(wh) == before
     assert_consistent(wh)
+
+
+def test_a_warehouse_from_before_version_names_is_tidied_by_its_next_write(
+        served: tuple[Warehouse, Path], tmp_path: Path) -> None:
+    """Tables were ``<id>.parquet``, and a crash could leave ``<id>.parquet.bak``: both are
+    served or removed correctly once the catalog moves to version files."""
+    wh, schema_path = served
+    entry = wh.entry("toy_trips")
+    legacy = wh.paths.tables / "toy_trips.parquet"
+    wh.paths.resolve(entry["table_path"]).rename(legacy)
+    (wh.paths.tables / "toy_trips.parquet.bak").write_bytes(legacy.read_bytes())
+    with wh.connect() as con:
+        con.execute("UPDATE catalog SET table_path = ? WHERE id = 'toy_trips'",
+                    [wh.paths.relative(legacy)])
+        con.execute(f"CREATE OR REPLACE VIEW toy_trips AS SELECT * FROM read_parquet('{legacy}')")
+    assert wh.tidy() == [wh.paths.tables / "toy_trips.parquet.bak"]  # the legacy file is served
+    assert assert_consistent(wh)["table_path"] == "warehouse/tables/toy_trips.parquet"
+
+    ninety = tmp_path / "ninety.csv"
+    trips(90, seed=1).to_csv(ninety, index=False)
+    wh.ingest(ninety, "toy_trips", schema_path)
+    latest = assert_consistent(wh)
+    assert latest["rows"] == 90
+    assert table_files(wh) == [Path(latest["table_path"]).name]
