@@ -43,7 +43,7 @@ from pulsesynth.paths import Paths
 from pulsesynth.schema import CategoricalColumn, DatasetSchema, load_schema
 from pulsesynth.sources import BUILTIN_SOURCES
 from pulsesynth.threads import thread_limit
-from pulsesynth.validation import validate, validate_relation
+from pulsesynth.validation import ValidationReport, validate, validate_relation
 
 
 class WarehouseWriteError(PulseSynthError):
@@ -417,6 +417,24 @@ def _storage_errors(dataset: str) -> Iterator[None]:
         raise
 
 
+def validate_file(file: str | Path, schema: DatasetSchema,
+                  paths: Paths | None = None) -> ValidationReport:
+    """Validate a CSV or Parquet file against ``schema`` the way ingest does, storing nothing.
+
+    Streams like :meth:`Warehouse.ingest` (bounded memory whatever the file's size); the
+    typed copy DuckDB checks lives in a ``warehouse/.spill-*`` directory, removed after. It
+    holds the writer lock, so no writer's tidying removes that directory meanwhile.
+    """
+    paths = paths or Paths.default()
+    source = inspect_table_file(file, schema)
+    workdir: list[Path] = []
+    with Warehouse(paths).writing(), _ingest_engine(paths, workdir) as con:
+        staged = workdir[0] / "table.parquet"
+        with _storage_errors(schema.id):
+            stage_table(con, source, schema, staged)
+        return validate_relation(con, f"read_parquet({_literal(staged)})", schema)
+
+
 # --- reading input files ------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -560,10 +578,15 @@ def _is_number(text: str) -> bool:
 # --- staging: DuckDB reads the file and writes typed Parquet ------------------------------
 
 @contextmanager
-def _ingest_engine(paths: Paths) -> Iterator[duckdb.DuckDBPyConnection]:
+def _ingest_engine(paths: Paths,
+                   workdir: list[Path] | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
     """An in-memory DuckDB with capped threads and memory, spilling inside the warehouse
-    (spilled rows are private: they stay in the sensitive store and are removed after)."""
+    (spilled rows are private: they stay in the sensitive store and are removed after; a
+    killed process's are removed by the next writer). ``workdir`` receives that directory."""
     spill = paths.warehouse / f".spill-{uuid.uuid4().hex}"
+    spill.mkdir(parents=True)
+    if workdir is not None:
+        workdir.append(spill)
     con = duckdb.connect(config={
         "threads": thread_limit(), "memory_limit": INGEST_MEMORY_LIMIT,
         "temp_directory": str(spill),

@@ -434,3 +434,23 @@ def test_refused_ingest_leaves_every_warehouse_byte_as_it_was(setup) -> None:
     with pytest.raises(ValidationFailed):
         wh.ingest(_csv(tmp, frame), "toy_trips", schema_path)
     assert everything() == before
+
+
+def test_validate_file_reports_what_ingest_refuses_and_stores_nothing(setup) -> None:
+    from pulsesynth.warehouse import validate_file
+
+    wh, schema_path, tmp = setup
+    frame = good_frame()
+    frame.loc[0, "zone"] = "atlantis"
+    path = _csv(tmp, frame)
+    before = fingerprint(wh)
+    with pytest.raises(ValidationFailed) as err:
+        wh.ingest(path, "toy_trips", schema_path)
+    report = validate_file(path, wh.schema("toy_trips"), wh.paths)
+    assert report.to_dict() == err.value.report.to_dict()
+    assert [f.describe() for f in report.failed] == [
+        "expect_column_values_to_be_in_set on zone (1 of 5 rows)"]
+    assert validate_file(_csv(tmp, good_frame(), "good.csv"), wh.schema("toy_trips"),
+                         wh.paths).success
+    assert fingerprint(wh) == before
+    assert not list(wh.paths.warehouse.glob(".spill-*"))
