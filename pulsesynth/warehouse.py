@@ -2,18 +2,29 @@
 
 Parquet files under ``warehouse/tables/`` are the storage; ``warehouse/pulse.duckdb`` is
 the query engine and holds the catalog (and, later, the governance tables). Every write
-is validate-first and atomic: a table file is replaced with ``os.replace`` and its catalog
-row written in one transaction, so a failure leaves the warehouse as it was.
+is validate-first and atomic. A table version is a new file, ``<id>.<snapshot>.parquet``,
+that no one reads until the catalog row naming it (and the DuckDB view over it) commits in
+one transaction; only then is the previous version removed. A writer killed at any point
+leaves the catalog pointing at a complete file, old or new, and at most unreferenced files,
+which the next writer removes (one writer at a time: ``warehouse/write.lock``).
+
+Ingest streams: DuckDB reads the CSV or Parquet file and writes the staged Parquet file
+itself, and validation runs over that file in chunks (:func:`validate_relation`), so memory
+follows the chunk size, not the file. Messages name declared columns and counts only.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
+import errno
+import fcntl
 import hashlib
-import io
 import json
 import os
+import re
 import shutil
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,12 +37,42 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pulsesynth.errors import CatalogError, SourceError, ValidationFailed
-from pulsesynth.frames import conform
+from pulsesynth.errors import CatalogError, PulseSynthError, SourceError, ValidationFailed
+from pulsesynth.frames import conform, storage_type
 from pulsesynth.paths import Paths
-from pulsesynth.schema import DatasetSchema, check_dataset_id, load_schema
+from pulsesynth.schema import CategoricalColumn, DatasetSchema, check_dataset_id, load_schema
 from pulsesynth.sources import BUILTIN_SOURCES
-from pulsesynth.validation import validate
+from pulsesynth.threads import thread_limit
+from pulsesynth.validation import ValidationReport, validate, validate_relation
+
+
+class WarehouseWriteError(PulseSynthError):
+    """The warehouse could not be written (disk full, no permission); nothing changed."""
+
+
+def _no_fault(stage: str) -> None:
+    """The default fault hook: production runs every stage."""
+
+
+#: Called with each stage name of a table write, in order: ``staged`` (the new Parquet file
+#: is written under a temporary name), ``validated``, ``placed`` (renamed to its version
+#: name, not yet catalogued), ``catalog`` (catalog row and view written, not committed),
+#: ``committed``, ``done`` (the previous version removed). Tests replace it to kill the
+#: process or raise an ``OSError`` at a stage; nothing else should.
+FAULT_HOOK: Callable[[str], None] = _no_fault
+
+#: pandas' default missing-value markers, so a CSV means the same through DuckDB as it did
+#: through ``pandas.read_csv``.
+CSV_NULLS = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
+             "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]
+
+#: DuckDB's memory ceiling while staging and checking a file: the row-key uniqueness
+#: aggregate spills to ``warehouse/.spill-*`` beyond it instead of growing with the table.
+INGEST_MEMORY_LIMIT = "256MB"
+
+_VERSION_FILE = re.compile(r"^(?P<id>.+)\.[0-9a-f]{16}\.parquet$")
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_NO_ACCESS = {errno.EACCES, errno.EPERM, errno.EROFS}
 
 CATALOG_DDL = """
 CREATE TABLE IF NOT EXISTS catalog (
@@ -92,11 +133,13 @@ class Warehouse:
 
     def __init__(self, paths: Paths | None = None) -> None:
         self.paths = paths or Paths.default()
+        self._swept: list[Path] = []
 
     # --- connections ---------------------------------------------------------------------
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection to the warehouse database (the catalog is created on a write one)."""
         if read_only and not self.paths.database.exists():
             raise CatalogError(
                 f"no warehouse at {self.paths.database}: run `pulsesynth warehouse build`"
@@ -114,6 +157,29 @@ class Warehouse:
     def exists(self) -> bool:
         return self.paths.database.exists()
 
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold the warehouse's writer lock, after tidying what a killed writer left.
+
+        One writer at a time across processes (``flock`` on ``warehouse/write.lock``, which
+        the kernel releases when a holder dies), so while it is held every temporary or
+        unreferenced table file is a leftover, never another writer's work in progress.
+        """
+        self.paths.tables.mkdir(parents=True, exist_ok=True)
+        with open(self.paths.warehouse / "write.lock", "a+b") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                self._sweep()
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def tidy(self) -> list[Path]:
+        """Remove files no catalog row points to (left by a killed writer); returns them."""
+        with self.writing():
+            pass
+        return self._swept
+
     # --- build ---------------------------------------------------------------------------
 
     def build(self, datasets: list[str] | None = None,
@@ -124,28 +190,41 @@ class Warehouse:
         if unknown:
             raise CatalogError(f"no built-in source for {', '.join(unknown)}")
         results = []
-        with self.connect() as con:
-            origins = dict(con.execute("SELECT id, origin FROM catalog").fetchall())
-        for dataset_id in ids:
-            if origins.get(dataset_id) == "ingested":
-                progress(f"{dataset_id}: ingested by a user, left as it is")
-                continue
-            schema = load_schema(self.paths.schemas / f"{dataset_id}.yaml")
-            progress(f"{dataset_id}: reading the packaged source")
-            frame = conform(BUILTIN_SOURCES[dataset_id](), schema)
-            report = validate(frame, schema)
-            if not report.success:
-                raise ValidationFailed(dataset_id, report)
-            results.append(self._store(frame, schema, origin="builtin"))
-            state = "written" if results[-1].changed else "unchanged"
-            progress(f"{dataset_id}: {len(frame)} rows, {state}")
+        with self.writing():
+            with self.connect() as con:
+                origins = dict(con.execute("SELECT id, origin FROM catalog").fetchall())
+            for dataset_id in ids:
+                if origins.get(dataset_id) == "ingested":
+                    progress(f"{dataset_id}: ingested by a user, left as it is")
+                    continue
+                schema = load_schema(self.paths.schemas / f"{dataset_id}.yaml")
+                progress(f"{dataset_id}: reading the packaged source")
+                frame = conform(BUILTIN_SOURCES[dataset_id](), schema)
+                report = validate(frame, schema)
+                if not report.success:
+                    raise ValidationFailed(dataset_id, report)
+                tmp = self._staging_path(schema.id)
+                try:
+                    with _storage_errors(schema.id):
+                        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False),
+                                       tmp, compression="zstd")
+                        results.append(self._commit(tmp, schema, len(frame), "builtin"))
+                finally:
+                    tmp.unlink(missing_ok=True)
+                state = "written" if results[-1].changed else "unchanged"
+                progress(f"{dataset_id}: {len(frame)} rows, {state}")
         return results
 
     # --- ingest --------------------------------------------------------------------------
 
     def ingest(self, file: str | Path, dataset_id: str, schema_path: str | Path,
                classification: str | None = None) -> BuildResult:
-        """Add a CSV or Parquet file as a catalogued table: validate first, then write."""
+        """Add a CSV or Parquet file as a catalogued table: validate first, then write.
+
+        The file is streamed (DuckDB reads it and writes the staged Parquet file; GX checks
+        it chunk by chunk), so memory does not grow with the file. On any failure the
+        warehouse is as it was.
+        """
         check_dataset_id(dataset_id)
         schema = load_schema(schema_path)
         if schema.id != dataset_id:
@@ -154,11 +233,23 @@ class Warehouse:
             )
         if classification is not None:
             schema = schema.with_classification(classification)
-        frame = conform(read_table_file(file), schema)
-        report = validate(frame, schema)
-        if not report.success:
-            raise ValidationFailed(dataset_id, report)
-        return self._store(frame, schema, origin="ingested")
+        source = inspect_table_file(file, schema)
+        with self.writing():
+            tmp = self._staging_path(schema.id)
+            try:
+                with _ingest_engine(self.paths) as con:
+                    with _storage_errors(schema.id):
+                        stage_table(con, source, schema, tmp)
+                        _sync(tmp)
+                        _fault("staged")
+                    report = validate_relation(con, f"read_parquet({_literal(tmp)})", schema)
+                if not report.success:
+                    raise ValidationFailed(dataset_id, report)
+                _fault("validated")
+                with _storage_errors(schema.id):
+                    return self._commit(tmp, schema, report.rows, "ingested")
+            finally:
+                tmp.unlink(missing_ok=True)
 
     # --- read ----------------------------------------------------------------------------
 
@@ -171,6 +262,7 @@ class Warehouse:
         return [_entry(dict(zip(CATALOG_FIELDS, row, strict=True))) for row in rows]
 
     def entry(self, dataset_id: str) -> dict[str, Any]:
+        """The catalog entry of one dataset."""
         for entry in self.catalog():
             if entry["id"] == dataset_id:
                 return entry
@@ -186,28 +278,36 @@ class Warehouse:
 
     def pull(self, dataset_id: str) -> Snapshot:
         """Read a table through DuckDB with the content hash of the stored Parquet file."""
-        entry = self.entry(dataset_id)
-        schema = self.schema(dataset_id)
-        path = self.paths.resolve(entry["table_path"])
-        before = file_sha256(path)
-        with self.connect(read_only=True) as con:
-            table = con.sql("SELECT * FROM read_parquet($path)",
-                            params={"path": str(path)}).to_arrow_table()
-        if file_sha256(path) != before:
-            raise SourceError(f"{dataset_id}: table changed while being read; pull again")
-        frame = conform(table.to_pandas(), schema)
-        return Snapshot(dataset=dataset_id, snapshot_id=before, frame=frame, schema=schema)
+        for _ in range(3):  # an ingest that commits meanwhile removes the version we found
+            entry = self.entry(dataset_id)
+            schema = self.schema(dataset_id)
+            path = self.paths.resolve(entry["table_path"])
+            try:
+                before = file_sha256(path)
+                with self.connect(read_only=True) as con:
+                    table = con.sql("SELECT * FROM read_parquet($path)",
+                                    params={"path": str(path)}).to_arrow_table()
+                if file_sha256(path) != before:
+                    raise SourceError(f"{dataset_id}: table changed while being read; pull again")
+            except (FileNotFoundError, duckdb.IOException):
+                if path.exists():
+                    raise
+                continue
+            frame = conform(table.to_pandas(), schema)
+            return Snapshot(dataset=dataset_id, snapshot_id=before, frame=frame, schema=schema)
+        raise SourceError(f"{dataset_id}: table replaced while being read; pull again")
 
     # --- internals -----------------------------------------------------------------------
 
-    def _store(self, frame: pd.DataFrame, schema: DatasetSchema, origin: str) -> BuildResult:
-        final = self.paths.tables / f"{schema.id}.parquet"
-        tmp = final.with_suffix(".parquet.tmp")
-        final.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp,
-                       compression="zstd")
+    def _staging_path(self, dataset_id: str) -> Path:
+        return self.paths.tables / f".{dataset_id}.{uuid.uuid4().hex}.parquet.tmp"
+
+    def _commit(self, tmp: Path, schema: DatasetSchema, rows: int,
+                origin: str) -> BuildResult:
+        """Make a staged file the dataset's current version (under :meth:`writing`)."""
         snapshot_id = file_sha256(tmp)
-        entry = _catalog_row(schema, self.paths, len(frame), snapshot_id, final, origin)
+        final = self.paths.tables / f"{schema.id}.{snapshot_id[:16]}.parquet"
+        entry = _catalog_row(schema, self.paths, rows, snapshot_id, final, origin)
         with self.connect() as con:
             current = con.execute(
                 f"SELECT {', '.join(CATALOG_FIELDS)} FROM catalog WHERE id = ?", [schema.id]
@@ -219,13 +319,15 @@ class Warehouse:
         )
         if unchanged:
             tmp.unlink()
-            return BuildResult(schema.id, len(frame), snapshot_id, changed=False)
-
-        backup = final.with_suffix(".parquet.bak")
-        if final.exists():
-            shutil.copy2(final, backup)
-        os.replace(tmp, final)
+            return BuildResult(schema.id, rows, snapshot_id, changed=False)
+        previous = (self.paths.resolve(current[CATALOG_FIELDS.index("table_path")])
+                    if current is not None else None)
+        committed = False
         try:
+            # A new name: the served file is never touched before the catalog moves on.
+            os.replace(tmp, final)
+            _sync(final.parent)
+            _fault("placed")
             with self.connect() as con:
                 con.execute("BEGIN TRANSACTION")
                 con.execute("DELETE FROM catalog WHERE id = ?", [schema.id])
@@ -236,76 +338,390 @@ class Warehouse:
                 )
                 con.execute(
                     f'CREATE OR REPLACE VIEW "{schema.id}" AS '
-                    f"SELECT * FROM read_parquet('{final.resolve()}')"
+                    f"SELECT * FROM read_parquet({_literal(final.resolve())})"
                 )
+                _fault("catalog")
                 con.execute("COMMIT")
+                committed = True
         except BaseException:
-            if backup.exists():
-                os.replace(backup, final)
-            else:
+            if not committed and final != previous:
                 final.unlink(missing_ok=True)
             raise
-        backup.unlink(missing_ok=True)
-        return BuildResult(schema.id, len(frame), snapshot_id, changed=True)
+        _fault("committed")
+        if previous is not None and previous.resolve() != final.resolve():
+            previous.unlink(missing_ok=True)
+        _fault("done")
+        return BuildResult(schema.id, rows, snapshot_id, changed=True)
+
+    def _sweep(self) -> None:
+        """Remove table files no catalog row points to (call with the writer lock held)."""
+        self._swept = []
+        if not self.paths.database.exists():
+            ids: set[str] = set()
+            served: set[Path] = set()
+        else:
+            # Read-only: a refused write must leave even the database file's bytes as they were.
+            with self.connect(read_only=True) as con:
+                rows = con.execute("SELECT id, table_path FROM catalog").fetchall()
+            ids = {r[0] for r in rows}
+            served = {self.paths.resolve(r[1]).resolve() for r in rows}
+        for path in sorted(self.paths.tables.iterdir()):
+            if not path.is_file() or path.resolve() in served:
+                continue
+            name = path.name
+            version = _VERSION_FILE.match(name)
+            stale = (
+                name.endswith((".parquet.tmp", ".parquet.bak"))  # staged, or the old backup
+                or (version is not None and not name.startswith("."))
+                or (name.endswith(".parquet") and name[: -len(".parquet")] in ids)  # pre-
+            )  # version naming: <id>.parquet whose catalog row has moved to a version file
+            if stale:
+                path.unlink(missing_ok=True)
+                self._swept.append(path)
+        for spill in self.paths.warehouse.glob(".spill-*"):
+            shutil.rmtree(spill, ignore_errors=True)
+            self._swept.append(spill)
 
 
-def read_table_file(file: str | Path) -> pd.DataFrame:
-    """Read a CSV (UTF-8, header row) or Parquet file; errors never quote cell values."""
+def _fault(stage: str) -> None:
+    FAULT_HOOK(stage)
+
+
+def _sync(path: Path) -> None:
+    """fsync a file or directory, so a rename never outlives the bytes it names."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def _storage_errors(dataset: str) -> Iterator[None]:
+    """Turn a full disk or a refused write into one line (the caller has undone its work)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in _DISK_FULL | _NO_ACCESS:
+            raise WarehouseWriteError(
+                f"{dataset}: cannot write the warehouse: {os.strerror(exc.errno)}; "
+                "nothing was changed") from None
+        raise
+    except duckdb.IOException as exc:
+        text = str(exc)
+        for marker, errno_ in (("No space left", errno.ENOSPC), ("File too large", errno.EFBIG),
+                               ("quota", errno.EDQUOT), ("Permission denied", errno.EACCES)):
+            if marker in text:
+                raise WarehouseWriteError(
+                    f"{dataset}: cannot write the warehouse: {os.strerror(errno_)}; "
+                    "nothing was changed") from None
+        raise
+
+
+def validate_file(file: str | Path, schema: DatasetSchema,
+                  paths: Paths | None = None) -> ValidationReport:
+    """Validate a CSV or Parquet file against ``schema`` the way ingest does, storing nothing.
+
+    Streams like :meth:`Warehouse.ingest` (bounded memory whatever the file's size); the
+    typed copy DuckDB checks lives in a ``warehouse/.spill-*`` directory, removed after. It
+    holds the writer lock, so no writer's tidying removes that directory meanwhile.
+    """
+    paths = paths or Paths.default()
+    source = inspect_table_file(file, schema)
+    workdir: list[Path] = []
+    with Warehouse(paths).writing(), _ingest_engine(paths, workdir) as con:
+        staged = workdir[0] / "table.parquet"
+        with _storage_errors(schema.id):
+            stage_table(con, source, schema, staged)
+        return validate_relation(con, f"read_parquet({_literal(staged)})", schema)
+
+
+# --- reading input files ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TableFile:
+    """An input file that passed the cheap checks: its format and its column names."""
+
+    path: Path
+    format: str  # "csv" or "parquet"
+    columns: tuple[str, ...]
+
+
+def inspect_table_file(file: str | Path, schema: DatasetSchema | None = None) -> TableFile:
+    """Check a CSV or Parquet file without loading it: readable, UTF-8 without NUL bytes
+    (CSV), a header row, no duplicate column names. Errors never quote a cell value, and
+    name a column only when ``schema`` declares it."""
     path = Path(file)
     if not path.exists():
         raise SourceError(f"{path}: no such file")
+    if not path.is_file():
+        raise SourceError(f"{path}: not a regular file")
     try:
-        head = path.read_bytes()[:4] if path.is_file() else None
+        with open(path, "rb") as fh:
+            head = fh.read(4)
     except OSError as exc:
         reason = exc.strerror or exc.__class__.__name__
         raise SourceError(f"{path}: cannot be read ({reason})") from exc
-    if head is None:
-        raise SourceError(f"{path}: not a regular file")
     suffix = path.suffix.lower()
     if head == b"PAR1" or suffix == ".parquet":
         try:
-            table = pq.read_table(path)
+            arrow_schema = pq.ParquetFile(path).schema_arrow
         except (pa.ArrowException, OSError) as exc:
             raise SourceError(f"{path}: not a readable Parquet file") from exc
-        names = table.column_names
-        _check_unique_names(names, path)
-        return table.to_pandas()
+        # A pandas index saved as a column (``__index_level_0__``) is not table data.
+        index = {c for c in (arrow_schema.pandas_metadata or {}).get("index_columns", [])
+                 if isinstance(c, str)}
+        names = [str(n) for n in arrow_schema.names if n not in index]
+        _check_header(names, path, schema, headerless_check=False)
+        return TableFile(path, "parquet", tuple(names))
     if suffix not in (".csv", ".txt"):
         raise SourceError(f"{path}: unsupported file type {suffix or '(none)'}; use CSV or Parquet")
+    _check_text(path)
     try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise SourceError(
-            f"{path}: not valid UTF-8 text (first bad byte at offset {exc.start}); "
-            "re-export the file as UTF-8"
-        ) from exc
-    if "\x00" in text:
-        raise SourceError(f"{path}: contains NUL bytes; not a CSV text file")
-    try:
-        header = next(csv.reader(io.StringIO(text)))
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            header = next(csv.reader(fh))
     except StopIteration as exc:
         raise SourceError(f"{path}: empty file, no header row") from exc
     except csv.Error as exc:
-        raise SourceError(f"{path}: not a readable CSV file ({exc})") from exc
-    _check_unique_names(header, path)
+        raise SourceError(f"{path}: not a readable CSV file (malformed header row)") from exc
+    if not header:
+        raise SourceError(f"{path}: no header row (the first line is empty)")
+    _check_header(header, path, schema)
+    return TableFile(path, "csv", tuple(header))
+
+
+def read_table_file(file: str | Path, schema: DatasetSchema | None = None) -> pd.DataFrame:
+    """Read a small CSV (UTF-8, header row) or Parquet file whole into pandas.
+
+    For ``pulsesynth validate --file``; ingest streams instead. Errors never quote cell
+    values (``schema``, when given, lets them name declared columns).
+    """
+    source = inspect_table_file(file, schema)
+    path = source.path
+    if source.format == "parquet":
+        try:
+            return pq.read_table(path).to_pandas()
+        except (pa.ArrowException, OSError) as exc:
+            raise SourceError(f"{path}: not a readable Parquet file") from exc
     try:
-        return pd.read_csv(io.StringIO(text), keep_default_na=True)
-    except (pd.errors.ParserError, ValueError) as exc:
-        raise SourceError(f"{path}: not a readable CSV file (malformed rows)") from exc
+        return pd.read_csv(path, keep_default_na=True, encoding="utf-8")
+    except (pd.errors.ParserError, ValueError):
+        # pandas quotes the offending line: not chained, so no traceback can show it
+        raise SourceError(f"{path}: not a readable CSV file (malformed rows)") from None
+
+
+def _check_text(path: Path) -> None:
+    """UTF-8 and free of NUL bytes, checked block by block (the file is never held whole)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            if b"\x00" in block:
+                raise SourceError(f"{path}: contains NUL bytes; not a CSV text file")
+            pending = len(decoder.getstate()[0])
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as exc:
+                raise SourceError(
+                    f"{path}: not valid UTF-8 text (first bad byte at offset "
+                    f"{offset - pending + exc.start}); re-export the file as UTF-8") from None
+            offset += len(block)
+        pending = len(decoder.getstate()[0])
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            raise SourceError(
+                f"{path}: not valid UTF-8 text (first bad byte at offset {offset - pending}); "
+                "re-export the file as UTF-8") from None
+
+
+def _check_header(names: list[str], path: Path, schema: DatasetSchema | None,
+                  headerless_check: bool = True) -> None:
+    """A header that names columns, each once; messages name declared columns only."""
+    declared = set(schema.column_names) if schema is not None else set()
+    if schema is not None and headerless_check and _looks_headerless(names, schema):
+        raise SourceError(
+            f"{path}: no header row: the first line holds none of the {len(declared)} "
+            "declared column names and looks like data; save the file with its header row")
+    counts: dict[str, int] = {}
+    for name in names:
+        counts[name] = counts.get(name, 0) + 1
+    dupes = [n for n, c in counts.items() if c > 1]
+    if dupes:
+        named = sorted(n for n in dupes if n in declared)
+        hidden = len(dupes) - len(named)
+        parts = ([f"duplicate column name(s): {', '.join(named)}"] if named else []) + (
+            [f"{hidden} duplicate undeclared column name(s)"] if hidden else [])
+        raise SourceError(f"{path}: {'; '.join(parts)}")
+
+
+def _looks_headerless(names: list[str], schema: DatasetSchema) -> bool:
+    """Whether the first line is data: no declared column name in it, and either as many
+    cells as declared columns or a cell that reads as a value (a number, a declared
+    category level or an empty cell) rather than a name."""
+    declared = set(schema.column_names)
+    if any(name in declared for name in names):
+        return False
+    levels = {str(level) for col in schema.columns if isinstance(col, CategoricalColumn)
+              for level in col.categories}
+    return len(names) == len(declared) or any(
+        name.strip() == "" or name in levels or _is_number(name) for name in names)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+# --- staging: DuckDB reads the file and writes typed Parquet ------------------------------
+
+@contextmanager
+def _ingest_engine(paths: Paths,
+                   workdir: list[Path] | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """An in-memory DuckDB with capped threads and memory, spilling inside the warehouse
+    (spilled rows are private: they stay in the sensitive store and are removed after; a
+    killed process's are removed by the next writer). ``workdir`` receives that directory."""
+    spill = paths.warehouse / f".spill-{uuid.uuid4().hex}"
+    spill.mkdir(parents=True)
+    if workdir is not None:
+        workdir.append(spill)
+    con = duckdb.connect(config={
+        "threads": thread_limit(), "memory_limit": INGEST_MEMORY_LIMIT,
+        "temp_directory": str(spill),
+    })
+    try:
+        con.execute("SET enable_progress_bar = false")  # no bars on a CLI's terminal
+        yield con
+    finally:
+        con.close()
+        shutil.rmtree(spill, ignore_errors=True)
+
+
+def stage_table(con: duckdb.DuckDBPyConnection, source: TableFile, schema: DatasetSchema,
+                out: Path) -> int:
+    """Write ``source`` as Parquet at ``out`` with DuckDB, each declared column in its
+    storage type where that is lossless (as :func:`~pulsesynth.frames.conform` would), and
+    return the row count. Undeclared columns are kept under placeholder names, so no name
+    from the file travels further; validation then counts them."""
+    declared = set(schema.column_names)
+    names = [n if n in declared else f"_undeclared_{i}" for i, n in enumerate(source.columns)]
+    if source.format == "csv":
+        relation = (
+            f"read_csv({_literal(source.path)}, header=true, auto_detect=false, "
+            f"columns={{{', '.join(f'{_literal(n)}: {_literal(_TEXT)}' for n in names)}}}, "
+            "delim=',', quote='\"', escape='\"', strict_mode=true, null_padding=true, "
+            f"nullstr=[{', '.join(_literal(v) for v in CSV_NULLS)}])"
+        )
+        select = {n: _quote(n) for n in names}
+        types = {n: _TEXT for n in names}
+    else:
+        relation = f"read_parquet({_literal(source.path)})"
+        select = {n: f"{_quote(o)} AS {_quote(n)}" if n != o else _quote(n)
+                  for n, o in zip(names, source.columns, strict=True)}
+        columns = ", ".join(_quote(c) for c in source.columns)
+        described = _run(con, source, f"DESCRIBE SELECT {columns} FROM {relation}").fetchall()
+        types = {n: str(row[1]) for n, row in zip(names, described, strict=True)}
+    exprs = _storage_expressions(con, source, relation, schema, select, types)
+    _run(con, source, (
+        f"COPY (SELECT {', '.join(exprs[n] for n in names)} FROM {relation}) "
+        f"TO {_literal(out)} (FORMAT parquet, COMPRESSION zstd)"))
+    return int(pq.ParquetFile(out).metadata.num_rows)
+
+
+_TEXT = "VARCHAR"
+_INTEGERS = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER",
+             "UBIGINT", "HUGEINT", "UHUGEINT"}
+_FLOATS = {"FLOAT", "DOUBLE", "REAL"}
+
+
+def _storage_expressions(con: duckdb.DuckDBPyConnection, source: TableFile, relation: str,
+                         schema: DatasetSchema, select: dict[str, str],
+                         types: dict[str, str]) -> dict[str, str]:
+    """SELECT expressions giving each declared column its storage type when every value
+    converts exactly; otherwise the column keeps its type and fails the type check, the
+    way pandas' inference and ``conform`` treat it (one aggregate pass decides)."""
+    exprs = dict(select)
+    checks: list[str] = []
+    plans: list[tuple[str, str, str]] = []  # (name, storage kind, DuckDB value expression)
+    for name in select:
+        if name.startswith("_undeclared_"):
+            continue
+        kind = storage_type(schema.column(name))
+        col, typ = _quote(name), types[name]
+        numeric = typ in _INTEGERS or typ in _FLOATS or typ.startswith("DECIMAL")
+        if kind == "str" or (typ != _TEXT and not numeric):
+            continue  # text stays text; booleans, dates ... keep their type (and fail)
+        if typ == _TEXT and source.format == "parquet":
+            continue  # Parquet strings in a numeric column are a type error, as before
+        value = f"TRY_CAST({col} AS DOUBLE)" if typ == _TEXT else f"CAST({col} AS DOUBLE)"
+        i = len(plans)
+        checks.append(f"count(*) FILTER (WHERE {col} IS NOT NULL AND {value} IS NULL)"
+                      f" AS bad{i}")
+        checks.append(f"count(*) FILTER (WHERE {value} IS NOT NULL AND NOT (isfinite({value})"
+                      f" AND {value} = round({value}) AND abs({value}) < 9.2e18)) AS frac{i}")
+        plans.append((name, kind, value))
+    if not plans:
+        return exprs
+    (counts,) = _run(con, source, f"SELECT {', '.join(checks)} FROM {relation}").fetchall()
+    for i, (name, kind, value) in enumerate(plans):
+        bad, frac = counts[2 * i], counts[2 * i + 1]
+        col = _quote(name)
+        if bad:
+            continue  # text among numbers: stays text, fails the type check
+        if kind == "int64" and not frac:
+            if types[name] in _INTEGERS:
+                exprs[name] = f"CAST({col} AS BIGINT) AS {col}"
+            elif types[name] == _TEXT:  # exact digits first: a double rounds beyond 2**53
+                exprs[name] = (f"coalesce(TRY_CAST({col} AS BIGINT), CAST({value} AS BIGINT))"
+                               f" AS {col}")
+            else:
+                exprs[name] = f"CAST({value} AS BIGINT) AS {col}"
+        else:
+            exprs[name] = f"{value} AS {col}"
+    return exprs
+
+
+def _run(con: duckdb.DuckDBPyConnection, source: TableFile,
+         sql: str) -> duckdb.DuckDBPyConnection:
+    """Run a statement over the input file; a parse error names the line, never its text."""
+    try:
+        return con.execute(sql)
+    except (duckdb.InvalidInputException, duckdb.ConversionException) as exc:
+        raise SourceError(f"{source.path}: not a readable {source.format.upper()} file "
+                          f"({_parse_problem(str(exc))})") from None
+
+
+def _parse_problem(message: str) -> str:
+    """DuckDB's CSV error without the 'Original Line' it quotes (a private row)."""
+    line = re.search(r"CSV Error on Line: (\d+)", message)
+    where = f" at line {line.group(1)}" if line else ""
+    fields = re.search(r"Expected Number of Columns: (\d+) Found: (\d+)", message)
+    if fields:
+        return f"malformed row{where}: {fields.group(2)} fields, {fields.group(1)} expected"
+    if "unterminated quote" in message:
+        return f"unterminated quote{where}"
+    return f"malformed rows{where}"
+
+
+def _literal(value: object) -> str:
+    """A SQL string literal (DuckDB's COPY and table functions take no bound parameters)."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _quote(name: str) -> str:
+    return '"' + str(name).replace('"', '""') + '"'
 
 
 def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes: a table version's snapshot id."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _check_unique_names(names: list[str], path: Path) -> None:
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise SourceError(f"{path}: duplicate column name(s): {', '.join(map(str, dupes))}")
 
 
 def _catalog_row(schema: DatasetSchema, paths: Paths, rows: int, snapshot_id: str,

@@ -40,7 +40,7 @@ def _schema_with(paths: Paths, where: Path, **privacy) -> Path:
 def test_reingest_with_a_raised_budget_is_refused_and_changes_nothing(
         taxi: Paths, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _charge_once(taxi, tmp_path)
-    table = taxi.tables / "taxi_trips.parquet"
+    table = taxi.resolve(Warehouse(taxi).entry("taxi_trips")["table_path"])
     before = file_sha256(table)
     export = tmp_path / "taxi.parquet"
     export.write_bytes(table.read_bytes())

@@ -141,7 +141,8 @@ def test_canary_is_in_the_warehouse(canary_root: dict[str, Any]) -> None:
     frame = Warehouse(canary_root["paths"]).pull(DATASET).frame
     assert len(_leaks_in_frame(frame)) == 3
     leaks = _scan_tree(canary_root["root"] / "warehouse")
-    assert sum("in column" in x for x in leaks[f"tables/{DATASET}.parquet"]) == 3
+    table = Path(Warehouse(canary_root["paths"]).entry(DATASET)["table_path"])
+    assert sum("in column" in x for x in leaks[table.relative_to("warehouse").as_posix()]) == 3
 
 
 def test_canary_not_in_state_or_published(canary_root: dict[str, Any]) -> None:

@@ -51,8 +51,8 @@ def make_root(root: Path, broken: bool = True) -> Path:
         raw["id"] = BROKEN
         schema_path = root / "schemas" / f"{BROKEN}.yaml"
         schema_path.write_text(yaml.safe_dump(raw, sort_keys=False))
-        Warehouse(paths).ingest(root / "warehouse" / "tables" / "taxi_trips.parquet", BROKEN,
-                                schema_path)
+        taxi = paths.resolve(Warehouse(paths).entry("taxi_trips")["table_path"])
+        Warehouse(paths).ingest(taxi, BROKEN, schema_path)
         raw["min_rows"] = 10_000_000
         schema_path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return root

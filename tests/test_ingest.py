@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
@@ -110,7 +111,7 @@ def test_missing_column(setup) -> None:
 def test_extra_column(setup) -> None:
     err = _expect_validation_failure(setup, good_frame().assign(extra=1),
                                      "expect_table_columns_to_match_set", None)
-    assert "undeclared column(s) extra" in str(err)
+    assert "1 undeclared column(s)" in str(err) and "extra" not in str(err)
 
 
 def test_wrong_type(setup) -> None:
@@ -265,3 +266,191 @@ def test_ingest_cli_prints_each_failing_expectation(setup, capsys) -> None:
     assert "expect_column_values_to_be_in_set on zone" in err
     assert "expect_column_values_to_be_between on fare" in err
     assert "atlantis" not in err and "1000" not in err
+
+
+# --- header-less files and value-free messages ----------------------------------------------
+
+CANARY = "CANARY-4d1e"
+
+
+def test_file_saved_without_its_header_row_is_named_as_such(setup, capsys) -> None:
+    wh, schema_path, tmp = setup
+    before = fingerprint(wh)
+    path = tmp / "headless.csv"
+    good_frame().to_csv(path, index=False, header=False)
+    with pytest.raises(SourceError) as err:
+        wh.ingest(path, "toy_trips", schema_path)
+    message = str(err.value)
+    assert message == (f"{path}: no header row: the first line holds none of the 6 declared "
+                       "column names and looks like data; save the file with its header row")
+    assert fingerprint(wh) == before
+    code = cli.main(["ingest", str(path), "--dataset", "toy_trips", "--schema",
+                     str(schema_path)])
+    assert code == 2 and capsys.readouterr().err == f"error: {message}\n"
+
+
+def test_header_less_file_with_a_column_fewer_is_still_header_less(setup) -> None:
+    """Column counts differ, but a cell of the first line is a number or a category."""
+    wh, schema_path, tmp = setup
+    path = tmp / "headless.csv"
+    good_frame().drop(columns="note").to_csv(path, index=False, header=False)
+    with pytest.raises(SourceError, match="no header row"):
+        wh.ingest(path, "toy_trips", schema_path)
+
+
+def test_real_header_with_a_numeric_extra_column_is_not_taken_for_data(setup) -> None:
+    err = _expect_validation_failure(setup, good_frame().assign(**{"2024": 1}),
+                                     "expect_table_columns_to_match_set", None)
+    assert "1 undeclared column(s)" in str(err) and "2024" not in str(err)
+
+
+def test_undeclared_header_names_are_counted_never_printed(setup, capsys) -> None:
+    _, schema_path, tmp = setup
+    frame = good_frame().rename(columns={"zone": CANARY}).assign(**{f"{CANARY}-2": 1})
+    err = _expect_validation_failure(setup, frame, "expect_table_columns_to_match_set", None)
+    assert "missing column(s) zone; 2 undeclared column(s)" in str(err)
+    assert CANARY not in str(err) and CANARY not in json_of(err)
+    code = cli.main(["ingest", str(_csv(tmp, frame)), "--dataset", "toy_trips",
+                     "--schema", str(schema_path)])
+    assert code == 1 and CANARY not in capsys.readouterr().err
+
+
+def json_of(err: ValidationFailed) -> str:
+    import json
+
+    return json.dumps(err.report.to_dict())
+
+
+def test_duplicate_undeclared_names_are_counted_never_printed(setup) -> None:
+    path = setup[2] / "dupes.csv"
+    path.write_text(f"day,trip,zone,fare,note,paid,{CANARY},{CANARY}\n"
+                    "1,1,north,1.0,a,yes,x,y\n")
+    _expect_source_error(setup, path, "1 duplicate undeclared column name")
+    wh, schema_path, _ = setup
+    with pytest.raises(SourceError) as err:
+        wh.ingest(path, "toy_trips", schema_path)
+    assert CANARY not in str(err.value)
+
+
+def test_malformed_row_names_its_line_not_its_text(setup) -> None:
+    path = setup[2] / "ragged.csv"
+    path.write_text("day,trip,zone,fare,note,paid\n1,1,north,1.0,a,yes\n"
+                    f"2,1,south,2.0,{CANARY},no,surplus\n")
+    wh, schema_path, _ = setup
+    before = fingerprint(wh)
+    with pytest.raises(SourceError) as err:
+        wh.ingest(path, "toy_trips", schema_path)
+    assert str(err.value) == (f"{path}: not a readable CSV file (malformed row at line 3: "
+                              "7 fields, 6 expected)")
+    assert fingerprint(wh) == before
+
+
+def test_bad_utf8_byte_offset_is_exact_across_read_blocks(setup) -> None:
+    path = setup[2] / "long.csv"
+    text = good_frame().to_csv(index=False)
+    padding = "1,1,north,1.0," + "x" * 100 + ",yes\n"
+    body = text.encode() + padding.encode() * ((1 << 20) // len(padding) + 5)
+    offset = len(body) - 3
+    path.write_bytes(body[:offset] + b"\xe9" + body[offset + 1:])
+    _expect_source_error(setup, path, f"first bad byte at offset {offset}\\)")
+
+
+def test_csv_types_follow_the_declared_storage_types(setup) -> None:
+    """Integral values written as 2.0 are integers; a fraction or a word in an integer
+    column fails the type check, as pandas' reading did."""
+    wh, schema_path, tmp = setup
+    path = tmp / "typed.csv"
+    good_frame().assign(day=["1.0", "1", "2", "3.0", "4"]).to_csv(path, index=False)
+    wh.ingest(path, "toy_trips", schema_path)
+    frame = wh.pull("toy_trips").frame
+    assert frame["day"].dtype == "int64" and frame["day"].tolist() == [1, 1, 2, 3, 4]
+    fraction = good_frame().assign(day=[1.5, 1, 2, 3, 4])
+    err = _expect_validation_failure(setup, fraction, "expect_column_values_to_be_of_type",
+                                     "day")
+    assert "stored type float64, declared int64" in str(err)
+    word = good_frame().astype({"day": object})
+    word.loc[2, "day"] = "two"
+    err = _expect_validation_failure(setup, word, "expect_column_values_to_be_of_type", "day")
+    assert "two" not in str(err)
+
+
+# --- chunked validation: same report as one whole-frame GX run ------------------------------
+
+def _corrupted() -> list[pd.DataFrame]:
+    big = pd.concat([good_frame()] * 3, ignore_index=True)
+    big["trip"] = range(1, len(big) + 1)
+    broken = big.copy()
+    broken.loc[2, "fare"] = 250.0
+    broken.loc[9, "fare"] = -1.0
+    broken.loc[4, "zone"] = "atlantis"
+    broken.loc[11, "zone"] = None
+    broken.loc[[3, 5], "trip"] = 1
+    broken.loc[5, "day"] = 1
+    return [big, broken, broken.assign(paid="yes"), broken.head(0),
+            broken.drop(columns="trip").assign(extra=1)]
+
+
+@pytest.mark.parametrize("case", range(5))
+@pytest.mark.parametrize("chunk_rows", [2, 1000])
+def test_chunked_validation_reports_exactly_what_whole_frame_validation_does(
+        setup, case: int, chunk_rows: int) -> None:
+    import duckdb
+
+    from pulsesynth.frames import conform
+    from pulsesynth.validation import validate, validate_relation
+
+    wh, _, _ = setup
+    schema = wh.schema("toy_trips")
+    frame = _corrupted()[case]
+    con = duckdb.connect()
+    con.register("frame", frame)
+    whole = validate(conform(frame, schema), schema)
+    chunked = validate_relation(con, "frame", schema, chunk_rows=chunk_rows)
+    assert sorted(chunked.failed, key=str) == sorted(whole.failed, key=str)
+    assert (chunked.success, chunked.rows, chunked.evaluated) == (
+        whole.success, whole.rows, whole.evaluated)
+
+
+def test_parquet_with_a_saved_pandas_index_ingests_its_columns_only(setup) -> None:
+    wh, schema_path, tmp = setup
+    path = tmp / "indexed.parquet"
+    good_frame().set_index(pd.Index([3, 1, 4, 0, 2])).to_parquet(path)
+    assert "__index_level_0__" in pq.read_schema(path).names
+    wh.ingest(path, "toy_trips", schema_path)
+    frame = wh.pull("toy_trips").frame
+    assert list(frame.columns) == list(good_frame().columns) and len(frame) == 5
+
+
+def test_refused_ingest_leaves_every_warehouse_byte_as_it_was(setup) -> None:
+    wh, schema_path, tmp = setup
+    frame = good_frame()
+    frame.loc[0, "zone"] = "atlantis"
+
+    def everything() -> dict[str, str]:
+        return {str(p.relative_to(wh.paths.warehouse)): file_sha256(p)
+                for p in sorted(wh.paths.warehouse.rglob("*")) if p.is_file()}
+
+    before = everything()
+    with pytest.raises(ValidationFailed):
+        wh.ingest(_csv(tmp, frame), "toy_trips", schema_path)
+    assert everything() == before
+
+
+def test_validate_file_reports_what_ingest_refuses_and_stores_nothing(setup) -> None:
+    from pulsesynth.warehouse import validate_file
+
+    wh, schema_path, tmp = setup
+    frame = good_frame()
+    frame.loc[0, "zone"] = "atlantis"
+    path = _csv(tmp, frame)
+    before = fingerprint(wh)
+    with pytest.raises(ValidationFailed) as err:
+        wh.ingest(path, "toy_trips", schema_path)
+    report = validate_file(path, wh.schema("toy_trips"), wh.paths)
+    assert report.to_dict() == err.value.report.to_dict()
+    assert [f.describe() for f in report.failed] == [
+        "expect_column_values_to_be_in_set on zone (1 of 5 rows)"]
+    assert validate_file(_csv(tmp, good_frame(), "good.csv"), wh.schema("toy_trips"),
+                         wh.paths).success
+    assert fingerprint(wh) == before
+    assert not list(wh.paths.warehouse.glob(".spill-*"))
