@@ -255,7 +255,8 @@ def test_reingest_with_a_bad_schema_leaves_warehouse_and_ledger_unchanged(
     if change == "bomb":
         schema.write_text(ALIAS_BOMB)
     export = tmp_path / "taxi.parquet"
-    export.write_bytes((taxi_built / "warehouse" / "tables" / "taxi_trips.parquet").read_bytes())
+    served = Warehouse(Paths(taxi_built)).entry("taxi_trips")["table_path"]
+    export.write_bytes(Paths(taxi_built).resolve(served).read_bytes())
     # _refused compares every file under the project root (tables, DuckDB catalog,
     # governance store) before and after
     _refused(["ingest", str(export), "--dataset", "taxi_trips", "--schema", str(schema)],
