@@ -91,12 +91,6 @@ TABLE_CANDIDATE_FILES = (SYNTHETIC_PARQUET, AUDIT_JSON, GATE_JSON, PRIVACY_JSON,
                          UTILITY_JSON, RELEASE_STATS_JSON, SCHEMA_YAML)
 WEIGHTS_CANDIDATE_FILES = (WEIGHTS_PT, RELEASE_CONFIG_JSON, AUDIT_JSON, GATE_JSON,
                            PRIVACY_JSON, UTILITY_JSON, RELEASE_STATS_JSON, SCHEMA_YAML)
-#: The files a candidate of each release kind must hold.
-CANDIDATE_FILES_BY_KIND = {"table": TABLE_CANDIDATE_FILES,
-                           "classifier": WEIGHTS_CANDIDATE_FILES,
-                           "model": WEIGHTS_CANDIDATE_FILES}
-#: The file a kind releases (the candidate id covers it).
-PRIMARY_FILE = {"table": SYNTHETIC_PARQUET, "classifier": WEIGHTS_PT, "model": WEIGHTS_PT}
 
 # --- a published release directory (published/<catalogue id>/<version>/) ------------------
 
@@ -139,11 +133,6 @@ def _write_json(path: Path, data: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(dump_json(data), encoding="utf-8")
     return path
-
-
-def candidate_files(kind: str) -> tuple[str, ...]:
-    """The file names a candidate of release ``kind`` must hold, in hashing order."""
-    return CANDIDATE_FILES_BY_KIND[kind]
 
 
 def card_json_name(kind: str) -> str:

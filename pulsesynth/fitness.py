@@ -14,7 +14,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from pulsesynth.release_kinds import get_kind
+from pulsesynth.release_kinds import TABLE, get_kind
 
 USEFUL = "useful"
 NOT_USEFUL = "not useful"
@@ -22,7 +22,7 @@ UNCLEAR = "unclear"
 
 
 def verdict(stats: Mapping[str, Any], target: str | None,
-            kind: str = "table") -> dict[str, Any]:
+            kind: str = TABLE.name) -> dict[str, Any]:
     """``{"target", "verdict", "suitable", "not_suitable"}`` for predicting ``target``.
 
     Useful when the accuracy beats the baseline by more than the 95% half-width of their

@@ -24,7 +24,7 @@ from typing import Any
 
 from pulsesynth.errors import PulseSynthError
 from pulsesynth.labels import BLOCKED, OPEN, RELEASE_LABELS, at_most, more_open_than
-from pulsesynth.release_kinds import KINDS, UnknownReleaseKind, get_kind, kinds
+from pulsesynth.release_kinds import KINDS, TABLE, UnknownReleaseKind, get_kind, kinds
 from pulsesynth.reports import PrivacyReport, ReleaseStats
 from pulsesynth.schema import YAMLFileError, read_yaml
 
@@ -139,7 +139,7 @@ class GateResult:
     label: str
     checks: list[Check] = field(default_factory=list)
     reason: str = ""
-    kind: str = "table"
+    kind: str = TABLE.name
     max_label: str = OPEN
     capped_from: str | None = None
 
@@ -227,7 +227,7 @@ def _load_kinds(path: Path, raw: Any) -> dict[str, str]:
 
 
 def evaluate_gate(policy: dict[str, dict[str, float | None]], privacy: PrivacyReport,
-                  stats: ReleaseStats, kind: str = "table") -> GateResult:
+                  stats: ReleaseStats, kind: str = TABLE.name) -> GateResult:
     """Label a candidate of release ``kind`` from public facts and DP statistics only.
 
     ``privacy`` needs ``private`` and ``epsilon`` (public mechanism facts); ``stats`` is the

@@ -16,7 +16,7 @@ from typing import Any
 
 from pulsesynth import cli_types as types
 from pulsesynth.paths import Paths
-from pulsesynth.release_kinds import KINDS
+from pulsesynth.release_kinds import KINDS, TABLE
 
 
 def add_governance_commands(sub: Any) -> None:
@@ -60,7 +60,7 @@ def add_governance_commands(sub: Any) -> None:
     reg.add_argument("--dataset", required=True, type=types.dataset_id)
     reg.add_argument("--model-id", required=True)
     reg.add_argument("--title")
-    reg.add_argument("--kind", choices=KINDS, default="table",
+    reg.add_argument("--kind", choices=KINDS, default=TABLE.name,
                      help="what the candidate releases: a synthetic table (default), a DP "
                           "classifier, or the DP generative model (at most confidential)")
     reg.set_defaults(handler=_releases_register)

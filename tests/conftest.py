@@ -26,7 +26,7 @@ INTEGRATION_MODULES = frozenset({
     "test_audit_calibration.py", "test_audit_shadows.py", "test_benchmark_suite.py",
     "test_canary.py", "test_classifier.py", "test_classifier_release.py", "test_cli_run.py",
     "test_deployment_server.py", "test_dp_engine.py", "test_figure3_benchmark.py",
-    "test_flows.py",
+    "test_flows.py", "test_ingest_crash.py",
     "test_k8s_template.py",
     "test_marginals.py", "test_model_release.py", "test_one_run_audit.py",
     "test_portal_browser.py", "test_portal_models.py", "test_privacy_truth.py",

@@ -107,14 +107,12 @@ def test_wrappers_are_frozen_values() -> None:
 
 def test_candidate_file_lists_keep_their_hashing_order() -> None:
     # Approvals bind to a hash that walks these names in order: reordering voids them.
-    assert artifacts.candidate_files("table") == (
+    assert artifacts.TABLE_CANDIDATE_FILES == (
         "synthetic.parquet", "audit.json", "gate.json", "privacy.json", "utility.json",
         "release_stats.json", "schema.yaml")
-    assert artifacts.candidate_files("classifier") == artifacts.candidate_files("model") == (
+    assert artifacts.WEIGHTS_CANDIDATE_FILES == (
         "weights.pt", "model.json", "audit.json", "gate.json", "privacy.json",
         "utility.json", "release_stats.json", "schema.yaml")
-    assert artifacts.PRIMARY_FILE == {"table": "synthetic.parquet",
-                                      "classifier": "weights.pt", "model": "weights.pt"}
     assert artifacts.WEIGHTS_RELEASE_FILES == ("weights.pt", "model.json", "schema.yaml")
 
 

@@ -80,6 +80,7 @@ def _wait_status(paths: Paths, candidate_id: str, status: str, timeout: float = 
         time.sleep(0.05)
 
 
+@pytest.mark.integration  # ten rounds of real processes: CI tier, not the unit tier
 def test_withdraw_during_a_publish_loop_never_crashes_and_ends_consistent(
         paths: Paths) -> None:
     """10 withdrawals, each while another process publishes in a loop (and a new approved
@@ -176,6 +177,7 @@ publish_approved(Paths(pathlib.Path(sys.argv[1])), fault_hook=hang)
 """
 
 
+@pytest.mark.integration  # a real publisher process, killed
 def test_a_publish_killed_mid_build_is_cleaned_up_by_the_next(paths: Paths) -> None:
     rel = _register(paths, "run1", seed=1)
     approve(paths, rel.candidate_id, "alice")

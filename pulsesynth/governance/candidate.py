@@ -45,6 +45,7 @@ from pulsesynth.governance.errors import CandidateError
 from pulsesynth.governance.record import Release, catalogue_id, check_kind, release_of
 from pulsesynth.labels import BLOCKED, RELEASE_LABELS, more_open_than
 from pulsesynth.paths import Paths
+from pulsesynth.release_kinds import TABLE
 
 #: Keys that must never appear in a published ``model.json``: the training trajectory (a
 #: per-epoch loss is a statistic of the real rows), the training report around it, and
@@ -58,7 +59,7 @@ FORBIDDEN_MODEL_KEYS = frozenset({"history", "training_report", "loss", "losses"
 # --- format and hashing --------------------------------------------------------------------
 
 
-def read_candidate(candidate_dir: Path, kind: str = "table") -> dict[str, bytes]:
+def read_candidate(candidate_dir: Path, kind: str = TABLE.name) -> dict[str, bytes]:
     """Read every candidate file once (the bytes that get hashed are the bytes published)."""
     names = check_kind(kind).candidate_files
     candidate_dir = Path(candidate_dir)
@@ -76,7 +77,7 @@ def read_candidate(candidate_dir: Path, kind: str = "table") -> dict[str, bytes]
     return out
 
 
-def candidate_id_of(files: dict[str, bytes], label: str, kind: str = "table") -> str:
+def candidate_id_of(files: dict[str, bytes], label: str, kind: str = TABLE.name) -> str:
     """SHA-256 over the primary file's bytes (synthetic table, or weights) + the DP release
     report's bytes + label, and the kind for kinds other than ``table`` (length-prefixed).
 
@@ -93,7 +94,7 @@ def candidate_id_of(files: dict[str, bytes], label: str, kind: str = "table") ->
     return digest.hexdigest()
 
 
-def content_hash(files: dict[str, bytes], kind: str = "table") -> str:
+def content_hash(files: dict[str, bytes], kind: str = TABLE.name) -> str:
     """SHA-256 over every candidate file (name and bytes): what an approval binds to."""
     names = check_kind(kind).candidate_files
     digest = hashlib.sha256()
@@ -118,7 +119,7 @@ def read_json(files: dict[str, bytes], name: str, where: Path) -> dict[str, Any]
 
 
 def register_candidate(paths: Paths, dataset: str, candidate_dir: Path, model_id: str,
-                       title: str | None = None, *, kind: str = "table",
+                       title: str | None = None, *, kind: str = TABLE.name,
                        actor: str = "pipeline", now: datetime | None = None) -> Release:
     """Record a candidate of release ``kind``; a blocked gate or a non-private model
     registers as ``blocked``.

@@ -15,7 +15,7 @@ from typing import Any
 from pulsesynth.governance.db import open_db
 from pulsesynth.governance.errors import CandidateError, ReleaseNotFound
 from pulsesynth.paths import Paths
-from pulsesynth.release_kinds import ReleaseKind, UnknownReleaseKind, get_kind
+from pulsesynth.release_kinds import TABLE, ReleaseKind, UnknownReleaseKind, get_kind
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class Release:
     created_at: str
     published_dir: str | None
     published_at: str | None
-    kind: str = "table"
+    kind: str = TABLE.name
 
     @property
     def catalogue_id(self) -> str:
@@ -45,7 +45,7 @@ class Release:
         return asdict(self) | {"catalogue_id": self.catalogue_id}
 
 
-def catalogue_id(dataset: str, kind: str = "table") -> str:
+def catalogue_id(dataset: str, kind: str = TABLE.name) -> str:
     """``<dataset>`` for tables, ``<dataset>_classifier`` / ``<dataset>_model`` otherwise."""
     return check_kind(kind).catalogue_id(dataset)
 
