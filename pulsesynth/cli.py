@@ -217,24 +217,9 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    from pulsesynth.errors import CatalogError
-    from pulsesynth.governance.ledger import Budget, Ledger
-    from pulsesynth.paths import Paths
-    from pulsesynth.schema import load_schema
+    from pulsesynth import pipeline
 
-    declared = load_schema(args.schema)  # a malformed file is refused before any write
-    wh = _warehouse()
-    try:
-        current = wh.schema(args.dataset)
-    except CatalogError:
-        current = None
-    if current is not None:
-        # Re-ingest must not reset a budget: the governed block (recorded from the
-        # catalogued schema if nothing is recorded yet) has to match the new declaration.
-        ledger = Ledger(Paths.default())
-        ledger.budget(args.dataset, Budget.declared(current), actor="cli")
-        ledger.budget(args.dataset, Budget.declared(declared), actor="cli")
-    result = wh.ingest(args.file, args.dataset, args.schema, args.classification)
+    result = pipeline.ingest(args.file, args.dataset, args.schema, args.classification)
     print(f"{result.dataset}: ingested {result.rows} rows, snapshot {result.snapshot_id[:12]}")
     return 0
 

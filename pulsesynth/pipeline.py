@@ -53,7 +53,7 @@ from pulsesynth.artifacts import (
     RunDir,
     dump_json,
 )
-from pulsesynth.errors import PulseSynthError, ValidationFailed
+from pulsesynth.errors import CatalogError, PulseSynthError, ValidationFailed
 from pulsesynth.frames import conform
 from pulsesynth.governance.locks import os_error_reason, run_lock
 from pulsesynth.params import (
@@ -76,7 +76,7 @@ from pulsesynth.splits import (
     with_fresh_units,
 )
 from pulsesynth.validation import validate
-from pulsesynth.warehouse import Warehouse
+from pulsesynth.warehouse import BuildResult, Warehouse
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -148,6 +148,33 @@ class RunData:
     train: pd.DataFrame
     holdout: pd.DataFrame
     reference: pd.DataFrame
+
+
+def ingest(file: str | Path, dataset_id: str, schema_path: str | Path,
+           classification: str | None = None, paths: Paths | None = None) -> BuildResult:
+    """Ingest a file as a catalogued table under the dataset's governed budget.
+
+    A re-ingest must not reset a budget (a promise about the people in the table, not a
+    property of a YAML file): the new schema's privacy block is checked against the
+    governed one — the catalogued schema's before its first use — before the file is read,
+    and recorded only once the table is in. A refusal changes nothing anywhere.
+    """
+    from pulsesynth.governance.ledger import Budget, Ledger
+    from pulsesynth.schema import load_schema
+
+    paths = paths or Paths.default()
+    declared = Budget.declared(load_schema(schema_path))  # a malformed file: refused here
+    warehouse, ledger = Warehouse(paths), Ledger(paths)
+    try:
+        current: Budget | None = Budget.declared(warehouse.schema(check_dataset_id(dataset_id)))
+    except CatalogError:
+        current = None
+    if current is not None:
+        ledger.check_budget(dataset_id, declared, current=current)
+    result = warehouse.ingest(file, dataset_id, schema_path, classification)
+    if current is not None:
+        ledger.budget(dataset_id, declared, actor="ingest")
+    return result
 
 
 def new_run_dir(paths: Paths, dataset_id: str, run_id: str | None = None) -> Path:

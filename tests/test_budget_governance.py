@@ -101,3 +101,22 @@ def test_a_budget_decision_above_the_public_ceiling_is_refused_from_python(
         ledger.set_budget("toy", "alice", "raise", lifetime_epsilon=MAX_LIFETIME_EPSILON * 10,
                           declared=Budget(5.0, 1.0, ("row",), 1))
     assert ledger.governed("toy") is None
+
+
+def test_python_reingest_before_any_run_cannot_raise_the_budget_and_records_nothing(
+        taxi: Paths, tmp_path: Path) -> None:
+    """Before its first use the catalogued schema's block stands for the governed one; the
+    library refuses a raise exactly as the CLI does, and a refusal writes no budget row."""
+    table = taxi.resolve(Warehouse(taxi).entry("taxi_trips")["table_path"])
+    export = tmp_path / "taxi.parquet"
+    export.write_bytes(table.read_bytes())
+    bigger = _schema_with(taxi, tmp_path / "taxi_trips.yaml", lifetime_epsilon=50.0)
+    with pytest.raises(BudgetChanged, match=r"lifetime_epsilon 10.0 → 50.0"):
+        pipeline.ingest(export, "taxi_trips", bigger, paths=taxi)
+    assert Ledger(taxi).governed("taxi_trips") is None
+    assert audit_events(taxi) == []
+    # The same declaration goes in, and its block is recorded as the governed one.
+    same = _schema_with(taxi, tmp_path / "same.yaml", lifetime_epsilon=10.0)
+    assert pipeline.ingest(export, "taxi_trips", same, paths=taxi).rows == len(
+        Warehouse(taxi).pull("taxi_trips").frame)
+    assert Ledger(taxi).governed("taxi_trips").lifetime_epsilon == 10.0

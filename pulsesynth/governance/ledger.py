@@ -161,15 +161,14 @@ class Ledger:
                 log_event(conn, actor, "budget.recorded", dataset, _budget_detail(declared))
                 return declared
         recorded = _budget(row)
-        diffs = recorded.differences(declared)
-        if diffs:
-            raise BudgetChanged(
-                f"{dataset}: the declared privacy block differs from the governed one "
-                f"({'; '.join(diffs)}); a budget changes only by a steward's decision: "
-                f"`pulsesynth budget set {dataset} --lifetime E [--per-run E] --steward NAME "
-                "--note TEXT`, then declare the same values (a new privacy unit needs a new "
-                "dataset id)")
+        _refuse_changes(dataset, recorded, declared)
         return recorded
+
+    def check_budget(self, dataset: str, declared: Budget, *, current: Budget) -> None:
+        """Refuse (:class:`BudgetChanged`) a declaration that :meth:`budget` would refuse,
+        writing nothing: ``current`` (the catalogued schema's block) stands for the
+        governed budget before its first use. For a re-ingest, checked before the file is."""
+        _refuse_changes(dataset, self.governed(dataset) or current, declared)
 
     def governed(self, dataset: str) -> Budget | None:
         """The recorded budget of ``dataset`` (None before its first use)."""
@@ -282,6 +281,17 @@ def _spent(conn: Any, dataset: str) -> Spent:
                         (dataset,)).fetchall()
     return Spent(dataset, math.fsum(r["epsilon"] for r in rows),
                  math.fsum(r["delta"] for r in rows), len(rows))
+
+
+def _refuse_changes(dataset: str, governed: Budget, declared: Budget) -> None:
+    diffs = governed.differences(declared)
+    if diffs:
+        raise BudgetChanged(
+            f"{dataset}: the declared privacy block differs from the governed one "
+            f"({'; '.join(diffs)}); a budget changes only by a steward's decision: "
+            f"`pulsesynth budget set {dataset} --lifetime E [--per-run E] --steward NAME "
+            "--note TEXT`, then declare the same values (a new privacy unit needs a new "
+            "dataset id)")
 
 
 def _write_budget(conn: Any, dataset: str, budget: Budget) -> None:
