@@ -24,6 +24,7 @@ import pandas as pd
 import pytest
 import yaml
 from reliability_results import InputCase, Section
+from test_ingest import TOY_SCHEMA as SCHEMA
 
 from pulsesynth.governance.db import db_path
 from pulsesynth.paths import Paths
@@ -33,22 +34,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.reliability]
 
 SENTINELS = ("SENTINEL-NOTE-4417", "SENTINEL-HEADER-9921", "SENTINEL-ZONE-3307",
              "SENTINEL-FARE-5150", "8675309.25")
-SCHEMA = {
-    "id": "toy_trips", "title": "Toy trips", "classification": "confidential",
-    "steward": "test-steward", "target": "paid", "row_key": ["day", "trip"], "min_rows": 3,
-    "privacy": {"epsilon": 1.0, "lifetime_epsilon": 5.0, "refresh_days": 1},
-    "columns": [
-        {"name": "day", "type": "integer", "role": "other", "bounds": [1, 31],
-         "bins": [1, 10, 20, 31]},
-        {"name": "trip", "type": "integer", "role": "identifier", "bounds": [1, 1000]},
-        {"name": "zone", "type": "categorical", "role": "quasi_identifier",
-         "categories": ["north", "south", "east"]},
-        {"name": "fare", "type": "float", "role": "sensitive", "bounds": [0, 100],
-         "bins": [0, 10, 50, 100]},
-        {"name": "note", "type": "text", "role": "other", "nullable": True},
-        {"name": "paid", "type": "categorical", "role": "target", "categories": ["no", "yes"]},
-    ],
-}
 ALIAS_BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
     f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n"
     for i in range(8)) + "columns: *i\n"
