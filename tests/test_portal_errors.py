@@ -117,3 +117,47 @@ def test_docs_is_swagger_ui_from_same_origin_only(client) -> None:
             "default-src 'none'; img-src 'self'; style-src 'self'")
     assert client.get("/docs/assets/index.html").status_code == 404
     assert client.get("/docs/assets/..%2f__init__.py").status_code == 404
+
+
+@pytest.mark.integration
+def test_docs_renders_in_chromium_under_its_csp(tmp_path: Path) -> None:
+    """Swagger UI runs under the page's policy (no CSP violation in the console), lists the
+    portal's operations and loads nothing from another origin."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+    from playwright.sync_api import sync_playwright
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(Paths(tmp_path)), host="127.0.0.1",
+                                           port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "portal did not start"
+        time.sleep(0.05)
+    origin = f"127.0.0.1:{port}"
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path="/usr/bin/chromium",
+                                         args=["--no-sandbox", "--disable-gpu"])
+            page = browser.new_page()
+            console: list[str] = []
+            hosts: set[str] = set()
+            page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+            page.on("request", lambda r: hosts.add(r.url.split("/")[2]))
+            page.goto(f"http://{origin}/docs")
+            page.wait_for_selector(".opblock", timeout=15000)
+            paths = page.locator(".opblock-summary-path").all_inner_texts()
+            browser.close()
+    finally:
+        server.should_exit = True
+        thread.join(10)
+    assert {"/api/datasets", "/api/3/action/{action}", "/catalog.jsonld"} <= {
+        p.replace("\u200b", "") for p in paths}
+    assert console == [] and hosts == {origin}

@@ -7,8 +7,9 @@ JSON answer, byte for byte. A 404 page never names the path or the id, so an inv
 release and an unknown id answer with the same bytes, in HTML as in JSON. A 500 page says
 nothing about the failure (no exception text can carry a value into a page).
 
-Docs. ``/docs`` is FastAPI's Swagger UI page pointed at the JavaScript and CSS of the
-``swagger-ui-bundle`` package, served by the portal itself under ``/docs/assets/``:
+Docs. ``/docs`` is FastAPI's Swagger UI page pointed at the JavaScript and CSS of Swagger
+UI 5 as the ``fastapi-offline`` package ships them, served by the portal itself under
+``/docs/assets/``:
 nothing is fetched from another origin. Only ``/docs`` gets a Content-Security-Policy that
 lets that page run: its one inline script by hash, scripts and styles from the portal
 itself (Swagger UI also sets inline styles and uses ``data:`` images); every other
@@ -55,7 +56,7 @@ _JSON_PATHS = re.compile(r"^/(api/|openapi\.json$)|\.jsonld$")
 #: Swagger UI's files, served from the installed ``swagger-ui-bundle`` package.
 DOCS_ASSETS = {"swagger-ui-bundle.js": "text/javascript; charset=utf-8",
                "swagger-ui.css": "text/css; charset=utf-8",
-               "favicon-32x32.png": "image/png"}
+               "favicon.png": "image/png"}
 DOCS_PREFIX = "/docs/assets/"
 
 
@@ -126,10 +127,11 @@ def install_error_pages(app: FastAPI, security_headers: Mapping[str, str]) -> No
 
 
 def _asset_dir() -> Path:
-    # The package ships no type information; its one attribute is a Path.
-    import swagger_ui_bundle  # type: ignore[import-untyped]
+    """Swagger UI 5's files as the ``fastapi-offline`` package ships them (Swagger UI 4, as
+    in ``swagger-ui-bundle``, cannot render the OpenAPI 3.1 that FastAPI writes)."""
+    import fastapi_offline
 
-    return Path(swagger_ui_bundle.swagger_ui_path)
+    return Path(fastapi_offline.__file__).resolve().parent / "static"
 
 
 @cache
@@ -139,7 +141,7 @@ def _docs_page(openapi_url: str, title: str) -> tuple[bytes, str]:
         openapi_url=openapi_url, title=f"{title} — API",
         swagger_js_url=DOCS_PREFIX + "swagger-ui-bundle.js",
         swagger_css_url=DOCS_PREFIX + "swagger-ui.css",
-        swagger_favicon_url=DOCS_PREFIX + "favicon-32x32.png",
+        swagger_favicon_url=DOCS_PREFIX + "favicon.png",
         oauth2_redirect_url=None).body
     inline = re.findall(rb"<script>(.*?)</script>", page, flags=re.S)
     hashes = " ".join("'sha256-" + base64.b64encode(hashlib.sha256(s).digest()).decode()
