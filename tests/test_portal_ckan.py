@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import ckanapi
@@ -134,10 +135,25 @@ def test_package_search_counts_and_pages(site: Site) -> None:
     assert [p["name"] for p in granted.action.package_search(
         fq="license_id:other-closed")["results"]] == [SECRET_ID]
     assert granted.action.package_search(fq="organization:health-data-office")["count"] == 1
+    assert [p["name"] for p in granted.action.package_search(
+        fq="-organization:health-data-office +dataset_type:dataset")["results"]] == [
+        "taxi_trips"]
     with pytest.raises(ckanapi.ValidationError):
         anon.action.package_search(rows=-1)
     with pytest.raises(ckanapi.SearchQueryError):
         anon.action.package_search(fq="metadata_modified:[* TO NOW]")
+
+
+def test_package_search_takes_a_harvesters_changed_since_query(site: Site) -> None:
+    """ckanext-harvest asks for ``metadata_modified:[<last harvest> TO *]``."""
+    ckan = site.ckan()
+    issued = datetime.fromisoformat(site.index[("taxi_trips", "v2")]["issued"])
+    before = (issued - timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    after = (issued + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    changed = ckan.action.package_search(fq=f"metadata_modified:[{before} TO *]", rows=1000)
+    assert [p["name"] for p in changed["results"]] == ["taxi_trips"]
+    assert ckan.action.package_search(fq=f"metadata_modified:[{after} TO *]")["count"] == 0
+    assert ckan.action.package_search(fq=f"metadata_modified:[* TO {after}]")["count"] == 1
 
 
 def test_confidential_package_is_not_found_without_a_grant(site: Site) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
@@ -197,31 +198,77 @@ def package_search(request: Request) -> dict[str, Any]:
             "facets": {}, "search_facets": {}}
 
 
-_FQ_TERM = re.compile(r'^\+?([a-z_]+):"?([^"\s]*)"?$')
+#: One ``fq`` term: optional ``+``/``-``, a field, and a quoted value, a ``[A TO B]`` range
+#: or a bare word.
+_FQ_TERM = re.compile(r'([+-]?)([a-z_]+):("[^"]*"|\[[^\]]*\]|[^\s"\[]+)(?=\s|$)')
 _FQ_FIELDS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "organization": lambda p: [p["organization"]["name"]],
     "tags": lambda p: [t["name"] for t in p["tags"]],
     "license_id": lambda p: [p["license_id"]],
     "name": lambda p: [p["name"]],
     "res_format": lambda p: [r["format"] for r in p["resources"]],
+    "dataset_type": lambda p: [p["type"]],
 }
+#: Range fields (``metadata_modified:[2026-01-01T00:00:00Z TO *]``, as CKAN harvesters send).
+_FQ_RANGES = ("metadata_modified", "metadata_created")
 
 
 def _fq_terms(fq: str) -> list[Callable[[dict[str, Any]], bool]]:
-    """Filters for the supported ``fq`` terms; anything else is a Search Query Error."""
+    """Filters for the supported ``fq`` terms (``field:value``, ``-field:value`` and
+    ``metadata_modified:[FROM TO TO]``); anything else is a Search Query Error, which a
+    CKAN harvester answers by harvesting everything."""
     terms: list[Callable[[dict[str, Any]], bool]] = []
-    for part in fq.split():
-        m = _FQ_TERM.match(part)
-        if m is None or m.group(1) not in _FQ_FIELDS:
-            raise ActionError(409, "Search Query Error", "Search Query is invalid: only "
-                              f"field:value terms on {', '.join(_FQ_FIELDS)} are supported")
-        terms.append(_fq_term(_FQ_FIELDS[m.group(1)], m.group(2)))
+    matches = list(_FQ_TERM.finditer(fq))
+    if _FQ_TERM.sub("", fq).strip():
+        raise _bad_query()
+    for m in matches:
+        sign, field, raw = m.groups()
+        if field in _FQ_RANGES and raw.startswith("["):
+            term = _fq_range(field, raw)
+        elif field in _FQ_FIELDS and not raw.startswith("["):
+            term = _fq_term(_FQ_FIELDS[field], raw.strip('"'))
+        else:
+            raise _bad_query()
+        terms.append(_negate(term) if sign == "-" else term)
     return terms
+
+
+def _bad_query() -> ActionError:
+    return ActionError(409, "Search Query Error", "Search Query is invalid: supported are "
+                       f"field:value terms on {', '.join(_FQ_FIELDS)} and [FROM TO TO] "
+                       f"ranges on {', '.join(_FQ_RANGES)}")
 
 
 def _fq_term(values: Callable[[dict[str, Any]], list[str]],
              value: str) -> Callable[[dict[str, Any]], bool]:
     return lambda p: value in values(p)
+
+
+def _negate(term: Callable[[dict[str, Any]], bool]) -> Callable[[dict[str, Any]], bool]:
+    return lambda p: not term(p)
+
+
+def _fq_range(field: str, raw: str) -> Callable[[dict[str, Any]], bool]:
+    low_high = raw[1:-1].split(" TO ")
+    if len(low_high) != 2:
+        raise _bad_query()
+    low, high = (_when(b.strip()) for b in low_high)
+
+    def inside(p: dict[str, Any]) -> bool:
+        at = _when(p.get(field) or "")
+        return at is not None and (low is None or at >= low) and (high is None or at <= high)
+    return inside
+
+
+def _when(text: str) -> datetime | None:
+    """A timestamp of an ``fq`` range or a package (``*``: open end, naive = UTC)."""
+    if text in ("*", ""):
+        return None
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise _bad_query() from None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 def resource_show(request: Request) -> dict[str, Any]:
