@@ -96,7 +96,8 @@ def test_dataset_document_expands_to_dcat_ap_with_absolute_download_urls(site) -
     index = {(e["id"], e["version"]): e for e in json.loads(
         (paths.published / "index.json").read_text())["dataset"]}
     entry = index[("taxi_trips", "v2")]
-    assert ds["@id"] == f"{BASE}/datasets/taxi_trips"
+    assert ds["@id"] == f"{BASE}/datasets/taxi_trips#dataset"
+    assert one(ds, DCAT + "landingPage") == f"{BASE}/datasets/taxi_trips"
     assert one(ds, DCT + "title") == (entry["title"], "en")
     assert one(ds, DCT + "description") == (entry["description"], "en")
     assert one(ds, DCT + "identifier") == ("taxi_trips/v2", None)
@@ -117,6 +118,8 @@ def test_dataset_document_expands_to_dcat_ap_with_absolute_download_urls(site) -
     for dist, f in zip(dists, entry["files"], strict=True):
         url = f"{BASE}{f['downloadURL']}"
         assert dist["@type"] == [DCAT + "Distribution"]
+        assert dist["@id"] == f"{BASE}/datasets/taxi_trips/v2#distribution-{f['name']}"
+        assert one(dist, DCAT + "accessURL") == f"{BASE}/datasets/taxi_trips/v2"
         assert one(dist, DCAT + "downloadURL") == url
         assert one(dist, DCAT + "mediaType") == (
             "http://www.iana.org/assignments/media-types/" + f["mediaType"])
@@ -134,11 +137,12 @@ def test_catalog_lists_what_the_caller_may_see(site) -> None:
     anon = expand(client.get("/catalog.jsonld").json())
     [catalog] = nodes(anon, DCAT + "Catalog")
     assert catalog["@id"] == f"{BASE}/catalog.jsonld"
-    assert [d["@id"] for d in catalog[DCAT + "dataset"]] == [f"{BASE}/datasets/taxi_trips"]
+    assert [d["@id"] for d in catalog[DCAT + "dataset"]] == [
+        f"{BASE}/datasets/taxi_trips#dataset"]
     granted = client.get("/catalog.jsonld", headers={"Authorization": f"Bearer {token}"})
     datasets = nodes(expand(granted.json()), DCAT + "Dataset")
-    assert [d["@id"] for d in datasets] == [f"{BASE}/datasets/{SECRET_ID}",
-                                            f"{BASE}/datasets/taxi_trips"]
+    assert [d["@id"] for d in datasets] == [f"{BASE}/datasets/{SECRET_ID}#dataset",
+                                            f"{BASE}/datasets/taxi_trips#dataset"]
     assert CANARY not in granted.text and str(CANARY_NUMBER) not in granted.text
     secret = datasets[0]
     assert one(secret, DCT + "accessRights").endswith("/access-right/RESTRICTED")

@@ -129,9 +129,12 @@ def safe_card(paths: Paths, entry: dict[str, Any]) -> dict[str, Any]:
 
 def _distribution(base: str, entry: dict[str, Any], f: dict[str, Any]) -> dict[str, Any]:
     url = base + f["downloadURL"]
+    page = f"{base}/datasets/{entry['id']}/{entry['version']}"
     return {
-        "@id": url, "@type": "dcat:Distribution", "title": f["name"],
-        "downloadURL": url, "accessURL": f"{base}/datasets/{entry['id']}/{entry['version']}",
+        # The distribution is not the file (the file is its downloadURL): its own IRI.
+        "@id": f"{page}#distribution-{f['name']}", "@type": "dcat:Distribution",
+        "title": f["name"],
+        "downloadURL": url, "accessURL": page,
         "mediaType": IANA + f.get("mediaType", "application/octet-stream"),
         "byteSize": int(f["bytes"]),
         "checksum": {"@type": "spdx:Checksum",
@@ -158,7 +161,7 @@ def dataset_node(base: str, versions: list[dict[str, Any]], entry: dict[str, Any
     landing = f"{base}/datasets/{entry['id']}"
     org = publisher(card)
     node: dict[str, Any] = {
-        "@id": landing, "@type": "dcat:Dataset",
+        "@id": f"{landing}#dataset", "@type": "dcat:Dataset",   # the page is its landingPage
         "identifier": entry["identifier"], "title": entry.get("title") or entry["id"],
         "description": entry.get("description") or "",
         "issued": min((v.get("issued") or "") for v in versions) or entry.get("issued"),

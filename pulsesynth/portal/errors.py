@@ -79,7 +79,10 @@ def error_page(status: int, headers: Mapping[str, str] | None = None,
                details: list[str] | None = None) -> HTMLResponse:
     """The HTML page for ``status`` (the same bytes for every request with that status
     and these ``details``)."""
-    title, message = PAGES.get(status, (HTTPStatus(status).phrase, ""))
+    try:
+        title, message = PAGES.get(status) or (HTTPStatus(status).phrase, "")
+    except ValueError:                        # a status code the standard does not name
+        title, message = "Error", ""
     html = _templates().get_template("error.html").render(
         status=status, title=title, message=message, details=details or [])
     return HTMLResponse(html, status_code=status, headers=headers)
