@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
+from fastapi import Path as FastAPIPath
 from fastapi.responses import JSONResponse
 
 from pulsesynth.labels import OPEN
@@ -310,7 +311,9 @@ router = APIRouter(tags=["CKAN Action API"])
 
 @router.get("/api/3/action/{action}")
 @router.get("/api/action/{action}", include_in_schema=False)
-def ckan_action(request: Request, action: str) -> JSONResponse:
+def ckan_action(request: Request, action: str = FastAPIPath(
+        description="package_list, package_show, package_search, resource_show, "
+                    "organization_list or organization_show")) -> JSONResponse:
     """A read-only CKAN action (package_list, package_show?id=, package_search?q=&rows=
     &start=, resource_show?id=, organization_list, organization_show?id=)."""
     fn = ACTIONS.get(action) if _ACTION.match(action) else None
