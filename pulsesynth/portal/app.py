@@ -54,6 +54,7 @@ from pulsesynth.governance.grants import granted_datasets
 from pulsesynth.governance.tokens import verify_token
 from pulsesynth.labels import OPEN, RELEASE_LABELS
 from pulsesynth.paths import Paths
+from pulsesynth.portal.errors import error_page, install_error_pages, wants_html
 from pulsesynth.portal.sampling import SampleLimits, SampleService
 from pulsesynth.release_kinds import REGISTRY, TABLE, get_kind, kinds
 
@@ -140,12 +141,16 @@ class Guard:
         if method not in ("GET", "HEAD"):
             resp: Response = PlainTextResponse("Method Not Allowed", status_code=405,
                                      headers={"Allow": "GET, HEAD", **SECURITY_HEADERS})
+            if wants_html(scope):
+                resp = error_page(405, {"Allow": "GET, HEAD", **SECURITY_HEADERS})
             await resp(scope, receive, send)
             return
         path = scope.get("path", "")
         if "\\" in path or "\x00" in path or any(p in ("..", ".") for p in path.split("/")):
             resp = JSONResponse({"detail": "Not Found"}, status_code=404,
                                 headers=SECURITY_HEADERS)
+            if wants_html(scope):
+                resp = error_page(404, SECURITY_HEADERS)
             await resp(scope, receive, send)
             return
         head = method == "HEAD"
@@ -157,7 +162,10 @@ class Guard:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 for key, value in SECURITY_HEADERS.items():
-                    headers[key] = value
+                    # /docs alone sets its own policy (pulsesynth.portal.errors)
+                    if not (key == "content-security-policy" and path == "/docs"
+                            and key in headers):
+                        headers[key] = value
             elif message["type"] == "http.response.body" and head:
                 message = {"type": "http.response.body", "body": b"",
                            "more_body": message.get("more_body", False)}
@@ -281,6 +289,12 @@ def create_app(paths: Paths | None = None, *, limits: SampleLimits | None = None
         templates=Environment(loader=FileSystemLoader(HERE / "templates"),
                               autoescape=select_autoescape(["html"])))
     app.include_router(router)
+    # CKAN and DCAT interfaces, /docs and browser error pages (their own modules; the
+    # first two read the catalogue through this module's access functions).
+    from pulsesynth.portal import ckan, dcat, errors
+    for extra in (ckan.router, dcat.router, errors.router):
+        app.include_router(extra)
+    install_error_pages(app, SECURITY_HEADERS)
     return app
 
 
