@@ -454,3 +454,42 @@ def test_index_searches_with_facets_sorts_and_pages(site: Site,
     second = site.client.get("/", params={"page": "2", "kind": "table"}, headers=auth).text
     assert 'rel="prev" href="/?kind=table&amp;page=1"' in second
     assert "page 2 of 2" in second
+
+
+def _png_size_and_dpi(data: bytes) -> tuple[int, int, float]:
+    """Width and height from the IHDR chunk, dots per inch from the pHYs chunk."""
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    at = data.index(b"pHYs") + 4
+    per_metre = int.from_bytes(data[at:at + 4], "big")
+    return width, height, round(per_metre * 0.0254)
+
+
+def test_published_plots_are_readable_size(site: Site) -> None:
+    plots = [f for f in site.open_v2["files"] if f["name"].startswith("plots/")]
+    assert [f["name"] for f in plots] == ["plots/00-tip.png", "plots/01-distance.png",
+                                          "plots/02-company.png", "plots/03-hour.png"]
+    for f in plots:
+        assert _png_size_and_dpi(site.client.get(f["downloadURL"]).content) == (640, 360, 100)
+
+
+def test_numeric_plots_are_densities_over_the_declared_unequal_bins() -> None:
+    """Bar heights are count / bin width, so a wide bin does not look tall."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from pulsesynth.governance.datacard import _density_bars
+
+    values = pd.Series([0.5, 1.5, 1.6, 3.0, 4.0, 4.5, 30.0, 40.0])
+    fig, ax = plt.subplots()
+    try:
+        _density_bars(ax, values, {"type": "float", "bounds": [0, 100],
+                                   "bins": [0, 1, 2, 5, 50, 100]}, "distance")
+        bars = [(p.get_x(), p.get_width(), p.get_height()) for p in ax.patches]
+        assert bars == [(0, 1, 1.0), (1, 1, 2.0), (2, 3, 1.0), (5, 45, 2 / 45), (50, 50, 0.0)]
+        assert ax.get_ylabel() == "synthetic rows per unit of distance"
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "5", "50", "100"]
+    finally:
+        plt.close(fig)
