@@ -493,3 +493,30 @@ def test_numeric_plots_are_densities_over_the_declared_unequal_bins() -> None:
         assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "5", "50", "100"]
     finally:
         plt.close(fig)
+
+
+def test_classifier_card_hides_missing_values_instead_of_null_or_none(tmp_path: Path) -> None:
+    """A classifier whose config records no architecture, classes or F1: neither the
+    Markdown card nor the portal page prints ``null`` or ``None``."""
+    from test_publication_golden import publish_one_of_each
+
+    from pulsesynth.governance.modelcard import modelcard_markdown
+    from pulsesynth.portal.app import LICENCES, _template_env, audit_verdict, fit_verdict
+
+    publish_one_of_each(tmp_path)
+    card = json.loads((Paths(tmp_path).published / "taxi_trips_classifier/v1/modelcard.json")
+                      .read_text())
+    card["model"] |= {"architecture": None, "classes": None}
+    md = modelcard_markdown(card)
+    assert "architecture" not in md and "None" not in md and "null" not in md
+    assert "- target: tip\n" in md
+    entry = {"id": card["id"], "version": "v1", "label": "open", "status": "published",
+             "kind": "classifier", "issued": "2026-01-02"}
+    html = _template_env().get_template("model.html").render(
+        entity=None, entry=entry, card=card, downloads=[], versions=[], can_sample=False,
+        limits=None, audit=audit_verdict(card), fit=fit_verdict(card),
+        licence=LICENCES["open"], publisher="Transport data office", dictionary=[],
+        changelog=[], citation="")
+    text = _text(html)
+    assert "architecture" not in text and "None" not in text and "null" not in text
+    assert "predicts: tip" in text
