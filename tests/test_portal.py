@@ -403,6 +403,8 @@ def test_table_page_has_the_open_data_basics(site: Site) -> None:
     assert re.search(r'data-column="tip">.*?</tr>', html, re.S)
     tip = _text(re.search(r'data-column="tip">(.*?)</tr>', html, re.S).group(1))
     assert tip == "tip categorical the column a model is asked to predict no, yes"
+    key = _text(re.search(r'data-column="rownames">(.*?)</tr>', html, re.S).group(1))
+    assert key == "rownames integer row number or key; not in the synthetic table 1 to 10,000,000"
     hour = _text(re.search(r'data-column="hour">(.*?)</tr>', html, re.S).group(1))
     assert hour == ("hour integer could help single a person out when combined with other "
                     "columns 0 to 23")
@@ -519,4 +521,4 @@ def test_classifier_card_hides_missing_values_instead_of_null_or_none(tmp_path: 
         changelog=[], citation="")
     text = _text(html)
     assert "architecture" not in text and "None" not in text and "null" not in text
-    assert "predicts: tip" in text
+    assert "target: tip (the column it predicts)" in text

@@ -627,7 +627,7 @@ LICENCES = {
 }
 #: Plain words for the declared column roles (the schema's ids are jargon to a reader).
 ROLE_TEXT = {
-    "identifier": "row number or key (not synthesised as a real key)",
+    "identifier": "row number or key",
     "quasi_identifier": "could help single a person out when combined with other columns",
     "target": "the column a model is asked to predict",
     "sensitive": "sensitive attribute",
@@ -695,7 +695,7 @@ def audit_verdict(card: dict[str, Any]) -> dict[str, str]:
     headline = GATE_TEXT.get(str(label), "Did not pass the privacy checks.")
     if gate.get("capped_from"):
         headline += (f" It would pass the checks for {gate['capped_from']} publication too, "
-                     f"but a {card.get('kind_text') or 'model'} is never published openly: "
+                     f"but a {card.get('kind_text') or 'model'} is capped at {label}: "
                      "whoever holds it could attack it or sample it without limit.")
     adv = _stat(card, "max_attack_advantage")
     detail = ""
@@ -739,6 +739,9 @@ def plain_item(text: Any) -> str:
 def column_dictionary(card: dict[str, Any]) -> list[dict[str, str]]:
     """The declared schema as a dictionary: name, type, description, domain."""
     out = []
+    # A table card lists its synthetic columns; a declared column outside them (a row key,
+    # a column the model does not synthesise) is said to be absent.
+    published = card.get("columns") if isinstance(card.get("columns"), list) else None
     for c in (card.get("schema") or {}).get("columns") or []:
         if not isinstance(c, dict):
             continue
@@ -751,9 +754,12 @@ def column_dictionary(card: dict[str, Any]) -> list[dict[str, str]]:
             domain = ""
         if c.get("nullable"):
             domain = f"{domain} (may be missing)" if domain else "may be missing"
+        role = ROLE_TEXT.get(str(c.get("role")), "")
+        if published is not None and c.get("name") not in published:
+            role = f"{role}; not in the synthetic table" if role else "not in the synthetic table"
         out.append({"name": str(c.get("name")), "type": str(c.get("type") or ""),
-                    "description": str(c.get("description") or ""),
-                    "role": ROLE_TEXT.get(str(c.get("role")), ""), "domain": domain})
+                    "description": str(c.get("description") or ""), "role": role,
+                    "domain": domain})
     return out
 
 
