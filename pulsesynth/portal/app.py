@@ -331,7 +331,8 @@ def index(request: Request, label: str = "", q: str = "", kind: str = "",
     _, key, reverse = SORTS[sort]
     shown = sorted(shown, key=key, reverse=reverse)
     pages = max(1, -(-len(shown) // PAGE_SIZE))
-    number = min(max(int(page) if page.isdigit() else 1, 1), pages)
+    # A page number past the last shows the last; anything else (or absurdly long) the first.
+    number = min(max(int(page) if page.isdigit() and len(page) <= 6 else 1, 1), pages)
     # The confidential filter is offered only to an entity that may see such a release.
     return portal.render(request, "index.html",
                          datasets=shown[(number - 1) * PAGE_SIZE:number * PAGE_SIZE],
