@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+from html import unescape
 from pathlib import Path
 from urllib.parse import unquote, urljoin, urlsplit
 
@@ -327,3 +328,199 @@ def test_no_served_page_or_file_contains_the_canary(site: Site) -> None:
     for p in site.paths.published.rglob("*"):
         if p.is_file():
             assert CANARY.encode() not in p.read_bytes(), p
+
+
+# --- pages a non-expert can read ---------------------------------------------------------
+
+
+def _text(html: str) -> str:
+    """The visible words of a page (tags dropped, whitespace collapsed)."""
+    return " ".join(unescape(re.sub(r"<[^>]+>", " ", html)).split())
+
+
+def test_release_page_opens_with_label_audit_and_fit_verdicts_in_plain_words(
+        site: Site) -> None:
+    html = site.client.get("/datasets/taxi_trips").text
+    summary = html[html.index('id="summary"'):html.index("</section>",
+                                                        html.index('id="summary"'))]
+    assert html.index('id="summary"') < html.index('id="downloads"')   # the page opens with it
+    words = _text(summary)
+    assert "Label Open — synthetic" in words
+    assert ("Privacy audit Passed every privacy check for publishing openly. The strongest "
+            "membership attack — trying to tell whether a person's record was used in "
+            "training — did no better than guessing") in words
+    assert ("Fit for purpose Fit for predicting “tip”: a model trained on this table does "
+            "better than guessing (right 71 % of the time on real rows it never saw, against "
+            "62 % by always guessing the most common answer).") in words
+    assert "ε = 1.00 and δ = 1e-6" in words
+    # Exact values stay in the JSON.
+    detail = site.client.get("/api/datasets/taxi_trips").json()
+    assert detail["epsilon"] == 1.0 and detail["datacard"]["privacy"]["delta"] == 1e-6
+    # A glossary explains every technical term the page uses.
+    glossary = _text(html[html.index('id="glossary"'):])
+    for term in ("Synthetic data", "Differential privacy (DP)", "ε (epsilon)", "δ (delta)",
+                 "Membership attack", "TSTR (train on synthetic, test on real)",
+                 "Fit for purpose"):
+        assert term in glossary
+    # No raw jargon ids, raw floats or missing values.
+    text = _text(html)
+    for raw in ("model_mia", "distance_mia", "quasi_identifier", "seed 000", "None", "null",
+                "TPR", "0.7100", "0.0100"):
+        assert raw not in text, raw
+    assert "`" not in text                                   # no Markdown code marks
+
+
+def test_number_formats_round_for_reading() -> None:
+    from pulsesynth.portal.app import (
+        fmt_delta,
+        fmt_epsilon,
+        fmt_number,
+        fmt_percent,
+        office_name,
+        update_frequency,
+    )
+
+    assert fmt_epsilon(0.9973125478103765) == "1.00" and fmt_epsilon(None) == "—"
+    assert fmt_delta(8.333333333333333e-05) == "8e-5" and fmt_delta(1e-6) == "1e-6"
+    assert fmt_percent(-0.050000000000000044) == "-5 %" and fmt_percent(0.714) == "71 %"
+    assert fmt_number(123456) == "123,456" and fmt_number(0.012345) == "0.0123"
+    assert office_name("transport-data-office") == "Transport data office"
+    assert update_frequency({"schema": {"refresh_days": 30}}) == \
+        "at most every 30 days, when the source changes"
+    assert update_frequency({"schema": {"refresh_days": 7}}) == \
+        "at most every 1 week(s), when the source changes"
+    assert update_frequency({"schema": {}}) == "not stated"
+
+
+def test_table_page_has_the_open_data_basics(site: Site) -> None:
+    html = site.client.get("/datasets/taxi_trips").text
+    facts = _text(html[html.index('id="facts"'):html.index('id="downloads"')])
+    assert ("Publisher Transport data office Contact Transport data office, the data steward "
+            "for this dataset (approving steward: alice) Licence Creative Commons Attribution "
+            "4.0 (CC BY 4.0) Update frequency not stated Rows 120 synthetic rows Columns 4"
+            ) in facts
+    assert 'rel="license" href="https://creativecommons.org/licenses/by/4.0/"' in html
+    # The column dictionary, from the declared schema.
+    assert re.search(r'data-column="tip">.*?</tr>', html, re.S)
+    tip = _text(re.search(r'data-column="tip">(.*?)</tr>', html, re.S).group(1))
+    assert tip == "tip categorical the column a model is asked to predict no, yes"
+    key = _text(re.search(r'data-column="rownames">(.*?)</tr>', html, re.S).group(1))
+    assert key == "rownames integer row number or key; not in the synthetic table 1 to 10,000,000"
+    hour = _text(re.search(r'data-column="hour">(.*?)</tr>', html, re.S).group(1))
+    assert hour == ("hour integer could help single a person out when combined with other "
+                    "columns 0 to 23")
+    # The preview: the first 10 rows of the published synthetic CSV, as published.
+    csv_file = next(f for f in site.open_v2["files"] if f["name"] == "synthetic.csv")
+    lines = site.client.get(csv_file["downloadURL"]).text.splitlines()
+    preview = html[html.index('id="preview"'):html.index("</section>", html.index('id="preview"'))]
+    cells = re.findall(r"<tr>(.*?)</tr>", preview[preview.index("<tbody>"):], re.S)
+    assert len(cells) == 10
+    assert [",".join(re.findall(r"<td>(.*?)</td>", c)) for c in cells] == lines[1:11]
+    assert _text(re.search(r"<thead>(.*?)</thead>", preview, re.S).group(1)) == \
+        " ".join(lines[0].split(","))
+    # The changelog: every version with its date, ε and code version, newest first.
+    rows = re.findall(r'data-version="(v\d)">(.*?)</tr>', html, re.S)
+    assert [(v, _text(r).split()[2:]) for v, r in rows] == [
+        ("v2", ["published", "1.00", "0.1.0-test"]), ("v1", ["superseded", "1.00", "0.1.0-test"])]
+    # Cite this.
+    cite = _text(re.search(r'class="citation">(.*?)</code>', html, re.S).group(1))
+    assert cite.startswith("Transport data office (20") and cite.endswith(
+        "Taxi trips (v2) [synthetic table, differentially private, ε = 1.00]. Pulse Synth "
+        "synthetic open portal, /datasets/taxi_trips/v2.")
+
+
+def test_index_searches_with_facets_sorts_and_pages(site: Site,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    auth = {"Authorization": f"Bearer {site.token}"}
+
+    def ids(**params: str) -> list[str]:
+        html = site.client.get("/", params=params, headers=auth).text
+        return re.findall(r'class="dataset-row" data-id="([a-z_]+)"', html)
+
+    html = site.client.get("/", headers=auth).text
+    assert 'data-label="open" href="/?label=open">open (1)' in html
+    assert 'data-label="confidential" href="/?label=confidential">confidential (1)' in html
+    assert 'data-kind="table" href="/?kind=table">synthetic table (2)' in html
+    assert ids() == ["patient_tests", "taxi_trips"]                 # by name
+    assert ids(kind="table", label="confidential") == ["patient_tests"]
+    assert ids(kind="classifier") == []
+    assert ids(sort="title_desc") == ["taxi_trips", "patient_tests"]
+    assert ids(sort="issued") == ["patient_tests", "taxi_trips"]    # newest first
+    assert ids(sort="no-such-sort") == ["patient_tests", "taxi_trips"]
+    # Facets count what the other facet leaves.
+    assert "open (1)" not in site.client.get("/", params={"label": "confidential",
+                                                          "kind": "classifier"},
+                                             headers=auth).text
+    monkeypatch.setattr("pulsesynth.portal.app.PAGE_SIZE", 1)
+    assert ids(page="1") == ["patient_tests"] and ids(page="2") == ["taxi_trips"]
+    assert ids(page="9") == ["taxi_trips"] and ids(page="x") == ["patient_tests"]
+    assert ids(page="9" * 5000) == ["patient_tests"]           # no int() of a huge string
+    second = site.client.get("/", params={"page": "2", "kind": "table"}, headers=auth).text
+    assert 'rel="prev" href="/?kind=table&amp;page=1"' in second
+    assert "page 2 of 2" in second
+
+
+def _png_size_and_dpi(data: bytes) -> tuple[int, int, float]:
+    """Width and height from the IHDR chunk, dots per inch from the pHYs chunk."""
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    at = data.index(b"pHYs") + 4
+    per_metre = int.from_bytes(data[at:at + 4], "big")
+    return width, height, round(per_metre * 0.0254)
+
+
+def test_published_plots_are_readable_size(site: Site) -> None:
+    plots = [f for f in site.open_v2["files"] if f["name"].startswith("plots/")]
+    assert [f["name"] for f in plots] == ["plots/00-tip.png", "plots/01-distance.png",
+                                          "plots/02-company.png", "plots/03-hour.png"]
+    for f in plots:
+        assert _png_size_and_dpi(site.client.get(f["downloadURL"]).content) == (640, 360, 100)
+
+
+def test_numeric_plots_are_densities_over_the_declared_unequal_bins() -> None:
+    """Bar heights are count / bin width, so a wide bin does not look tall."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from pulsesynth.governance.datacard import _density_bars
+
+    values = pd.Series([0.5, 1.5, 1.6, 3.0, 4.0, 4.5, 30.0, 40.0])
+    fig, ax = plt.subplots()
+    try:
+        _density_bars(ax, values, {"type": "float", "bounds": [0, 100],
+                                   "bins": [0, 1, 2, 5, 50, 100]}, "distance")
+        bars = [(p.get_x(), p.get_width(), p.get_height()) for p in ax.patches]
+        assert bars == [(0, 1, 1.0), (1, 1, 2.0), (2, 3, 1.0), (5, 45, 2 / 45), (50, 50, 0.0)]
+        assert ax.get_ylabel() == "synthetic rows per unit of distance"
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "5", "50", "100"]
+    finally:
+        plt.close(fig)
+
+
+def test_classifier_card_hides_missing_values_instead_of_null_or_none(tmp_path: Path) -> None:
+    """A classifier whose config records no architecture, classes or F1: neither the
+    Markdown card nor the portal page prints ``null`` or ``None``."""
+    from test_publication_golden import publish_one_of_each
+
+    from pulsesynth.governance.modelcard import modelcard_markdown
+    from pulsesynth.portal.app import LICENCES, _template_env, audit_verdict, fit_verdict
+
+    publish_one_of_each(tmp_path)
+    card = json.loads((Paths(tmp_path).published / "taxi_trips_classifier/v1/modelcard.json")
+                      .read_text())
+    card["model"] |= {"architecture": None, "classes": None}
+    md = modelcard_markdown(card)
+    assert "architecture" not in md and "None" not in md and "null" not in md
+    assert "- target: tip\n" in md
+    entry = {"id": card["id"], "version": "v1", "label": "open", "status": "published",
+             "kind": "classifier", "issued": "2026-01-02"}
+    html = _template_env().get_template("model.html").render(
+        entity=None, entry=entry, card=card, downloads=[], versions=[], can_sample=False,
+        limits=None, audit=audit_verdict(card), fit=fit_verdict(card),
+        licence=LICENCES["open"], publisher="Transport data office", dictionary=[],
+        changelog=[], citation="")
+    text = _text(html)
+    assert "architecture" not in text and "None" not in text and "null" not in text
+    assert "target: tip (the column it predicts)" in text

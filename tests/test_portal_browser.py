@@ -1,6 +1,8 @@
 """The portal in a real headless Chromium (Debian's ``/usr/bin/chromium`` via Playwright).
 
-Never skipped: without the browser the test fails and says how to install it.
+Never skipped: without the browser the test fails and says how to install it. With
+``PULSESYNTH_SCREENSHOTS=1`` the phone/desktop test also writes the README's screenshots
+into ``docs/``.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import os
 import socket
 import threading
 import time
@@ -17,6 +20,7 @@ from pathlib import Path
 import pytest
 import uvicorn
 from governance_fixtures import make_candidate, plant_real_table
+from model_fixtures import make_classifier_candidate
 
 from pulsesynth.governance.candidate import register_candidate
 from pulsesynth.governance.grants import add_grant
@@ -30,6 +34,31 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 800}
+#: The pages a reader meets: the catalogue, a table release and a model (classifier) release.
+PAGES = {"index": "/", "table": "/datasets/taxi_trips", "model": "/datasets/taxi_trips_classifier"}
+#: Jargon ids and missing values a public page must never show raw.
+RAW = ("model_mia", "distance_mia", "synthetic_mia", "seed 000", "quasi_identifier", "null",
+       "None", "nan")
+#: Basic accessibility facts of the page, measured in the browser.
+A11Y_JS = """() => {
+  const imgs = Array.from(document.querySelectorAll('img'));
+  const heads = Array.from(document.querySelectorAll('h1,h2,h3,h4,h5,h6'))
+      .map(h => Number(h.tagName[1]));
+  const fields = Array.from(document.querySelectorAll('input,select,textarea'))
+      .filter(f => !['hidden', 'submit', 'button'].includes(f.type));
+  return {
+    img_without_alt: imgs.filter(i => !(i.getAttribute('alt') || '').trim()).length,
+    h1: heads.filter(h => h === 1).length,
+    first_heading: heads[0],
+    skipped_levels: heads.slice(1).filter((h, i) => h > heads[i] + 1).length,
+    unlabelled: fields.filter(f => f.labels.length === 0 && !f.getAttribute('aria-label'))
+      .map(f => f.id || f.name),
+    images_loaded: imgs.every(i => i.complete && i.naturalWidth > 0),
+  };
+}"""
 
 
 def _free_port() -> int:
@@ -46,6 +75,9 @@ def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
                               snapshot_id=plant_real_table(paths, dataset))
         rel = register_candidate(paths, dataset, cand, "m1")
         approve(paths, rel.candidate_id, "alice", note="browser test")
+    rel = register_candidate(paths, "taxi_trips", make_classifier_candidate(paths), "c1",
+                             kind="classifier")
+    approve(paths, rel.candidate_id, "alice", note="browser test")
     publish_approved(paths)
     token, _ = create_token(paths, "health-authority")
     add_grant(paths, "health-authority", "patient_tests", steward="alice")
@@ -87,7 +119,7 @@ def test_browser_filters_opens_dataset_sees_plots_and_downloads_csv(
             page = context.new_page()
             page.set_default_timeout(15_000)
             page.goto(base + "/")
-            assert page.locator("tr.dataset-row").count() == 1          # anonymous: open only
+            assert page.locator("tr.dataset-row").count() == 2          # anonymous: open only
             assert "patient_tests" not in page.content()
             page.fill("#search", "nothing-like-this")
             page.click("#apply")
@@ -96,8 +128,8 @@ def test_browser_filters_opens_dataset_sees_plots_and_downloads_csv(
             page.fill("#search", "taxi")
             page.click("#apply")
             assert "label=open" in page.url and "q=taxi" in page.url
-            assert page.locator("tr.dataset-row").count() == 1
-            page.click("tr.dataset-row a")
+            assert page.locator("tr.dataset-row").count() == 2
+            page.click("tr.dataset-row[data-id='taxi_trips'] a")
             page.wait_for_url("**/datasets/taxi_trips")
             assert page.locator(".badge-open").first.inner_text() == "Open — synthetic"
             page.wait_for_load_state("load")
@@ -116,7 +148,7 @@ def test_browser_filters_opens_dataset_sees_plots_and_downloads_csv(
             # An entity token given once in the URL unlocks the confidential release.
             page.goto(base + "/?token=" + token)
             assert page.url == base + "/"                     # the token left the address bar
-            assert page.locator("tr.dataset-row").count() == 2
+            assert page.locator("tr.dataset-row").count() == 3
             page.goto(base + "/datasets/patient_tests")
             assert "Shared: Confidential — synthetic" in page.inner_text(".badge-confidential")
             page.screenshot(path=str(OUTPUT / "portal-confidential.png"), full_page=True)
@@ -144,3 +176,44 @@ def test_live_server_refuses_raw_traversal_and_other_methods(
         assert resp.status == expected, (method, path)
         assert resp.getheader("x-content-type-options") == "nosniff"
         conn.close()
+
+
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
+def test_pages_fit_the_screen_read_plainly_and_pass_basic_accessibility(
+        portal: tuple[str, Paths, str], viewport: dict[str, int]) -> None:
+    """Index, table page and model page at 390 px and 1280 px: no horizontal overflow (wide
+    tables scroll inside their box), every image has alt text and loads, one h1, headings in
+    order, every form field labelled, and no raw jargon id or missing value in the text."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: `apt-get install -y chromium`")
+    from playwright.sync_api import sync_playwright
+
+    base, _, _ = portal
+    shots = os.environ.get("PULSESYNTH_SCREENSHOTS") == "1"
+    device = "phone" if viewport is PHONE else "desktop"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_context(viewport=viewport).new_page()
+            page.set_default_timeout(15_000)
+            for name, path in PAGES.items():
+                assert page.goto(base + path).status == 200, path
+                page.wait_for_load_state("load")
+                width = page.evaluate("document.scrollingElement.scrollWidth")
+                assert width <= viewport["width"], (name, width)
+                facts = page.evaluate(A11Y_JS)
+                assert facts == {"img_without_alt": 0, "h1": 1, "first_heading": 1,
+                                 "skipped_levels": 0, "unlabelled": [],
+                                 "images_loaded": True}, (name, facts)
+                text = page.inner_text("body")
+                assert [w for w in RAW if w in text.split() or f"_{w}" in text] == [], name
+                if name != "index":
+                    summary = page.inner_text("#summary")
+                    assert "Passed every privacy check for publishing openly." in summary
+                    assert "ε = 1.00" in summary and "δ = 1e-" in summary
+                    assert page.locator("#glossary dt").count() == 7
+                if shots:
+                    DOCS.mkdir(exist_ok=True)
+                    page.screenshot(path=str(DOCS / f"portal-{name}-{device}.png"))
+        finally:
+            browser.close()

@@ -67,17 +67,17 @@ def published(project_root: Path) -> dict[str, Any]:
 #: SHA-256 of every published file but ``index.json`` (pinned on its own below).
 GOLDEN_FILES: dict[str, str] = {
     "taxi_trips/v1/datacard.json":
-        "0f1fdb466121f9f3dae36304e05ac250fce77060fa1334c484a0b24737d2a9c9",
+        "2575656436989412bf19a917df241ee3398cbb90df85b1b59d96f27ead08a698",
     "taxi_trips/v1/datacard.md":
         "e50a5852c8f433ec80b454880c8b235dc87f0cc311f66685d30eec04af8e7922",
     "taxi_trips/v1/plots/00-tip.png":
-        "0dea85769152f9d59085a7c97baa4b62f7e0e519908b16b4b885e4cc304855bf",
+        "70c0704c1c248a75c5a47268a3348433af21604c9ed86611ed68c2bdb9650b16",
     "taxi_trips/v1/plots/01-distance.png":
-        "cc92275bba520cc5cee130d0a356037f1706c93e81705922f6b3317e73a69069",
+        "e89bb487fff2fe0a4f34a12ecb6f7a997404e6a855a941cc8d17e2db559bbedd",
     "taxi_trips/v1/plots/02-company.png":
-        "316d57cc389d17728ef30ef7138645e87e64336464faa76b3e614901c090f257",
+        "54c2bdcb34fb774549b5ccaf5dfe5296ba2fbf54e392c3c85348e48fba5bc642",
     "taxi_trips/v1/plots/03-hour.png":
-        "acfed26e45bc5aa278d6be9417e1f7f2eee04314565345e8efbe8b9664e7f55a",
+        "e3ec200e91825426470e99fb3150e3d1668abfebad08d29cfdbebe075176cccb",
     "taxi_trips/v1/synthetic.csv":
         "e04a1fe2f4389c81876849d3ce7d2432f1ec5ee3dbfd0b55fc46eebbc1d870ce",
     "taxi_trips/v1/synthetic.parquet":
@@ -85,7 +85,7 @@ GOLDEN_FILES: dict[str, str] = {
     "taxi_trips_classifier/v1/model.json":
         "6c29f595fb8c19778acb7efc5e783a34f5c1a28a3c9506bc5be2681db8dae7b2",
     "taxi_trips_classifier/v1/modelcard.json":
-        "61964905e79d44970048bc176db8f0d55e4d854c91679011ea5a0ca12280b75f",
+        "defba0e899cb9129b0a2e98fc2b20edbb8ec8a72913f6d4cea4570809b22b721",
     "taxi_trips_classifier/v1/modelcard.md":
         "59e8939923176a668f7ee714e11b579f2f0c5f272607fe54335e17c72612fe72",
     "taxi_trips_classifier/v1/schema.yaml":
@@ -95,7 +95,7 @@ GOLDEN_FILES: dict[str, str] = {
     "taxi_trips_model/v1/model.json":
         "d59080718fd4180b19437d4d68cf606b039765e6eb38fbc291e03f927d6f4a95",
     "taxi_trips_model/v1/modelcard.json":
-        "81d18f84223c3a673ee0480d7bcc74bcb91e52d27ee58a1b6bf81065e337fcbc",
+        "de58062ae8c2128451d60525b50ebbc5d93e65d9e19dd384f2b5bc71a3f99106",
     "taxi_trips_model/v1/modelcard.md":
         "f018e9bff4c8c5114c8c864c10c13c527fbefa6260dd0e62c066a353983a22dc",
     "taxi_trips_model/v1/schema.yaml":
@@ -104,7 +104,7 @@ GOLDEN_FILES: dict[str, str] = {
         "2a29fd2c98da45ee31e475f51005c38f2427884c20e0e48c2628bfe1e2f2d107",
 }
 #: SHA-256 of the ``index.json`` file, byte for byte (``modified`` is the fixed clock).
-GOLDEN_INDEX = "39da34071ce23f1278ad5cbb7f08932a6bfd34c61e543a8efdb9f21a76cd67bf"
+GOLDEN_INDEX = "49730fa1c94d970d25d0ae51cbb80d8583783cb2cf2f57e5e86e7a0d5a8e2dc9"
 #: SHA-256 of the registered and the published release records (canonical JSON).
 GOLDEN_REGISTERED = "c23d4afa3706f1263f610ad03c97a53f7555a97c9af43f3b8b99ab9e2e7df13a"
 GOLDEN_PUBLISHED = "da4c7280b78c0522086c37ef132ef8bf1601742ac660bc214cdf004bb786bd95"

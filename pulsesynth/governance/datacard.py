@@ -266,16 +266,32 @@ def _gate_summary(gate: dict[str, Any]) -> dict[str, Any]:
 def _public_schema(schema: dict[str, Any]) -> dict[str, Any]:
     """The declared schema as published: it is public by design (codebook domains)."""
     keep = ("id", "title", "classification", "steward", "target", "source")
+    # The refresh policy is public (it says how often a release may be renewed), so a
+    # portal can state an update frequency.
+    refresh = (schema.get("privacy") or {}).get("refresh_days")
+    extra = {"refresh_days": refresh} if isinstance(refresh, int) else {}
     cols = []
     for c in schema.get("columns") or []:
         if isinstance(c, dict):
             cols.append({k: c[k] for k in ("name", "type", "role", "nullable", "categories",
                                            "bounds", "description") if k in c})
-    return {k: schema[k] for k in keep if k in schema} | {"columns": cols}
+    return {k: schema[k] for k in keep if k in schema} | extra | {"columns": cols}
+
+
+#: Plot size: 640×360 px at 100 dpi, with labels of at least 10 pt (readable on a phone
+#: once scaled to its width, and on a desktop at full size).
+PLOT_INCHES = (6.4, 3.6)
+PLOT_DPI = 100
+PLOT_FONT_PT = 10
 
 
 def write_plots(table: pd.DataFrame, schema: dict[str, Any], out: Path) -> list[str]:
-    """One PNG per synthetic column, on the declared domain (Agg backend, no display)."""
+    """One PNG per synthetic column, on the declared domain (Agg backend, no display).
+
+    Numbers are drawn as a density over the declared bins — synthetic rows per unit of the
+    column (count / bin width) — because the declared bins are often unequal (``1, 2, 5,
+    10, 20, 50``) and raw counts would make a wide bin look tall. Categories are counts.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -287,30 +303,25 @@ def write_plots(table: pd.DataFrame, schema: dict[str, Any], out: Path) -> list[
     for i, col in enumerate(list(table.columns)[:PUBLISHED_COLUMNS_LIMIT]):
         spec = declared.get(col, {})
         series = table[col]
-        fig, ax = plt.subplots(figsize=(5, 3), dpi=80)
+        fig, ax = plt.subplots(figsize=PLOT_INCHES, dpi=PLOT_DPI)
         try:
             numeric = spec.get("type") in ("integer", "float") or (
                 not spec and pd.api.types.is_numeric_dtype(series))
             if numeric:
-                values = pd.to_numeric(series, errors="coerce").dropna()
-                bins: Any = spec.get("bins") or 20
-                bounds = spec.get("bounds")
-                rng = tuple(bounds) if bounds and not spec.get("bins") else None
-                if spec.get("type") == "integer" and rng and rng[1] - rng[0] <= 60:
-                    bins = [v - 0.5 for v in range(int(rng[0]), int(rng[1]) + 2)]
-                    rng = None
-                ax.hist(values, bins=bins, range=rng, color="#2b6cb0")
-                ax.set_xlabel(str(col))
-                ax.set_ylabel("synthetic rows")
+                _density_bars(ax, pd.to_numeric(series, errors="coerce").dropna(), spec,
+                              str(col))
             else:
                 cats = [str(c) for c in spec.get("categories") or []]
                 counts = series.astype("string").fillna("(missing)").value_counts()
                 order = cats + [str(c) for c in counts.index if str(c) not in cats]
                 ax.bar(range(len(order)), [int(counts.get(c, 0)) for c in order],
                        color="#2b6cb0")
-                ax.set_xticks(range(len(order)), order, rotation=45, ha="right", fontsize=7)
-                ax.set_ylabel("synthetic rows")
-            ax.set_title(f"{col} (synthetic)", fontsize=9)
+                ax.set_xticks(range(len(order)), order, rotation=45 if len(order) > 4 else 0,
+                              ha="right" if len(order) > 4 else "center",
+                              fontsize=PLOT_FONT_PT)
+                ax.set_ylabel("synthetic rows", fontsize=PLOT_FONT_PT + 1)
+            ax.tick_params(labelsize=PLOT_FONT_PT)
+            ax.set_title(f"{col} (synthetic)", fontsize=PLOT_FONT_PT + 2)
             fig.tight_layout()
             name = f"{PLOTS_DIR}/{i:02d}-{_slug(str(col))}.png"
             fig.savefig(out.parent / name, format="png", metadata={"Software": None})
@@ -318,6 +329,37 @@ def write_plots(table: pd.DataFrame, schema: dict[str, Any], out: Path) -> list[
         finally:
             plt.close(fig)
     return names
+
+
+def _density_bars(ax: Any, values: pd.Series, spec: dict[str, Any], col: str) -> None:
+    """Bars of count / bin width over the declared bins (unit bins for a small integer
+    domain, else 20 equal bins over the declared bounds or the synthetic range)."""
+    import numpy as np
+
+    bounds = spec.get("bounds")
+    edges: Any = spec.get("bins")
+    if edges is None and spec.get("type") == "integer" and bounds and \
+            bounds[1] - bounds[0] <= 60:
+        edges = [v - 0.5 for v in range(int(bounds[0]), int(bounds[1]) + 2)]
+    if edges is None:
+        edges = 20
+    rng = tuple(bounds) if bounds and not isinstance(edges, list) else None
+    counts, edges_out = np.histogram(values.to_numpy(dtype=float), bins=edges, range=rng)
+    widths = np.diff(edges_out)
+    ax.bar(edges_out[:-1], counts / widths, width=widths, align="edge", color="#2b6cb0",
+           edgecolor="#ffffff", linewidth=0.5)
+    ax.set_xlabel(col, fontsize=PLOT_FONT_PT + 1)
+    ax.set_ylabel(f"synthetic rows per unit of {col}" if len(col) <= 18 else
+                  "synthetic rows per unit", fontsize=PLOT_FONT_PT + 1)
+    if len(set(np.round(widths, 9))) > 1 and len(edges_out) <= 16:
+        # Unequal declared bins: label their edges so the reader sees why bars differ in
+        # width, leaving out an edge too close to the last labelled one to be read.
+        span = float(edges_out[-1] - edges_out[0]) or 1.0
+        ticks = [float(edges_out[0])]
+        for e in edges_out[1:]:
+            if (e - ticks[-1]) / span >= 0.04:
+                ticks.append(float(e))
+        ax.set_xticks(ticks, [f"{e:g}" for e in ticks], fontsize=PLOT_FONT_PT)
 
 
 def datacard_markdown(card: dict[str, Any]) -> str:

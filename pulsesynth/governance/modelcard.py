@@ -252,11 +252,14 @@ def modelcard_markdown(card: dict[str, Any]) -> str:
         lines += [card["description"], ""]
     lines += ["## Terms of use and re-use", ""]
     lines += [f"- **{k}**: {v}" for k, v in card["terms"].items()] + [""]
-    lines += ["## Model", "", f"- kind: {card['kind_text']}",
-              f"- architecture: `{json.dumps(m.get('architecture'), sort_keys=True)}`",
-              f"- features: {', '.join(m.get('features') or []) or '—'}"]
-    if get_kind(card["kind"]).predicts_target:
-        lines += [f"- target: {m.get('target')} (classes: {m.get('classes')})"]
+    # A value the release does not record is left out, never printed as null/None.
+    lines += ["## Model", "", f"- kind: {card['kind_text']}"]
+    if m.get("architecture"):
+        lines += [f"- architecture: `{json.dumps(m['architecture'], sort_keys=True)}`"]
+    lines += [f"- features: {', '.join(m.get('features') or []) or '—'}"]
+    if get_kind(card["kind"]).predicts_target and m.get("target"):
+        classes = m.get("classes")
+        lines += [f"- target: {m['target']}" + (f" (classes: {classes})" if classes else "")]
     lines += [f"- schema: {m.get('schema_id')} (hash `{m.get('schema_hash')}`)",
               f"- format: {m.get('format')}", ""]
     lines += ["## Privacy", "", f"- ε = {_fmt(p['epsilon'])}, δ = {_fmt(p['delta'])} "

@@ -70,6 +70,7 @@ PUBLISHABLE: dict[str, str] = {
     "model.*": "public", "model.*.*": "public", "model.*.*.*": "public", "usage.*": "public",
     "usage.*.*": "public",
     # the declared schema
+    "schema.refresh_days": "public",  # the declared refresh policy (update frequency)
     "schema.*": "public", "schema.source.*": "public", "schema.columns.*.*": "public",
     "schema.columns.*.categories.*": "public", "schema.columns.*.bounds.*": "public",
     # provenance and approval

@@ -28,9 +28,12 @@ the rest (bounds, per-entity rate limit, audit, model cache).
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import logging
+import math
 import os
 import re
 import stat
@@ -39,7 +42,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
-from urllib.parse import unquote_plus
+from urllib.parse import unquote_plus, urlencode
 
 from fastapi import APIRouter, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
@@ -286,8 +289,7 @@ def create_app(paths: Paths | None = None, *, limits: SampleLimits | None = None
     app.state.portal = _Portal(
         paths=paths, limits=limits,
         sampler=SampleService(paths, limits, clock, _read_published),
-        templates=Environment(loader=FileSystemLoader(HERE / "templates"),
-                              autoescape=select_autoescape(["html"])))
+        templates=_template_env())
     app.include_router(router)
     # CKAN and DCAT interfaces, /docs and browser error pages (their own modules; the
     # first two read the catalogue through this module's access functions).
@@ -327,14 +329,38 @@ router = APIRouter()
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
-def index(request: Request, label: str = "", q: str = "") -> HTMLResponse:
+def index(request: Request, label: str = "", q: str = "", kind: str = "",
+          sort: str = "title", page: str = "1") -> HTMLResponse:
     portal = _portal(request)
     granted = _granted(request, portal.paths)
     latest = _latest(_visible(portal.paths, granted))
-    shown = _filter(latest, label, q)
+    matching = _filter(latest, "", q)
+    # Facet counts: each facet counts the releases matching the search and the *other*
+    # facet, so a reader sees what choosing a value would leave.
+    label_counts = _counts(e["label"] for e in matching if not kind or e["kind"] == kind)
+    kind_counts = _counts(e["kind"] for e in matching if not label or e["label"] == label)
+    shown = [e for e in matching if (not label or e["label"] == label)
+             and (not kind or e["kind"] == kind)]
+    sort = sort if sort in SORTS else "title"
+    _, key, reverse = SORTS[sort]
+    shown = sorted(shown, key=key, reverse=reverse)
+    pages = max(1, -(-len(shown) // PAGE_SIZE))
+    # A page number past the last shows the last; anything else (or absurdly long) the first.
+    number = min(max(int(page) if page.isdigit() and len(page) <= 6 else 1, 1), pages)
     # The confidential filter is offered only to an entity that may see such a release.
-    return portal.render(request, "index.html", datasets=shown, label=label, q=q,
-                         labels=[lb for lb in LABELS if lb == OPEN or granted])
+    return portal.render(request, "index.html",
+                         datasets=shown[(number - 1) * PAGE_SIZE:number * PAGE_SIZE],
+                         total=len(shown), label=label, q=q, kind=kind, sort=sort,
+                         sorts={k: v[0] for k, v in SORTS.items()}, page=number, pages=pages,
+                         labels=[lb for lb in LABELS if lb == OPEN or granted],
+                         label_counts=label_counts, kinds=KIND_TEXT, kind_counts=kind_counts)
+
+
+def _counts(values: Any) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for v in values:
+        out[v] = out.get(v, 0) + 1
+    return out
 
 
 @router.get("/datasets/{dataset}", response_class=HTMLResponse, include_in_schema=False)
@@ -571,12 +597,245 @@ def _dataset_response(request: Request, versions: list[dict[str, Any]], entry: d
     files = {f["name"]: f for f in entry.get("files", [])}
     spec = get_kind(entry["kind"])
     downloads = [files[n] for n in spec.downloads if n in files]
+    steward = (card.get("schema") or {}).get("steward")
+    publisher = office_name(steward)
+    common: dict[str, Any] = {
+        "entry": entry, "card": card, "downloads": downloads,
+        "versions": list(reversed(versions)), "audit": audit_verdict(card),
+        "fit": fit_verdict(card), "licence": LICENCES.get(entry["label"], LICENCES[OPEN]),
+        "publisher": publisher, "dictionary": column_dictionary(card),
+        "changelog": _changelog(paths, versions),
+        "citation": citation(card, entry, publisher)}
     if not spec.releases_rows:
         can_sample = spec.samplable and _entity(request, paths) is not None
-        return render(request, spec.portal_template, entry=entry, card=card,
-                      downloads=downloads,
-                      versions=list(reversed(versions)), can_sample=can_sample,
-                      limits=limits)
+        return render(request, spec.portal_template, can_sample=can_sample, limits=limits,
+                      **common)
     plots = [files[p] for p in card.get("plots", []) if p in files]
-    return render(request, spec.portal_template, entry=entry, card=card, plots=plots,
-                  downloads=downloads, versions=list(reversed(versions)))
+    header, preview = _preview(paths, entry)
+    return render(request, spec.portal_template, plots=plots, preview_header=header,
+                  preview=preview, update_frequency=update_frequency(card), **common)
+
+
+# --- page context: plain words and rounded numbers for readers ------------------------------
+# Pages show rounded figures and plain sentences; the exact values stay in the JSON (the
+# card files and /api). Everything here reads the card (public and DP figures only), the
+# index and the published synthetic rows: nothing private reaches a page.
+
+#: Rows of the synthetic table a table page previews.
+PREVIEW_ROWS = 10
+#: Catalogue rows per index page.
+PAGE_SIZE = 20
+#: Index sort keys: query value → (label, sort key, newest/largest first).
+SORTS: dict[str, tuple[str, Callable[[dict[str, Any]], Any], bool]] = {
+    "title": ("name (A–Z)", lambda e: str(e.get("title", "")).lower(), False),
+    "title_desc": ("name (Z–A)", lambda e: str(e.get("title", "")).lower(), True),
+    "issued": ("newest first", lambda e: str(e.get("issued") or ""), True),
+    "epsilon": ("strongest privacy first (smallest ε)",
+                lambda e: e.get("epsilon") if e.get("epsilon") is not None else 1e9, False),
+}
+#: The licence a release label publishes under (the terms section gives the details).
+LICENCES = {
+    OPEN: {"name": "Creative Commons Attribution 4.0 (CC BY 4.0)",
+           "url": "https://creativecommons.org/licenses/by/4.0/"},
+    "confidential": {"name": "Restricted: government entities only, under the terms below",
+                     "url": "#terms"},
+}
+#: Plain words for the declared column roles (the schema's ids are jargon to a reader).
+ROLE_TEXT = {
+    "identifier": "row number or key",
+    "quasi_identifier": "could help single a person out when combined with other columns",
+    "target": "the column a model is asked to predict",
+    "sensitive": "sensitive attribute",
+    "other": "",
+}
+#: Plain words for the gate's labels.
+GATE_TEXT = {
+    OPEN: "Passed every privacy check for publishing openly.",
+    "confidential": "Passed every privacy check for sharing with government entities.",
+}
+
+
+def fmt_epsilon(value: Any) -> str:
+    """ε for reading: two decimals (``1.00``); the exact value is in the JSON."""
+    return "—" if not isinstance(value, (int, float)) else f"{value:.2f}"
+
+
+def fmt_delta(value: Any) -> str:
+    """δ for reading: one significant digit in short scientific form (``1e-6``)."""
+    if not isinstance(value, (int, float)):
+        return "—"
+    if value == 0:
+        return "0"
+    mantissa, exponent = f"{value:.0e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def fmt_percent(value: Any) -> str:
+    """A share as a whole percentage (``0.714`` → ``71 %``)."""
+    return "—" if not isinstance(value, (int, float)) else f"{value * 100:.0f} %"
+
+
+def fmt_factor(epsilon: Any) -> str:
+    """e^ε for reading (``1.0`` → ``2.7``): how much one record may change any chance."""
+    return "—" if not isinstance(epsilon, (int, float)) else f"{math.exp(epsilon):.1f}"
+
+
+def fmt_number(value: Any) -> str:
+    """Any other figure for reading: three significant digits, thousands separated."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "—" if value is None else str(value)
+    if isinstance(value, int) or float(value).is_integer() and abs(value) >= 1000:
+        return f"{int(value):,}"
+    return f"{value:.3g}"
+
+
+def office_name(steward: Any) -> str:
+    """A steward id as an office's name (``transport-data-office`` → ``Transport data
+    office``)."""
+    text = re.sub(r"[-_]+", " ", str(steward or "")).strip()
+    return text[:1].upper() + text[1:] if text else "the city data office"
+
+
+def _stat(card: dict[str, Any], name: str) -> dict[str, Any]:
+    stats = (card.get("release_statistics") or {}).get("statistics") or {}
+    value = stats.get(name)
+    return value if isinstance(value, dict) else {}
+
+
+def audit_verdict(card: dict[str, Any]) -> dict[str, str]:
+    """The gate's label and the DP attack figure in plain words (never an exact audit
+    figure: the attack advantage is the DP release report's noisy value)."""
+    gate = card.get("gate") or {}
+    label = gate.get("label")
+    headline = GATE_TEXT.get(str(label), "Did not pass the privacy checks.")
+    if gate.get("capped_from"):
+        headline += (f" It would pass the checks for {gate['capped_from']} publication too, "
+                     f"but a {card.get('kind_text') or 'model'} is capped at {label}: "
+                     "whoever holds it could attack it or sample it without limit.")
+    adv = _stat(card, "max_attack_advantage")
+    detail = ""
+    if adv.get("value") is not None:
+        low = adv.get("ci_low")
+        points = max(0.0, float(adv["value"])) * 100
+        how = ("did no better than guessing" if points < 0.5 or (low is not None and low <= 0)
+               else f"did {points:.0f} percentage points better than guessing")
+        detail = ("The strongest membership attack — trying to tell whether a person's "
+                  f"record was used in training — {how} (a differentially private figure; "
+                  "0 means pure guessing).")
+    return {"label": str(label or "blocked"), "headline": headline, "detail": detail}
+
+
+def fit_verdict(card: dict[str, Any]) -> dict[str, str]:
+    """The fit-for-purpose verdict in plain words, with its DP figures rounded."""
+    fit = card.get("fit_for_purpose") or {}
+    verdict = fit.get("verdict")
+    if not verdict:
+        return {"verdict": "", "text": "No fit-for-purpose measurement for this release."}
+    subject = get_kind(card.get("kind") or TABLE.name).fit_subject
+    target = fit.get("target")
+    acc, base = _stat(card, "tstr_accuracy"), _stat(card, "majority_accuracy")
+    numbers = (f" (right {fmt_percent(acc.get('value'))} of the time on real rows it never "
+               f"saw, against {fmt_percent(base.get('value'))} by always guessing the most "
+               "common answer)") if acc and base else ""
+    text = {
+        "useful": f"Fit for predicting “{target}”: {subject} does better than guessing",
+        "not useful": f"Not fit for predicting “{target}”: {subject} does no better than "
+                      "guessing",
+    }.get(verdict, f"Unclear for predicting “{target}”: {subject} is not clearly better "
+                   "than guessing")
+    return {"verdict": str(verdict), "text": text + numbers + "."}
+
+
+def plain_item(text: Any) -> str:
+    """A suitable/not-suitable line without Markdown backticks."""
+    return str(text).replace("`", "")
+
+
+def column_dictionary(card: dict[str, Any]) -> list[dict[str, str]]:
+    """The declared schema as a dictionary: name, type, description, domain."""
+    out = []
+    # A table card lists its synthetic columns; a declared column outside them (a row key,
+    # a column the model does not synthesise) is said to be absent.
+    published = card.get("columns") if isinstance(card.get("columns"), list) else None
+    for c in (card.get("schema") or {}).get("columns") or []:
+        if not isinstance(c, dict):
+            continue
+        if c.get("categories"):
+            domain = ", ".join(str(v) for v in c["categories"])
+        elif c.get("bounds"):
+            low, high = c["bounds"]
+            domain = f"{fmt_number(low)} to {fmt_number(high)}"
+        else:
+            domain = ""
+        if c.get("nullable"):
+            domain = f"{domain} (may be missing)" if domain else "may be missing"
+        role = ROLE_TEXT.get(str(c.get("role")), "")
+        if published is not None and c.get("name") not in published:
+            role = f"{role}; not in the synthetic table" if role else "not in the synthetic table"
+        out.append({"name": str(c.get("name")), "type": str(c.get("type") or ""),
+                    "description": str(c.get("description") or ""), "role": role,
+                    "domain": domain})
+    return out
+
+
+def update_frequency(card: dict[str, Any]) -> str:
+    """How often the release is refreshed, from the schema's declared refresh policy."""
+    days = (card.get("schema") or {}).get("refresh_days")
+    if not isinstance(days, int) or isinstance(days, bool) or days <= 0:
+        return "not stated"
+    if days == 1:
+        return "daily, when the source changes"
+    if days % 7 == 0 and days <= 28:
+        return f"at most every {days // 7} week(s), when the source changes"
+    return f"at most every {days} days, when the source changes"
+
+
+def citation(card: dict[str, Any], entry: dict[str, Any], publisher: str) -> str:
+    """A 'cite this' line: publisher, year, title, version, kind, portal path."""
+    year = str(entry.get("issued") or "")[:4] or "n.d."
+    return (f"{publisher} ({year}). {card.get('title')} ({entry.get('version')}) "
+            f"[{entry.get('kind_text') or 'synthetic data'}, differentially private, "
+            f"ε = {fmt_epsilon(entry.get('epsilon'))}]. Pulse Synth synthetic open portal, "
+            f"/datasets/{entry.get('id')}/{entry.get('version')}.")
+
+
+def _preview(paths: Paths, entry: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """The header and first :data:`PREVIEW_ROWS` rows of the published synthetic CSV."""
+    info = next((f for f in entry.get("files", []) if f.get("name") == "synthetic.csv"), None)
+    if info is None:
+        return [], []
+    try:
+        data = _read_published(paths, entry, "synthetic.csv", info)
+    except HTTPException:
+        return [], []
+    rows = list(csv.reader(io.StringIO(data.decode("utf-8", errors="replace"))))
+    return (rows[0], rows[1:PREVIEW_ROWS + 1]) if rows else ([], [])
+
+
+def _changelog(paths: Paths, versions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each visible version, newest first: date, status, ε, code version, model."""
+    out = []
+    for v in reversed(versions):
+        try:
+            prov = _card(paths, v).get("provenance") or {}
+        except (HTTPException, ValueError):
+            prov = {}
+        out.append({"version": v["version"], "id": v["id"], "status": v["status"],
+                    "label": v["label"], "label_text": v.get("label_text", ""),
+                    "date": str(v.get("issued") or "")[:10],
+                    "epsilon": fmt_epsilon(v.get("epsilon")),
+                    "code_version": prov.get("code_version") or "—",
+                    "model_id": prov.get("model_id") or "—"})
+    return out
+
+
+def _template_env() -> Environment:
+    """The portal's templates with the reading filters (see ``fmt_*``)."""
+    env = Environment(loader=FileSystemLoader(HERE / "templates"),
+                      autoescape=select_autoescape(["html"]))
+    env.filters.update(eps=fmt_epsilon, delta=fmt_delta, pct=fmt_percent, num=fmt_number,
+                       plain=plain_item, office=office_name, factor=fmt_factor,
+                       combine=lambda a, b: {**a, **b},
+                       # Only the parameters that are set, so links stay short.
+                       urlq=lambda d: urlencode({k: v for k, v in d.items() if v}))
+    return env
