@@ -505,7 +505,8 @@ def test_classifier_card_hides_missing_values_instead_of_null_or_none(tmp_path: 
     from test_publication_golden import publish_one_of_each
 
     from pulsesynth.governance.modelcard import modelcard_markdown
-    from pulsesynth.portal.app import LICENCES, _template_env, audit_verdict, fit_verdict
+    from pulsesynth.portal.app import _template_env, audit_verdict, fit_verdict
+    from pulsesynth.portal.licences import OPEN_LICENCE
 
     publish_one_of_each(tmp_path)
     card = json.loads((Paths(tmp_path).published / "taxi_trips_classifier/v1/modelcard.json")
@@ -519,7 +520,7 @@ def test_classifier_card_hides_missing_values_instead_of_null_or_none(tmp_path: 
     html = _template_env().get_template("model.html").render(
         entity=None, entry=entry, card=card, downloads=[], versions=[], can_sample=False,
         limits=None, audit=audit_verdict(card), fit=fit_verdict(card),
-        licence=LICENCES["open"], publisher="Transport data office", dictionary=[],
+        licence=OPEN_LICENCE, publisher="Transport data office", dictionary=[],
         changelog=[], citation="")
     text = _text(html)
     assert "architecture" not in text and "None" not in text and "null" not in text

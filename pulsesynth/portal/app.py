@@ -58,6 +58,7 @@ from pulsesynth.governance.tokens import verify_token
 from pulsesynth.labels import OPEN, RELEASE_LABELS
 from pulsesynth.paths import Paths
 from pulsesynth.portal.errors import error_page, install_error_pages, wants_html
+from pulsesynth.portal.licences import licence
 from pulsesynth.portal.sampling import SampleLimits, SampleService
 from pulsesynth.release_kinds import REGISTRY, TABLE, get_kind, kinds
 
@@ -602,7 +603,7 @@ def _dataset_response(request: Request, versions: list[dict[str, Any]], entry: d
     common: dict[str, Any] = {
         "entry": entry, "card": card, "downloads": downloads,
         "versions": list(reversed(versions)), "audit": audit_verdict(card),
-        "fit": fit_verdict(card), "licence": LICENCES.get(entry["label"], LICENCES[OPEN]),
+        "fit": fit_verdict(card), "licence": licence(entry),
         "publisher": publisher, "dictionary": column_dictionary(card),
         "changelog": _changelog(paths, versions),
         "citation": citation(card, entry, publisher)}
@@ -632,13 +633,6 @@ SORTS: dict[str, tuple[str, Callable[[dict[str, Any]], Any], bool]] = {
     "issued": ("newest first", lambda e: str(e.get("issued") or ""), True),
     "epsilon": ("strongest privacy first (smallest ε)",
                 lambda e: e.get("epsilon") if e.get("epsilon") is not None else 1e9, False),
-}
-#: The licence a release label publishes under (the terms section gives the details).
-LICENCES = {
-    OPEN: {"name": "Creative Commons Attribution 4.0 (CC BY 4.0)",
-           "url": "https://creativecommons.org/licenses/by/4.0/"},
-    "confidential": {"name": "Restricted: government entities only, under the terms below",
-                     "url": "#terms"},
 }
 #: Plain words for the declared column roles (the schema's ids are jargon to a reader).
 ROLE_TEXT = {

@@ -33,7 +33,8 @@ from fastapi.responses import JSONResponse
 
 from pulsesynth.labels import OPEN
 from pulsesynth.portal.app import _granted, _latest, _portal, _visible
-from pulsesynth.portal.dcat import base_url, licence, publisher, publisher_title, safe_card
+from pulsesynth.portal.dcat import base_url, publisher, publisher_title, safe_card
+from pulsesynth.portal.licences import licence
 
 #: Namespace of the portal's derived UUIDs (package, resource and organisation ids).
 NAMESPACE = uuid.UUID("4d6f1e52-7c1b-5d8e-9a0f-5055f1e5e7a1")

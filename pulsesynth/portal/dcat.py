@@ -16,7 +16,6 @@ their hashes) — the same fields the JSON API already serves.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
@@ -33,6 +32,7 @@ from pulsesynth.portal.app import (
     _versions,
     _visible,
 )
+from pulsesynth.portal.licences import OPEN_LICENCE, licence
 
 #: The publisher used when a card names no steward (the city data office of the terms).
 DEFAULT_PUBLISHER = "city-data-office"
@@ -75,30 +75,6 @@ CONTEXT: dict[str, Any] = {
 }
 IANA = "http://www.iana.org/assignments/media-types/"
 EU_ACCESS = "http://publications.europa.eu/resource/authority/access-right/"
-
-
-@dataclass(frozen=True)
-class Licence:
-    """The licence a release label carries, in CKAN's and DCAT's spellings."""
-
-    ckan_id: str          # an id of CKAN's default licence list
-    title: str
-    url: str | None       # a human-readable page (None: the dataset's own terms)
-    dcat: str | None      # the EU licence authority IRI (None: the dataset's own terms)
-
-
-#: Open releases are CC BY 4.0 (re-use with attribution, as the data card's terms say);
-#: confidential ones are under the data card's sharing terms, not an open licence.
-OPEN_LICENCE = Licence(
-    "cc-by", "Creative Commons Attribution 4.0", "https://creativecommons.org/licenses/by/4.0/",
-    "http://publications.europa.eu/resource/authority/licence/CC_BY_4_0")
-SHARED_LICENCE = Licence("other-closed", "Other (Not Open): Shared — Confidential terms of the "
-                         "data card", None, None)
-
-
-def licence(entry: dict[str, Any]) -> Licence:
-    """The licence of one catalogue entry, by its label."""
-    return OPEN_LICENCE if entry["label"] == OPEN else SHARED_LICENCE
 
 
 def base_url(request: Request) -> str:
