@@ -95,13 +95,25 @@ def _schema():
 
 # --- stages (each in its own child process) -------------------------------------------------
 
+class _Clock:
+    """Wall and CPU seconds since creation: on a shared machine the CPU seconds of a
+    one-thread stage are the figure that does not depend on what else runs."""
+
+    def __init__(self) -> None:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def read(self) -> dict[str, float]:
+        return {"seconds": time.perf_counter() - self.wall,
+                "cpu_seconds": time.process_time() - self.cpu}
+
+
 def _stage_validate(work: Path, args: argparse.Namespace) -> dict[str, Any]:
     from pulsesynth.validation import validate
 
     schema, train = _schema(), pd.read_parquet(work / "train.parquet")
-    t0 = time.perf_counter()
+    clock = _Clock()
     report = validate(train, schema)
-    return {"seconds": time.perf_counter() - t0, "success": report.success,
+    return {**clock.read(), "success": report.success,
             "expectations": report.evaluated}
 
 
@@ -109,14 +121,14 @@ def _stage_train(work: Path, args: argparse.Namespace) -> dict[str, Any]:
     from pulsesynth.synth import DPVAESynthesizer
 
     schema, train = _schema(), pd.read_parquet(work / "train.parquet")
-    t0 = time.perf_counter()
+    clock = _Clock()
     synth = DPVAESynthesizer(schema, epsilon=EPSILON, epochs=args.epochs, seed=0).fit(
         train, public_rows=len(train))
-    seconds = time.perf_counter() - t0
+    timed = clock.read()
     synth.save(work / "model")
     m = synth.metadata
     loop = float(m["training_report"]["train_seconds"])
-    return {"seconds": seconds, "epochs": args.epochs, "loop_seconds": loop,
+    return {**timed, "epochs": args.epochs, "loop_seconds": loop,
             "steps": m["steps"], "sample_rate": m["sample_rate"],
             "expected_batch": m["batch_size"], "noise_multiplier": m["noise_multiplier"],
             "epsilon": m["epsilon"], "target_epsilon": m["target_epsilon"],
@@ -129,11 +141,11 @@ def _stage_sample(work: Path, args: argparse.Namespace) -> dict[str, Any]:
     schema = _schema()
     rows = len(pd.read_parquet(work / "train.parquet", columns=["record_id"]))
     synth = DPVAESynthesizer.load(work / "model", schema)
-    t0 = time.perf_counter()
+    clock = _Clock()
     table = synth.sample(rows, seed=1)
-    seconds = time.perf_counter() - t0
+    timed = clock.read()
     table.to_parquet(work / "synthetic.parquet")
-    return {"seconds": seconds, "sampled_rows": len(table)}
+    return {**timed, "sampled_rows": len(table)}
 
 
 def _stage_evaluate(work: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -147,10 +159,10 @@ def _stage_evaluate(work: Path, args: argparse.Namespace) -> dict[str, Any]:
     classifiers: tuple[str, ...] = ("logreg", "random_forest", "hist_gb")
     if len(train) > args.forest_max_rows:
         classifiers = ("logreg", "hist_gb")
-    t0 = time.perf_counter()
+    clock = _Clock()
     result = evaluate_utility(schema, train, holdout, synthetic, seed=0,
                               classifiers=classifiers)
-    return {"seconds": time.perf_counter() - t0, "classifiers": list(classifiers),
+    return {**clock.read(), "classifiers": list(classifiers),
             "tstr_accuracy_hist_gb": result["tstr"]["hist_gb"]["accuracy"],
             "tstr_auc_hist_gb": result["tstr"]["hist_gb"]["auc"],
             "trtr_auc_hist_gb": result["trtr"]["hist_gb"]["auc"]}
@@ -176,29 +188,34 @@ def _stage_audit(work: Path, args: argparse.Namespace) -> dict[str, Any]:
     # (the exact-match work still runs in full); at or below, the full report runs too, so
     # the JSON shows how close the projection came.
     space = GowerSpace(schema)
-    t0 = time.perf_counter()
+    clock = _Clock()
     enc_syn = space.encode(synthetic)
-    encode_seconds = time.perf_counter() - t0
+    encode = clock.read()
     probe = space.encode(train.iloc[:DISTANCE_PROBE_ROWS])
-    t0 = time.perf_counter()
+    clock = _Clock()
     nearest_distance(probe, enc_syn)
-    per_pair = (time.perf_counter() - t0) / (len(probe) * s)
+    search = clock.read()
     del enc_syn
-    t0 = time.perf_counter()
+    clock = _Clock()
     size = min(n, h)
     exact_matches(space, train, synthetic)
     unique_matches(space, [train.iloc[:size], holdout.iloc[:size]], synthetic)
-    exact_seconds = time.perf_counter() - t0
-    projection = {"seconds_per_pair": per_pair, "distance_pairs": pairs,
-                  "probe_rows": len(probe), "exact_match_seconds": exact_seconds,
-                  "projected_from_probe_seconds": per_pair * pairs + 4 * encode_seconds
-                  + exact_seconds}
+    exact = clock.read()
+    probed = len(probe) * s
+    projection = {
+        "seconds_per_pair": search["seconds"] / probed,
+        "cpu_seconds_per_pair": search["cpu_seconds"] / probed,
+        "distance_pairs": pairs, "probe_rows": len(probe),
+        "exact_match_seconds": exact["seconds"], "exact_match_cpu_seconds": exact["cpu_seconds"],
+        **{f"projected_from_probe_{k}": search[k] / probed * pairs + 4 * encode[k] + exact[k]
+           for k in ("seconds", "cpu_seconds")}}
     if n > args.distance_max_rows:
-        return {"seconds": projection["projected_from_probe_seconds"], "projected": True,
-                **projection}
-    t0 = time.perf_counter()
+        return {"seconds": projection["projected_from_probe_seconds"],
+                "cpu_seconds": projection["projected_from_probe_cpu_seconds"],
+                "projected": True, **projection}
+    clock = _Clock()
     report = distance_report(schema, train, holdout, synthetic, seed=0)
-    return {"seconds": time.perf_counter() - t0, "projected": False,
+    return {**clock.read(), "projected": False,
             "dcr_share": report["dcr_share"], "exact_matches": report["exact_matches"],
             **projection}
 
@@ -219,11 +236,11 @@ def _stage_audit_full(work: Path, args: argparse.Namespace) -> dict[str, Any]:
     train, holdout, synthetic = (pd.read_parquet(work / f"{n}.parquet")
                                  for n in ("train", "holdout", "synthetic"))
     model = DPVAESynthesizer.load(work / "model", schema)
-    t0 = time.perf_counter()
+    clock = _Clock()
     # The auditor's pool as the pipeline draws it (pipeline.auditor_pool): 2 × the rows.
     pool = with_fresh_units(model.sample(max(1000, 2 * len(train)), seed=2), schema)
     result = audit_release(schema, model, train, holdout, pool, synthetic, seed=0)
-    return {"seconds": time.perf_counter() - t0, "timings_s": result["timings_s"]}
+    return {**clock.read(), "timings_s": result["timings_s"]}
 
 
 CHILDREN = {"validate": _stage_validate, "train": _stage_train, "sample": _stage_sample,
@@ -259,6 +276,7 @@ def run_stage(stage: str, work: Path, args: argparse.Namespace, log) -> dict[str
         raise RuntimeError(f"stage {stage} failed with exit code {proc.returncode}")
     result = json.loads(lines[-1])
     result["process_seconds"] = round(time.perf_counter() - t0, 2)
+    result["process_cpu_seconds"] = round(usage.ru_utime + usage.ru_stime, 2)
     result["peak_rss_mb"] = round(usage.ru_maxrss / 1024, 1)  # KiB on Linux
     return result
 
@@ -314,9 +332,11 @@ def _project_training(result: dict[str, Any], default_epochs: int) -> None:
         return
     fixed = result["seconds"] - result["loop_seconds"]
     per_epoch = result["loop_seconds"] / result["epochs"]
+    projected = fixed + per_epoch * default_epochs
     result.update(projected=True, seconds_per_epoch=per_epoch,
-                  projected_epochs=default_epochs,
-                  projected_seconds=fixed + per_epoch * default_epochs)
+                  projected_epochs=default_epochs, projected_seconds=projected,
+                  # CPU scaled like wall (the loop is one thread, as is the rest).
+                  projected_cpu_seconds=result["cpu_seconds"] * projected / result["seconds"])
 
 
 def merge(previous: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -340,7 +360,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
             continue
         color = f"C{i}"
         xs = [r["rows"] for r in mine]
-        secs = [r.get("projected_seconds", r["seconds"]) for r in mine]
+        secs = [_cpu(r) for r in mine]
         ax_t.plot(xs, secs, "-", color=color, label=stage)
         for r, s in zip(mine, secs, strict=True):
             hollow = r.get("projected", False)
@@ -348,10 +368,11 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
         ax_m.plot(xs, [r["peak_rss_mb"] for r in mine], "o-", color=color, label=stage)
     sizes = sorted({r["rows"] for r in rows})
     if len(sizes) > 1:
-        base = min(r["seconds"] for r in rows if r["rows"] == sizes[0])
+        base = min(_cpu(r) for r in rows if r["rows"] == sizes[0])
         ax_t.plot(sizes, [base * s / sizes[0] for s in sizes], "k:", lw=0.8,
                   label="linear (slope 1)")
-    for ax, label in ((ax_t, "seconds (hollow: projected)"), (ax_m, "peak RSS (MB)")):
+    for ax, label in ((ax_t, "CPU seconds of the stage (hollow: projected)"),
+                      (ax_m, "peak RSS (MB)")):
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("rows (census_income resampled)")
@@ -363,6 +384,15 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _cpu(row: dict[str, Any]) -> float:
+    """The CPU seconds of a row (projected where it is), wall seconds where not recorded."""
+    if "projected_cpu_seconds" in row:
+        return float(row["projected_cpu_seconds"])
+    if "projected_seconds" in row:
+        return float(row["projected_seconds"])
+    return float(row.get("cpu_seconds", row["seconds"]))
 
 
 def _sizes(text: str) -> list[int]:
@@ -388,6 +418,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="run the full attack audit (shadows) only up to this size")
     parser.add_argument("--out", type=Path, default=RESULTS / "scale.json")
     parser.add_argument("--plot", type=Path, default=None, help="default: beside --out")
+    parser.add_argument("--merge-from", nargs="+", type=Path, default=None,
+                        help="run nothing: merge these results files into --out and plot")
     parser.add_argument("--child", choices=STAGES, help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -398,6 +430,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("stages must be among " + ",".join(STAGES)
                      + "; epochs >= 1; rows >= 100")
     threads = single_thread()
+    if args.merge_from:
+        return merge_files(args, threads)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     previous: dict[str, Any] = (json.loads(args.out.read_text(encoding="utf-8"))
                                 if args.out.exists() else {})
@@ -430,6 +464,24 @@ def main(argv: list[str] | None = None) -> int:
                        baseline, threads)
     data = _write(args, merge(previous.get("rows", []), new), planned, baseline,
                   threads)
+    plot(data["rows"], args.plot or args.out.with_suffix(".png"))
+    return 0
+
+
+def merge_files(args: argparse.Namespace, threads: int) -> int:
+    """Merge the rows and planned accounting of ``--merge-from`` files (sizes run apart,
+    e.g. at fewer epochs) into ``--out``, later files winning, and re-plot."""
+    previous = (json.loads(args.out.read_text(encoding="utf-8")) if args.out.exists()
+                else {})
+    rows, planned = previous.get("rows", []), {p["rows"]: p for p in
+                                               previous.get("planned_accounting", [])}
+    baseline = previous.get("baseline_rss_mb")
+    for path in args.merge_from:
+        other = json.loads(path.read_text(encoding="utf-8"))
+        rows = merge(rows, other["rows"])
+        planned.update({p["rows"]: p for p in other.get("planned_accounting", [])})
+        baseline = other.get("baseline_rss_mb", baseline)
+    data = _write(args, rows, planned, float(baseline or 0.0), threads)
     plot(data["rows"], args.plot or args.out.with_suffix(".png"))
     return 0
 
