@@ -283,6 +283,9 @@ def run_stage(stage: str, work: Path, args: argparse.Namespace, log) -> dict[str
 
 def _child_env() -> dict[str, str]:
     env = dict(os.environ)
+    # The child runs ``-m benchmarks.scale`` from wherever the parent was started.
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(Path(__file__).resolve().parent.parent), env.get("PYTHONPATH")) if p)
     threads = os.environ.get("PULSESYNTH_BENCH_THREADS", "1")
     env.update(PULSESYNTH_THREADS=threads, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads,
                OPENBLAS_NUM_THREADS=threads,
