@@ -14,12 +14,15 @@ N+1..N+N/4 for the holdout), so each row is its own privacy unit and the unit ca
 Each stage runs in its own child process (``--child STAGE``) on Parquet files the parent
 wrote, so its peak RSS is its own: the parent reads the child's ``ru_maxrss`` from
 ``os.wait4`` (the same figure ``getrusage(RUSAGE_CHILDREN)`` gives for one child), and the
-child reports the seconds of the stage's work alone (its inputs already read). Stages:
+child reports the wall and CPU seconds of the stage's work alone (its inputs already
+read; on a shared machine the CPU seconds are the figure to compare). Stages:
 
 - ``validate``: Great Expectations over the training frame (:func:`validation.validate`);
 - ``train``: the DP-VAE at the recipe defaults, ε = 1, schedule planned from N;
 - ``sample``: N synthetic rows from the saved model;
-- ``evaluate``: :func:`utility.evaluate_utility` as the pipeline calls it (3 classifiers);
+- ``evaluate``: :func:`utility.evaluate_utility` as the pipeline calls it (logistic
+  regression, random forest, histogram gradient boosting; the forest, 100 trees on one
+  thread, is left out above ``--forest-max-rows``, 100k);
 - ``audit``: the distance report (Gower nearest-record search, DCR share, exact matches).
   It compares every training row with every synthetic row, so its work is N·N; above
   ``--distance-max-rows`` (10k) it times the nearest-record search of a slice of queries
@@ -56,7 +59,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 DATASET = "census_income"
 SIZES = (10_000, 100_000, 1_000_000)
 STAGES = ("validate", "train", "sample", "evaluate", "audit", "audit_full")
-DEFAULT_STAGES = ("validate", "train", "sample", "evaluate", "audit", "audit_full")
+DEFAULT_STAGES = STAGES
 EPSILON = 1.0
 #: Holdout rows per training row (drawn from UCI's test partition).
 HOLDOUT_FRACTION = 0.25
