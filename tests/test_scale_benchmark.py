@@ -11,6 +11,7 @@ import pytest
 from benchmarks import scale
 
 
+@pytest.mark.slow  # the noise search with the marginals' prior: ~20 s on a shared core
 def test_million_row_schedule_plans_epsilon_at_or_below_target() -> None:
     planned = scale.planned_releasability(1_000_000)
     assert planned["expected_batch"] == 4096
