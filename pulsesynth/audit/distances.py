@@ -47,27 +47,46 @@ class GowerSpace:
 
     def encode(self, frame: pd.DataFrame) -> EncodedRows:
         n = len(frame)
-        numeric = np.empty((n, len(self.numeric)), dtype=np.float32)
+        numeric = self._scaled_numeric(frame)
+        blocks = []
+        for cat, codes in zip(self.categorical, self._category_codes(frame), strict=True):
+            block = np.zeros((n, len(cat.categories) + 1), dtype=np.float32)
+            block[np.arange(n), codes] = 1.0
+            blocks.append(block)
+        onehot = np.hstack(blocks) if blocks else np.zeros((n, 0), dtype=np.float32)
+        return EncodedRows(numeric, onehot, len(self.categorical))
+
+    def _scaled_numeric(self, frame: pd.DataFrame) -> np.ndarray:
+        """Numerics scaled by their declared range into [0, 1] (float32, NaN = missing)."""
+        numeric = np.empty((len(frame), len(self.numeric)), dtype=np.float32)
         for j, col in enumerate(self.numeric):
             lo, hi = col.bounds
             values = pd.to_numeric(frame[col.name], errors="coerce").to_numpy(
                 dtype=float, na_value=np.nan)
             numeric[:, j] = np.clip((values - lo) / (hi - lo), 0.0, 1.0)
-        blocks = []
+        return numeric
+
+    def _category_codes(self, frame: pd.DataFrame) -> list[np.ndarray]:
+        """Per categorical column, each row's level index (NA/unknown: one extra level)."""
+        out = []
         for cat in self.categorical:
             levels = list(cat.categories)
             codes = pd.Categorical(frame[cat.name], categories=levels).codes  # NA/unknown -> -1
-            block = np.zeros((n, len(levels) + 1), dtype=np.float32)
-            block[np.arange(n), np.where(codes < 0, len(levels), codes)] = 1.0
-            blocks.append(block)
-        onehot = np.hstack(blocks) if blocks else np.zeros((n, 0), dtype=np.float32)
-        return EncodedRows(numeric, onehot, len(self.categorical))
+            out.append(np.where(codes < 0, len(levels), codes))
+        return out
 
     def row_keys(self, frame: pd.DataFrame) -> np.ndarray:
-        """One integer id per distinct row (equal ids ⇔ identical on every column)."""
-        enc = self.encode(frame)
-        parts = [np.nan_to_num(enc.numeric, nan=-1.0).round(7), enc.onehot]
-        matrix = np.ascontiguousarray(np.hstack(parts), dtype=np.float64)
+        """One integer id per distinct row (equal ids ⇔ identical on every column).
+
+        Keyed on the level codes, not the one-hot blocks (the same equivalence): a row is
+        one float64 per column, so 2M rows take 0.2 GB instead of 2 GB and sort faster.
+        """
+        numeric = np.nan_to_num(self._scaled_numeric(frame), nan=-1.0).round(7)
+        codes = self._category_codes(frame)
+        matrix = np.empty((len(frame), numeric.shape[1] + len(codes)), dtype=np.float64)
+        matrix[:, :numeric.shape[1]] = numeric
+        for j, c in enumerate(codes):
+            matrix[:, numeric.shape[1] + j] = c
         _, ids = np.unique(matrix, axis=0, return_inverse=True)
         return ids.ravel()
 

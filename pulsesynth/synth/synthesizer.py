@@ -49,6 +49,9 @@ RELEASE_PRIVACY_KEYS = ("private", "epsilon", "target_epsilon", "delta", "accoun
                         "prior_mechanisms")
 #: Rows drawn after training to check that the synthetic target keeps more than one class.
 COLLAPSE_CHECK_ROWS = 2000
+#: Rows decoded at once when sampling: the float64 probabilities of a whole raking pool
+#: (5 draws per released row × the encoded width) took 16 KB a row, ~16 GB for 1M rows.
+SAMPLE_CHUNK_ROWS = 65_536
 #: The training defaults, in one place: the constructor's defaults are read from here.
 DEFAULTS = TrainConfig()
 
@@ -240,14 +243,20 @@ class DPVAESynthesizer(RecipeParams):
         model = self._require_model()
         model.eval()
         gen = torch.Generator().manual_seed(seed)
+        levels = []
         with torch.no_grad():
+            # All latents first (one generator stream whatever the chunking), then decode
+            # and draw chunk by chunk: ``rng`` is read in row order, so the rows are the
+            # same as one pass, and peak memory is one chunk's probabilities.
             z = torch.randn(n, model.latent_dim, generator=gen)
-            logits = model.decode(z)
-            probs = np.empty(logits.shape, dtype=np.float64)
-            for _, start, width in self.encoder.blocks:
-                probs[:, start:start + width] = torch.softmax(
-                    logits[:, start:start + width].double(), dim=1).numpy()
-        return self.encoder.sample_levels(probs, rng)
+            for begin in range(0, max(n, 1), SAMPLE_CHUNK_ROWS):
+                logits = model.decode(z[begin:begin + SAMPLE_CHUNK_ROWS])
+                probs = np.empty(logits.shape, dtype=np.float64)
+                for _, start, width in self.encoder.blocks:
+                    probs[:, start:start + width] = torch.softmax(
+                        logits[:, start:start + width].double(), dim=1).numpy()
+                levels.append(self.encoder.sample_levels(probs, rng))
+        return np.vstack(levels)
 
     def elbo(self, df: pd.DataFrame) -> pd.DataFrame:
         """Per-record ``elbo``, ``reconstruction`` and ``kl`` (z at the posterior mean).
