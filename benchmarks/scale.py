@@ -165,6 +165,7 @@ def _stage_evaluate(work: Path, args: argparse.Namespace) -> dict[str, Any]:
     clock = _Clock()
     result = evaluate_utility(schema, train, holdout, synthetic, seed=0,
                               classifiers=classifiers)
+    assert result["tstr"] is not None and result["trtr"] is not None  # census has a target
     return {**clock.read(), "classifiers": list(classifiers),
             "tstr_accuracy_hist_gb": result["tstr"]["hist_gb"]["accuracy"],
             "tstr_auc_hist_gb": result["tstr"]["hist_gb"]["auc"],
