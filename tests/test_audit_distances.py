@@ -100,6 +100,34 @@ def test_dcr_share_flags_copied_training_rows_and_not_fresh_samples() -> None:
 
 
 
+def test_distances_use_a_bounded_sample_of_query_rows_and_every_row_for_matches(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above MAX_QUERY_ROWS each nearest-record search takes a random sample of its query
+    rows (linear, not N², in the table's size); the figures stay close to the full ones
+    and exact matches still count every row."""
+    import pulsesynth.audit.distances as distances
+
+    train, holdout, fake = random_frame(1200, 7), random_frame(1200, 8), random_frame(1200, 9)
+    full = distance_report(SCHEMA, train, holdout, fake)
+    sizes: list[int] = []
+    search = distances.nearest_distance
+
+    def counting(queries, reference, **kw):  # type: ignore[no-untyped-def]
+        sizes.append(len(queries))
+        return search(queries, reference, **kw)
+
+    monkeypatch.setattr(distances, "MAX_QUERY_ROWS", 300)
+    monkeypatch.setattr(distances, "nearest_distance", counting)
+    capped = distance_report(SCHEMA, train, holdout, fake)
+    assert sizes == [300, 300, 300, 300]
+    assert capped["query_rows_max"] == 300 and full["query_rows_max"] == 20_000
+    assert abs(capped["median_gower"] - full["median_gower"]) < 0.02
+    assert abs(capped["gower_reference"] - full["gower_reference"]) < 0.02
+    assert abs(capped["dcr_share"] - full["dcr_share"]) < 0.08
+    assert (capped["exact_matches"], capped["exact_match_control"]) == (
+        full["exact_matches"], full["exact_match_control"])
+
+
 def coarse_frame(n: int, seed: int) -> pd.DataFrame:
     """Coarse values (income in hundreds): about 10,000 possible rows, so a fresh draw from
     the same population reproduces some unique rows by chance (the taxi-like case)."""
