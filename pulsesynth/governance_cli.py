@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from typing import Any
 
 from pulsesynth import cli_types as types
@@ -24,7 +23,7 @@ def add_governance_commands(sub: Any) -> None:
     bud = sub.add_parser("budget", help="privacy budget spent / remaining per dataset; a "
                                         "steward's change of a dataset's budget")
     bud.add_argument("--json", action="store_true", help="print JSON")
-    bud.set_defaults(handler=_budget, id=None)
+    bud.set_defaults(handler=types.list_actions(bud, then=_budget), id=None)
     bud_sub = bud.add_subparsers(metavar="ACTION")
     show = bud_sub.add_parser("show", help="spent / remaining ε (default action)")
     show.add_argument("id", nargs="?", type=types.dataset_id,
@@ -43,23 +42,26 @@ def add_governance_commands(sub: Any) -> None:
     bset.set_defaults(handler=_budget_set)
 
     rel = sub.add_parser("releases", help="release candidates and steward decisions")
+    rel.set_defaults(handler=types.list_actions(rel))
     rel_sub = rel.add_subparsers(metavar="ACTION")
     lst = rel_sub.add_parser("list", help="releases, newest first")
-    lst.add_argument("--dataset", type=types.dataset_id)
-    lst.add_argument("--status", help="candidate|approved|rejected|published|superseded|"
-                                      "withdrawn|blocked")
-    lst.add_argument("--kind", choices=KINDS)
-    lst.add_argument("--json", action="store_true")
+    lst.add_argument("--dataset", type=types.dataset_id, help="only this dataset")
+    lst.add_argument("--status", help="only this status: candidate|approved|rejected|"
+                                      "published|superseded|withdrawn|blocked")
+    lst.add_argument("--kind", choices=KINDS, help="only this kind of release")
+    lst.add_argument("--json", action="store_true", help="print JSON")
     lst.set_defaults(handler=_releases_list)
     show = rel_sub.add_parser("show", help="one release with its gate and decisions")
     show.add_argument("id", help="candidate id (or a unique prefix of at least 6 characters)")
-    show.add_argument("--json", action="store_true")
+    show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(handler=_releases_show)
     reg = rel_sub.add_parser("register", help="register a candidate directory")
-    reg.add_argument("dir")
-    reg.add_argument("--dataset", required=True, type=types.dataset_id)
-    reg.add_argument("--model-id", required=True)
-    reg.add_argument("--title")
+    reg.add_argument("dir", help="the candidate directory (e.g. <run>/candidate)")
+    reg.add_argument("--dataset", required=True, type=types.dataset_id,
+                     help="dataset id the candidate was made from")
+    reg.add_argument("--model-id", required=True,
+                     help="hash of the model that made it (privacy.json model_hash)")
+    reg.add_argument("--title", help="title on the portal (default: the catalog's)")
     reg.add_argument("--kind", choices=KINDS, default=TABLE.name,
                      help="what the candidate releases: a synthetic table (default), a DP "
                           "classifier, or the DP generative model (at most confidential)")
@@ -69,31 +71,38 @@ def add_governance_commands(sub: Any) -> None:
             ("reject", True, "reject a candidate (a note is required)"),
             ("withdraw", True, "withdraw a published release from the portal (note required)")):
         p = rel_sub.add_parser(action, help=helptext)
-        p.add_argument("id")
-        p.add_argument("--steward", required=True)
-        p.add_argument("--role", default="data steward")
-        p.add_argument("--note", required=note_required, default="")
+        p.add_argument("id", help="candidate id (or a unique prefix of at least 6 "
+                                  "characters)")
+        p.add_argument("--steward", required=True, help="who decides (in the audit log)")
+        p.add_argument("--role", default="data steward",
+                       help="the decider's role (default: data steward)")
+        p.add_argument("--note", required=note_required, default="",
+                       help="why (kept in the audit log)"
+                            + ("; required" if note_required else ""))
         p.set_defaults(handler=_decision, action=action)
 
     pub = sub.add_parser("publish", help="publish every approved candidate to published/")
-    pub.add_argument("--json", action="store_true")
+    pub.add_argument("--json", action="store_true", help="print the published releases as JSON")
     pub.set_defaults(handler=_publish)
 
     tok = sub.add_parser("tokens", help="entity access tokens for confidential releases")
+    tok.set_defaults(handler=types.list_actions(tok))
     tok_sub = tok.add_subparsers(metavar="ACTION")
     create = tok_sub.add_parser("create", help="create a token (printed once)")
-    create.add_argument("--entity", required=True)
+    create.add_argument("--entity", required=True,
+                        help="who holds the token (an organisation or person)")
     create.set_defaults(handler=_tokens_create)
     revoke = tok_sub.add_parser("revoke", help="revoke an entity's tokens (or one by id)")
-    revoke.add_argument("--entity")
-    revoke.add_argument("--id", type=types.positive_count)
+    revoke.add_argument("--entity", help="revoke every token of this entity")
+    revoke.add_argument("--id", type=types.positive_count,
+                        help="revoke only this token (its id from `tokens list`)")
     revoke.set_defaults(handler=_tokens_revoke)
     tlist = tok_sub.add_parser("list", help="tokens (metadata only; never the tokens)")
     tlist.set_defaults(handler=_tokens_list)
 
     grants = sub.add_parser("grants", help="which entity's tokens see which dataset's "
                                            "confidential releases (a steward's decision)")
-    grants.set_defaults(handler=_list_actions(grants))
+    grants.set_defaults(handler=types.list_actions(grants))
     grants_sub = grants.add_subparsers(metavar="ACTION")
     gadd = grants_sub.add_parser("add", help="grant an entity a dataset's confidential "
                                              "releases (table, classifier, model)")
@@ -115,8 +124,10 @@ def add_governance_commands(sub: Any) -> None:
     glist.set_defaults(handler=_grants_list)
 
     portal = sub.add_parser("portal", help="serve the synthetic open portal")
-    portal.add_argument("--host", default="127.0.0.1")
-    portal.add_argument("--port", type=types.port, default=8080)
+    portal.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1: this machine only)")
+    portal.add_argument("--port", type=types.port, default=8080,
+                        help="port to listen on (default 8080)")
     portal.add_argument("--sample-max-rows", type=types.sample_rows,
                         help="most rows per model sample request (default 10000)")
     portal.add_argument("--sample-rate-limit", type=types.positive_count,
@@ -130,6 +141,7 @@ def _paths() -> Paths:
     return Paths.default()
 
 
+@types.light
 def _budget(args: argparse.Namespace) -> int:
     from pulsesynth.errors import CatalogError
     from pulsesynth.governance.ledger import Ledger
@@ -162,6 +174,7 @@ def _budget(args: argparse.Namespace) -> int:
     return 0
 
 
+@types.light
 def _budget_set(args: argparse.Namespace) -> int:
     from pulsesynth.governance.errors import LedgerError
     from pulsesynth.governance.ledger import Budget, Ledger
@@ -180,6 +193,7 @@ def _budget_set(args: argparse.Namespace) -> int:
     return 0
 
 
+@types.light
 def _releases_list(args: argparse.Namespace) -> int:
     from pulsesynth.governance.record import list_releases
 
@@ -195,6 +209,7 @@ def _releases_list(args: argparse.Namespace) -> int:
     return 0
 
 
+@types.light
 def _releases_show(args: argparse.Namespace) -> int:
     from pulsesynth.governance.record import approvals, get_release
 
@@ -251,6 +266,7 @@ def _check_line(c: dict[str, Any]) -> str:
             f"{verdict}")
 
 
+@types.light
 def _releases_register(args: argparse.Namespace) -> int:
     from pulsesynth.governance.candidate import register_candidate
 
@@ -260,6 +276,7 @@ def _releases_register(args: argparse.Namespace) -> int:
     return 0
 
 
+@types.light
 def _decision(args: argparse.Namespace) -> int:
     from pulsesynth.governance import lifecycle
 
@@ -287,6 +304,7 @@ def _publish(args: argparse.Namespace) -> int:
     return 0
 
 
+@types.light
 def _tokens_create(args: argparse.Namespace) -> int:
     from pulsesynth.governance.grants import list_grants
     from pulsesynth.governance.tokens import create_token
@@ -303,6 +321,7 @@ def _tokens_create(args: argparse.Namespace) -> int:
     return 0
 
 
+@types.light
 def _tokens_revoke(args: argparse.Namespace) -> int:
     from pulsesynth.governance.tokens import revoke_tokens
 
@@ -311,6 +330,7 @@ def _tokens_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+@types.light
 def _tokens_list(args: argparse.Namespace) -> int:
     from pulsesynth.governance.tokens import list_tokens
 
@@ -320,14 +340,7 @@ def _tokens_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _list_actions(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
-    """The handler of a command group given no action: print its actions; a usage error."""
-    def handler(args: argparse.Namespace) -> int:
-        parser.print_help(sys.stderr)
-        return 2
-    return handler
-
-
+@types.light
 def _grants_add(args: argparse.Namespace) -> int:
     from pulsesynth.governance.grants import add_grant
     from pulsesynth.governance.record import list_releases
@@ -342,6 +355,7 @@ def _grants_add(args: argparse.Namespace) -> int:
     return 0
 
 
+@types.light
 def _grants_remove(args: argparse.Namespace) -> int:
     from pulsesynth.governance.grants import remove_grant
 
@@ -351,6 +365,7 @@ def _grants_remove(args: argparse.Namespace) -> int:
     return 0
 
 
+@types.light
 def _grants_list(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 

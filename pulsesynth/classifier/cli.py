@@ -34,7 +34,7 @@ def add_classifier_commands(sub: Any) -> None:
     rcl.add_argument("--shadows", type=types.shadows, default=2,
                      help="shadow classifiers in the attack")
     rcl.add_argument("--policy", help="gate policy file (default: deployments/policy.yaml)")
-    rcl.add_argument("--json", action="store_true")
+    rcl.add_argument("--json", action="store_true", help="print the summary as JSON")
     rcl.set_defaults(handler=_release_classifier)
 
     prd = sub.add_parser("predict", help="predict with a published classifier release")
