@@ -355,6 +355,13 @@ def _audit(args: argparse.Namespace) -> int:
             f"{name} {s['value']:.3f} [{s['ci_low']:.3f}, {s['ci_high']:.3f}]"
             for name, s in stats.items()))
         print(f"label: {gate['label']} — {gate['reason']}")
+        from pulsesynth.advice import budget_status, unblock_advice
+        from pulsesynth.paths import Paths
+
+        dataset = result.get("dataset")
+        budget = budget_status(Paths.default(), dataset) if isinstance(dataset, str) else None
+        for line in unblock_advice(gate, budget):
+            print(f"  {line.strip()}")
         print(f"report: {RunDir(Path(args.run_dir)).candidate.audit_md}")
     return 0
 

@@ -211,51 +211,133 @@ def _releases_list(args: argparse.Namespace) -> int:
 
 @types.light
 def _releases_show(args: argparse.Namespace) -> int:
+    from pulsesynth.advice import budget_status, unblock_advice
     from pulsesynth.governance.record import approvals, get_release
 
     paths = _paths()
     rel = get_release(paths, args.id)
     decisions = approvals(paths, rel.candidate_id)
+    candidate_dir = paths.resolve(rel.candidate_dir)
+    advice = unblock_advice(rel.gate, budget_status(paths, rel.dataset))
     if args.json:
-        print(json.dumps(rel.to_dict() | {"decisions": decisions}, indent=2))
+        print(json.dumps(rel.to_dict() | {"decisions": decisions,
+                                          "reports": _candidate_reports(candidate_dir),
+                                          "advice": advice}, indent=2, default=str))
         return 0
     for key, value in rel.to_dict().items():
         if key != "gate":
             print(f"{key:14s} {value}")
-    print(f"{'gate':14s} {rel.gate.get('label')}: {rel.gate.get('reason', '')}")
+    _say("gate", f"{rel.gate.get('label')}: {rel.gate.get('reason', '')}")
     for c in rel.gate.get("checks", []):
-        print(f"  {c.get('message') or _check_line(c)}")
-    _print_candidate_reports(paths.resolve(rel.candidate_dir), rel.kind)
+        _say("", c.get("message") or _check_line(c), item=True)
+    for i, line in enumerate(advice):
+        _say("" if i else "advice", line.strip())
+    _print_candidate_reports(candidate_dir, rel.kind)
     for d in decisions:
         print(f"decision       {d['decided_at']} {d['decision']} by {d['steward']} "
               f"({d['role']}): {d['note']}")
     return 0
 
 
+def _candidate_reports(candidate_dir: Any) -> dict[str, Any]:
+    """The candidate's audit verdict and utility summary (steward figures), for JSON."""
+    from pulsesynth.artifacts import CandidateDir
+
+    candidate = CandidateDir(candidate_dir)
+    out: dict[str, Any] = {"audit_md": str(candidate.audit_md)}
+    try:
+        out["audit_verdict"] = candidate.read_audit().get("verdict")
+    except (OSError, ValueError):
+        out["audit_verdict"] = None
+    try:
+        out["utility"] = _utility_summary(candidate.read_utility())
+    except (OSError, ValueError):
+        out["utility"] = None
+    return out
+
+
+def _utility_summary(utility: Any) -> dict[str, Any]:
+    """Accuracy figures only: TSTR beside TRTR per classifier, or a classifier's test
+    accuracy, the majority baseline, and the column-shape / pair-trend scores."""
+    out: dict[str, Any] = {"target": utility.get("target"),
+                           "majority_accuracy": utility.get("majority_accuracy")}
+    if utility.get("tstr") and utility.get("trtr"):
+        out["accuracy"] = {clf: {"tstr": utility["tstr"][clf].get("accuracy"),
+                                 "trtr": utility["trtr"][clf].get("accuracy")}
+                           for clf in utility.get("classifiers") or utility["tstr"]
+                           if clf in utility["tstr"] and clf in utility["trtr"]}
+    test = utility.get("test")
+    if isinstance(test, dict):
+        out["test_accuracy"] = test.get("accuracy")
+        out["majority_accuracy"] = test.get("majority_accuracy", out["majority_accuracy"])
+    for key in ("column_shapes", "pair_trends"):
+        if isinstance(utility.get(key), dict):
+            out[key] = utility[key].get("mean")
+    return out
+
+
+def _say(key: str, text: str, *, item: bool = False) -> None:
+    """``key`` in a 14-character column, then ``text`` wrapped at 100 columns (``item``: an
+    indented list item instead)."""
+    import textwrap
+
+    first, rest = ("  ", "    ") if item else (f"{key:14s} ", " " * 15)
+    print(textwrap.fill(text, 100, initial_indent=first, subsequent_indent=rest,
+                        break_long_words=False, break_on_hyphens=False))
+
+
+def _num(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, (int, float)) else "—"
+
+
 def _print_candidate_reports(candidate_dir: Any, kind: str) -> None:
-    """The steward's view: the DP figures that were published, the fit-for-purpose
-    verdict, and where the exact (private) audit report is."""
+    """The steward's view: the DP figures that were published, the audit verdict, the
+    utility summary, the fit-for-purpose verdict, and where the exact (private) audit
+    report is."""
     from pulsesynth.artifacts import CandidateDir
     from pulsesynth.errors import SchemaError
     from pulsesynth.fitness import verdict
     from pulsesynth.schema import read_yaml
 
     candidate = CandidateDir(candidate_dir)
+    reports = _candidate_reports(candidate_dir)
+    v = reports["audit_verdict"]
+    if v:
+        low, high = (v.get("auc_ci_corrected") or [None, None])[:2]
+        _say("audit", f"strongest attack {v.get('attack')} on {v.get('targets')} targets: "
+             f"AUC {_num(v.get('auc'))} ({_num(low)}–{_num(high)}, corrected), "
+             + ("DETECTS membership" if v.get("detected") else "no membership signal"))
+    u = reports["utility"]
+    if u:
+        if u.get("accuracy"):
+            what = f"predicting {u['target']}: " if u.get("target") else ""
+            _say("utility", f"{what}majority baseline {_num(u.get('majority_accuracy'))}")
+            for clf, acc in u["accuracy"].items():
+                print(f"  {clf:14s} trained on synthetic (TSTR) {_num(acc['tstr'])}, "
+                      f"on real (TRTR) {_num(acc['trtr'])}")
+        elif "test_accuracy" in u:
+            print(f"{'utility':14s} test accuracy {_num(u.get('test_accuracy'))} "
+                  f"(majority baseline {_num(u.get('majority_accuracy'))})")
+        if "column_shapes" in u or "pair_trends" in u:
+            print(f"  column shapes {_num(u.get('column_shapes'))}, pair trends "
+                  f"{_num(u.get('pair_trends'))} (1 = same as the real table)")
     try:
         stats = candidate.read_release_stats()
         declared = read_yaml(candidate.schema_yaml, "schema file")
     except (OSError, ValueError, SchemaError):
-        return
-    for name, s in (stats.get("statistics") or {}).items():
-        test = (f" (one-sided p = {s['p_value']:.2g})" if s.get("p_value") is not None
-                else "")
-        print(f"  DP {name}: {s['value']:.3f} [{s['ci_low']:.3f}, {s['ci_high']:.3f}]{test}")
-    fit = verdict(stats, (declared or {}).get("target"), kind)
-    if fit["verdict"]:
-        print(f"{'fit':14s} {fit['verdict']}: {(fit['suitable'] + fit['not_suitable'])[0]}")
+        stats, declared = None, None
+    if stats is not None:
+        for name, s in (stats.get("statistics") or {}).items():
+            test = (f" (one-sided p = {s['p_value']:.2g})" if s.get("p_value") is not None
+                    else "")
+            print(f"  DP {name}: {s['value']:.3f} [{s['ci_low']:.3f}, {s['ci_high']:.3f}]"
+                  f"{test}")
+        fit = verdict(stats, (declared or {}).get("target"), kind)
+        if fit["verdict"]:
+            _say("fit", f"{fit['verdict']}: {(fit['suitable'] + fit['not_suitable'])[0]}")
     report = candidate.audit_md
-    if report.is_file():
-        print(f"{'audit report':14s} {report} (exact figures, steward only)")
+    print(f"{'audit report':14s} {report}"
+          + (" (exact figures, steward only)" if report.is_file() else " (missing)"))
 
 
 def _check_line(c: dict[str, Any]) -> str:
