@@ -16,6 +16,7 @@ from contextlib import nullcontext
 from typing import Any
 
 from pulsesynth import cli_types as types
+from pulsesynth.cli_progress import Progress
 from pulsesynth.errors import PulseSynthError, ValidationFailed
 from pulsesynth.threads import compute_threads, thread_limit
 
@@ -233,12 +234,6 @@ def _ingest(args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress(event: dict) -> None:
-    """Training progress on stderr: epoch, loss, ε so far (never data values)."""
-    parts = [f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in event.items()]
-    print("  " + ", ".join(parts), file=sys.stderr)
-
-
 def _train(args: argparse.Namespace) -> int:
     from pulsesynth.paths import Paths
     from pulsesynth.runs import run_lock
@@ -259,8 +254,10 @@ def _train_locked(args: argparse.Namespace) -> int:
     pipeline.start_run(args.id, run_dir, seed=args.seed, max_rows=args.max_rows)
     config = {"epochs": args.epochs} if args.epochs is not None else {}
     # A private fit charges the ledger first (pipeline.train), exactly like the flow.
-    report = pipeline.train(run_dir, epsilon=args.epsilon, private=not args.non_private,
-                            progress=_progress, **config)
+    # Epochs with ε so far: a bar on a terminal, a line per epoch otherwise.
+    with Progress(f"{args.id}: training") as progress:
+        report = pipeline.train(run_dir, epsilon=args.epsilon, private=not args.non_private,
+                                progress=progress.epoch, **config)
     report = report | {"run_dir": str(run_dir)}
     if args.json:
         print(json.dumps(report, indent=2, default=str))
@@ -323,8 +320,12 @@ def _audit(args: argparse.Namespace) -> int:
     from pulsesynth import pipeline
     from pulsesynth.artifacts import RunDir
 
-    result = pipeline.audit(Path(args.run_dir), seed=args.seed, n_shadows=args.shadows,
-                            policy_path=Path(args.policy) if args.policy else None)
+    with Progress("audit shadows") as progress:
+        # On a terminal the shadows are trained one by one here under a bar (the audit's
+        # mapper: the same jobs a Dask worker would run); elsewhere inside the audit.
+        result = pipeline.audit(Path(args.run_dir), seed=args.seed, n_shadows=args.shadows,
+                                policy_path=Path(args.policy) if args.policy else None,
+                                mapper=progress.mapper if progress.bars else None)
     gate = result["gate"]
     if args.json:
         print(json.dumps(result, indent=2, default=str))
