@@ -320,7 +320,7 @@ def _audit(args: argparse.Namespace) -> int:
     from pulsesynth import pipeline
     from pulsesynth.artifacts import RunDir
 
-    with Progress("audit shadows") as progress:
+    with Progress("audit shadows", after="running the attacks") as progress:
         # On a terminal the shadows are trained one by one here under a bar (the audit's
         # mapper: the same jobs a Dask worker would run); elsewhere inside the audit.
         result = pipeline.audit(Path(args.run_dir), seed=args.seed, n_shadows=args.shadows,

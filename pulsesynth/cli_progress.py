@@ -8,6 +8,7 @@ loss and ε spent so far are shown: never a value of the data.
 
 from __future__ import annotations
 
+import shutil
 import sys
 from collections.abc import Callable, Iterable
 from types import TracebackType
@@ -59,8 +60,12 @@ class Progress:
         from tqdm import tqdm  # type: ignore[import-untyped]  # no stubs pinned
 
         self.close()
+        # The terminal's size, at most 100 columns; a terminal that reports 0 × 0 (a bare
+        # pty, e.g. under `script`) gets 100 × 24 — tqdm draws nothing in 0 rows.
+        size = shutil.get_terminal_size((100, 24))
         self._bar = tqdm(total=total, desc=desc, unit=unit, file=self.stream,
-                         dynamic_ncols=True, leave=True, disable=not self.bars)
+                         ncols=min(size.columns or 100, 100), nrows=size.lines or 24,
+                         leave=True, disable=not self.bars)
         return self._bar
 
     def epoch(self, event: dict[str, Any]) -> None:
@@ -91,6 +96,8 @@ class Progress:
             out.append(fn(job))
             bar.update(1)
         self.close()
+        if self.after:
+            self.note(self.after)
         return out
 
     def note(self, text: str) -> None:

@@ -44,14 +44,30 @@ def test_off_a_terminal_there_is_no_bar_but_a_line_per_epoch() -> None:
 
 def test_shadow_jobs_run_in_order_under_a_bar_and_the_uncounted_step_is_announced() -> None:
     stream = Terminal()
-    with Progress("audit shadows", stream=stream) as progress:
+    with Progress("audit shadows", stream=stream, after="attacks") as progress:
         assert progress.mapper(lambda job: job[1], [("m", 0), ("r", 1), ("m", 2)]) == [0, 1, 2]
     assert "3/3" in stream.getvalue().split("\r")[-1]
+    assert stream.getvalue().endswith("audit shadows: attacks\n")
     stream = Terminal()
     with Progress("clf", stream=stream, after="attacking") as progress:
         for event in EVENTS:
             progress.epoch(event)
     assert stream.getvalue().endswith("clf: attacking\n")
+
+
+def test_a_terminal_reporting_no_size_still_gets_a_bar(monkeypatch) -> None:
+    """A bare pty reports 0 × 0 (e.g. under `script`); tqdm drew nothing in 0 rows."""
+    import os
+    import shutil
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.delenv("LINES", raising=False)
+    monkeypatch.setattr(shutil, "get_terminal_size",
+                        lambda fallback=(80, 24): os.terminal_size((0, 0)))
+    stream = Terminal()
+    with Progress("t", stream=stream) as progress:
+        progress.epoch(EVENTS[0])
+    assert "1/3" in stream.getvalue()
 
 
 def test_a_non_private_epoch_says_so_instead_of_an_epsilon() -> None:
