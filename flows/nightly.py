@@ -464,7 +464,8 @@ def run_nightly(**params: Any) -> tuple[list[dict[str, Any]], Any]:
     return summary, state
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The arguments of ``python -m flows.nightly`` (``make run``'s ``RUN_ARGS``)."""
     parser = argparse.ArgumentParser(prog="python -m flows.nightly",
                                      description="Run the nightly synthesis once.")
     parser.add_argument("--datasets", nargs="+", metavar="ID",
@@ -475,9 +476,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force-retrain", action="store_true",
                         help="retrain even inside the refresh interval (charged)")
     parser.add_argument("--task-runner", choices=("default", "dask"),
-                        default=Settings.from_env().task_runner)
+                        default=Settings.from_env().task_runner,
+                        help="run datasets one after another (default) or in parallel on "
+                             "Dask (default: PULSESYNTH_TASK_RUNNER)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the nightly flow once; print the summary and the next steps (``make run``)."""
+    args = build_parser().parse_args(argv)
     # A temporary API server this process owns: it dies with it, even on kill -9.
     with owned_api_server():
         summary, state = run_nightly(datasets=args.datasets, max_rows=args.max_rows,

@@ -158,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     sync.set_defaults(handler=_schemas_sync)
     check = sch_sub.add_parser("check", help="load every schema and report errors")
     check.set_defaults(handler=_schemas_check)
-    return parser
+    return types.describe(parser)
 
 
 # --- handlers ----------------------------------------------------------------------------

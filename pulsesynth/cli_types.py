@@ -133,6 +133,20 @@ def list_actions(parser: argparse.ArgumentParser,
     return light(handler) if then is None or is_light(then) else handler
 
 
+def describe(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Give every sub-command the text it is listed with as the description of its own
+    ``--help`` (argparse shows it only in the parent's list), recursively."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {c.dest: c.help for c in action._choices_actions}
+            for name, sub in action.choices.items():
+                text = helps.get(name)
+                if sub.description is None and text:
+                    sub.description = text[:1].upper() + text[1:] + "."
+                describe(sub)
+    return parser
+
+
 def parse_args(parser: argparse.ArgumentParser, argv: Any) -> argparse.Namespace | int:
     """``parser.parse_args(argv)``, or the exit code argparse chose (``--help``: 0, a usage
     error: 2, already reported on one line) instead of raising ``SystemExit``."""

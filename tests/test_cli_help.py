@@ -45,6 +45,22 @@ def test_every_command_has_a_description_in_its_group() -> None:
                 assert all((h or "").strip() for h in helps.values()), name
 
 
+def test_every_command_help_opens_with_a_description(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["releases", "show", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.split("\n\n")[1] == "One release with its gate and decisions."
+    for name, parser in _commands(cli.build_parser()):
+        assert parser.description, name
+
+
+def test_the_nightly_runs_arguments_have_help_text() -> None:
+    from flows.nightly import build_parser
+
+    parser = build_parser()
+    assert [a.dest for a in parser._actions if not (a.help or "").strip()] == []
+
+
 @pytest.mark.parametrize("group", GROUPS)
 def test_a_group_without_an_action_lists_its_actions(
         group: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
