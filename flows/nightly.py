@@ -123,8 +123,12 @@ def _advice(root: Path, dataset: str, run_dir: str | None) -> list[str]:
         if run_dir:
             gate = RunDir(Path(run_dir)).candidate.read_gate()
     except (OSError, ValueError):
-        pass
-    return unblock_advice(gate, budget_status(Paths(root), dataset))
+        pass  # blocked before the gate (the budget): the advice is the budget line
+    try:
+        return unblock_advice(gate, budget_status(Paths(root), dataset))
+    except Exception as exc:  # noqa: BLE001 - advice must never turn a blocked row failed
+        get_run_logger().warning("%s: no advice (%s)", dataset, type(exc).__name__)
+        return []
 
 
 def _synthesize(dataset: str, root: str, max_rows: int | None, epochs: int | None,
