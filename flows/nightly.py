@@ -448,10 +448,14 @@ def next_steps(cli: str | None = None) -> str:
              ("publish", "approved → published/"),
              ("portal", "http://127.0.0.1:8080")]
     width = max(len(step) for step, _ in steps) + len(cli) + 3
-    lines = [f"Next steps ({cli} is the installed command; or `source .venv/bin/activate`):"]
+    activate = str(Path(cli).parent / "activate")
+    lines = ["Next steps:"]
     for step, note in steps:
         command = f"  {cli} {step}"
-        lines.append(f"{command:<{width}}  # {note}" if note else command)
+        noted = f"{command:<{width}}  # {note}"
+        # Notes only where they fit in 100 columns (a long install path drops them).
+        lines.append(noted if note and len(noted) <= WIDTH else command)
+    lines.append(f"  (or `source {activate}` once, then type `pulsesynth ...`)")
     return "\n".join(lines)
 
 

@@ -96,13 +96,22 @@ def test_the_next_steps_work_as_printed(tmp_path: Path) -> None:
     text = next_steps()
     cli = Path(sys.executable).parent / "pulsesynth"
     shown = os.path.relpath(cli) if not os.path.relpath(cli).startswith("..") else str(cli)
-    assert shown in text.splitlines()[0]
-    for line in text.splitlines()[1:]:
+    assert text.splitlines()[1].startswith(f"  {shown} releases list")
+    for line in text.splitlines()[1:-1]:
         argv = shlex.split(line.split("#")[0])
         assert Path(argv[0]).resolve() == cli.resolve()
         words = [w for w in argv[1:] if w.islower() and w.isalpha()][:2]
         out = subprocess.run([argv[0], *words, "--help"], capture_output=True, text=True,
                              timeout=60)
         assert out.returncode == 0, (line, out.stderr)
-    assert next_steps(".venv/bin/pulsesynth").splitlines()[1] == (
-        "  .venv/bin/pulsesynth releases list --status candidate")
+    assert next_steps(".venv/bin/pulsesynth").splitlines()[:3] == [
+        "Next steps:",
+        "  .venv/bin/pulsesynth releases list --status candidate",
+        "  .venv/bin/pulsesynth releases show ID                                # gate, "
+        "audit, advice"]
+    long = next_steps("/opt/city/data-office/pulse-synth/.venv/bin/pulsesynth")
+    # a command longer than 100 columns is printed whole (to be copied), without a note
+    assert all(len(line) <= 100 or "#" not in line for line in long.splitlines())
+    assert "  /opt/city/data-office/pulse-synth/.venv/bin/pulsesynth publish" in long
+    assert long.splitlines()[-1] == ("  (or `source /opt/city/data-office/pulse-synth/.venv/"
+                                     "bin/activate` once, then type `pulsesynth ...`)")
