@@ -21,7 +21,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -44,10 +44,6 @@ from tasks import synthesis as t
 
 #: Labels under which a dataset's run counts as released (from pulsesynth.labels).
 RELEASABLE = RELEASE_LABELS
-#: What the summary, its artifacts and logs show: public facts and DP figures only.
-COLUMNS = ("dataset", "rows", "status", "epsilon_spent", "epsilon", "label", "reason",
-           "attack_advantage_dp", "tstr_accuracy_dp", "majority_accuracy_dp",
-           "fit_for_purpose")
 
 
 def run_config(max_rows: int | None, epochs: int | None, n_shadows: int,
@@ -74,8 +70,12 @@ def _root(root: str | None) -> str:
 def synthesize_dataset(dataset: str, root: str | None = None, max_rows: int | None = None,
                        epochs: int | None = None, n_shadows: int = 1,
                        epsilon: float | None = None, force_retrain: bool = False,
-                       policy: str | None = None) -> dict[str, Any]:
+                       policy: str | None = None) -> State[Any]:
     """One dataset from snapshot to registered release candidate (or reuse).
+
+    Ends in a state named for the outcome (:func:`subflow_state`): a blocked dataset is
+    ``Blocked`` in Prefect's UI, not a plain ``Completed``, yet the other datasets and the
+    nightly summary go on (a failed one ends ``Failed``).
 
     No seed is a parameter: every private step draws fresh secret randomness. The whole
     subflow holds the dataset's run lock (:func:`pulsesynth.runs.run_lock`): while another
@@ -84,12 +84,51 @@ def synthesize_dataset(dataset: str, root: str | None = None, max_rows: int | No
     root = _root(root)
     try:
         with runs.run_lock(Paths(Path(root)), dataset, by="flow synthesize-dataset"):
-            return _synthesize(dataset, root, max_rows, epochs, n_shadows, epsilon,
-                               force_retrain, policy)
+            row = _synthesize(dataset, root, max_rows, epochs, n_shadows, epsilon,
+                              force_retrain, policy)
     except runs.RunLocked as exc:
         get_run_logger().warning("%s", exc)
-        return {"dataset": dataset, "status": "skipped", "reason": runs.LOCK_HELD,
-                "note": str(exc), "cache": "locked", "epsilon_spent": 0.0, "compute_s": 0.0}
+        row = {"dataset": dataset, "status": "skipped", "reason": runs.LOCK_HELD,
+               "note": str(exc), "cache": "locked", "epsilon_spent": 0.0, "compute_s": 0.0}
+    if row["status"] == "blocked":
+        row["advice"] = _advice(Path(root), dataset, row.get("run_dir"))
+    return subflow_state(row)
+
+
+#: Prefect state names of the subflow's outcomes (a success stays a plain ``Completed``).
+STATE_NAMES = {"blocked": "Blocked", "skipped": "Skipped", "reused": "Reused"}
+
+
+def subflow_state(row: dict[str, Any]) -> State[Any]:
+    """The final state of a dataset's subflow, carrying its summary row: ``Completed``
+    named ``Blocked``, ``Skipped`` or ``Reused`` with the reason as its message, so the
+    Prefect UI tells a blocked dataset from a released one; the parent reads the row from
+    any of them."""
+    status = row["status"]
+    detail = row.get("reason") if status in ("blocked", "skipped") else row.get("note")
+    label = row.get("label")
+    message = (status + (f" ({label})" if label and label != status else "")
+               + (f": {detail}" if detail else ""))
+    return Completed(name=STATE_NAMES.get(status, "Completed"), message=message[:500],
+                     data=row)
+
+
+def _advice(root: Path, dataset: str, run_dir: str | None) -> list[str]:
+    """What would unblock the dataset and what a retrain costs (public and DP facts)."""
+    from pulsesynth.advice import budget_status, unblock_advice
+    from pulsesynth.artifacts import RunDir
+
+    gate: dict[str, Any] = {"label": "blocked"}
+    try:
+        if run_dir:
+            gate = RunDir(Path(run_dir)).candidate.read_gate()
+    except (OSError, ValueError):
+        pass  # blocked before the gate (the budget): the advice is the budget line
+    try:
+        return unblock_advice(gate, budget_status(Paths(root), dataset))
+    except Exception as exc:  # noqa: BLE001 - advice must never turn a blocked row failed
+        get_run_logger().warning("%s: no advice (%s)", dataset, type(exc).__name__)
+        return []
 
 
 def _synthesize(dataset: str, root: str, max_rows: int | None, epochs: int | None,
@@ -165,11 +204,14 @@ def run_one(dataset: str, params: dict[str, Any]) -> dict[str, Any]:
     """Run the subflow for one dataset; a failure becomes a ``failed`` summary row."""
     t0 = time.perf_counter()
     state = synthesize_dataset(dataset, return_state=True, **params)
+    row: dict[str, Any]
     if state.is_completed():
-        row = state.result()
+        # The subflow returns a State carrying its row: the result is the row itself.
+        row = cast("dict[str, Any]", state.result())
+        row["prefect_state"] = state.name
     else:
         row = {"dataset": dataset, "status": "failed", "reason": _failure_reason(state),
-               "epsilon_spent": 0.0, "compute_s": 0.0}
+               "epsilon_spent": 0.0, "compute_s": 0.0, "prefect_state": state.name}
     row["wall_s"] = round(time.perf_counter() - t0, 3)
     return row
 
@@ -232,9 +274,8 @@ def nightly_synthesis(datasets: list[str] | None = None, max_rows: int | None = 
     publish_summary(summary, wall)
     failed = [r["dataset"] for r in summary if r["status"] == "failed"]
     if failed:
-        return Failed(message=f"{len(failed)} of {len(summary)} dataset(s) failed: "
-                              f"{', '.join(failed)}", data=summary)
-    return Completed(message=f"{len(summary)} dataset(s) done", data=summary)
+        return Failed(message=f"{count_line(summary)} ({', '.join(failed)})", data=summary)
+    return Completed(message=count_line(summary), data=summary)
 
 
 # --- publication ------------------------------------------------------------------------
@@ -263,58 +304,163 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+#: The Prefect table artifact's columns: few and short, so it reads without scrolling (the
+#: Markdown report has the rest).
+TABLE_COLUMNS = ("dataset", "status", "label", "epsilon_spent", "rows", "fit_for_purpose",
+                 "candidate", "run_id")
+#: Width of the printed run summary.
+WIDTH = 100
+#: Statuses in the order the summary counts them.
+STATUSES = ("succeeded", "blocked", "reused", "skipped", "failed")
+
+
 def table_rows(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The public columns of the summary (aggregates only)."""
-    return [{c: row.get(c) for c in COLUMNS} for row in summary]
+    """The public columns of the summary (aggregates only) for the table artifact."""
+    return [{c: (_short_id(row.get("candidate_id")) if c == "candidate" else row.get(c))
+             for c in TABLE_COLUMNS} for row in summary]
+
+
+def _short_id(candidate_id: Any) -> str | None:
+    # 12 characters: what `pulsesynth releases` lists and accepts as a prefix.
+    return candidate_id[:12] if isinstance(candidate_id, str) else None
+
+
+def _shown_path(path: Any) -> str:
+    """A run directory relative to the working directory when inside it (shorter, and what
+    `make run` users type), else as recorded."""
+    import os
+
+    text = str(path)
+    try:
+        rel = os.path.relpath(text)
+    except ValueError:
+        return text
+    return text if rel.startswith("..") else rel
+
+
+def counts(summary: list[dict[str, Any]]) -> dict[str, int]:
+    """How many datasets ended in each status (zero counts kept: the message names all)."""
+    return {s: sum(r.get("status") == s for r in summary) for s in STATUSES}
+
+
+def count_line(summary: list[dict[str, Any]]) -> str:
+    """``3 dataset(s): 1 succeeded, 1 blocked, 1 failed`` (reused/skipped only if any)."""
+    n = counts(summary)
+    shown = [f"{n[s]} {s}" for s in STATUSES if n[s] or s in ("succeeded", "blocked",
+                                                                 "failed")]
+    return f"{len(summary)} dataset(s): " + ", ".join(shown)
+
+
+def _released(row: dict[str, Any]) -> bool:
+    return row.get("status") in ("succeeded", "reused") and row.get("label") in RELEASABLE
+
+
+def _details(row: dict[str, Any]) -> list[str]:
+    """The lines under a dataset's summary row: DP report, candidate and run, reason."""
+    out = []
+    if row.get("attack_advantage_dp") is not None or row.get("tstr_accuracy_dp") is not None:
+        out.append(f"DP report: attack advantage {_fmt(row.get('attack_advantage_dp'))}, "
+                   f"TSTR accuracy {_fmt(row.get('tstr_accuracy_dp'))} (majority "
+                   f"{_fmt(row.get('majority_accuracy_dp'))})")
+    where = []
+    if row.get("candidate_id"):
+        where.append(f"candidate {_short_id(row['candidate_id'])}")
+    if row.get("run_dir"):
+        where.append(f"run {_shown_path(row['run_dir'])}")
+    if where:
+        out.append(", ".join(where))
+    if not _released(row) and (row.get("reason") or row.get("status") != "reused"):
+        out.append(f"{row.get('label') or row['status']}: {row.get('reason') or '—'}")
+    out += [line.strip() for line in row.get("advice") or []]
+    return out
 
 
 def format_table(summary: list[dict[str, Any]], markdown: bool = False) -> str:
-    heads = ["dataset", "rows (DP)", "status", "ε spent", "ε", "label / reason",
-             "attack adv. (DP)", "TSTR acc (DP)", "majority (DP)", "fit"]
-    rows = []
-    for r in summary:
-        label = r.get("label") if r.get("status") in ("succeeded", "reused") and r.get(
-            "label") in RELEASABLE else f"{r.get('label') or r['status']}: {r.get('reason')}"
-        rows.append([r["dataset"], _fmt(r.get("rows")), r["status"],
-                     _fmt(r.get("epsilon_spent")), _fmt(r.get("epsilon")), label,
-                     _fmt(r.get("attack_advantage_dp")), _fmt(r.get("tstr_accuracy_dp")),
-                     _fmt(r.get("majority_accuracy_dp")), _fmt(r.get("fit_for_purpose"))])
+    """The run summary: one row per dataset in at most :data:`WIDTH` columns, the details
+    (DP report, candidate id, run directory, the blocked or failed reason) wrapped under it;
+    ``markdown``: a section per dataset for the Prefect report (reads without scrolling)."""
     if markdown:
-        out = ["| " + " | ".join(heads) + " |", "|" + " --- |" * len(heads)]
-        out += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in rows]
-        return "\n".join(out)
-    widths = [max(len(h), *(min(len(row[i]), 60) for row in rows)) if rows else len(h)
+        return _markdown(summary)
+    import textwrap
+
+    heads = ["dataset", "status", "label", "ε spent", "rows (DP)", "fit"]
+    rows = [[r["dataset"], r["status"], r.get("label") or "—", _fmt(r.get("epsilon_spent")),
+             _fmt(r.get("rows")), _fmt(r.get("fit_for_purpose"))] for r in summary]
+    # A long dataset id gets a line of its own rather than widening every row.
+    widths = [max([len(h)] + [len(row[i]) for row in rows if i or len(row[i]) <= 24])
               for i, h in enumerate(heads)]
-    line = "  ".join(h.ljust(w) for h, w in zip(heads, widths, strict=True))
+    line = "  ".join(h.ljust(w) for h, w in zip(heads, widths, strict=True)).rstrip()
     out = [line, "-" * len(line)]
-    for row in rows:
-        cells = [c if len(c) <= 60 else c[:57] + "..." for c in row]
-        out.append("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)))
+    for row, r in zip(rows, summary, strict=True):
+        if len(row[0]) > widths[0]:
+            out.append(row[0])
+            row = ["", *row[1:]]
+        out.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        for detail in _details(r):
+            out += textwrap.wrap(detail, WIDTH, initial_indent="  ", subsequent_indent="    ",
+                                 break_long_words=False, break_on_hyphens=False)
     return "\n".join(out)
+
+
+def _markdown(summary: list[dict[str, Any]]) -> str:
+    out = []
+    for r in summary:
+        label = r.get("label")
+        shown = f" ({label})" if label and label != r["status"] else ""
+        out += ["", f"### {r['dataset']}: {r['status']}{shown}", ""]
+        if r.get("candidate_id"):
+            out.append(f"- candidate `{_short_id(r['candidate_id'])}`")
+        if r.get("run_dir"):
+            out.append(f"- run directory `{r['run_dir']}`")
+        out.append(f"- ε spent {_fmt(r.get('epsilon_spent'))}, rows (DP) {_fmt(r.get('rows'))}"
+                   f", fit for purpose: {_fmt(r.get('fit_for_purpose'))}")
+        out += [f"- {line.strip()}".replace("|", "/") for line in _details(r)
+                if not line.startswith(("candidate ", "run "))]
+    return "\n".join(out).strip()
 
 
 def publish_summary(summary: list[dict[str, Any]], wall_s: float) -> None:
     """Prefect artifacts: a table and a markdown report (no values from the real tables)."""
     create_table_artifact(table_rows(summary), key="nightly-summary",
-                          description="Nightly synthesis: status, ε, gate, attacks, utility")
-    counts = {s: sum(r["status"] == s for r in summary)
-              for s in ("succeeded", "blocked", "reused", "skipped", "failed")}
-    md = ["# Nightly synthesis", "",
-          ", ".join(f"{n} {s}" for s, n in counts.items() if n) + f" in {wall_s:.0f} s", "",
+                          description="Nightly synthesis: status, label, ε, candidate, run")
+    md = ["# Nightly synthesis", "", f"{count_line(summary)} in {wall_s:.0f} s", "",
           format_table(summary, markdown=True), "",
           "Figures marked DP are released with Laplace noise and charged to the ledger: "
-          "attack advantage 0 = no membership signal; TSTR: HistGradientBoosting trained on "
-          "the synthetic table, accuracy on unseen real rows, beside always guessing the "
-          "majority class. Exact audit figures: `pulsesynth releases show ID` (stewards)."]
+          "attack advantage 0 = no membership signal; TSTR: a classifier trained on "
+          "the synthetic table, its accuracy on unseen real rows, beside always guessing "
+          "the majority class. Exact audit figures: `pulsesynth releases show ID` "
+          "(stewards)."]
     create_markdown_artifact("\n".join(md), key="nightly-report",
                              description="Nightly synthesis report")
 
 
-NEXT_STEPS = """Next steps:
-  pulsesynth releases list --status candidate
-  pulsesynth releases approve ID --steward NAME --note TEXT   # a data steward, per candidate
-  pulsesynth publish                                          # approved candidates → published/
-  pulsesynth portal                                           # http://127.0.0.1:8080"""
+def next_steps(cli: str | None = None) -> str:
+    """The steps after a run, with a command that works as printed: the ``pulsesynth``
+    next to this Python (``.venv/bin/pulsesynth`` under ``make run``), which is not on
+    ``PATH`` unless the virtual environment is activated."""
+    if cli is None:
+        cli = _shown_path(Path(sys.executable).parent / "pulsesynth")
+        if "/" not in cli:
+            cli = "./" + cli
+    steps = [("releases list --status candidate", ""),
+             ("releases show ID", "gate, audit, advice"),
+             ("releases approve ID --steward NAME --note TEXT", "a steward, per candidate"),
+             ("publish", "approved → published/"),
+             ("portal", "http://127.0.0.1:8080")]
+    width = max(len(step) for step, _ in steps) + len(cli) + 3
+    activate = str(Path(cli).parent / "activate")
+    lines = ["Next steps:"]
+    for step, note in steps:
+        command = f"  {cli} {step}"
+        noted = f"{command:<{width}}  # {note}"
+        # Notes only where they fit in 100 columns (a long install path drops them).
+        lines.append(noted if note and len(noted) <= WIDTH else command)
+    lines.append(f"  (or `source {activate}` once, then type `pulsesynth ...`)")
+    return "\n".join(lines)
+
+
+#: The next steps as ``make run`` prints them.
+NEXT_STEPS = next_steps(".venv/bin/pulsesynth")
 
 
 def run_nightly(**params: Any) -> tuple[list[dict[str, Any]], Any]:
@@ -326,7 +472,8 @@ def run_nightly(**params: Any) -> tuple[list[dict[str, Any]], Any]:
     return summary, state
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The arguments of ``python -m flows.nightly`` (``make run``'s ``RUN_ARGS``)."""
     parser = argparse.ArgumentParser(prog="python -m flows.nightly",
                                      description="Run the nightly synthesis once.")
     parser.add_argument("--datasets", nargs="+", metavar="ID",
@@ -337,9 +484,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force-retrain", action="store_true",
                         help="retrain even inside the refresh interval (charged)")
     parser.add_argument("--task-runner", choices=("default", "dask"),
-                        default=Settings.from_env().task_runner)
+                        default=Settings.from_env().task_runner,
+                        help="run datasets one after another (default) or in parallel on "
+                             "Dask (default: PULSESYNTH_TASK_RUNNER)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the nightly flow once; print the summary and the next steps (``make run``)."""
+    args = build_parser().parse_args(argv)
     # A temporary API server this process owns: it dies with it, even on kill -9.
     with owned_api_server():
         summary, state = run_nightly(datasets=args.datasets, max_rows=args.max_rows,
@@ -350,9 +504,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(summary, indent=2, default=str))
     else:
         print()
+        print(count_line(summary))
         print(format_table(summary))
         print()
-        print(NEXT_STEPS)
+        print(next_steps())
     return 0 if state.is_completed() else 1
 
 

@@ -12,11 +12,13 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from contextlib import nullcontext
 from typing import Any
 
 from pulsesynth import cli_types as types
+from pulsesynth.cli_progress import Progress
 from pulsesynth.errors import PulseSynthError, ValidationFailed
-from pulsesynth.threads import compute_threads
+from pulsesynth.threads import compute_threads, thread_limit
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -29,7 +31,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        with compute_threads():
+        # Only computing commands load torch and scikit-learn to cap their threads; every
+        # command refuses a malformed setting alike (one line, before it does anything).
+        thread_limit()
+        with nullcontext() if types.is_light(args.handler) else compute_threads():
             return args.handler(args)
     except ValidationFailed as exc:
         if getattr(args, "json", False):
@@ -48,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     wh = sub.add_parser("warehouse", help="build the embedded DuckDB/Parquet warehouse")
+    wh.set_defaults(handler=types.list_actions(wh))
     wh_sub = wh.add_subparsers(metavar="ACTION")
     build = wh_sub.add_parser("build", help="fill warehouse/ from the packaged real tables")
     build.add_argument("--dataset", action="append", type=types.dataset_id,
@@ -55,12 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     build.set_defaults(handler=_warehouse_build)
 
     cat = sub.add_parser("catalog", help="list or show catalogued datasets")
+    cat.set_defaults(handler=types.list_actions(cat))
     cat_sub = cat.add_subparsers(metavar="ACTION")
     lst = cat_sub.add_parser("list", help="every catalogued dataset")
     lst.add_argument("--json", action="store_true", help="print JSON")
     lst.set_defaults(handler=_catalog_list)
     show = cat_sub.add_parser("show", help="one dataset's catalog entry")
-    show.add_argument("id", type=types.dataset_id)
+    show.add_argument("id", type=types.dataset_id, help="dataset id")
     show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(handler=_catalog_show)
 
@@ -71,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     val.set_defaults(handler=_validate)
 
     ing = sub.add_parser("ingest", help="add a CSV or Parquet file as a catalogued table")
-    ing.add_argument("file")
+    ing.add_argument("file", help="the CSV or Parquet file to add")
     ing.add_argument("--dataset", required=True, type=types.dataset_id,
                      help="dataset id (must match the schema's id)")
     ing.add_argument("--schema", required=True, help="path to the declared schema YAML")
@@ -96,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     trn.set_defaults(handler=_train)
 
     smp = sub.add_parser("sample", help="sample a synthetic table from a trained run")
-    smp.add_argument("run_dir")
+    smp.add_argument("run_dir", help="a trained run directory (state/runs/<id>/<run>)")
     smp.add_argument("--rows", type=types.sample_rows,
                      help="rows to draw (default: the DP count of the training rows)")
     smp.add_argument("--seed", type=types.seed, help="fix the draw (never releasable); default: "
@@ -105,18 +112,18 @@ def build_parser() -> argparse.ArgumentParser:
     smp.set_defaults(handler=_sample)
 
     evl = sub.add_parser("evaluate", help="utility of a run's synthetic table (TSTR vs TRTR)")
-    evl.add_argument("run_dir")
-    evl.add_argument("--json", action="store_true")
+    evl.add_argument("run_dir", help="a sampled run directory (state/runs/<id>/<run>)")
+    evl.add_argument("--json", action="store_true", help="print the utility report as JSON")
     evl.set_defaults(handler=_evaluate)
 
     aud = sub.add_parser("audit", help="attack a run's model and synthetic table, then gate it")
-    aud.add_argument("run_dir")
+    aud.add_argument("run_dir", help="a sampled run directory (state/runs/<id>/<run>)")
     aud.add_argument("--seed", type=types.seed, default=0,
                      help="seed of the shadow models (post-processing: public is fine)")
     aud.add_argument("--shadows", type=types.shadows, default=1,
                      help="shadow models and shadow releases, shared by the attacks")
     aud.add_argument("--policy", help="gate policy file (default: the shipped policy.yaml)")
-    aud.add_argument("--json", action="store_true")
+    aud.add_argument("--json", action="store_true", help="print the audit and gate as JSON")
     aud.set_defaults(handler=_audit)
 
     rmd = sub.add_parser("release-model", help="build and register a run's DP-VAE as a model "
@@ -124,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     rmd.add_argument("--run", required=True, metavar="RUN_DIR",
                      help="a trained, sampled, evaluated and audited run")
     rmd.add_argument("--policy", help="gate policy file (default: deployments/policy.yaml)")
-    rmd.add_argument("--json", action="store_true")
+    rmd.add_argument("--json", action="store_true", help="print the registered release as JSON")
     rmd.set_defaults(handler=_release_model)
 
     srl = sub.add_parser("sample-release", help="draw synthetic rows from a published model "
@@ -145,12 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_governance_commands(sub)
 
     sch = sub.add_parser("schemas", help="declared schemas and their expectation suites")
+    sch.set_defaults(handler=types.list_actions(sch))
     sch_sub = sch.add_subparsers(metavar="ACTION")
     sync = sch_sub.add_parser("sync", help="regenerate schemas/<id>.suite.json from the schemas")
     sync.set_defaults(handler=_schemas_sync)
     check = sch_sub.add_parser("check", help="load every schema and report errors")
     check.set_defaults(handler=_schemas_check)
-    return parser
+    return types.describe(parser)
 
 
 # --- handlers ----------------------------------------------------------------------------
@@ -170,6 +178,7 @@ def _warehouse_build(args: argparse.Namespace) -> int:
     return 0
 
 
+@types.light
 def _catalog_list(args: argparse.Namespace) -> int:
     entries = _warehouse().catalog()
     if args.json:
@@ -184,6 +193,7 @@ def _catalog_list(args: argparse.Namespace) -> int:
     return 0
 
 
+@types.light
 def _catalog_show(args: argparse.Namespace) -> int:
     entry = _warehouse().entry(args.id)
     if args.json:
@@ -224,12 +234,6 @@ def _ingest(args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress(event: dict) -> None:
-    """Training progress on stderr: epoch, loss, ε so far (never data values)."""
-    parts = [f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in event.items()]
-    print("  " + ", ".join(parts), file=sys.stderr)
-
-
 def _train(args: argparse.Namespace) -> int:
     from pulsesynth.paths import Paths
     from pulsesynth.runs import run_lock
@@ -250,8 +254,10 @@ def _train_locked(args: argparse.Namespace) -> int:
     pipeline.start_run(args.id, run_dir, seed=args.seed, max_rows=args.max_rows)
     config = {"epochs": args.epochs} if args.epochs is not None else {}
     # A private fit charges the ledger first (pipeline.train), exactly like the flow.
-    report = pipeline.train(run_dir, epsilon=args.epsilon, private=not args.non_private,
-                            progress=_progress, **config)
+    # Epochs with ε so far: a bar on a terminal, a line per epoch otherwise.
+    with Progress(f"{args.id}: training") as progress:
+        report = pipeline.train(run_dir, epsilon=args.epsilon, private=not args.non_private,
+                                progress=progress.epoch, **config)
     report = report | {"run_dir": str(run_dir)}
     if args.json:
         print(json.dumps(report, indent=2, default=str))
@@ -314,8 +320,12 @@ def _audit(args: argparse.Namespace) -> int:
     from pulsesynth import pipeline
     from pulsesynth.artifacts import RunDir
 
-    result = pipeline.audit(Path(args.run_dir), seed=args.seed, n_shadows=args.shadows,
-                            policy_path=Path(args.policy) if args.policy else None)
+    with Progress("audit shadows", after="running the attacks") as progress:
+        # On a terminal the shadows are trained one by one here under a bar (the audit's
+        # mapper: the same jobs a Dask worker would run); elsewhere inside the audit.
+        result = pipeline.audit(Path(args.run_dir), seed=args.seed, n_shadows=args.shadows,
+                                policy_path=Path(args.policy) if args.policy else None,
+                                mapper=progress.mapper if progress.bars else None)
     gate = result["gate"]
     if args.json:
         print(json.dumps(result, indent=2, default=str))
@@ -346,6 +356,13 @@ def _audit(args: argparse.Namespace) -> int:
             f"{name} {s['value']:.3f} [{s['ci_low']:.3f}, {s['ci_high']:.3f}]"
             for name, s in stats.items()))
         print(f"label: {gate['label']} — {gate['reason']}")
+        from pulsesynth.advice import budget_status, unblock_advice
+        from pulsesynth.paths import Paths
+
+        dataset = result.get("dataset")
+        budget = budget_status(Paths.default(), dataset) if isinstance(dataset, str) else None
+        for line in unblock_advice(gate, budget):
+            print(f"  {line.strip()}")
         print(f"report: {RunDir(Path(args.run_dir)).candidate.audit_md}")
     return 0
 
@@ -390,6 +407,7 @@ def _sample_release(args: argparse.Namespace) -> int:
     return 0
 
 
+@types.light
 def _schemas_sync(args: argparse.Namespace) -> int:
     from pulsesynth.paths import Paths
     from pulsesynth.schema import load_schema
@@ -400,6 +418,7 @@ def _schemas_sync(args: argparse.Namespace) -> int:
     return 0
 
 
+@types.light
 def _schemas_check(args: argparse.Namespace) -> int:
     from pulsesynth.paths import Paths
     from pulsesynth.schema import load_schema

@@ -12,6 +12,7 @@ argument errors answer at once.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
@@ -65,8 +66,16 @@ def _count(minimum: int = 1, maximum: int | None = None) -> Callable[[str], int]
                   lambda v: check_count(v, "the value", minimum=minimum, maximum=maximum))
 
 
+#: A well-formed dataset id, as :func:`pulsesynth.schema.check_dataset_id` accepts it (a test
+#: holds the two equal). Valid ids pass here without importing pulsesynth.schema, which
+#: pulls in pandas: an argument error after a valid id (``train ID --epsilon x``) answers at
+#: once; an invalid id gets the library's own message.
+_VALID_ID = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+
 def _check_dataset_id(value: str) -> str:
-    # Imported on use: pulsesynth.schema pulls in pandas (through its relations).
+    if _VALID_ID.fullmatch(value):
+        return value
     from pulsesynth.schema import check_dataset_id
 
     return check_dataset_id(value)
@@ -90,6 +99,52 @@ sample_rows = _count(maximum=MAX_SAMPLE_ROWS)
 shadows = _count(maximum=MAX_SHADOWS)
 #: ``--port``: 1 to 65535.
 port = _count(maximum=65535)
+
+
+_LIGHT: set[Callable[..., Any]] = set()
+
+
+def light(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Mark a handler that computes nothing (metadata, the registry, the ledger): it runs
+    without :func:`pulsesynth.threads.compute_threads`, which loads torch and scikit-learn
+    to cap their threads, so listing or showing answers at once."""
+    _LIGHT.add(handler)
+    return handler
+
+
+def is_light(handler: Callable[..., Any]) -> bool:
+    """Whether ``handler`` was marked :func:`light`."""
+    return handler in _LIGHT
+
+
+def list_actions(parser: argparse.ArgumentParser,
+                 then: Callable[[argparse.Namespace], int] | None = None
+                 ) -> Callable[[argparse.Namespace], int]:
+    """The handler of a command group given no action: its own help (usage, actions,
+    options) on stderr, not the top-level one; a usage error (exit 2). With ``then``
+    (a group whose bare form does something, e.g. ``budget``): run it first, then list the
+    actions, and return its exit code."""
+    def handler(args: argparse.Namespace) -> int:
+        code = then(args) if then is not None else 2
+        if then is None or not getattr(args, "json", False):  # JSON: for programs
+            sys.stdout.flush()
+            parser.print_help(sys.stderr)
+        return code
+    return light(handler) if then is None or is_light(then) else handler
+
+
+def describe(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Give every sub-command the text it is listed with as the description of its own
+    ``--help`` (argparse shows it only in the parent's list), recursively."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {c.dest: c.help for c in action._choices_actions}
+            for name, sub in action.choices.items():
+                text = helps.get(name)
+                if sub.description is None and text:
+                    sub.description = text[:1].upper() + text[1:] + "."
+                describe(sub)
+    return parser
 
 
 def parse_args(parser: argparse.ArgumentParser, argv: Any) -> argparse.Namespace | int:

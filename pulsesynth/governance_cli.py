@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from typing import Any
 
 from pulsesynth import cli_types as types
@@ -24,7 +23,7 @@ def add_governance_commands(sub: Any) -> None:
     bud = sub.add_parser("budget", help="privacy budget spent / remaining per dataset; a "
                                         "steward's change of a dataset's budget")
     bud.add_argument("--json", action="store_true", help="print JSON")
-    bud.set_defaults(handler=_budget, id=None)
+    bud.set_defaults(handler=types.list_actions(bud, then=_budget), id=None)
     bud_sub = bud.add_subparsers(metavar="ACTION")
     show = bud_sub.add_parser("show", help="spent / remaining ε (default action)")
     show.add_argument("id", nargs="?", type=types.dataset_id,
@@ -43,23 +42,26 @@ def add_governance_commands(sub: Any) -> None:
     bset.set_defaults(handler=_budget_set)
 
     rel = sub.add_parser("releases", help="release candidates and steward decisions")
+    rel.set_defaults(handler=types.list_actions(rel))
     rel_sub = rel.add_subparsers(metavar="ACTION")
     lst = rel_sub.add_parser("list", help="releases, newest first")
-    lst.add_argument("--dataset", type=types.dataset_id)
-    lst.add_argument("--status", help="candidate|approved|rejected|published|superseded|"
-                                      "withdrawn|blocked")
-    lst.add_argument("--kind", choices=KINDS)
-    lst.add_argument("--json", action="store_true")
+    lst.add_argument("--dataset", type=types.dataset_id, help="only this dataset")
+    lst.add_argument("--status", help="only this status: candidate|approved|rejected|"
+                                      "published|superseded|withdrawn|blocked")
+    lst.add_argument("--kind", choices=KINDS, help="only this kind of release")
+    lst.add_argument("--json", action="store_true", help="print JSON")
     lst.set_defaults(handler=_releases_list)
     show = rel_sub.add_parser("show", help="one release with its gate and decisions")
     show.add_argument("id", help="candidate id (or a unique prefix of at least 6 characters)")
-    show.add_argument("--json", action="store_true")
+    show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(handler=_releases_show)
     reg = rel_sub.add_parser("register", help="register a candidate directory")
-    reg.add_argument("dir")
-    reg.add_argument("--dataset", required=True, type=types.dataset_id)
-    reg.add_argument("--model-id", required=True)
-    reg.add_argument("--title")
+    reg.add_argument("dir", help="the candidate directory (e.g. <run>/candidate)")
+    reg.add_argument("--dataset", required=True, type=types.dataset_id,
+                     help="dataset id the candidate was made from")
+    reg.add_argument("--model-id", required=True,
+                     help="hash of the model that made it (privacy.json model_hash)")
+    reg.add_argument("--title", help="title on the portal (default: the catalog's)")
     reg.add_argument("--kind", choices=KINDS, default=TABLE.name,
                      help="what the candidate releases: a synthetic table (default), a DP "
                           "classifier, or the DP generative model (at most confidential)")
@@ -69,31 +71,38 @@ def add_governance_commands(sub: Any) -> None:
             ("reject", True, "reject a candidate (a note is required)"),
             ("withdraw", True, "withdraw a published release from the portal (note required)")):
         p = rel_sub.add_parser(action, help=helptext)
-        p.add_argument("id")
-        p.add_argument("--steward", required=True)
-        p.add_argument("--role", default="data steward")
-        p.add_argument("--note", required=note_required, default="")
+        p.add_argument("id", help="candidate id (or a unique prefix of at least 6 "
+                                  "characters)")
+        p.add_argument("--steward", required=True, help="who decides (in the audit log)")
+        p.add_argument("--role", default="data steward",
+                       help="the decider's role (default: data steward)")
+        p.add_argument("--note", required=note_required, default="",
+                       help="why (kept in the audit log)"
+                            + ("; required" if note_required else ""))
         p.set_defaults(handler=_decision, action=action)
 
     pub = sub.add_parser("publish", help="publish every approved candidate to published/")
-    pub.add_argument("--json", action="store_true")
+    pub.add_argument("--json", action="store_true", help="print the published releases as JSON")
     pub.set_defaults(handler=_publish)
 
     tok = sub.add_parser("tokens", help="entity access tokens for confidential releases")
+    tok.set_defaults(handler=types.list_actions(tok))
     tok_sub = tok.add_subparsers(metavar="ACTION")
     create = tok_sub.add_parser("create", help="create a token (printed once)")
-    create.add_argument("--entity", required=True)
+    create.add_argument("--entity", required=True,
+                        help="who holds the token (an organisation or person)")
     create.set_defaults(handler=_tokens_create)
     revoke = tok_sub.add_parser("revoke", help="revoke an entity's tokens (or one by id)")
-    revoke.add_argument("--entity")
-    revoke.add_argument("--id", type=types.positive_count)
+    revoke.add_argument("--entity", help="revoke every token of this entity")
+    revoke.add_argument("--id", type=types.positive_count,
+                        help="revoke only this token (its id from `tokens list`)")
     revoke.set_defaults(handler=_tokens_revoke)
     tlist = tok_sub.add_parser("list", help="tokens (metadata only; never the tokens)")
     tlist.set_defaults(handler=_tokens_list)
 
     grants = sub.add_parser("grants", help="which entity's tokens see which dataset's "
                                            "confidential releases (a steward's decision)")
-    grants.set_defaults(handler=_list_actions(grants))
+    grants.set_defaults(handler=types.list_actions(grants))
     grants_sub = grants.add_subparsers(metavar="ACTION")
     gadd = grants_sub.add_parser("add", help="grant an entity a dataset's confidential "
                                              "releases (table, classifier, model)")
@@ -115,8 +124,10 @@ def add_governance_commands(sub: Any) -> None:
     glist.set_defaults(handler=_grants_list)
 
     portal = sub.add_parser("portal", help="serve the synthetic open portal")
-    portal.add_argument("--host", default="127.0.0.1")
-    portal.add_argument("--port", type=types.port, default=8080)
+    portal.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1: this machine only)")
+    portal.add_argument("--port", type=types.port, default=8080,
+                        help="port to listen on (default 8080)")
     portal.add_argument("--sample-max-rows", type=types.sample_rows,
                         help="most rows per model sample request (default 10000)")
     portal.add_argument("--sample-rate-limit", type=types.positive_count,
@@ -130,6 +141,7 @@ def _paths() -> Paths:
     return Paths.default()
 
 
+@types.light
 def _budget(args: argparse.Namespace) -> int:
     from pulsesynth.errors import CatalogError
     from pulsesynth.governance.ledger import Ledger
@@ -162,6 +174,7 @@ def _budget(args: argparse.Namespace) -> int:
     return 0
 
 
+@types.light
 def _budget_set(args: argparse.Namespace) -> int:
     from pulsesynth.governance.errors import LedgerError
     from pulsesynth.governance.ledger import Budget, Ledger
@@ -180,6 +193,7 @@ def _budget_set(args: argparse.Namespace) -> int:
     return 0
 
 
+@types.light
 def _releases_list(args: argparse.Namespace) -> int:
     from pulsesynth.governance.record import list_releases
 
@@ -195,52 +209,135 @@ def _releases_list(args: argparse.Namespace) -> int:
     return 0
 
 
+@types.light
 def _releases_show(args: argparse.Namespace) -> int:
+    from pulsesynth.advice import budget_status, unblock_advice
     from pulsesynth.governance.record import approvals, get_release
 
     paths = _paths()
     rel = get_release(paths, args.id)
     decisions = approvals(paths, rel.candidate_id)
+    candidate_dir = paths.resolve(rel.candidate_dir)
+    advice = unblock_advice(rel.gate, budget_status(paths, rel.dataset))
     if args.json:
-        print(json.dumps(rel.to_dict() | {"decisions": decisions}, indent=2))
+        print(json.dumps(rel.to_dict() | {"decisions": decisions,
+                                          "reports": _candidate_reports(candidate_dir),
+                                          "advice": advice}, indent=2, default=str))
         return 0
     for key, value in rel.to_dict().items():
         if key != "gate":
             print(f"{key:14s} {value}")
-    print(f"{'gate':14s} {rel.gate.get('label')}: {rel.gate.get('reason', '')}")
+    _say("gate", f"{rel.gate.get('label')}: {rel.gate.get('reason', '')}")
     for c in rel.gate.get("checks", []):
-        print(f"  {c.get('message') or _check_line(c)}")
-    _print_candidate_reports(paths.resolve(rel.candidate_dir), rel.kind)
+        _say("", c.get("message") or _check_line(c), item=True)
+    for i, line in enumerate(advice):
+        _say("" if i else "advice", line.strip())
+    _print_candidate_reports(candidate_dir, rel.kind)
     for d in decisions:
         print(f"decision       {d['decided_at']} {d['decision']} by {d['steward']} "
               f"({d['role']}): {d['note']}")
     return 0
 
 
+def _candidate_reports(candidate_dir: Any) -> dict[str, Any]:
+    """The candidate's audit verdict and utility summary (steward figures), for JSON."""
+    from pulsesynth.artifacts import CandidateDir
+
+    candidate = CandidateDir(candidate_dir)
+    out: dict[str, Any] = {"audit_md": str(candidate.audit_md)}
+    try:
+        out["audit_verdict"] = candidate.read_audit().get("verdict")
+    except (OSError, ValueError):
+        out["audit_verdict"] = None
+    try:
+        out["utility"] = _utility_summary(candidate.read_utility())
+    except (OSError, ValueError):
+        out["utility"] = None
+    return out
+
+
+def _utility_summary(utility: Any) -> dict[str, Any]:
+    """Accuracy figures only: TSTR beside TRTR per classifier, or a classifier's test
+    accuracy, the majority baseline, and the column-shape / pair-trend scores."""
+    out: dict[str, Any] = {"target": utility.get("target"),
+                           "majority_accuracy": utility.get("majority_accuracy")}
+    if utility.get("tstr") and utility.get("trtr"):
+        out["accuracy"] = {clf: {"tstr": utility["tstr"][clf].get("accuracy"),
+                                 "trtr": utility["trtr"][clf].get("accuracy")}
+                           for clf in utility.get("classifiers") or utility["tstr"]
+                           if clf in utility["tstr"] and clf in utility["trtr"]}
+    test = utility.get("test")
+    if isinstance(test, dict):
+        out["test_accuracy"] = test.get("accuracy")
+        out["majority_accuracy"] = test.get("majority_accuracy", out["majority_accuracy"])
+    for key in ("column_shapes", "pair_trends"):
+        if isinstance(utility.get(key), dict):
+            out[key] = utility[key].get("mean")
+    return out
+
+
+def _say(key: str, text: str, *, item: bool = False) -> None:
+    """``key`` in a 14-character column, then ``text`` wrapped at 100 columns (``item``: an
+    indented list item instead)."""
+    import textwrap
+
+    first, rest = ("  ", "    ") if item else (f"{key:14s} ", " " * 15)
+    print(textwrap.fill(text, 100, initial_indent=first, subsequent_indent=rest,
+                        break_long_words=False, break_on_hyphens=False))
+
+
+def _num(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, (int, float)) else "—"
+
+
 def _print_candidate_reports(candidate_dir: Any, kind: str) -> None:
-    """The steward's view: the DP figures that were published, the fit-for-purpose
-    verdict, and where the exact (private) audit report is."""
+    """The steward's view: the DP figures that were published, the audit verdict, the
+    utility summary, the fit-for-purpose verdict, and where the exact (private) audit
+    report is."""
     from pulsesynth.artifacts import CandidateDir
     from pulsesynth.errors import SchemaError
     from pulsesynth.fitness import verdict
     from pulsesynth.schema import read_yaml
 
     candidate = CandidateDir(candidate_dir)
+    reports = _candidate_reports(candidate_dir)
+    v = reports["audit_verdict"]
+    if v:
+        low, high = (v.get("auc_ci_corrected") or [None, None])[:2]
+        _say("audit", f"strongest attack {v.get('attack')} on {v.get('targets')} targets: "
+             f"AUC {_num(v.get('auc'))} ({_num(low)}–{_num(high)}, corrected), "
+             + ("DETECTS membership" if v.get("detected") else "no membership signal"))
+    u = reports["utility"]
+    if u:
+        if u.get("accuracy"):
+            what = f"predicting {u['target']}: " if u.get("target") else ""
+            _say("utility", f"{what}majority baseline {_num(u.get('majority_accuracy'))}")
+            for clf, acc in u["accuracy"].items():
+                print(f"  {clf:14s} trained on synthetic (TSTR) {_num(acc['tstr'])}, "
+                      f"on real (TRTR) {_num(acc['trtr'])}")
+        elif "test_accuracy" in u:
+            print(f"{'utility':14s} test accuracy {_num(u.get('test_accuracy'))} "
+                  f"(majority baseline {_num(u.get('majority_accuracy'))})")
+        if "column_shapes" in u or "pair_trends" in u:
+            print(f"  column shapes {_num(u.get('column_shapes'))}, pair trends "
+                  f"{_num(u.get('pair_trends'))} (1 = same as the real table)")
     try:
         stats = candidate.read_release_stats()
         declared = read_yaml(candidate.schema_yaml, "schema file")
     except (OSError, ValueError, SchemaError):
-        return
-    for name, s in (stats.get("statistics") or {}).items():
-        test = (f" (one-sided p = {s['p_value']:.2g})" if s.get("p_value") is not None
-                else "")
-        print(f"  DP {name}: {s['value']:.3f} [{s['ci_low']:.3f}, {s['ci_high']:.3f}]{test}")
-    fit = verdict(stats, (declared or {}).get("target"), kind)
-    if fit["verdict"]:
-        print(f"{'fit':14s} {fit['verdict']}: {(fit['suitable'] + fit['not_suitable'])[0]}")
+        stats, declared = None, None
+    if stats is not None:
+        for name, s in (stats.get("statistics") or {}).items():
+            test = (f" (one-sided p = {s['p_value']:.2g})" if s.get("p_value") is not None
+                    else "")
+            print(f"  DP {name}: {s['value']:.3f} [{s['ci_low']:.3f}, {s['ci_high']:.3f}]"
+                  f"{test}")
+        fit = verdict(stats, (declared or {}).get("target"), kind)
+        if fit["verdict"]:
+            _say("fit", f"{fit['verdict']}: {(fit['suitable'] + fit['not_suitable'])[0]}")
     report = candidate.audit_md
-    if report.is_file():
-        print(f"{'audit report':14s} {report} (exact figures, steward only)")
+    print(f"{'audit report':14s} {report}"
+          + (" (exact figures, steward only)" if report.is_file() else " (missing)"))
 
 
 def _check_line(c: dict[str, Any]) -> str:
@@ -251,6 +348,7 @@ def _check_line(c: dict[str, Any]) -> str:
             f"{verdict}")
 
 
+@types.light
 def _releases_register(args: argparse.Namespace) -> int:
     from pulsesynth.governance.candidate import register_candidate
 
@@ -260,6 +358,7 @@ def _releases_register(args: argparse.Namespace) -> int:
     return 0
 
 
+@types.light
 def _decision(args: argparse.Namespace) -> int:
     from pulsesynth.governance import lifecycle
 
@@ -287,6 +386,7 @@ def _publish(args: argparse.Namespace) -> int:
     return 0
 
 
+@types.light
 def _tokens_create(args: argparse.Namespace) -> int:
     from pulsesynth.governance.grants import list_grants
     from pulsesynth.governance.tokens import create_token
@@ -303,6 +403,7 @@ def _tokens_create(args: argparse.Namespace) -> int:
     return 0
 
 
+@types.light
 def _tokens_revoke(args: argparse.Namespace) -> int:
     from pulsesynth.governance.tokens import revoke_tokens
 
@@ -311,6 +412,7 @@ def _tokens_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+@types.light
 def _tokens_list(args: argparse.Namespace) -> int:
     from pulsesynth.governance.tokens import list_tokens
 
@@ -320,14 +422,7 @@ def _tokens_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _list_actions(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
-    """The handler of a command group given no action: print its actions; a usage error."""
-    def handler(args: argparse.Namespace) -> int:
-        parser.print_help(sys.stderr)
-        return 2
-    return handler
-
-
+@types.light
 def _grants_add(args: argparse.Namespace) -> int:
     from pulsesynth.governance.grants import add_grant
     from pulsesynth.governance.record import list_releases
@@ -342,6 +437,7 @@ def _grants_add(args: argparse.Namespace) -> int:
     return 0
 
 
+@types.light
 def _grants_remove(args: argparse.Namespace) -> int:
     from pulsesynth.governance.grants import remove_grant
 
@@ -351,6 +447,7 @@ def _grants_remove(args: argparse.Namespace) -> int:
     return 0
 
 
+@types.light
 def _grants_list(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 

@@ -91,9 +91,14 @@ def _api(env: dict[str, str], path: str, body: dict | None = None) -> object:
 
 def test_nightly_deployment_deploys_schedules_and_runs_on_a_process_worker(server) -> None:
     root, env = server
+    # The README's steps as written: `deploy --all` from the project root, with no
+    # PULSESYNTH_ROOT exported (the build step finds the root) and no pulse-k8s pool.
     _prefect(root, env, "work-pool", "create", "pulse-process", "--type", "process")
-    _prefect(root, env, "deploy", "--prefect-file", "deployments/prefect.yaml",
-             "--name", "nightly")
+    bare = {k: v for k, v in env.items() if k != "PULSESYNTH_ROOT"}
+    _prefect(root, bare, "deploy", "--all", "--prefect-file", "deployments/prefect.yaml")
+    published = _api(env, "/deployments/name/publish-approved/publish-approved")
+    assert isinstance(published, dict)
+    assert published["job_variables"]["env"]["PULSESYNTH_ROOT"] == os.path.realpath(root)
 
     deployment = _api(env, "/deployments/name/nightly-synthesis/nightly")
     assert isinstance(deployment, dict)
@@ -102,7 +107,10 @@ def test_nightly_deployment_deploys_schedules_and_runs_on_a_process_worker(serve
     assert deployment["global_concurrency_limit"]["limit"] == 1
     assert deployment["concurrency_options"]["collision_strategy"] == "CANCEL_NEW"
     assert deployment["work_pool_name"] == "pulse-process"
-    assert deployment["job_variables"]["env"]["PULSESYNTH_ROOT"] == str(root)
+    assert deployment["job_variables"]["env"]["PULSESYNTH_ROOT"] == os.path.realpath(root)
+    assert deployment["job_variables"]["working_dir"] == os.path.realpath(root)
+    assert deployment["pull_steps"][0]["prefect.deployments.steps.set_working_directory"][
+        "directory"] == os.path.realpath(root)
 
     run = _api(env, f"/deployments/{deployment['id']}/create_flow_run",
                {"parameters": {"datasets": ["census_income"], "max_rows": 600, "epochs": 2}})
@@ -122,10 +130,10 @@ def test_kubernetes_variant_deploys_against_its_job_template(server) -> None:
     root, env = server
     _prefect(root, env, "work-pool", "create", "pulse-k8s", "--type", "kubernetes",
              "--base-job-template", "deployments/k8s-job-template.json")
-    _prefect(root, env, "deploy", "--prefect-file", "deployments/prefect.yaml",
-             "--name", "nightly-k8s")
+    _prefect(root, env, "deploy", "--all", "--prefect-file", "deployments/prefect-k8s.yaml")
     deployment = _api(env, "/deployments/name/nightly-synthesis/nightly-k8s")
     assert isinstance(deployment, dict)
     assert deployment["work_pool_name"] == "pulse-k8s"
     assert deployment["job_variables"]["pvc_name"] == "pulse-synth-data"
     assert deployment["schedules"][0]["active"] is False  # enabled instead of, not beside
+    assert deployment["job_variables"]["env"]["PULSESYNTH_ROOT"] == "/data"

@@ -82,6 +82,9 @@ def test_nightly_end_to_end(first: tuple[list[dict[str, Any]], Any], root: Path)
         assert row["status"] in ("succeeded", "blocked"), row
         assert row["status"] == ("succeeded" if row["label"] in ("open", "confidential")
                                  else "blocked")
+        # Prefect's view: a blocked dataset's subflow is not a plain Completed.
+        assert row["prefect_state"] == ("Completed" if row["status"] == "succeeded"
+                                        else "Blocked")
         # rows: the DP count of the training rows (about 60% of the 1,000-row slice, with
         # Laplace noise of scale 1/0.03 ≈ 33 rows)
         assert 300 <= row["rows"] <= 900 and row["cache"] == "miss"
@@ -104,8 +107,15 @@ def test_nightly_end_to_end(first: tuple[list[dict[str, Any]], Any], root: Path)
         assert [r.candidate_id for r in releases] == [row["candidate_id"]]
     # The flow ends Failed (one dataset failed) yet returns every dataset's row.
     assert state.is_failed() and BROKEN in state.message
+    blocked = sum(r["status"] == "blocked" for r in summary)
+    assert state.message == (f"3 dataset(s): {2 - blocked} succeeded, {blocked} blocked, "
+                             f"1 failed ({BROKEN})")
+    assert rows[BROKEN]["prefect_state"] == "Failed"
     table = format_table(summary)
     assert all(ds in table for ds in rows)
+    assert max(len(line) for line in table.splitlines()) <= 100
+    for ds in GOOD:
+        assert f"candidate {rows[ds]['candidate_id'][:12]}" in table
 
 
 def test_summary_artifacts(first: tuple[list[dict[str, Any]], Any]) -> None:
@@ -126,6 +136,10 @@ def test_summary_artifacts(first: tuple[list[dict[str, Any]], Any]) -> None:
     assert {"nightly-summary", "nightly-report"} <= set(kinds)
     report = str(kinds["nightly-report"].data)
     assert "taxi_trips" in report and "patient_tests" in report and BROKEN in report
+    for row in first[0]:
+        if row["status"] != "failed":
+            assert f"- candidate `{row['candidate_id'][:12]}`" in report
+            assert f"- run directory `{row['run_dir']}`" in report
 
 
 def test_failure_isolation(first: tuple[list[dict[str, Any]], Any], root: Path) -> None:

@@ -22,7 +22,7 @@ TEMPLATE = json.loads((REPO / "deployments" / "k8s-job-template.json").read_text
 
 
 def _job_variables() -> dict:
-    spec = yaml.safe_load((REPO / "deployments" / "prefect.yaml").read_text())
+    spec = yaml.safe_load((REPO / "deployments" / "prefect-k8s.yaml").read_text())
     k8s = next(d for d in spec["deployments"] if d["name"] == "nightly-k8s")
     assert k8s["work_pool"]["name"] == "pulse-k8s"
     return k8s["work_pool"]["job_variables"]

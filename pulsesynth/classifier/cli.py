@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pulsesynth import cli_types as types
+from pulsesynth.cli_progress import Progress
 
 
 def add_classifier_commands(sub: Any) -> None:
@@ -34,7 +35,7 @@ def add_classifier_commands(sub: Any) -> None:
     rcl.add_argument("--shadows", type=types.shadows, default=2,
                      help="shadow classifiers in the attack")
     rcl.add_argument("--policy", help="gate policy file (default: deployments/policy.yaml)")
-    rcl.add_argument("--json", action="store_true")
+    rcl.add_argument("--json", action="store_true", help="print the summary as JSON")
     rcl.set_defaults(handler=_release_classifier)
 
     prd = sub.add_parser("predict", help="predict with a published classifier release")
@@ -59,10 +60,14 @@ def _release_classifier(args: argparse.Namespace) -> int:
         run_dir = pipeline.new_run_dir(paths, args.dataset)
         pipeline.start_run(args.dataset, run_dir, seed=args.seed, max_rows=args.max_rows)
     config = {"epochs": args.epochs} if args.epochs else {}
-    out = classifier_candidate(run_dir, epsilon=args.epsilon, private=not args.non_private,
-                               n_shadows=args.shadows,
-                               policy_path=Path(args.policy) if args.policy else None,
-                               paths=paths, **config)
+    # The classifier's epochs with ε so far: a bar on a terminal (its shadows and the
+    # attack follow without one; they report no progress).
+    with Progress(f"{args.dataset or run_dir.parent.name}: classifier",
+                  after="training shadow classifiers and attacking") as progress:
+        out = classifier_candidate(run_dir, epsilon=args.epsilon,
+                                   private=not args.non_private, n_shadows=args.shadows,
+                                   policy_path=Path(args.policy) if args.policy else None,
+                                   paths=paths, progress=progress.epoch, **config)
     run = pipeline.load_run(run_dir)
     rel = register_candidate(paths, run["dataset"], Path(out["candidate_dir"]),
                              model_id=out["privacy"]["model_hash"], kind=CLASSIFIER.name)
