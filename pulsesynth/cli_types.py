@@ -1,7 +1,7 @@
 """Argument types of the ``pulsesynth`` command: every value is checked where it enters.
 
 Each type is a thin adapter over the library's one check of that value
-(:func:`pulsesynth.schema.check_dataset_id`, :mod:`pulsesynth.params`), so the CLI and the
+(:func:`pulsesynth.ids.check_dataset_id`, :mod:`pulsesynth.params`), so the CLI and the
 Python API refuse the same values with the same words. :class:`OneLineParser` turns every
 usage error into one line on stderr (exit code 2): no usage block, no traceback.
 
@@ -12,13 +12,13 @@ argument errors answer at once.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
 
 from pulsesynth.budget import MAX_LIFETIME_EPSILON, MAX_RUN_EPSILON
 from pulsesynth.errors import PulseSynthError
+from pulsesynth.ids import check_dataset_id
 from pulsesynth.params import (
     MAX_EPOCHS,
     MAX_SAMPLE_ROWS,
@@ -66,23 +66,8 @@ def _count(minimum: int = 1, maximum: int | None = None) -> Callable[[str], int]
                   lambda v: check_count(v, "the value", minimum=minimum, maximum=maximum))
 
 
-#: A well-formed dataset id, as :func:`pulsesynth.schema.check_dataset_id` accepts it (a test
-#: holds the two equal). Valid ids pass here without importing pulsesynth.schema, which
-#: pulls in pandas: an argument error after a valid id (``train ID --epsilon x``) answers at
-#: once; an invalid id gets the library's own message.
-_VALID_ID = re.compile(r"[a-z][a-z0-9_]{0,63}")
-
-
-def _check_dataset_id(value: str) -> str:
-    if _VALID_ID.fullmatch(value):
-        return value
-    from pulsesynth.schema import check_dataset_id
-
-    return check_dataset_id(value)
-
-
 #: ``ID`` / ``--dataset``: an ASCII lower-case identifier of at most 64 characters.
-dataset_id = _typed(str, "a dataset id", _check_dataset_id)
+dataset_id = _typed(str, "a dataset id", check_dataset_id)
 #: ``--epsilon`` / ``--per-run``: a finite ε above 0, at most the public per-run ceiling.
 run_epsilon = _epsilon(MAX_RUN_EPSILON)
 #: ``--lifetime``: a finite ε above 0, at most the public lifetime ceiling.

@@ -56,6 +56,7 @@ from pulsesynth.artifacts import (
 from pulsesynth.errors import CatalogError, PulseSynthError, ValidationFailed
 from pulsesynth.frames import conform
 from pulsesynth.governance.locks import os_error_reason, run_lock
+from pulsesynth.ids import check_dataset_id
 from pulsesynth.params import (
     MAX_SAMPLE_ROWS,
     MAX_SHADOWS,
@@ -67,7 +68,7 @@ from pulsesynth.params import (
 from pulsesynth.paths import Paths
 from pulsesynth.randomness import CALLER, SECRET, resolve_seed, salt_from_seed
 from pulsesynth.reports import AuditReport, PrivacyReport, ReleaseStats, UtilityReport
-from pulsesynth.schema import DatasetSchema, check_dataset_id
+from pulsesynth.schema import DatasetSchema
 from pulsesynth.splits import (
     DEFAULT_FRACTIONS,
     cap_rows_per_unit,

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypedDict
@@ -25,7 +24,8 @@ from typing import Any, Literal, TypedDict
 import yaml
 
 from pulsesynth.budget import MAX_LIFETIME_EPSILON, MAX_RUN_EPSILON
-from pulsesynth.errors import PulseSynthError, SchemaError
+from pulsesynth.errors import SchemaError
+from pulsesynth.ids import DatasetIdError, check_dataset_id
 from pulsesynth.labels import DATASET_CLASSIFICATIONS
 from pulsesynth.relations import Derive, Implies, Relation
 
@@ -34,13 +34,6 @@ TYPES = ("categorical", "integer", "float", "text")
 #: Source classifications, from their owner (a superset of the release labels).
 CLASSIFICATIONS = DATASET_CLASSIFICATIONS
 SCALES = ("linear", "log")
-#: A dataset id names files, directories, views and ledger rows: ASCII only (a Cyrillic
-#: "а" beside a Latin "a" would make two datasets look like one), and short enough for
-#: every file name built from it (``<id>.parquet``, ``<id>_model/``) on any filesystem.
-DATASET_ID_MAX = 64
-DATASET_ID_RULE = (f"1 to {DATASET_ID_MAX} ASCII characters: a lower-case letter, then "
-                   "lower-case letters, digits or _")
-_DATASET_ID = re.compile(r"[a-z][a-z0-9_]*")
 #: Schema and policy files are a few KB; anything above this is refused unread.
 MAX_YAML_BYTES = 1_000_000
 #: Nesting a schema or policy file may use (a schema needs 4: columns, a column, its bins).
@@ -185,29 +178,6 @@ class DatasetSchema:
         _check_choice(classification, CLASSIFICATIONS, self.path, "classification")
         raw = dict(self.raw, classification=classification)
         return parse_schema(raw, self.path)
-
-
-class DatasetIdError(PulseSynthError, ValueError):
-    """A dataset id is not an ASCII lower-case identifier of bounded length."""
-
-
-def check_dataset_id(value: Any) -> str:
-    """``value`` if it is a valid dataset id (:data:`DATASET_ID_RULE`), else
-    :class:`DatasetIdError` in one line. The one check for every place an id enters:
-    schema files, CLI arguments, :meth:`Warehouse.ingest`, :func:`pipeline.start_run`."""
-    if not isinstance(value, str):
-        raise DatasetIdError(f"dataset id must be a string, got {type(value).__name__}")
-    if not value or len(value) > DATASET_ID_MAX:
-        raise DatasetIdError(f"dataset id must be {DATASET_ID_RULE} (got {len(value)} "
-                             "characters)")
-    odd = next((ch for ch in value if not ch.isascii()), None)
-    if odd is not None:
-        # Name the code point, never print it: a look-alike prints like the Latin letter.
-        raise DatasetIdError(f"dataset id must be {DATASET_ID_RULE} (got non-ASCII "
-                             f"U+{ord(odd):04X} at position {value.index(odd) + 1})")
-    if _DATASET_ID.fullmatch(value) is None:
-        raise DatasetIdError(f"dataset id must be {DATASET_ID_RULE} (got {value!r})")
-    return value
 
 
 class YAMLFileError(SchemaError):

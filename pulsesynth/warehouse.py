@@ -39,8 +39,9 @@ import pyarrow.parquet as pq
 
 from pulsesynth.errors import CatalogError, PulseSynthError, SourceError, ValidationFailed
 from pulsesynth.frames import conform, storage_type
+from pulsesynth.ids import check_dataset_id
 from pulsesynth.paths import Paths
-from pulsesynth.schema import CategoricalColumn, DatasetSchema, check_dataset_id, load_schema
+from pulsesynth.schema import CategoricalColumn, DatasetSchema, load_schema
 from pulsesynth.sources import BUILTIN_SOURCES
 from pulsesynth.threads import thread_limit
 from pulsesynth.validation import ValidationReport, validate, validate_relation

@@ -16,16 +16,10 @@ from pulsesynth import cli, pipeline
 from pulsesynth.budget import MAX_LIFETIME_EPSILON, MAX_RUN_EPSILON
 from pulsesynth.errors import PulseSynthError, SchemaError
 from pulsesynth.gate import PolicyError, evaluate_gate, load_policy
+from pulsesynth.ids import DATASET_ID_MAX, DatasetIdError, check_dataset_id
 from pulsesynth.params import ParameterError, check_recipe
 from pulsesynth.paths import Paths
-from pulsesynth.schema import (
-    DATASET_ID_MAX,
-    MAX_YAML_BYTES,
-    DatasetIdError,
-    check_dataset_id,
-    load_schema,
-    parse_schema,
-)
+from pulsesynth.schema import MAX_YAML_BYTES, load_schema, parse_schema
 from pulsesynth.warehouse import Warehouse
 
 REPO = Path(__file__).resolve().parent.parent

@@ -18,8 +18,8 @@ from datetime import datetime
 
 from pulsesynth.governance.db import log_event, now_iso, open_db, transaction
 from pulsesynth.governance.errors import GovernanceError
+from pulsesynth.ids import DatasetIdError, check_dataset_id
 from pulsesynth.paths import Paths
-from pulsesynth.schema import DatasetIdError, check_dataset_id
 
 #: A dataset id as the catalogue and the portal accept it (ASCII lower-case identifier).
 MAX_NAME_LENGTH = 200
