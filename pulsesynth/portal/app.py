@@ -51,7 +51,7 @@ from pydantic import BaseModel
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pulsesynth.artifacts import card_json_name, index_json
+from pulsesynth.artifacts import SYNTHETIC_CSV, card_json_name, index_json
 from pulsesynth.governance.db import log_event, open_db, transaction
 from pulsesynth.governance.grants import granted_datasets
 from pulsesynth.governance.tokens import verify_token
@@ -795,11 +795,11 @@ def citation(card: dict[str, Any], entry: dict[str, Any], publisher: str) -> str
 
 def _preview(paths: Paths, entry: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """The header and first :data:`PREVIEW_ROWS` rows of the published synthetic CSV."""
-    info = next((f for f in entry.get("files", []) if f.get("name") == "synthetic.csv"), None)
+    info = next((f for f in entry.get("files", []) if f.get("name") == SYNTHETIC_CSV), None)
     if info is None:
         return [], []
     try:
-        data = _read_published(paths, entry, "synthetic.csv", info)
+        data = _read_published(paths, entry, SYNTHETIC_CSV, info)
     except HTTPException:
         return [], []
     rows = list(csv.reader(io.StringIO(data.decode("utf-8", errors="replace"))))
