@@ -2,10 +2,10 @@
 
 Tiers. ``slow`` is marked by hand (``make test`` leaves it out). ``integration`` is marked
 here, by module or by fixture, on every test that trains a model, runs a Prefect flow,
-starts a server or drives Chromium: ``make test-unit`` runs the rest (``not slow and not
-integration``) in under a minute. A new test module that trains belongs in
-:data:`INTEGRATION_MODULES`; one that only uses :data:`INTEGRATION_FIXTURES` is caught
-without being listed.
+starts a server or drives Chromium, builds a real warehouse table, or kills and races real
+processes: ``make test-unit`` runs the rest (``not slow and not integration``). A new
+test module that trains belongs in :data:`INTEGRATION_MODULES`; one that only uses
+:data:`INTEGRATION_FIXTURES` is caught without being listed.
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ INTEGRATION_MODULES = frozenset({
     "test_canary.py", "test_classifier.py", "test_classifier_release.py", "test_cli_run.py",
     "test_deployment_server.py", "test_dp_engine.py", "test_figure3_benchmark.py",
     "test_flows.py", "test_ingest_crash.py",
+    # build a real warehouse table, or run publications and runs against injected faults
+    # and competing processes (seconds each; the unit tier stays under a minute)
+    "test_budget_governance.py", "test_concurrency.py", "test_faults.py",
     "test_k8s_template.py",
     "test_marginals.py", "test_model_release.py", "test_one_run_audit.py",
     "test_portal_browser.py", "test_portal_models.py", "test_privacy_truth.py",
