@@ -58,7 +58,7 @@ test-slow: setup
 
 # Hostile inputs, kill -9 loops over publish and the nightly flow, concurrent runs and
 # publishes, injected disk-full faults and a 60 s load test of the portal; its figures go
-# to benchmarks/results/reliability.json. Long: about 20 minutes on 2 cores.
+# to benchmarks/results/reliability.json. Long: about 30 minutes on 2 cores.
 test-reliability: setup
 	PULSESYNTH_THREADS=$${PULSESYNTH_THREADS:-1} \
 	PULSESYNTH_RELIABILITY_RESULTS=$(CURDIR)/benchmarks/results/reliability.json \
