@@ -518,7 +518,12 @@ def synthetic_table(run_dir: Path, schema: DatasetSchema) -> pd.DataFrame:
 
 @_run_step
 def evaluate(run_dir: Path, seed: int = 0, paths: Paths | None = None) -> UtilityReport:
-    """Utility of the candidate: TSTR vs TRTR on the holdout, shapes, pair trends, pMSE."""
+    """Utility of the candidate: TSTR vs TRTR on the holdout, shapes, pair trends, pMSE.
+
+    ``seed`` drives the evaluation's own classifiers and the synthetic TSTS split, not a
+    mechanism: its figures go to ``utility.json`` (the steward's, never published; cards
+    carry the DP release report), so a public default is fine here.
+    """
     from pulsesynth.utility import evaluate_utility
 
     data = run_data(run_dir, paths)

@@ -138,6 +138,9 @@ class CalibratedELBOAttack(MembershipAttack):
 
     def __init__(self, quantile: float = 0.5, max_eval: int = 2000, seed: int = 0,
                  scaling: bool = True) -> None:
+        # ``seed`` only subsamples the records the attack scores: the audit's attacker is
+        # public by design (AttackData), its figures are the steward's, and what the
+        # release report publishes is noised with secret randomness.
         super().__init__(max_eval, seed)
         if not 0.0 < quantile < 1.0:
             raise ValueError(f"quantile must be in (0, 1), got {quantile}")
