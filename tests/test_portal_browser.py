@@ -11,16 +11,13 @@ import hashlib
 import http.client
 import json
 import os
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from governance_fixtures import make_candidate, plant_real_table
 from model_fixtures import make_classifier_candidate
+from portal_server import served
 
 from pulsesynth.governance.candidate import register_candidate
 from pulsesynth.governance.grants import add_grant
@@ -61,12 +58,6 @@ A11Y_JS = """() => {
 }"""
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Paths, str]]:
     paths = Paths(tmp_path_factory.mktemp("browser"))
@@ -81,20 +72,8 @@ def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     publish_approved(paths)
     token, _ = create_token(paths, "health-authority")
     add_grant(paths, "health-authority", "patient_tests", steward="alice")
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(paths), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "portal did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}", paths, token
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    with served(create_app(paths)) as base:
+        yield base, paths, token
 
 
 def test_browser_filters_opens_dataset_sees_plots_and_downloads_csv(

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -20,10 +17,10 @@ from pathlib import Path
 import ckanapi
 import pytest
 import requests
-import uvicorn
 import yaml
 from fastapi.testclient import TestClient
 from governance_fixtures import CANARY, CANARY_NUMBER, make_candidate, plant_real_table
+from portal_server import served
 
 from pulsesynth.governance.candidate import register_candidate
 from pulsesynth.governance.grants import add_grant
@@ -209,20 +206,8 @@ def test_envelope_missing_id_and_unknown_action(site: Site) -> None:
 @pytest.fixture(scope="module")
 def server(site: Site) -> Iterator[str]:
     """The portal under uvicorn on a free local port."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(site.app, host="127.0.0.1", port=port,
-                                        log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(10)
+    with served(site.app) as base:
+        yield base
 
 
 @pytest.mark.integration

@@ -9,6 +9,7 @@ import pytest
 from fastapi import HTTPException
 from fastapi.testclient import TestClient
 from governance_fixtures import make_candidate
+from portal_server import served
 
 from pulsesynth.governance.candidate import register_candidate
 from pulsesynth.governance.lifecycle import approve
@@ -123,26 +124,10 @@ def test_docs_is_swagger_ui_from_same_origin_only(client) -> None:
 def test_docs_renders_in_chromium_under_its_csp(tmp_path: Path) -> None:
     """Swagger UI runs under the page's policy (no CSP violation in the console), lists the
     portal's operations and loads nothing from another origin."""
-    import socket
-    import threading
-    import time
-
-    import uvicorn
     from playwright.sync_api import sync_playwright
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(Paths(tmp_path)), host="127.0.0.1",
-                                           port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "portal did not start"
-        time.sleep(0.05)
-    origin = f"127.0.0.1:{port}"
-    try:
+    with served(create_app(Paths(tmp_path))) as base:
+        origin = base.removeprefix("http://")
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path="/usr/bin/chromium",
                                          args=["--no-sandbox", "--disable-gpu"])
@@ -155,9 +140,6 @@ def test_docs_renders_in_chromium_under_its_csp(tmp_path: Path) -> None:
             page.wait_for_selector(".opblock", timeout=15000)
             paths = page.locator(".opblock-summary-path").all_inner_texts()
             browser.close()
-    finally:
-        server.should_exit = True
-        thread.join(10)
     assert {"/api/datasets", "/api/3/action/{action}", "/catalog.jsonld"} <= {
         p.replace("\u200b", "") for p in paths}
     assert console == [] and hosts == {origin}
