@@ -48,10 +48,13 @@ test: setup $(CHROMIUM)
 	$(PY) -m pytest -m "not slow"
 
 # The unit tier: no model trained, no Prefect server, no browser (tests/conftest.py marks
-# the rest `integration`); under a minute. Make fails on pytest's exit 5 (nothing
-# collected) like on any other non-zero exit, so an over-broad marker cannot pass silently.
+# the rest `integration`); under a minute. Its tests share nothing but the read-only
+# checkout, so pytest-xdist spreads them over the machine's cores (one torch thread each):
+# on 2 cores about 80 CPU-seconds take about 45 s of wall time. Make fails on pytest's
+# exit 5 (nothing collected) like on any other non-zero exit, so an over-broad marker
+# cannot pass silently.
 test-unit: setup
-	PULSESYNTH_THREADS=$${PULSESYNTH_THREADS:-1} $(PY) -m pytest -q -m "not slow and not integration"
+	PULSESYNTH_THREADS=$${PULSESYNTH_THREADS:-1} $(PY) -m pytest -q -n auto -m "not slow and not integration"
 
 test-slow: setup
 	$(PY) -m pytest -m "slow and not reliability"
