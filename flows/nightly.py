@@ -73,9 +73,9 @@ def synthesize_dataset(dataset: str, root: str | None = None, max_rows: int | No
                        policy: str | None = None) -> State[Any]:
     """One dataset from snapshot to registered release candidate (or reuse).
 
-    Ends in a state named for the outcome (:func:`subflow_state`): a blocked dataset is
-    ``Blocked`` in Prefect's UI, not a plain ``Completed``, yet the other datasets and the
-    nightly summary go on (a failed one ends ``Failed``).
+    Ends in a state named for the outcome (:func:`subflow_state`): a blocked dataset is a
+    red ``Blocked`` in Prefect's UI, not a green ``Completed``, yet the other datasets and
+    the nightly summary go on (a failed one ends ``Failed``).
 
     No seed is a parameter: every private step draws fresh secret randomness. The whole
     subflow holds the dataset's run lock (:func:`pulsesynth.runs.run_lock`): while another
@@ -97,20 +97,24 @@ def synthesize_dataset(dataset: str, root: str | None = None, max_rows: int | No
 
 #: Prefect state names of the subflow's outcomes (a success stays a plain ``Completed``).
 STATE_NAMES = {"blocked": "Blocked", "skipped": "Skipped", "reused": "Reused"}
+#: Outcomes whose subflow ends in a Failed-type state (red in Prefect's UI, where an
+#: orchestrator's alerts look): a blocked release needs a steward. The nightly flow itself
+#: still completes and the other datasets go on (:func:`run_one` reads the row back).
+NEEDS_A_STEWARD = ("blocked",)
 
 
 def subflow_state(row: dict[str, Any]) -> State[Any]:
-    """The final state of a dataset's subflow, carrying its summary row: ``Completed``
-    named ``Blocked``, ``Skipped`` or ``Reused`` with the reason as its message, so the
-    Prefect UI tells a blocked dataset from a released one; the parent reads the row from
-    any of them."""
+    """The final state of a dataset's subflow, carrying its summary row and named for its
+    outcome, the reason as its message: ``Blocked`` is a Failed-type state (so the Prefect
+    UI shows it red, not as a green success), ``Skipped`` and ``Reused`` are
+    Completed-type; the parent reads the row from any of them."""
     status = row["status"]
     detail = row.get("reason") if status in ("blocked", "skipped") else row.get("note")
     label = row.get("label")
     message = (status + (f" ({label})" if label and label != status else "")
                + (f": {detail}" if detail else ""))
-    return Completed(name=STATE_NAMES.get(status, "Completed"), message=message[:500],
-                     data=row)
+    make = Failed if status in NEEDS_A_STEWARD else Completed
+    return make(name=STATE_NAMES.get(status, "Completed"), message=message[:500], data=row)
 
 
 def _advice(root: Path, dataset: str, run_dir: str | None) -> list[str]:
@@ -205,15 +209,24 @@ def run_one(dataset: str, params: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     state = synthesize_dataset(dataset, return_state=True, **params)
     row: dict[str, Any]
-    if state.is_completed():
-        # The subflow returns a State carrying its row: the result is the row itself.
-        row = cast("dict[str, Any]", state.result())
+    outcome = _outcome_row(state)
+    if outcome is not None:
+        row = outcome
         row["prefect_state"] = state.name
     else:
         row = {"dataset": dataset, "status": "failed", "reason": _failure_reason(state),
                "epsilon_spent": 0.0, "compute_s": 0.0, "prefect_state": state.name}
     row["wall_s"] = round(time.perf_counter() - t0, 3)
     return row
+
+
+def _outcome_row(state: State[Any]) -> dict[str, Any] | None:
+    """The summary row a finished subflow carries (:func:`subflow_state`), or None when it
+    failed on its own (an exception, not an outcome such as ``Blocked``)."""
+    if not (state.is_completed() or state.name in STATE_NAMES.values()):
+        return None
+    data = state.result(raise_on_failure=False)
+    return cast("dict[str, Any]", data) if isinstance(data, dict) else None
 
 
 @task(name="synthesize-dataset-on-worker", **t.SAFE)

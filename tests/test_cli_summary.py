@@ -81,13 +81,16 @@ def test_the_markdown_report_and_table_artifact_are_narrow_and_carry_ids_and_run
     assert table_rows(SUMMARY)[0]["candidate"] == "a" * 12
 
 
-def test_a_blocked_subflow_ends_in_a_named_blocked_state_carrying_its_row() -> None:
+def test_a_blocked_subflow_ends_in_a_red_named_blocked_state_carrying_its_row() -> None:
     state = subflow_state(SUMMARY[1])
-    assert (state.type.value, state.name) == ("COMPLETED", "Blocked")
+    assert (state.type.value, state.name) == ("FAILED", "Blocked")
     assert state.message.startswith("blocked: open: max_attack_advantage")
     assert state.data == SUMMARY[1]
-    assert subflow_state(SUMMARY[0]).name == "Completed"
-    assert subflow_state(SUMMARY[3]).name == "Skipped"
+    assert state.result(raise_on_failure=False) == SUMMARY[1]
+    assert (subflow_state(SUMMARY[0]).type.value, subflow_state(SUMMARY[0]).name) == (
+        "COMPLETED", "Completed")
+    assert (subflow_state(SUMMARY[3]).type.value, subflow_state(SUMMARY[3]).name) == (
+        "COMPLETED", "Skipped")
 
 
 def test_the_next_steps_work_as_printed(tmp_path: Path) -> None:
