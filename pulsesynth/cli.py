@@ -73,7 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     val = sub.add_parser("validate", help="validate a table against its declared schema")
     val.add_argument("id", type=types.dataset_id, help="dataset id")
-    val.add_argument("--file", help="validate this CSV/Parquet file instead of the warehouse table")
+    val.add_argument("--file", help="validate this CSV, Parquet or Excel (.xlsx) file, read "
+                                    "as ingest reads it, instead of the warehouse table")
+    val.add_argument("--show-values", action="store_true",
+                     help="also print each failing column's unexpected values with counts "
+                          "and a schema fragment to accept or clean them (to this terminal "
+                          "only: never logged or stored)")
     val.add_argument("--json", action="store_true", help='print {"success": ..., "failed": [...]}')
     val.set_defaults(handler=_validate)
 
@@ -205,21 +210,37 @@ def _catalog_show(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from pulsesynth.frames import conform
+    from pulsesynth import steward_view
     from pulsesynth.validation import validate
-    from pulsesynth.warehouse import read_table_file
+    from pulsesynth.warehouse import validate_file
 
     wh = _warehouse()
-    schema = wh.schema(args.id)
+    values: list[steward_view.ColumnValues] = []
     if args.file:
-        frame = conform(read_table_file(args.file), schema)
+        # As ingest reads it (the schema's ingest: mapping applied); a dataset not ingested
+        # yet is checked against schemas/<id>.yaml.
+        schema = wh.declared_schema(args.id)
+        if args.show_values:
+            report, values = steward_view.file_values(args.file, schema, wh.paths)
+        else:
+            report = validate_file(args.file, schema, wh.paths)
     else:
-        frame = wh.pull(args.id).frame
-    report = validate(frame, schema)
+        snap = wh.pull(args.id)
+        schema = snap.schema
+        report = validate(snap.frame, schema)
+        if args.show_values and not report.success:
+            table = wh.paths.resolve(wh.entry(args.id)["table_path"])
+            values = steward_view.table_values(table, schema, report)
     if args.json:
-        print(json.dumps(_validation_json(report), indent=2))
+        data = _validation_json(report)
+        if args.show_values:  # stdout only, and only when asked
+            data["values"] = [v.to_dict() for v in values]
+        print(json.dumps(data, indent=2))
     elif report.success:
         print(f"{args.id}: {report.rows} rows pass all {report.evaluated} expectations")
+    else:
+        for line in steward_view.render(values, schema):
+            print(line)
     if not report.success:
         print(f"error: {ValidationFailed(args.id, report)}", file=sys.stderr)
         return 1

@@ -288,6 +288,19 @@ class Warehouse:
             schema = schema.with_classification(entry["classification"])
         return schema
 
+    def declared_schema(self, dataset_id: str) -> DatasetSchema:
+        """The catalogued schema, else ``schemas/<id>.yaml`` for a dataset not ingested
+        yet (a steward checking a new export before its first ingest)."""
+        check_dataset_id(dataset_id)
+        try:
+            return self.schema(dataset_id)
+        except CatalogError:
+            path = self.paths.schemas / f"{dataset_id}.yaml"
+            if not path.is_file():
+                raise CatalogError(f"unknown dataset {dataset_id!r}: not catalogued and no "
+                                   f"{self.paths.relative(path)}") from None
+            return load_schema(path)
+
     def pull(self, dataset_id: str) -> Snapshot:
         """Read a table through DuckDB with the content hash of the stored Parquet file."""
         for _ in range(3):  # an ingest that commits meanwhile removes the version we found
@@ -432,12 +445,22 @@ def _storage_errors(dataset: str) -> Iterator[None]:
 
 def validate_file(file: str | Path, schema: DatasetSchema,
                   paths: Paths | None = None) -> ValidationReport:
-    """Validate a CSV or Parquet file against ``schema`` the way ingest does, storing nothing.
+    """Validate a CSV, Parquet or Excel file against ``schema`` the way ingest does (its
+    ``ingest:`` mapping applied), storing nothing.
 
     Streams like :meth:`Warehouse.ingest` (bounded memory whatever the file's size); the
     typed copy DuckDB checks lives in a ``warehouse/.spill-*`` directory, removed after. It
     holds the writer lock, so no writer's tidying removes that directory meanwhile.
     """
+    with staged_file(file, schema, paths) as (con, relation):
+        return validate_relation(con, relation, schema)
+
+
+@contextmanager
+def staged_file(file: str | Path, schema: DatasetSchema, paths: Paths | None = None,
+                ) -> Iterator[tuple[duckdb.DuckDBPyConnection, str]]:
+    """The file staged as ingest would stage it (see :func:`validate_file`), as a DuckDB
+    connection and the relation over the staged copy; everything is removed on exit."""
     paths = paths or Paths.default()
     source = inspect_table_file(file, schema)
     workdir: list[Path] = []
@@ -445,7 +468,7 @@ def validate_file(file: str | Path, schema: DatasetSchema,
         staged = workdir[0] / "table.parquet"
         with _storage_errors(schema.id):
             stage_table(con, source, schema, staged)
-        return validate_relation(con, f"read_parquet({_literal(staged)})", schema)
+        yield con, f"read_parquet({_literal(staged)})"
 
 
 # --- reading input files ------------------------------------------------------------------
@@ -497,10 +520,10 @@ def inspect_table_file(file: str | Path, schema: DatasetSchema | None = None) ->
         return _mapped(TableFile(path, "parquet", tuple(names)), schema)
     if suffix == ".xlsx":
         with _workbook(path, mapping.sheet) as rows:
-            header = next(rows, None)
-        if header is None:
+            first = next(rows, None)
+        if first is None:
             raise SourceError(f"{path}: empty sheet, no header row")
-        names = _trim_header([_cell_text(c) or "" for c in header])
+        names = _trim_header([_cell_text(c) or "" for c in first])
         if not names:
             raise SourceError(f"{path}: no header row (the first row is empty)")
         _check_header(names, path, schema)
