@@ -332,3 +332,17 @@ def test_declared_row_id_must_be_an_integer_identifier() -> None:
                            "bounds": [1, 100], "bins": [1, 100]})
     with pytest.raises(SchemaError, match="row_key: a generated key needs row_id"):
         parse_schema(raw)
+
+
+def test_warehouse_from_before_the_mapping_column_reads_and_upgrades_on_write(
+        root: Path, tmp_path: Path) -> None:
+    import duckdb
+
+    export = write_csv(tmp_path / "export.csv", HEADER, ROWS)
+    wh = ingest(root, export)
+    con = duckdb.connect(str(wh.paths.database))
+    con.execute("ALTER TABLE catalog DROP COLUMN ingest_mapping")  # as an older release wrote it
+    con.close()
+    assert wh.entry("accidents")["ingest_mapping"] == {}  # read-only: no column yet
+    wh.ingest(export, "accidents", root / "schemas" / "accidents.yaml")
+    assert wh.entry("accidents")["ingest_mapping"]["drop"] == ["OBJECTID"]
