@@ -635,7 +635,8 @@ def _looks_headerless(names: list[str], schema: DatasetSchema) -> bool:
         return False
     levels = {str(level) for col in schema.columns if isinstance(col, CategoricalColumn)
               for level in col.categories}
-    return len(names) == len(schema.column_names) or any(
+    expected = len([c for c in schema.column_names if c != schema.ingest.generated_key])
+    return len(names) == expected or any(
         name.strip() == "" or name in levels or _is_number(name) for name in names)
 
 

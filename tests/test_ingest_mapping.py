@@ -197,11 +197,13 @@ def test_refused_first_ingest_leaves_no_catalog_entry_and_no_table(root: Path,
 
 def test_file_with_its_own_row_id_column_is_refused_when_the_key_is_generated(
         root: Path, tmp_path: Path) -> None:
-    export = write_csv(tmp_path / "export.csv", ["row_id", *HEADER],
+    wh = ingest(root, write_csv(tmp_path / "export.csv", HEADER, ROWS))
+    before = fingerprint(wh)
+    export = write_csv(tmp_path / "keyed.csv", ["row_id", *HEADER],
                        [[str(i), *r] for i, r in enumerate(ROWS)])
     with pytest.raises(SourceError, match="has a row_id column, but the schema generates it"):
         ingest(root, export)
-    assert not Warehouse(Paths(root)).exists
+    assert fingerprint(wh) == before
 
 
 def test_two_source_columns_landing_on_one_declared_column_are_refused(
@@ -283,13 +285,17 @@ def test_xlsx_undeclared_header_is_counted_not_named(root: Path, tmp_path: Path)
     assert "1 undeclared column(s)" in str(err.value) and "Officer" not in str(err.value)
 
 
-def test_xlsx_row_wider_than_header_is_refused_by_number(root: Path, tmp_path: Path) -> None:
+def test_xlsx_row_wider_than_header_is_refused_by_number_and_changes_nothing(
+        root: Path, tmp_path: Path) -> None:
+    wh = ingest(root, write_csv(tmp_path / "export.csv", HEADER, ROWS))
+    before = fingerprint(wh)
     book = write_xlsx(tmp_path / "export.xlsx", HEADER,
                       [ROWS[0], [*ROWS[1], "Sgt Canary"], ROWS[2]])
     with pytest.raises(SourceError) as err:
         ingest(root, book)
     assert str(err.value).endswith("row 3 has more cells than the header (5)")
-    assert not Warehouse(Paths(root)).exists
+    assert "Canary" not in str(err.value)
+    assert fingerprint(wh) == before  # the sheet's text copy is gone too
 
 
 def test_ingest_cli_refusal_is_one_line_and_names_no_value(
@@ -346,3 +352,18 @@ def test_warehouse_from_before_the_mapping_column_reads_and_upgrades_on_write(
     assert wh.entry("accidents")["ingest_mapping"] == {}  # read-only: no column yet
     wh.ingest(export, "accidents", root / "schemas" / "accidents.yaml")
     assert wh.entry("accidents")["ingest_mapping"]["drop"] == ["OBJECTID"]
+
+
+def test_utf16_csv_with_declared_encoding(root: Path, tmp_path: Path) -> None:
+    raw = copy.deepcopy(EXPORT_SCHEMA)
+    raw["ingest"]["csv"] = {"encoding": "utf-16"}
+    export = write_csv(tmp_path / "export.csv", HEADER, ROWS, encoding="utf-16")
+    frame = ingest(root, export, raw).pull("accidents").frame
+    assert frame["age"].tolist() == ["10-19", "20-29", "80-89", "20-29"]
+
+
+def test_export_saved_without_its_header_is_refused_as_such(root: Path,
+                                                            tmp_path: Path) -> None:
+    # The mapped headers count as names: a first line with none of them is data.
+    with pytest.raises(SourceError, match="no header row: the first line holds none"):
+        ingest(root, write_csv(tmp_path / "export.csv", None, ROWS))
