@@ -508,12 +508,13 @@ def sample(run_dir: Path, rows: int | None = None, seed: int | None = None,
     return path
 
 
+@_run_step
 def ensure_sampled(run_dir: Path, paths: Paths | None = None) -> Path | None:
     """The step evaluate and audit need first: sample the run's candidate table when it has
     none yet, exactly as :func:`sample` with its defaults would (post-processing of the
     trained model: no budget). Returns the new table's path, or ``None`` when the run
     already had one. A run that was never trained cannot be sampled: :class:`RunError`
-    names the commands that start one."""
+    names the commands that start one. Holds the run lock from the check to the sample."""
     run = load_run(run_dir)
     directory = RunDir(run_dir)
     if directory.candidate.synthetic_parquet.is_file():
