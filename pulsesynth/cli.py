@@ -82,8 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--json", action="store_true", help='print {"success": ..., "failed": [...]}')
     val.set_defaults(handler=_validate)
 
-    ing = sub.add_parser("ingest", help="add a CSV or Parquet file as a catalogued table")
-    ing.add_argument("file", help="the CSV or Parquet file to add")
+    ing = sub.add_parser("ingest", help="add a CSV, Parquet or Excel file as a catalogued "
+                                        "table (through the schema's ingest: mapping)")
+    ing.add_argument("file", help="the CSV, Parquet or Excel (.xlsx) file to add")
     ing.add_argument("--dataset", required=True, type=types.dataset_id,
                      help="dataset id (must match the schema's id)")
     ing.add_argument("--schema", required=True, help="path to the declared schema YAML")

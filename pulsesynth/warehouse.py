@@ -10,7 +10,10 @@ which the next writer removes (one writer at a time: ``warehouse/write.lock``).
 
 Ingest streams: DuckDB reads the CSV or Parquet file and writes the staged Parquet file
 itself, and validation runs over that file in chunks (:func:`validate_relation`), so memory
-follows the chunk size, not the file. Messages name declared columns and counts only.
+follows the chunk size, not the file. An Excel workbook is streamed by openpyxl (read-only)
+into a text Parquet file first, then takes the CSV path. The schema's ``ingest:`` mapping
+(:mod:`pulsesynth.source_mapping`) is applied while staging. Messages name declared
+columns and counts only.
 """
 
 from __future__ import annotations
@@ -231,7 +234,8 @@ class Warehouse:
 
     def ingest(self, file: str | Path, dataset_id: str, schema_path: str | Path,
                classification: str | None = None) -> BuildResult:
-        """Add a CSV or Parquet file as a catalogued table: validate first, then write.
+        """Add a CSV, Parquet or Excel file as a catalogued table, through the schema's
+        ``ingest:`` mapping: validate first, then write.
 
         The file is streamed (DuckDB reads it and writes the staged Parquet file; GX checks
         it chunk by chunk), so memory does not grow with the file. On any failure the
