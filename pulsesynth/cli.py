@@ -73,12 +73,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     val = sub.add_parser("validate", help="validate a table against its declared schema")
     val.add_argument("id", type=types.dataset_id, help="dataset id")
-    val.add_argument("--file", help="validate this CSV/Parquet file instead of the warehouse table")
+    val.add_argument("--file", help="validate this CSV, Parquet or Excel (.xlsx) file, read "
+                                    "as ingest reads it, instead of the warehouse table")
+    val.add_argument("--show-values", action="store_true",
+                     help="also print each failing column's unexpected values with counts "
+                          "and a schema fragment to accept or clean them (to this terminal "
+                          "only: never logged or stored)")
     val.add_argument("--json", action="store_true", help='print {"success": ..., "failed": [...]}')
     val.set_defaults(handler=_validate)
 
-    ing = sub.add_parser("ingest", help="add a CSV or Parquet file as a catalogued table")
-    ing.add_argument("file", help="the CSV or Parquet file to add")
+    ing = sub.add_parser("ingest", help="add a CSV, Parquet or Excel file as a catalogued "
+                                        "table (through the schema's ingest: mapping)")
+    ing.add_argument("file", help="the CSV, Parquet or Excel (.xlsx) file to add")
     ing.add_argument("--dataset", required=True, type=types.dataset_id,
                      help="dataset id (must match the schema's id)")
     ing.add_argument("--schema", required=True, help="path to the declared schema YAML")
@@ -125,6 +131,28 @@ def build_parser() -> argparse.ArgumentParser:
     aud.add_argument("--policy", help="gate policy file (default: the shipped policy.yaml)")
     aud.add_argument("--json", action="store_true", help="print the audit and gate as JSON")
     aud.set_defaults(handler=_audit)
+
+    run = sub.add_parser("run", help="train → sample → evaluate → audit a warehouse table in "
+                                     "one command (a new run; charged as train is)")
+    run.add_argument("id", type=types.dataset_id, help="dataset id")
+    run.add_argument("--epsilon", type=types.run_epsilon,
+                     help="target ε, above 0 and at most 10 (default: the catalog's per-run ε)")
+    run.add_argument("--non-private", action="store_true",
+                     help="train WITHOUT DP (comparison only; never publishable)")
+    run.add_argument("--out", help="run directory (default: state/runs/<id>/<timestamp>)")
+    run.add_argument("--seed", type=types.seed,
+                     help="fix every random choice (tests and comparisons only: a seeded "
+                          "run can be replayed, so it is never releasable); default: fresh "
+                          "secret randomness")
+    run.add_argument("--max-rows", type=types.positive_count,
+                     help="train on a slice of about N rows (whole privacy units)")
+    run.add_argument("--epochs", type=types.epochs, help="override the fixed default (50)")
+    run.add_argument("--shadows", type=types.shadows, default=1,
+                     help="the audit's shadow models and shadow releases")
+    run.add_argument("--policy", help="gate policy file (default: the shipped policy.yaml)")
+    run.add_argument("--json", action="store_true",
+                     help="print every step's report as one JSON object")
+    run.set_defaults(handler=_run)
 
     rmd = sub.add_parser("release-model", help="build and register a run's DP-VAE as a model "
                                                "release candidate (at most confidential)")
@@ -205,21 +233,37 @@ def _catalog_show(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from pulsesynth.frames import conform
+    from pulsesynth import steward_view
     from pulsesynth.validation import validate
-    from pulsesynth.warehouse import read_table_file
+    from pulsesynth.warehouse import validate_file
 
     wh = _warehouse()
-    schema = wh.schema(args.id)
+    values: list[steward_view.ColumnValues] = []
     if args.file:
-        frame = conform(read_table_file(args.file), schema)
+        # As ingest reads it (the schema's ingest: mapping applied); a dataset not ingested
+        # yet is checked against schemas/<id>.yaml.
+        schema = wh.declared_schema(args.id)
+        if args.show_values:
+            report, values = steward_view.file_values(args.file, schema, wh.paths)
+        else:
+            report = validate_file(args.file, schema, wh.paths)
     else:
-        frame = wh.pull(args.id).frame
-    report = validate(frame, schema)
+        snap = wh.pull(args.id)
+        schema = snap.schema
+        report = validate(snap.frame, schema)
+        if args.show_values and not report.success:
+            table = wh.paths.resolve(wh.entry(args.id)["table_path"])
+            values = steward_view.table_values(table, schema, report)
     if args.json:
-        print(json.dumps(_validation_json(report), indent=2))
+        data = _validation_json(report)
+        if args.show_values:  # stdout only, and only when asked
+            data["values"] = [v.to_dict() for v in values]
+        print(json.dumps(data, indent=2))
     elif report.success:
         print(f"{args.id}: {report.rows} rows pass all {report.evaluated} expectations")
+    else:
+        for line in steward_view.render(values, schema):
+            print(line)
     if not report.success:
         print(f"error: {ValidationFailed(args.id, report)}", file=sys.stderr)
         return 1
@@ -262,12 +306,16 @@ def _train_locked(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2, default=str))
     else:
-        eps = (f"training ε = {report['epsilon']:.4g}, ledger charge {report['charge_id']}"
-               if report["private"] else "NON-PRIVATE")
-        note = "" if report["seed_source"] == "secret" else " (seeded: not releasable)"
-        print(f"{args.id}: trained about {report['rows']} rows (DP count), {eps}, "
-              f"run {run_dir}{note}")
+        _print_training(args.id, report, run_dir)
     return 0
+
+
+def _print_training(dataset: str, report: dict[str, Any], run_dir: Any) -> None:
+    eps = (f"training ε = {report['epsilon']:.4g}, ledger charge {report['charge_id']}"
+           if report["private"] else "NON-PRIVATE")
+    note = "" if report["seed_source"] == "secret" else " (seeded: not releasable)"
+    print(f"{dataset}: trained about {report['rows']} rows (DP count), {eps}, "
+          f"run {run_dir}{note}")
 
 
 def _sample(args: argparse.Namespace) -> int:
@@ -290,15 +338,34 @@ def _sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sampled_first(run_dir: str) -> None:
+    """Evaluate and audit need the run's synthetic table: sample it first when missing
+    (one line on stderr, so ``--json`` output stays one document)."""
+    from pathlib import Path
+
+    from pulsesynth import pipeline
+
+    path = pipeline.ensure_sampled(Path(run_dir))
+    if path is not None:
+        print(f"no synthetic table yet: sampled it first (as `pulsesynth sample {run_dir}` "
+              f"would): {path}", file=sys.stderr)
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from pulsesynth import pipeline
 
+    _sampled_first(args.run_dir)
     result = pipeline.evaluate(Path(args.run_dir))
     if args.json:
         print(json.dumps(result, indent=2, default=str))
-        return 0
+    else:
+        _print_utility(result)
+    return 0
+
+
+def _print_utility(result: Any) -> None:
     trtr_all, tstr_all = result.get("trtr"), result.get("tstr")
     if trtr_all is None or tstr_all is None:
         print("no declared target: TSTR and TRTR need one (column scores below)")
@@ -311,60 +378,130 @@ def _evaluate(args: argparse.Namespace) -> int:
                   f"TSTR acc {tstr['accuracy']:.3f} auc {tstr['auc'] or 0:.3f}")
     print(f"  column shapes {result['column_shapes']['mean']:.3f}, "
           f"pair trends {result['pair_trends']['mean']:.3f}")
-    return 0
 
 
 def _audit(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from pulsesynth import pipeline
-    from pulsesynth.artifacts import RunDir
 
+    _sampled_first(args.run_dir)
     with Progress("audit shadows", after="running the attacks") as progress:
         # On a terminal the shadows are trained one by one here under a bar (the audit's
         # mapper: the same jobs a Dask worker would run); elsewhere inside the audit.
         result = pipeline.audit(Path(args.run_dir), seed=args.seed, n_shadows=args.shadows,
                                 policy_path=Path(args.policy) if args.policy else None,
                                 mapper=progress.mapper if progress.bars else None)
-    gate = result["gate"]
     if args.json:
         print(json.dumps(result, indent=2, default=str))
     else:
-        vulnerable = result.get("vulnerable_targets", {})
-        for name, r in result["membership_attacks"].items():
-            v = vulnerable.get(name)
-            print(f"  {name:16s} AUC {r['auc']:.3f} ({r['auc_ci_low']:.3f}–{r['auc_ci_high']:.3f})"
-                  f", TPR at 1% FPR {r['tpr_at_1pct_fpr']:.3f}"
-                  + (f"; most vulnerable: AUC {v['auc']:.3f}, TPR {v['tpr_at_1pct_fpr']:.3f}"
-                     if v else ""))
-        verdict = result.get("verdict")
-        if verdict:
-            print(f"  strongest: {verdict['attack']} on {verdict['targets']} targets, "
-                  + ("DETECTS membership" if verdict["detected"] else "no membership signal")
-                  + f" ({verdict['correction']})")
-        d = result["distances"]
-        print(f"  DCR share {d['dcr_share']:.3f}, exact matches {d['exact_matches']} "
-              f"({d['exact_matches_unique']} unique), median Gower {d['median_gower']:.3f} "
-              f"vs reference {d['gower_reference']:.3f}")
-        c = d["exact_match_control"]
-        test = (f"; one-sided exact p = {c['p_value']:.3g}" if c.get("p_value") is not None
-                else "")
-        print(f"  unique rows reproduced, of {c['rows']}: training {c['train_unique']}, "
-              f"unseen {c['holdout_unique']} (control{test})")
-        stats = result["release_stats"]["statistics"]
-        print("  published (DP): " + ", ".join(
-            f"{name} {s['value']:.3f} [{s['ci_low']:.3f}, {s['ci_high']:.3f}]"
-            for name, s in stats.items()))
-        print(f"label: {gate['label']} — {gate['reason']}")
-        from pulsesynth.advice import budget_status, unblock_advice
-        from pulsesynth.paths import Paths
-
-        dataset = result.get("dataset")
-        budget = budget_status(Paths.default(), dataset) if isinstance(dataset, str) else None
-        for line in unblock_advice(gate, budget):
-            print(f"  {line.strip()}")
-        print(f"report: {RunDir(Path(args.run_dir)).candidate.audit_md}")
+        _print_audit(result, Path(args.run_dir))
     return 0
+
+
+def _print_audit(result: dict[str, Any], run_dir: Any) -> None:
+    from pulsesynth.artifacts import RunDir
+
+    gate = result["gate"]
+    vulnerable = result.get("vulnerable_targets", {})
+    for name, r in result["membership_attacks"].items():
+        v = vulnerable.get(name)
+        print(f"  {name:16s} AUC {r['auc']:.3f} ({r['auc_ci_low']:.3f}–{r['auc_ci_high']:.3f})"
+              f", TPR at 1% FPR {r['tpr_at_1pct_fpr']:.3f}"
+              + (f"; most vulnerable: AUC {v['auc']:.3f}, TPR {v['tpr_at_1pct_fpr']:.3f}"
+                 if v else ""))
+    verdict = result.get("verdict")
+    if verdict:
+        print(f"  strongest: {verdict['attack']} on {verdict['targets']} targets, "
+              + ("DETECTS membership" if verdict["detected"] else "no membership signal")
+              + f" ({verdict['correction']})")
+    d = result["distances"]
+    print(f"  DCR share {d['dcr_share']:.3f}, exact matches {d['exact_matches']} "
+          f"({d['exact_matches_unique']} unique), median Gower {d['median_gower']:.3f} "
+          f"vs reference {d['gower_reference']:.3f}")
+    c = d["exact_match_control"]
+    test = (f"; one-sided exact p = {c['p_value']:.3g}" if c.get("p_value") is not None
+            else "")
+    print(f"  unique rows reproduced, of {c['rows']}: training {c['train_unique']}, "
+          f"unseen {c['holdout_unique']} (control{test})")
+    stats = result["release_stats"]["statistics"]
+    print("  published (DP): " + ", ".join(
+        f"{name} {s['value']:.3f} [{s['ci_low']:.3f}, {s['ci_high']:.3f}]"
+        for name, s in stats.items()))
+    print(f"label: {gate['label']} — {gate['reason']}")
+    from pulsesynth.advice import budget_status, unblock_advice
+    from pulsesynth.paths import Paths
+
+    dataset = result.get("dataset")
+    budget = budget_status(Paths.default(), dataset) if isinstance(dataset, str) else None
+    for line in unblock_advice(gate, budget):
+        print(f"  {line.strip()}")
+    print(f"report: {RunDir(run_dir).candidate.audit_md}")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pulsesynth import pipeline
+    from pulsesynth.paths import Paths
+
+    paths = Paths.default()
+    run_dir = Path(args.out) if args.out else pipeline.new_run_dir(paths, args.id)
+    config = {"epochs": args.epochs} if args.epochs is not None else {}
+    training = Progress(f"{args.id}: training")
+    shadows = Progress("audit shadows", after="running the attacks")
+
+    def step(name: str) -> None:
+        training.close()  # the epoch bar ends where the next step begins
+        print(f"{args.id}: {name} ...", file=sys.stderr, flush=True)
+
+    with training, shadows:
+        # The chaining is the library's (pipeline.run_steps): the same steps, checks and
+        # ledger charges as train, sample, evaluate and audit one by one.
+        done = pipeline.run_steps(
+            args.id, run_dir, epsilon=args.epsilon, private=not args.non_private,
+            seed=args.seed, max_rows=args.max_rows, n_shadows=args.shadows,
+            policy_path=Path(args.policy) if args.policy else None, paths=paths,
+            progress=training.epoch, mapper=shadows.mapper if shadows.bars else None,
+            on_step=step, **config)
+    if args.json:
+        print(json.dumps({"run_dir": str(run_dir), "training": done.training,
+                          "synthetic": str(done.synthetic), "utility": done.utility,
+                          "audit": done.audit, "gate": done.gate}, indent=2, default=str))
+        return 0
+    _print_training(args.id, done.training, run_dir)
+    print(f"synthetic table written to {done.synthetic}")
+    _print_utility(done.utility)
+    _print_audit(done.audit, run_dir)
+    for line in _run_next_steps(args.id, done):
+        print(line)
+    return 0
+
+
+def _run_next_steps(dataset: str, done: Any) -> list[str]:
+    """What a steward does with the run: register a releasable candidate, or why not."""
+    from pulsesynth import pipeline
+    from pulsesynth.artifacts import RunDir
+
+    gate, training = done.gate, done.training
+    lines = ["Next steps:"]
+    if not training.get("private"):
+        lines.append("  a non-private run is never released: run again without --non-private")
+    elif training.get("seed_source") != "secret":
+        lines.append("  a seeded run is never released: run again without --seed")
+    elif gate.get("label") == "blocked":
+        lines.append(f"  blocked: see the advice above; a new run charges the ledger again "
+                     f"(`pulsesynth budget show {dataset}`)")
+    else:
+        candidate = RunDir(done.run_dir).candidate.path
+        model = pipeline.model_hash(done.run_dir)
+        lines += [
+            f"  pulsesynth releases register {candidate} --dataset {dataset} "
+            f"--model-id {model}",
+            "  pulsesynth releases approve ID --steward NAME --note TEXT",
+            "  pulsesynth publish",
+        ]
+    return lines
 
 
 def _release_model(args: argparse.Namespace) -> int:

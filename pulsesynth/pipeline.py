@@ -508,6 +508,75 @@ def sample(run_dir: Path, rows: int | None = None, seed: int | None = None,
     return path
 
 
+@_run_step
+def ensure_sampled(run_dir: Path, paths: Paths | None = None) -> Path | None:
+    """The step evaluate and audit need first: sample the run's candidate table when it has
+    none yet, exactly as :func:`sample` with its defaults would (post-processing of the
+    trained model: no budget). Returns the new table's path, or ``None`` when the run
+    already had one. A run that was never trained cannot be sampled: :class:`RunError`
+    names the commands that start one. Holds the run lock from the check to the sample."""
+    run = load_run(run_dir)
+    directory = RunDir(run_dir)
+    if directory.candidate.synthetic_parquet.is_file():
+        return None
+    if not directory.model.state_pt.is_file():
+        dataset = run["dataset"]
+        raise RunError(f"{run_dir}: no synthetic table and no trained model yet, so nothing "
+                       f"to sample; start a run with `pulsesynth run {dataset}` (train, "
+                       f"sample, evaluate, audit) or `pulsesynth train {dataset}`")
+    return sample(run_dir, paths=paths)
+
+
+@dataclass(frozen=True)
+class ChainedRun:
+    """What :func:`run_steps` did: the run directory and each step's result."""
+
+    run_dir: Path
+    training: dict[str, Any]  # train's privacy report (+ charge id, DP row count)
+    synthetic: Path
+    utility: UtilityReport
+    audit: dict[str, Any]  # audit's result, with the gate and the DP release report
+
+    @property
+    def gate(self) -> dict[str, Any]:
+        return dict(self.audit["gate"])
+
+
+def run_steps(dataset_id: str, run_dir: Path, *, epsilon: float | None = None,
+              private: bool = True, seed: int | None = None, max_rows: int | None = None,
+              n_shadows: int = 1, policy_path: Path | None = None,
+              paths: Paths | None = None, progress: Callable | None = None,
+              mapper: Callable | None = None, on_step: Callable[[str], None] | None = None,
+              **config: Any) -> ChainedRun:
+    """Start a run and do every step, train → sample → evaluate → audit (and gate), as
+    the separate steps do with their defaults — the same checks, the same ledger charges
+    (train's one charge, which also pays for the first audit's release report), the same
+    derived seeds — under the dataset's run lock held throughout. ``on_step(name)`` is
+    called as each step begins (the CLI says which step runs).
+    """
+    # Arguments are checked before anything is read or written (one-line errors).
+    check_dataset_id(dataset_id)
+    if epsilon is not None:
+        check_epsilon(epsilon)
+    check_recipe(config)
+    check_count(n_shadows, "n_shadows", maximum=MAX_SHADOWS)
+    say = on_step or (lambda _: None)
+    with run_lock(paths or Paths.default(), dataset_id, by="pipeline.run_steps"):
+        say("start")
+        start_run(dataset_id, run_dir, seed=seed, max_rows=max_rows, paths=paths)
+        say("train")
+        training = train(run_dir, epsilon=epsilon, private=private, paths=paths,
+                         progress=progress, **config)
+        say("sample")
+        synthetic = sample(run_dir, paths=paths)
+        say("evaluate")
+        utility = evaluate(run_dir, paths=paths)
+        say("audit")
+        result = audit(run_dir, n_shadows=n_shadows, policy_path=policy_path, paths=paths,
+                       mapper=mapper)
+    return ChainedRun(run_dir, training, synthetic, utility, result)
+
+
 def synthetic_table(run_dir: Path, schema: DatasetSchema) -> pd.DataFrame:
     """The run's candidate synthetic table, in the declared storage types."""
     path = RunDir(run_dir).candidate.synthetic_parquet

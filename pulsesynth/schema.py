@@ -28,6 +28,12 @@ from pulsesynth.errors import SchemaError
 from pulsesynth.ids import DatasetIdError, check_dataset_id
 from pulsesynth.labels import DATASET_CLASSIFICATIONS
 from pulsesynth.relations import Derive, Implies, Relation
+from pulsesynth.source_mapping import (
+    GENERATED,
+    GENERATED_KEY,
+    SourceMapping,
+    parse_source_mapping,
+)
 
 ROLES = ("identifier", "quasi_identifier", "sensitive", "target", "other")
 TYPES = ("categorical", "integer", "float", "text")
@@ -132,6 +138,8 @@ class DatasetSchema:
     #: Columns the codebook says imply the target (a death implies a serious injury):
     #: synthesized and published, but never a predictor when utility is measured.
     leaks_target: tuple[str, ...] = ()
+    #: How a source file maps onto the columns (``ingest:``, :mod:`pulsesynth.source_mapping`).
+    ingest: SourceMapping = field(default_factory=SourceMapping)
     path: Path | None = field(default=None, compare=False)
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -262,7 +270,7 @@ def parse_schema(raw: Any, path: Path | None = None) -> DatasetSchema:
     known = {
         "id", "title", "description", "classification", "steward", "source", "target",
         "row_key", "privacy_unit", "min_rows", "privacy", "columns", "relations",
-        "leaks_target",
+        "leaks_target", "ingest",
     }
     _no_unknown(raw, known, where, "")
     dataset_id = _req(raw, "id", str, where)
@@ -277,6 +285,9 @@ def parse_schema(raw: Any, path: Path | None = None) -> DatasetSchema:
     if not raw_columns:
         raise where.error("columns", "must list at least one column")
     columns = tuple(_parse_column(c, i, where) for i, c in enumerate(raw_columns))
+    generated = raw.get("row_key") == GENERATED
+    if generated:
+        columns = _with_generated_key(columns, where)
     names = [c.name for c in columns]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -296,7 +307,8 @@ def parse_schema(raw: Any, path: Path | None = None) -> DatasetSchema:
         raise where.error("leaks_target", "needs a declared target")
     if target in leaks:
         raise where.error("leaks_target", "cannot list the target itself")
-    row_key = _name_list(raw.get("row_key"), "row_key", names, where, required=True)
+    row_key = ((GENERATED_KEY,) if generated
+               else _name_list(raw.get("row_key"), "row_key", names, where, required=True))
     privacy_unit = _name_list(raw.get("privacy_unit"), "privacy_unit", names, where)
 
     privacy_raw = _req(raw, "privacy", dict, where)
@@ -348,6 +360,8 @@ def parse_schema(raw: Any, path: Path | None = None) -> DatasetSchema:
         columns=columns,
         relations=relations,
         leaks_target=leaks,
+        ingest=parse_source_mapping(raw.get("ingest"), dict(zip(names, columns, strict=True)),
+                                    path, GENERATED_KEY if generated else None),
         path=path,
         raw=raw,
     )
@@ -415,6 +429,23 @@ def _parse_relations(raw: Any, columns: tuple[Column, ...],
     if derived & sources:
         raise where.error("relations", "a derived column cannot be the source of another")
     return tuple(out)
+
+
+def _with_generated_key(columns: tuple[Column, ...], where: _Where) -> tuple[Column, ...]:
+    """``row_key: generated``: the key column :data:`GENERATED_KEY` (1..n in the file's
+    order, see :mod:`pulsesynth.source_mapping`), added first unless the schema declares
+    it, in which case it must be an integer identifier."""
+    for col in columns:
+        if col.name == GENERATED_KEY:
+            if col.type != "integer" or col.role != "identifier" or col.nullable:
+                raise where.error("row_key", f"a generated key needs {GENERATED_KEY} to be a "
+                                  "non-nullable integer identifier column")
+            return columns
+    top = float(2 ** 53)  # row numbers stay exact as doubles (GX compares bounds as floats)
+    key = NumericColumn(name=GENERATED_KEY, type="integer", role="identifier", bounds=(1, top),
+                        bins=(1, top), description="generated at ingest: the row number "
+                        "in the source file's order (never a value from the file)")
+    return (key, *columns)
 
 
 # --- helpers -----------------------------------------------------------------------------

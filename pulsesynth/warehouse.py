@@ -10,7 +10,10 @@ which the next writer removes (one writer at a time: ``warehouse/write.lock``).
 
 Ingest streams: DuckDB reads the CSV or Parquet file and writes the staged Parquet file
 itself, and validation runs over that file in chunks (:func:`validate_relation`), so memory
-follows the chunk size, not the file. Messages name declared columns and counts only.
+follows the chunk size, not the file. An Excel workbook is streamed by openpyxl (read-only)
+into a text Parquet file first, then takes the CSV path. The schema's ``ingest:`` mapping
+(:mod:`pulsesynth.source_mapping`) is applied while staging. Messages name declared
+columns and counts only.
 """
 
 from __future__ import annotations
@@ -25,10 +28,11 @@ import os
 import re
 import shutil
 import uuid
+import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +45,8 @@ from pulsesynth.errors import CatalogError, PulseSynthError, SourceError, Valida
 from pulsesynth.frames import conform, storage_type
 from pulsesynth.ids import check_dataset_id
 from pulsesynth.paths import Paths
-from pulsesynth.schema import CategoricalColumn, DatasetSchema, load_schema
+from pulsesynth.schema import CategoricalColumn, DatasetSchema, NumericColumn, load_schema
+from pulsesynth.source_mapping import CsvDialect, SourceMapping
 from pulsesynth.sources import BUILTIN_SOURCES
 from pulsesynth.threads import thread_limit
 from pulsesynth.validation import ValidationReport, validate, validate_relation
@@ -99,15 +104,20 @@ CREATE TABLE IF NOT EXISTS catalog (
     snapshot_id VARCHAR NOT NULL,
     table_path VARCHAR NOT NULL,
     origin VARCHAR NOT NULL,
-    updated_at TIMESTAMP NOT NULL
+    updated_at TIMESTAMP NOT NULL,
+    ingest_mapping VARCHAR
 )
 """
+
+#: Columns added to the catalog after its first release: a warehouse written before gets
+#: them on its next write (read-only readers see them as null until then).
+CATALOG_ADDED = {"ingest_mapping": "VARCHAR"}
 
 CATALOG_FIELDS = (
     "id", "title", "description", "source_name", "source_url", "licence", "classification",
     "target", "row_key", "privacy_unit", "schema_path", "schema_hash", "epsilon", "delta",
     "lifetime_epsilon", "refresh_days", "max_rows_per_unit", "steward", "rows", "snapshot_id",
-    "table_path", "origin", "updated_at",
+    "table_path", "origin", "updated_at", "ingest_mapping",
 )
 
 
@@ -150,6 +160,10 @@ class Warehouse:
         try:
             if not read_only:
                 con.execute(CATALOG_DDL)
+                present = _catalog_columns(con)
+                for name, kind in CATALOG_ADDED.items():
+                    if name not in present:
+                        con.execute(f"ALTER TABLE catalog ADD COLUMN {name} {kind}")
             yield con
         finally:
             con.close()
@@ -220,7 +234,8 @@ class Warehouse:
 
     def ingest(self, file: str | Path, dataset_id: str, schema_path: str | Path,
                classification: str | None = None) -> BuildResult:
-        """Add a CSV or Parquet file as a catalogued table: validate first, then write.
+        """Add a CSV, Parquet or Excel file as a catalogued table, through the schema's
+        ``ingest:`` mapping: validate first, then write.
 
         The file is streamed (DuckDB reads it and writes the staged Parquet file; GX checks
         it chunk by chunk), so memory does not grow with the file. On any failure the
@@ -257,9 +272,9 @@ class Warehouse:
     def catalog(self) -> list[dict[str, Any]]:
         """Every catalog entry, as plain JSON-able dicts."""
         with self.connect(read_only=True) as con:
-            rows = con.execute(
-                f"SELECT {', '.join(CATALOG_FIELDS)} FROM catalog ORDER BY id"
-            ).fetchall()
+            present = _catalog_columns(con)
+            fields = [f if f in present else f"NULL AS {f}" for f in CATALOG_FIELDS]
+            rows = con.execute(f"SELECT {', '.join(fields)} FROM catalog ORDER BY id").fetchall()
         return [_entry(dict(zip(CATALOG_FIELDS, row, strict=True))) for row in rows]
 
     def entry(self, dataset_id: str) -> dict[str, Any]:
@@ -276,6 +291,19 @@ class Warehouse:
         if schema.classification != entry["classification"]:
             schema = schema.with_classification(entry["classification"])
         return schema
+
+    def declared_schema(self, dataset_id: str) -> DatasetSchema:
+        """The catalogued schema, else ``schemas/<id>.yaml`` for a dataset not ingested
+        yet (a steward checking a new export before its first ingest)."""
+        check_dataset_id(dataset_id)
+        try:
+            return self.schema(dataset_id)
+        except CatalogError:
+            path = self.paths.schemas / f"{dataset_id}.yaml"
+            if not path.is_file():
+                raise CatalogError(f"unknown dataset {dataset_id!r}: not catalogued and no "
+                                   f"{self.paths.relative(path)}") from None
+            return load_schema(path)
 
     def pull(self, dataset_id: str) -> Snapshot:
         """Read a table through DuckDB with the content hash of the stored Parquet file."""
@@ -421,12 +449,22 @@ def _storage_errors(dataset: str) -> Iterator[None]:
 
 def validate_file(file: str | Path, schema: DatasetSchema,
                   paths: Paths | None = None) -> ValidationReport:
-    """Validate a CSV or Parquet file against ``schema`` the way ingest does, storing nothing.
+    """Validate a CSV, Parquet or Excel file against ``schema`` the way ingest does (its
+    ``ingest:`` mapping applied), storing nothing.
 
     Streams like :meth:`Warehouse.ingest` (bounded memory whatever the file's size); the
     typed copy DuckDB checks lives in a ``warehouse/.spill-*`` directory, removed after. It
     holds the writer lock, so no writer's tidying removes that directory meanwhile.
     """
+    with staged_file(file, schema, paths) as (con, relation):
+        return validate_relation(con, relation, schema)
+
+
+@contextmanager
+def staged_file(file: str | Path, schema: DatasetSchema, paths: Paths | None = None,
+                ) -> Iterator[tuple[duckdb.DuckDBPyConnection, str]]:
+    """The file staged as ingest would stage it (see :func:`validate_file`), as a DuckDB
+    connection and the relation over the staged copy; everything is removed on exit."""
     paths = paths or Paths.default()
     source = inspect_table_file(file, schema)
     workdir: list[Path] = []
@@ -434,24 +472,32 @@ def validate_file(file: str | Path, schema: DatasetSchema,
         staged = workdir[0] / "table.parquet"
         with _storage_errors(schema.id):
             stage_table(con, source, schema, staged)
-        return validate_relation(con, f"read_parquet({_literal(staged)})", schema)
+        yield con, f"read_parquet({_literal(staged)})"
 
 
 # --- reading input files ------------------------------------------------------------------
 
+#: Formats ingest reads: DuckDB reads CSV and Parquet itself; an Excel workbook is read
+#: with openpyxl (read-only, streamed) into a text Parquet file first, then the same path.
+FORMATS = ("csv", "parquet", "xlsx")
+
+
 @dataclass(frozen=True)
 class TableFile:
-    """An input file that passed the cheap checks: its format and its column names."""
+    """An input file that passed the cheap checks: its format and its column names (the
+    source headers; for a CSV without a header row, the declared source names)."""
 
     path: Path
-    format: str  # "csv" or "parquet"
+    format: str  # one of FORMATS
     columns: tuple[str, ...]
 
 
 def inspect_table_file(file: str | Path, schema: DatasetSchema | None = None) -> TableFile:
-    """Check a CSV or Parquet file without loading it: readable, UTF-8 without NUL bytes
-    (CSV), a header row, no duplicate column names. Errors never quote a cell value, and
-    name a column only when ``schema`` declares it."""
+    """Check a CSV, Parquet or Excel file without loading it: readable, text in the
+    declared encoding without NUL characters (CSV), a header row, no duplicate column
+    names, and headers the schema's ``ingest:`` mapping (:mod:`pulsesynth.source_mapping`)
+    turns into distinct columns. Errors never quote a cell value, and name a column only
+    when ``schema`` declares it (as a column or a mapped source header)."""
     path = Path(file)
     if not path.exists():
         raise SourceError(f"{path}: no such file")
@@ -463,6 +509,7 @@ def inspect_table_file(file: str | Path, schema: DatasetSchema | None = None) ->
     except OSError as exc:
         reason = exc.strerror or exc.__class__.__name__
         raise SourceError(f"{path}: cannot be read ({reason})") from exc
+    mapping = schema.ingest if schema is not None else SourceMapping()
     suffix = path.suffix.lower()
     if head == b"PAR1" or suffix == ".parquet":
         try:
@@ -474,13 +521,32 @@ def inspect_table_file(file: str | Path, schema: DatasetSchema | None = None) ->
                  if isinstance(c, str)}
         names = [str(n) for n in arrow_schema.names if n not in index]
         _check_header(names, path, schema, headerless_check=False)
-        return TableFile(path, "parquet", tuple(names))
+        return _mapped(TableFile(path, "parquet", tuple(names)), schema)
+    if suffix == ".xlsx":
+        with _workbook(path, mapping.sheet) as rows:
+            first = next(rows, None)
+        if first is None:
+            raise SourceError(f"{path}: empty sheet, no header row")
+        names = _trim_header([_cell_text(c) or "" for c in first])
+        if not names:
+            raise SourceError(f"{path}: no header row (the first row is empty)")
+        _check_header(names, path, schema)
+        return _mapped(TableFile(path, "xlsx", tuple(names)), schema)
     if suffix not in (".csv", ".txt"):
-        raise SourceError(f"{path}: unsupported file type {suffix or '(none)'}; use CSV or Parquet")
-    _check_text(path)
+        raise SourceError(f"{path}: unsupported file type {suffix or '(none)'}; "
+                          "use CSV, Parquet or Excel (.xlsx)")
+    dialect = mapping.csv
+    _check_text(path, dialect.encoding)
+    if not dialect.header:
+        # Declared names, in file order: the file's first line is data.
+        names = list(dialect.names) or [c for c in (schema.column_names if schema else [])
+                                        if c != mapping.generated_key]
+        _check_header(names, path, schema, headerless_check=False)
+        return _mapped(TableFile(path, "csv", tuple(names)), schema)
+    encoding = "utf-8-sig" if dialect.encoding == "utf-8" else dialect.encoding
     try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            header = next(csv.reader(fh))
+        with open(path, newline="", encoding=encoding) as fh:
+            header = next(csv.reader(fh, delimiter=dialect.delimiter))
     except StopIteration as exc:
         raise SourceError(f"{path}: empty file, no header row") from exc
     except csv.Error as exc:
@@ -488,62 +554,70 @@ def inspect_table_file(file: str | Path, schema: DatasetSchema | None = None) ->
     if not header:
         raise SourceError(f"{path}: no header row (the first line is empty)")
     _check_header(header, path, schema)
-    return TableFile(path, "csv", tuple(header))
+    return _mapped(TableFile(path, "csv", tuple(header)), schema)
 
 
-def read_table_file(file: str | Path, schema: DatasetSchema | None = None) -> pd.DataFrame:
-    """Read a small CSV (UTF-8, header row) or Parquet file whole into pandas.
+def _mapped(source: TableFile, schema: DatasetSchema | None) -> TableFile:
+    """Refuse a file the declared mapping cannot turn into distinct columns: two headers
+    landing on one declared column, or a column where the generated row key goes."""
+    if schema is None:
+        return source
+    mapping = schema.ingest
+    targets = [t for t in (mapping.target_of(h) for h in source.columns) if t is not None]
+    declared = set(schema.column_names)
+    twice = sorted({t for t in targets if t in declared and targets.count(t) > 1})
+    if twice:
+        raise SourceError(f"{source.path}: two source columns map to declared column(s) "
+                          f"{', '.join(twice)}; drop or rename one in the schema's ingest:")
+    if mapping.generated_key and mapping.generated_key in targets:
+        raise SourceError(
+            f"{source.path}: the file has a {mapping.generated_key} column, but the schema "
+            "generates it (row_key: generated); drop or rename it in the schema's ingest:")
+    return source
 
-    For ``pulsesynth validate --file``; ingest streams instead. Errors never quote cell
-    values (``schema``, when given, lets them name declared columns).
-    """
-    source = inspect_table_file(file, schema)
-    path = source.path
-    if source.format == "parquet":
-        try:
-            return pq.read_table(path).to_pandas()
-        except (pa.ArrowException, OSError) as exc:
-            raise SourceError(f"{path}: not a readable Parquet file") from exc
-    try:
-        return pd.read_csv(path, keep_default_na=True, encoding="utf-8")
-    except (pd.errors.ParserError, ValueError):
-        # pandas quotes the offending line: not chained, so no traceback can show it
-        raise SourceError(f"{path}: not a readable CSV file (malformed rows)") from None
 
-
-def _check_text(path: Path) -> None:
-    """UTF-8 and free of NUL bytes, checked block by block (the file is never held whole)."""
-    decoder = codecs.getincrementaldecoder("utf-8")()
+def _check_text(path: Path, encoding: str = "utf-8") -> None:
+    """Text in the declared encoding and free of NUL characters, checked block by block
+    (the file is never held whole)."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    name = "UTF-8" if encoding == "utf-8" else encoding
+    advice = ("re-export the file as UTF-8" if encoding == "utf-8"
+              else "declare its encoding in the schema's ingest.csv.encoding")
     offset = 0
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
-            if b"\x00" in block:
+            if encoding != "utf-16" and b"\x00" in block:
                 raise SourceError(f"{path}: contains NUL bytes; not a CSV text file")
             pending = len(decoder.getstate()[0])
             try:
-                decoder.decode(block)
+                text = decoder.decode(block)
             except UnicodeDecodeError as exc:
                 raise SourceError(
-                    f"{path}: not valid UTF-8 text (first bad byte at offset "
-                    f"{offset - pending + exc.start}); re-export the file as UTF-8") from None
+                    f"{path}: not valid {name} text (first bad byte at offset "
+                    f"{offset - pending + exc.start}); {advice}") from None
+            if "\x00" in text:
+                raise SourceError(f"{path}: contains NUL characters; not a CSV text file")
             offset += len(block)
         pending = len(decoder.getstate()[0])
         try:
             decoder.decode(b"", final=True)
         except UnicodeDecodeError:
             raise SourceError(
-                f"{path}: not valid UTF-8 text (first bad byte at offset {offset - pending}); "
-                "re-export the file as UTF-8") from None
+                f"{path}: not valid {name} text (first bad byte at offset "
+                f"{offset - pending}); {advice}") from None
 
 
 def _check_header(names: list[str], path: Path, schema: DatasetSchema | None,
                   headerless_check: bool = True) -> None:
-    """A header that names columns, each once; messages name declared columns only."""
-    declared = set(schema.column_names) if schema is not None else set()
+    """A header that names columns, each once; messages name declared columns (and the
+    source headers the schema's mapping declares) only."""
+    declared = (set(schema.column_names) | schema.ingest.declared_sources
+                if schema is not None else set())
     if schema is not None and headerless_check and _looks_headerless(names, schema):
         raise SourceError(
-            f"{path}: no header row: the first line holds none of the {len(declared)} "
-            "declared column names and looks like data; save the file with its header row")
+            f"{path}: no header row: the first line holds none of the "
+            f"{len(schema.column_names)} declared column names and looks like data; save "
+            "the file with its header row")
     counts: dict[str, int] = {}
     for name in names:
         counts[name] = counts.get(name, 0) + 1
@@ -557,15 +631,16 @@ def _check_header(names: list[str], path: Path, schema: DatasetSchema | None,
 
 
 def _looks_headerless(names: list[str], schema: DatasetSchema) -> bool:
-    """Whether the first line is data: no declared column name in it, and either as many
-    cells as declared columns or a cell that reads as a value (a number, a declared
-    category level or an empty cell) rather than a name."""
-    declared = set(schema.column_names)
+    """Whether the first line is data: no declared column name (nor mapped source header)
+    in it, and either as many cells as declared columns or a cell that reads as a value (a
+    number, a declared category level or an empty cell) rather than a name."""
+    declared = set(schema.column_names) | schema.ingest.declared_sources
     if any(name in declared for name in names):
         return False
     levels = {str(level) for col in schema.columns if isinstance(col, CategoricalColumn)
               for level in col.categories}
-    return len(names) == len(declared) or any(
+    expected = len([c for c in schema.column_names if c != schema.ingest.generated_key])
+    return len(names) == expected or any(
         name.strip() == "" or name in levels or _is_number(name) for name in names)
 
 
@@ -575,6 +650,87 @@ def _is_number(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+# --- Excel: openpyxl, read-only, into a text Parquet file ---------------------------------
+
+#: Rows per Arrow batch when an Excel sheet is copied to Parquet.
+XLSX_BATCH_ROWS = 10_000
+
+
+@contextmanager
+def _workbook(path: Path, sheet: str | None) -> Iterator[Iterator[tuple[Any, ...]]]:
+    """The rows (cell values) of a workbook's declared sheet, else its first one, read
+    with openpyxl in read-only mode (streamed; cached formula results, not formulas)."""
+    import openpyxl
+    from openpyxl.utils.exceptions import InvalidFileException
+
+    try:
+        book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except (InvalidFileException, zipfile.BadZipFile, KeyError, ValueError, OSError):
+        # openpyxl's messages may quote the file's parts: one line of our own instead.
+        raise SourceError(f"{path}: not a readable Excel (.xlsx) file") from None
+    try:
+        if sheet is not None and sheet not in book.sheetnames:
+            raise SourceError(f"{path}: no sheet {sheet!r} (declared in ingest.excel.sheet)")
+        if not book.worksheets:
+            raise SourceError(f"{path}: the workbook has no sheet")
+        ws = book[sheet] if sheet is not None else book.worksheets[0]
+        yield ws.iter_rows(values_only=True)
+    finally:
+        book.close()
+
+
+def _trim_header(names: list[str]) -> list[str]:
+    """Drop empty header cells at the end (a formatted but unused column)."""
+    while names and names[-1] == "":
+        names.pop()
+    return names
+
+
+_NULL_TEXT = frozenset(CSV_NULLS)
+
+
+def _cell_text(value: Any) -> str | None:
+    """A cell as the text a CSV export would hold; the CSV missing markers mean missing
+    here too, so a table means the same whichever format it came in."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, (datetime, date, time)):
+        return value.isoformat(sep=" ") if isinstance(value, datetime) else value.isoformat()
+    text = repr(value) if isinstance(value, float) else str(value)
+    return None if text in _NULL_TEXT else text
+
+
+def _xlsx_to_parquet(source: TableFile, sheet: str | None, out: Path) -> None:
+    """Copy the sheet's rows below the header to ``out`` as text columns ``_c0 ...`` (the
+    CSV path's semantics: DuckDB then converts numbers exactly as for a CSV). Fully empty
+    rows are skipped; a row with a value beyond the header is refused by its number."""
+    width = len(source.columns)
+    fields = pa.schema([(f"_c{i}", pa.string()) for i in range(width)])
+    with _workbook(source.path, sheet) as rows, pq.ParquetWriter(out, fields) as writer:
+        next(rows, None)  # the header, checked by inspect_table_file
+        batch: list[list[str | None]] = []
+        for number, row in enumerate(rows, start=2):
+            cells = [_cell_text(v) for v in row]
+            if any(c is not None for c in cells[width:]):
+                raise SourceError(f"{source.path}: row {number} has more cells than the "
+                                  f"header ({width})")
+            cells = (cells + [None] * width)[:width]
+            if all(c is None for c in cells):
+                continue
+            batch.append(cells)
+            if len(batch) >= XLSX_BATCH_ROWS:
+                writer.write_table(_text_table(batch, fields))
+                batch = []
+        writer.write_table(_text_table(batch, fields))
+
+
+def _text_table(rows: list[list[str | None]], fields: pa.Schema) -> pa.Table:
+    columns = [pa.array([r[i] for r in rows], type=pa.string()) for i in range(len(fields))]
+    return pa.Table.from_arrays(columns, schema=fields)
 
 
 # --- staging: DuckDB reads the file and writes typed Parquet ------------------------------
@@ -606,30 +762,106 @@ def stage_table(con: duckdb.DuckDBPyConnection, source: TableFile, schema: Datas
     """Write ``source`` as Parquet at ``out`` with DuckDB, each declared column in its
     storage type where that is lossless (as :func:`~pulsesynth.frames.conform` would), and
     return the row count. Undeclared columns are kept under placeholder names, so no name
-    from the file travels further; validation then counts them."""
+    from the file travels further; validation then counts them.
+
+    The schema's ``ingest:`` mapping applies on the way: source headers renamed or
+    dropped, declared labels recoded (text sources), a decimal comma read as a point, and
+    a generated row key numbered in the file's order. Intermediate files (an Excel sheet
+    as text, the mapped rows before numbering) sit beside ``out`` as ``.*.parquet.tmp``,
+    which the next writer sweeps if this one is killed.
+    """
+    mapping = schema.ingest
     declared = set(schema.column_names)
-    names = [n if n in declared else f"_undeclared_{i}" for i, n in enumerate(source.columns)]
-    if source.format == "csv":
-        relation = (
-            f"read_csv({_literal(source.path)}, header=true, auto_detect=false, "
-            f"columns={{{', '.join(f'{_literal(n)}: {_literal(_TEXT)}' for n in names)}}}, "
-            "delim=',', quote='\"', escape='\"', strict_mode=true, null_padding=true, "
-            f"nullstr=[{', '.join(_literal(v) for v in CSV_NULLS)}])"
-        )
+    raw = [f"_c{i}" for i in range(len(source.columns))]  # no file header reaches SQL text
+    kept: list[tuple[str, str]] = []  # (raw name, staged name)
+    for i, header in enumerate(source.columns):
+        target = mapping.target_of(header)
+        if target is not None:
+            kept.append((raw[i], target if target in declared else f"_undeclared_{i}"))
+    scratch: list[Path] = []
+    try:
+        if source.format == "parquet":
+            originals = ", ".join(f"{_quote(h)} AS {r}"
+                                  for h, r in zip(source.columns, raw, strict=True))
+            reader = f"(SELECT {originals} FROM read_parquet({_literal(source.path)}))"
+        elif source.format == "xlsx":
+            sheet = out.parent / f".{out.name}.xlsx.parquet.tmp"
+            scratch.append(sheet)
+            _xlsx_to_parquet(source, mapping.sheet, sheet)
+            reader = f"read_parquet({_literal(sheet)})"
+        else:
+            reader = _csv_reader(source, raw, mapping.csv)
+        raw_types = ({r: _TEXT for r in raw} if source.format != "parquet" else
+                     {str(row[0]): str(row[1]) for row in
+                      _run(con, source, f"DESCRIBE SELECT * FROM {reader}").fetchall()})
+        mapped = ", ".join(f"{_source_expression(schema, r, name, raw_types[r], source)} "
+                           f"AS {_quote(name)}" for r, name in kept)
+        relation = f"(SELECT {mapped} FROM {reader})"
+        names = [name for _, name in kept]
+        if mapping.generated_key is not None:
+            # Number the rows in the file's order: DuckDB keeps insertion order into this
+            # file, and file_row_number is each row's position in it (never a file value).
+            ordered = out.parent / f".{out.name}.rows.parquet.tmp"
+            scratch.append(ordered)
+            _run(con, source, f"COPY {relation} TO {_literal(ordered)} (FORMAT parquet)")
+            key = _quote(mapping.generated_key)
+            relation = (f"(SELECT CAST(file_row_number + 1 AS BIGINT) AS {key}, "
+                        f"{', '.join(_quote(n) for n in names)} FROM "
+                        f"read_parquet({_literal(ordered)}, file_row_number=true))")
+            names = [mapping.generated_key, *names]
+        if source.format == "parquet":
+            described = _run(con, source, f"DESCRIBE SELECT * FROM {relation}").fetchall()
+            types = {str(row[0]): str(row[1]) for row in described}
+        else:
+            types = {n: _TEXT for n in names} | (
+                {mapping.generated_key: "BIGINT"} if mapping.generated_key else {})
         select = {n: _quote(n) for n in names}
-        types = {n: _TEXT for n in names}
-    else:
-        relation = f"read_parquet({_literal(source.path)})"
-        select = {n: f"{_quote(o)} AS {_quote(n)}" if n != o else _quote(n)
-                  for n, o in zip(names, source.columns, strict=True)}
-        columns = ", ".join(_quote(c) for c in source.columns)
-        described = _run(con, source, f"DESCRIBE SELECT {columns} FROM {relation}").fetchall()
-        types = {n: str(row[1]) for n, row in zip(names, described, strict=True)}
-    exprs = _storage_expressions(con, source, relation, schema, select, types)
-    _run(con, source, (
-        f"COPY (SELECT {', '.join(exprs[n] for n in names)} FROM {relation}) "
-        f"TO {_literal(out)} (FORMAT parquet, COMPRESSION zstd)"))
+        exprs = _storage_expressions(con, source, relation, schema, select, types)
+        _run(con, source, (
+            f"COPY (SELECT {', '.join(exprs[n] for n in names)} FROM {relation}) "
+            f"TO {_literal(out)} (FORMAT parquet, COMPRESSION zstd)"))
+    finally:
+        for path in scratch:
+            path.unlink(missing_ok=True)
     return int(pq.ParquetFile(out).metadata.num_rows)
+
+
+def _csv_reader(source: TableFile, raw: list[str], dialect: CsvDialect) -> str:
+    """DuckDB's ``read_csv`` over the file in its declared dialect, every column text."""
+    columns = ", ".join(f"{_literal(n)}: {_literal(_TEXT)}" for n in raw)
+    return (
+        f"read_csv({_literal(source.path)}, header={str(dialect.header).lower()}, "
+        f"auto_detect=false, columns={{{columns}}}, delim={_literal(dialect.delimiter)}, "
+        "quote='\"', escape='\"', strict_mode=true, null_padding=true, "
+        f"encoding={_literal(dialect.encoding)}, "
+        f"nullstr=[{', '.join(_literal(v) for v in CSV_NULLS)}])"
+    )
+
+
+def _source_expression(schema: DatasetSchema, raw: str, name: str, raw_type: str,
+                       source: TableFile) -> str:
+    """A source column's value on its way to a declared one: its declared recoding (text
+    labels only: a typed Parquet column is left as it is), then a decimal comma read as a
+    point for numeric columns of a CSV declared with ``decimal: ","``."""
+    expr = raw
+    if name.startswith("_undeclared_"):
+        return expr
+    recode = schema.ingest.recode_of(name)
+    if recode and raw_type == _TEXT:
+        cases = " ".join(f"WHEN {expr} = {_literal(label)} THEN "
+                         f"{'NULL' if new is None else _literal(_sql_text(new))}"
+                         for label, new in recode.items())
+        expr = f"(CASE {cases} ELSE {expr} END)"
+    col = schema.column(name)
+    if (source.format == "csv" and schema.ingest.csv.decimal == ","
+            and isinstance(col, NumericColumn)):
+        expr = f"replace({expr}, ',', '.')"
+    return expr
+
+
+def _sql_text(value: Any) -> str:
+    """A declared value as the text a CSV would hold (the storage cast follows)."""
+    return repr(value) if isinstance(value, float) else str(value)
 
 
 _TEXT = "VARCHAR"
@@ -753,6 +985,8 @@ def _catalog_row(schema: DatasetSchema, paths: Paths, rows: int, snapshot_id: st
         "table_path": paths.relative(table),
         "origin": origin,
         "updated_at": datetime.now(UTC).replace(tzinfo=None),
+        # The declared source mapping (public: it is in the schema), as ingest applied it.
+        "ingest_mapping": json.dumps(schema.ingest.to_json(), sort_keys=True),
     }
 
 
@@ -761,4 +995,12 @@ def _entry(row: dict[str, Any]) -> dict[str, Any]:
     row["row_key"] = json.loads(row["row_key"])
     row["privacy_unit"] = json.loads(row["privacy_unit"])
     row["updated_at"] = row["updated_at"].isoformat(timespec="seconds") + "Z"
+    row["ingest_mapping"] = json.loads(row["ingest_mapping"] or "{}")
     return row
+
+
+def _catalog_columns(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """The catalog table's column names (an older warehouse lacks :data:`CATALOG_ADDED`)."""
+    rows = con.execute("SELECT column_name FROM information_schema.columns "
+                       "WHERE table_name = 'catalog'").fetchall()
+    return {str(r[0]) for r in rows}

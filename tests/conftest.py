@@ -24,7 +24,8 @@ REPO = Path(__file__).resolve().parent.parent
 #: start servers or a browser. By file: their expensive fixtures are module-scoped.
 INTEGRATION_MODULES = frozenset({
     "test_audit_calibration.py", "test_audit_shadows.py", "test_benchmark_suite.py",
-    "test_canary.py", "test_classifier.py", "test_classifier_release.py", "test_cli_run.py",
+    "test_canary.py", "test_classifier.py", "test_classifier_release.py", "test_cli_chain.py",
+    "test_cli_run.py",
     "test_deployment_server.py", "test_dp_engine.py", "test_figure3_benchmark.py",
     "test_flows.py", "test_ingest_crash.py",
     # build a real warehouse table, or run publications and runs against injected faults

@@ -171,10 +171,16 @@ def _expect_source_error(setup, path: Path, message: str) -> None:
     assert fingerprint(wh) == before
 
 
-def test_file_that_is_not_csv_or_parquet(setup) -> None:
+def test_file_that_is_not_csv_parquet_or_excel(setup) -> None:
+    path = setup[2] / "table.json"
+    path.write_bytes(b'{"not": "a table"}')
+    _expect_source_error(setup, path, "unsupported file type .json")
+
+
+def test_broken_xlsx_is_refused_in_one_line(setup) -> None:
     path = setup[2] / "table.xlsx"
     path.write_bytes(b"PK\x03\x04 not a table")
-    _expect_source_error(setup, path, "unsupported file type .xlsx")
+    _expect_source_error(setup, path, "not a readable Excel")
 
 
 def test_corrupt_parquet(setup) -> None:

@@ -1,0 +1,228 @@
+"""A steward's view of dirty data: the unexpected values behind a failed validation.
+
+Validation reports are value-free (they reach logs, Prefect and ``state/``). A steward
+cleaning an export needs the values themselves — ``' 10 - 19'`` among the age bands, a
+``temple`` among the accident types — and ``pulsesynth validate ID --file F
+--show-values`` gives them, **to the steward's terminal only**: this module returns them
+to its caller and never logs, stores or hands them to GX; the CLI prints them on stdout.
+
+For each failing declared column it lists the unexpected values with their row counts
+(the top :data:`TOP` and how many more), and suggests a schema fragment: a ``recode:``
+entry for the schema's ``ingest:`` block where a label's normalised form (stripped,
+spaces removed, case-folded) matches exactly one declared level, or the declared list
+with the other labels added. Numeric columns get no bounds suggestion: bounds come from
+the codebook, never from the file's minimum or maximum.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from pulsesynth.schema import CategoricalColumn, DatasetSchema, NumericColumn
+from pulsesynth.validation import ValidationReport
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from pulsesynth.paths import Paths
+
+#: Values listed per column; the rest are counted ("and K more").
+TOP = 20
+
+#: Said before any value is printed: where values go, and what copying one into the
+#: schema means.
+CAVEAT = ("from the file, on this terminal only (never logged or stored); a label "
+          "copied into the schema becomes public with it")
+
+
+@dataclass(frozen=True)
+class ColumnValues:
+    """A failing column's unexpected values (private: for the steward's terminal)."""
+
+    column: str
+    rows: int  # rows holding an unexpected value
+    distinct: int  # distinct unexpected values
+    top: tuple[tuple[str, int], ...]  # (value as text, rows), most frequent first
+    recode: dict[str, Any] = field(default_factory=dict)  # value → declared level
+    accept: tuple[Any, ...] = ()  # values that could be added as levels
+    note: str = ""
+
+    @property
+    def more(self) -> int:
+        """Distinct values not listed in :attr:`top`."""
+        return self.distinct - len(self.top)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"column": self.column, "rows": self.rows, "distinct": self.distinct,
+                "values": [{"value": v, "rows": n} for v, n in self.top],
+                "more": self.more, "suggest_recode": self.recode,
+                "suggest_levels": list(self.accept), "note": self.note}
+
+
+def normalise(label: str) -> str:
+    """A label's comparison form: no whitespace anywhere, case-folded."""
+    return "".join(label.split()).casefold()
+
+
+def file_values(file: str | Path, schema: DatasetSchema, paths: Paths | None = None,
+                top: int = TOP) -> tuple[ValidationReport, list[ColumnValues]]:
+    """Validate ``file`` as ingest would (its ``ingest:`` mapping applied) and, for each
+    failing declared column, its unexpected values. Stores nothing."""
+    from pulsesynth.validation import validate_relation
+    from pulsesynth.warehouse import staged_file
+
+    with staged_file(file, schema, paths) as (con, relation):
+        report = validate_relation(con, relation, schema)
+        return report, unexpected_values(con, relation, schema, report, top)
+
+
+def table_values(path: Path, schema: DatasetSchema, report: ValidationReport,
+                 top: int = TOP) -> list[ColumnValues]:
+    """The unexpected values of a stored warehouse table (a Parquet version file)."""
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        return unexpected_values(con, f"read_parquet({_literal(path)})", schema, report, top)
+    finally:
+        con.close()
+
+
+def unexpected_values(con: duckdb.DuckDBPyConnection, relation: str, schema: DatasetSchema,
+                      report: ValidationReport, top: int = TOP) -> list[ColumnValues]:
+    """For each declared categorical or numeric column with a failed expectation, the
+    values outside its declared domain (null is a not-null failure, counted in the report:
+    no value to show)."""
+    failing = {f.column for f in report.failed if f.column}
+    present = {str(r[0]) for r in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()}
+    out = []
+    for col in schema.columns:
+        if col.name not in failing or col.name not in present:
+            continue
+        name = _quote(col.name)
+        text = f"CAST({name} AS VARCHAR)"
+        if isinstance(col, CategoricalColumn):
+            levels = ", ".join(_literal(str(c)) for c in col.categories)
+            bad = f"{text} NOT IN ({levels})"
+        elif isinstance(col, NumericColumn):
+            value = f"TRY_CAST({name} AS DOUBLE)"
+            integral = f" OR {value} <> round({value})" if col.type == "integer" else ""
+            bad = (f"({value} IS NULL OR NOT isfinite({value}) OR {value} < {col.bounds[0]!r}"
+                   f" OR {value} > {col.bounds[1]!r}{integral})")
+        else:
+            continue  # free text has no domain to fall outside
+        where = f"{name} IS NOT NULL AND {bad}"
+        rows, distinct = con.execute(
+            f"SELECT count(*), count(DISTINCT {text}) FROM {relation} WHERE {where}").fetchone() \
+            or (0, 0)
+        if not rows:
+            continue
+        listed = con.execute(
+            f"SELECT {text} AS v, count(*) AS n FROM {relation} WHERE {where} "
+            f"GROUP BY v ORDER BY n DESC, v LIMIT {int(top)}").fetchall()
+        shown = tuple((str(v), int(n)) for v, n in listed)
+        out.append(_suggest(col, int(rows), int(distinct), shown))
+    return out
+
+
+def _suggest(col: CategoricalColumn | NumericColumn, rows: int, distinct: int,
+             shown: tuple[tuple[str, int], ...]) -> ColumnValues:
+    """Suggestions for the values shown: recode to a level they normalise to, else add
+    them as levels (categorical); missing for placeholders of a nullable number column."""
+    if isinstance(col, NumericColumn):
+        words = [v for v, _ in shown if not _is_number(v)]
+        notes = []
+        if words:
+            notes.append("text among numbers: recode it to null if the codebook says it "
+                         "means missing" if col.nullable else "text among numbers: fix the "
+                         "export, or declare the column nullable and recode it to null if "
+                         "the codebook says it means missing")
+        if len(words) < len(shown):
+            notes.append("numbers outside the declared bounds: check the codebook's bounds "
+                         "(never the file's minimum or maximum) or clean the file")
+        return ColumnValues(col.name, rows, distinct, shown,
+                            recode=dict.fromkeys(words) if col.nullable else {},
+                            note="; ".join(notes))
+    by_form: dict[str, list[Any]] = {}
+    for level in col.categories:
+        by_form.setdefault(normalise(str(level)), []).append(level)
+    recode: dict[str, Any] = {}
+    accept: list[Any] = []
+    integers = all(isinstance(c, int) for c in col.categories)
+    for value, _ in shown:
+        matches = by_form.get(normalise(value), [])
+        if len(matches) == 1:
+            recode[value] = matches[0]
+        elif integers:
+            if _is_int(value):
+                accept.append(int(value))
+        else:
+            accept.append(value)
+    return ColumnValues(col.name, rows, distinct, shown, recode=recode, accept=tuple(accept))
+
+
+def render(values: list[ColumnValues], schema: DatasetSchema) -> list[str]:
+    """The steward's lines: values with counts, then the suggested fragments."""
+    if not values:
+        return []
+    lines = [f"unexpected values — {CAVEAT}:"]
+    for cv in values:
+        lines.append(f"  {cv.column}: {cv.rows} row(s), {cv.distinct} distinct value(s)")
+        width = max(len(str(n)) for _, n in cv.top)
+        lines += [f"    {n:>{width}}  {v!r}" for v, n in cv.top]
+        if cv.more:
+            lines.append(f"    and {cv.more} more value(s)")
+        if cv.note:
+            lines.append(f"    note: {cv.note}")
+    recode = {cv.column: cv.recode for cv in values if cv.recode}
+    if recode:
+        lines.append("suggestion: clean them at ingest — add to the schema's ingest: block:")
+        lines += _yaml({"ingest": {"recode": recode}})
+    accept = [cv for cv in values if cv.accept]
+    if accept:
+        lines.append(f"suggestion: {'or, ' if recode else ''}if the codebook has them, "
+                     "accept them as levels:")
+        fragment = []
+        for cv in accept:
+            col = schema.column(cv.column)
+            if isinstance(col, CategoricalColumn):
+                fragment.append({"name": col.name,
+                                 "categories": [*col.categories, *cv.accept]})
+        lines += _yaml({"columns": fragment})
+        if any(cv.more for cv in accept):
+            lines.append("  (only the values listed above are in these fragments)")
+    return lines
+
+
+def _yaml(data: dict[str, Any]) -> list[str]:
+    text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=88,
+                          default_flow_style=None)
+    return ["    " + line for line in text.splitlines()]
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_int(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _literal(value: object) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _quote(name: str) -> str:
+    return '"' + str(name).replace('"', '""') + '"'
