@@ -20,8 +20,9 @@ from pulsesynth.governance.ledger import Ledger
 from pulsesynth.paths import Paths
 from pulsesynth.warehouse import Warehouse
 
-#: Tiny and fast: a few hundred rows, one epoch, one shadow (the audit's default). Still,
-#: two trainings and two audits take about 55 s here, so the chained tests are ``slow``.
+#: Tiny and fast: a few hundred rows, one epoch, one shadow (the audit's default). The
+#: module's two trainings and two audits take about 55 s; they stay in the CI tier
+#: (integration, not slow) because `pulsesynth run` is the command a new steward types.
 FAST = ["--seed", "7", "--epochs", "1"]
 
 
@@ -87,7 +88,6 @@ def chained(tmp_path_factory: pytest.TempPathFactory) -> Chained:
     return Chained(steps_root, steps_run, audit, evaluate, run_root, run_run, run)
 
 
-@pytest.mark.slow  # the module fixture trains and audits twice (about 55 s)
 def test_run_charges_the_ledger_exactly_as_the_separate_steps(chained: Chained) -> None:
     assert chained.run.code == 0, chained.run.err
     steps = Ledger(Paths(chained.steps_root)).charges("accidents")
@@ -97,7 +97,6 @@ def test_run_charges_the_ledger_exactly_as_the_separate_steps(chained: Chained) 
            [(c.epsilon, c.delta, c.accountant) for c in steps] == [(1.0, 1e-6, "prv")]
 
 
-@pytest.mark.slow  # the module fixture trains and audits twice (about 55 s)
 def test_audit_samples_a_missing_synthetic_table_first_and_says_so(chained: Chained) -> None:
     assert chained.audit.code == 0, chained.audit.err
     synthetic = RunDir(chained.steps_run).candidate.synthetic_parquet
@@ -106,14 +105,12 @@ def test_audit_samples_a_missing_synthetic_table_first_and_says_so(chained: Chai
     assert synthetic.is_file() and "label: " in chained.audit.out
 
 
-@pytest.mark.slow  # the module fixture trains and audits twice (about 55 s)
 def test_evaluate_after_audit_finds_the_table_and_samples_nothing(chained: Chained) -> None:
     assert chained.evaluate.code == 0, chained.evaluate.err
     assert "no synthetic table yet" not in chained.evaluate.err
     assert "column shapes" in chained.evaluate.out
 
 
-@pytest.mark.slow  # the module fixture trains and audits twice (about 55 s)
 def test_run_writes_every_steps_output_and_prints_gate_and_next_steps(
         chained: Chained) -> None:
     candidate = RunDir(chained.run_run).candidate
@@ -129,7 +126,6 @@ def test_run_writes_every_steps_output_and_prints_gate_and_next_steps(
                                            ("start", "train", "sample", "evaluate", "audit")]
 
 
-@pytest.mark.slow  # the module fixture trains and audits twice (about 55 s)
 def test_run_samples_the_same_number_of_rows_as_the_separate_steps(chained: Chained) -> None:
     import pandas as pd
 
