@@ -45,7 +45,8 @@ PAGES = {
     404: ("Not found", "There is no page here. Check the address, or go back to the "
                        "catalogue. Some releases are shown only to holders of an access "
                        "token."),
-    405: ("Method not allowed", "This portal is read-only: it answers GET and HEAD only."),
+    405: ("Method not allowed", "This portal is read-only: it answers GET and HEAD only "
+                                "(and POST to sign in and out)."),
     422: ("Invalid request", "A parameter of this request is out of bounds or malformed."),
     429: ("Too many requests", "The rate limit for this request was reached. Try again "
                                "later."),
