@@ -318,6 +318,8 @@ def test_no_served_page_or_file_contains_the_canary(site: Site) -> None:
         elif "json" in r.headers.get("content-type", "") and url.startswith("/api/"):
             links = re.findall(r'"downloadURL":\s*"([^"]+)"', r.text)
         for link in links:
+            if link.startswith("mailto:"):                 # the contact address
+                continue
             link = urljoin(url, link.replace("&amp;", "&"))
             if urlsplit(link).netloc in ("", "testserver"):
                 queue.append(urlsplit(link).path + (
@@ -402,10 +404,10 @@ def test_number_formats_round_for_reading() -> None:
 def test_table_page_has_the_open_data_basics(site: Site) -> None:
     html = site.client.get("/datasets/taxi_trips").text
     facts = _text(html[html.index('id="facts"'):html.index('id="downloads"')])
-    assert ("Publisher Transport data office Contact Transport data office, the data steward "
-            "for this dataset (approving steward: alice) Licence Creative Commons Attribution "
-            "4.0 (CC BY 4.0) Update frequency not stated Rows 120 synthetic rows Columns 4"
-            ) in facts
+    assert ("Publisher Transport data office Contact open-data@city.example (Transport data "
+            "office, the data steward for this dataset; approving steward: alice) Licence "
+            "Creative Commons Attribution 4.0 (CC BY 4.0) Update frequency not stated Rows 120 "
+            "synthetic rows Columns 4") in facts
     assert 'rel="license" href="https://creativecommons.org/licenses/by/4.0/"' in html
     # The column dictionary, from the declared schema.
     assert re.search(r'data-column="tip">.*?</tr>', html, re.S)
@@ -436,6 +438,34 @@ def test_table_page_has_the_open_data_basics(site: Site) -> None:
         "synthetic open portal, /datasets/taxi_trips/v2.")
 
 
+def test_publisher_contact_comes_from_configuration_on_every_page_dcat_and_ckan(
+        site: Site) -> None:
+    """``PULSESYNTH_CONTACT_EMAIL`` (here with ``{steward}``: one address per office) is on
+    every page, the card's facts, DCAT's contactPoint and CKAN's maintainer_email."""
+    from pulsesynth.settings import ContactSettings
+
+    contact = ContactSettings.from_env({"PULSESYNTH_CONTACT_EMAIL": "{steward}@data.city.example"})
+    client = TestClient(create_app(site.paths, contact=contact))
+    office = "transport-data-office@data.city.example"
+    portal = "city-data-office@data.city.example"      # pages of no one office
+    for url, shown in (("/", portal), ("/signin", portal), ("/datasets/taxi_trips", office)):
+        assert (f'Contact: <a class="contact-email" href="mailto:{shown}">{shown}</a>'
+                in client.get(url).text), url
+    # Error pages read the installation's setting (unset here: the placeholder default).
+    error = client.get("/nope", headers={"accept": "text/html"}).text
+    assert 'href="mailto:open-data@city.example">open-data@city.example</a>' in error
+    facts = _text(client.get("/datasets/taxi_trips").text)
+    assert f"Contact {office} (Transport data office, the data steward" in facts
+    dcat = client.get("/api/datasets/taxi_trips/dcat").json()
+    assert dcat["contactPoint"] == {"@type": "vcard:Organization",
+                                    "fn": "Transport data office",
+                                    "hasEmail": f"mailto:{office}",
+                                    "hasURL": "http://testserver/datasets/taxi_trips"}
+    pkg = client.get("/api/3/action/package_show", params={"id": "taxi_trips"}).json()
+    assert (pkg["result"]["maintainer_email"], pkg["result"]["author_email"]) == (office,
+                                                                                  office)
+
+
 def test_index_searches_with_facets_sorts_and_pages(site: Site,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     auth = {"Authorization": f"Bearer {site.token}"}
@@ -451,6 +481,19 @@ def test_index_searches_with_facets_sorts_and_pages(site: Site,
     assert ids() == ["patient_tests", "taxi_trips"]                 # by name
     assert ids(kind="table", label="confidential") == ["patient_tests"]
     assert ids(kind="classifier") == []
+    # Publisher (the declared schema's steward office) and licence facets.
+    assert ('data-publisher="transport-data-office" href="/?publisher=transport-data-office">'
+            'Transport data office (2)') in html
+    assert 'data-licence="cc-by" href="/?licence=cc-by">Creative Commons Attribution 4.0 (1)' \
+        in html
+    assert ('data-licence="other-closed" href="/?licence=other-closed">Other (Not Open): '
+            'Shared — Confidential terms of the data card (1)') in html
+    assert ids(licence="other-closed") == ["patient_tests"]
+    assert ids(licence="cc-by", publisher="transport-data-office") == ["taxi_trips"]
+    assert ids(publisher="no-such-office") == []
+    narrowed = site.client.get("/", params={"licence": "cc-by"}, headers=auth).text
+    assert 'href="/?publisher=transport-data-office&amp;licence=cc-by">Transport data office (1)' \
+        in narrowed
     assert ids(sort="title_desc") == ["taxi_trips", "patient_tests"]
     assert ids(sort="issued") == ["patient_tests", "taxi_trips"]    # newest first
     assert ids(sort="no-such-sort") == ["patient_tests", "taxi_trips"]

@@ -65,6 +65,7 @@ from pulsesynth.portal.errors import error_page, install_error_pages, wants_html
 from pulsesynth.portal.licences import licence
 from pulsesynth.portal.sampling import SampleLimits, SampleService
 from pulsesynth.release_kinds import REGISTRY, TABLE, get_kind, kinds
+from pulsesynth.settings import ContactSettings
 
 __all__ = ["SampleLimits", "create_app"]  # SampleLimits: re-exported for existing callers
 
@@ -287,14 +288,18 @@ def install_access_log_filter(logger_names: tuple[str, ...] = LOGGERS) -> None:
 
 
 def create_app(paths: Paths | None = None, *, limits: SampleLimits | None = None,
-               clock: Callable[[], datetime] | None = None) -> FastAPI:
+               clock: Callable[[], datetime] | None = None,
+               contact: ContactSettings | None = None) -> FastAPI:
     """Build the portal for one installation's ``published/`` directory.
 
     ``limits`` bounds the model sample endpoint (default: :meth:`SampleLimits.from_env`);
-    ``clock`` gives the current UTC time (tests move it to expire rate-limit windows).
+    ``clock`` gives the current UTC time (tests move it to expire rate-limit windows);
+    ``contact`` is the publisher's contact address (default:
+    :meth:`ContactSettings.from_env`, configuration, never data).
     """
     paths = paths or Paths.default()
     limits = limits or SampleLimits.from_env()
+    contact = contact or ContactSettings.from_env()
     clock = clock or (lambda: datetime.now(UTC))
     app = FastAPI(title="Pulse Synth synthetic open portal", version="1.0",
                   description="Read-only catalogue of differentially private synthetic "
@@ -308,7 +313,7 @@ def create_app(paths: Paths | None = None, *, limits: SampleLimits | None = None
     install_access_log_filter()
     # The routes are module-level (``router``); what differs per app lives in its state.
     app.state.portal = _Portal(
-        paths=paths, limits=limits,
+        paths=paths, limits=limits, contact=contact,
         sampler=SampleService(paths, limits, clock, _read_published),
         templates=_template_env())
     app.include_router(router)
@@ -327,13 +332,15 @@ class _Portal:
 
     paths: Paths
     limits: SampleLimits
+    contact: ContactSettings
     sampler: SampleService
     templates: Environment
 
     def render(self, request: Request, template: str, status: int = 200,
                **ctx: Any) -> HTMLResponse:
-        """A page for the request's entity."""
+        """A page for the request's entity (every page names the portal's contact)."""
         entity = _entity(request, self.paths)
+        ctx.setdefault("portal_contact", self.contact.email())
         html = self.templates.get_template(template).render(entity=entity, **ctx)
         return HTMLResponse(html, status_code=status)
 
@@ -351,30 +358,55 @@ router = APIRouter()
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 def index(request: Request, label: str = "", q: str = "", kind: str = "",
+          publisher: str = "", licence_id: str = Query("", alias="licence"),
           sort: str = "title", page: str = "1") -> HTMLResponse:
     portal = _portal(request)
     granted = _granted(request, portal.paths)
     latest = _latest(_visible(portal.paths, granted))
     matching = _filter(latest, "", q)
+    chosen = {"label": label, "kind": kind, "publisher": publisher, "licence": licence_id}
+    values = [(e, _facet_values(portal.paths, e)) for e in matching]
+
+    def keeps(v: dict[str, str], but: str | None = None) -> bool:
+        return all(not chosen[f] or v[f] == chosen[f] for f in FACETS if f != but)
+
     # Facet counts: each facet counts the releases matching the search and the *other*
-    # facet, so a reader sees what choosing a value would leave.
-    label_counts = _counts(e["label"] for e in matching if not kind or e["kind"] == kind)
-    kind_counts = _counts(e["kind"] for e in matching if not label or e["label"] == label)
-    shown = [e for e in matching if (not label or e["label"] == label)
-             and (not kind or e["kind"] == kind)]
+    # facets, so a reader sees what choosing a value would leave.
+    counts = {f: _counts(v[f] for _, v in values if keeps(v, f)) for f in FACETS}
+    shown = [e for e, v in values if keeps(v)]
     sort = sort if sort in SORTS else "title"
     _, key, reverse = SORTS[sort]
     shown = sorted(shown, key=key, reverse=reverse)
     pages = max(1, -(-len(shown) // PAGE_SIZE))
     # A page number past the last shows the last; anything else (or absurdly long) the first.
     number = min(max(int(page) if page.isdigit() and len(page) <= 6 else 1, 1), pages)
+    names = {"publisher": {v["publisher"]: office_name(v["publisher"]) for _, v in values},
+             "licence": {v["licence"]: v["licence_name"] for _, v in values}}
     # The confidential filter is offered only to an entity that may see such a release.
     return portal.render(request, "index.html",
                          datasets=shown[(number - 1) * PAGE_SIZE:number * PAGE_SIZE],
-                         total=len(shown), label=label, q=q, kind=kind, sort=sort,
+                         total=len(shown), label=label, q=q, kind=kind, publisher=publisher,
+                         licence_id=licence_id, sort=sort,
                          sorts={k: v[0] for k, v in SORTS.items()}, page=number, pages=pages,
                          labels=[lb for lb in LABELS if lb == OPEN or granted],
-                         label_counts=label_counts, kinds=KIND_TEXT, kind_counts=kind_counts)
+                         label_counts=counts["label"], kinds=KIND_TEXT,
+                         kind_counts=counts["kind"], publisher_counts=counts["publisher"],
+                         licence_counts=counts["licence"], facet_names=names)
+
+
+#: The index page's facets (query parameter names).
+FACETS = ("label", "kind", "publisher", "licence")
+
+
+def _facet_values(paths: Paths, entry: dict[str, Any]) -> dict[str, str]:
+    """An entry's value for each facet: label, kind, the publishing office (the declared
+    schema's steward, from its card) and the licence id (CKAN's)."""
+    from pulsesynth.portal.dcat import publisher, safe_card  # dcat imports this module
+
+    lic = licence(entry)
+    return {"label": entry["label"], "kind": entry["kind"],
+            "publisher": publisher(safe_card(paths, entry)), "licence": lic.ckan_id,
+            "licence_name": lic.title}
 
 
 def _counts(values: Any) -> dict[str, int]:
@@ -620,7 +652,9 @@ def _dataset_response(request: Request, versions: list[dict[str, Any]], entry: d
     downloads = [files[n] for n in spec.downloads if n in files]
     steward = (card.get("schema") or {}).get("steward")
     publisher = office_name(steward)
+    contact = portal.contact.email(steward if isinstance(steward, str) and steward else None)
     common: dict[str, Any] = {
+        "contact": contact, "portal_contact": contact,
         "entry": entry, "card": card, "downloads": downloads,
         "versions": list(reversed(versions)), "audit": audit_verdict(card),
         "fit": fit_verdict(card), "licence": licence(entry),

@@ -39,6 +39,8 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Scope
 
+from pulsesynth.settings import ContactSettings
+
 HERE = Path(__file__).resolve().parent
 #: What a browser is told, per status (never the path, the id or an exception's text).
 PAGES = {
@@ -84,8 +86,10 @@ def error_page(status: int, headers: Mapping[str, str] | None = None,
         title, message = PAGES.get(status) or (HTTPStatus(status).phrase, "")
     except ValueError:                        # a status code the standard does not name
         title, message = "Error", ""
+    # The installation's contact (configuration, the same on every error page).
     html = _templates().get_template("error.html").render(
-        status=status, title=title, message=message, details=details or [])
+        status=status, title=title, message=message, details=details or [],
+        contact=ContactSettings.from_env().email())
     return HTMLResponse(html, status_code=status, headers=headers)
 
 
