@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from governance_fixtures import make_candidate, plant_real_table
 
 from pulsesynth.cli import main
+from pulsesynth.command import cli_command
 from pulsesynth.governance.candidate import register_candidate
 from pulsesynth.governance.db import audit_events, db_path, open_db
 from pulsesynth.governance.grants import (
@@ -228,8 +229,8 @@ def test_cli_token_create_says_an_entity_without_grants_sees_open_releases_only(
     out, err = capsys.readouterr()
     assert len(out.strip()) == 43                                      # the token, once
     assert err.splitlines()[1] == ("dubai-police has no grants yet: it sees open releases "
-                                   "only (pulsesynth grants add 'dubai-police' DATASET "
-                                   "--steward NAME)")
+                                   f"only ({cli_command()} grants add 'dubai-police' "
+                                   "DATASET --steward NAME)")
 
 
 # --- the portal: what each entity sees ------------------------------------------------------
