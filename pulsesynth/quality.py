@@ -159,8 +159,11 @@ def write_quality_plots(report: dict[str, Any], out: Path, prefix: str) -> list[
             ax.barh(cols, scores, color="#2b6cb0")
             ax.set_xlim(0, 1)
             for y, v in enumerate(scores):
-                ax.text(min(v, 0.88) + 0.01, y, f"{v:.2f}", va="center",
-                        fontsize=PLOT_FONT_PT, color="#1a202c")
+                # Inside a long bar in white, after a short one in dark: always readable.
+                inside = v > 0.15
+                ax.text(v - 0.01 if inside else v + 0.01, y, f"{v:.2f}", va="center",
+                        ha="right" if inside else "left", fontsize=PLOT_FONT_PT,
+                        color="#ffffff" if inside else "#1a202c")
             ax.set_xlabel("column shape score (1 = matches the DP estimate)",
                           fontsize=PLOT_FONT_PT)
             ax.tick_params(labelsize=PLOT_FONT_PT)

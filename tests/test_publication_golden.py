@@ -69,7 +69,7 @@ def published(project_root: Path) -> dict[str, Any]:
 #: plots and a ``quality`` card section; the fixture's ``hour`` gained declared bins.
 GOLDEN_FILES: dict[str, str] = {
     "taxi_trips/v1/datacard.json":
-        "21651fdf33cf0c36416d51d61bed214377cbacc021d05e8e4996eec4cae54c8a",
+        "2b4cc818204ba0ddc19088a33a337b0763a623892375be1bfe09127cd13b39ba",
     "taxi_trips/v1/datacard.md":
         "e50a5852c8f433ec80b454880c8b235dc87f0cc311f66685d30eec04af8e7922",
     "taxi_trips/v1/plots/00-tip.png":
@@ -83,7 +83,7 @@ GOLDEN_FILES: dict[str, str] = {
     "taxi_trips/v1/plots/quality-associations.png":
         "b011b2075825579840e61154dc615c2907395dfe76770ca65751537b2a0965b3",
     "taxi_trips/v1/plots/quality-shapes.png":
-        "2c3fc5a9b73a0d77a8263288df6ff254561cf7b9e3393b58a090b5db82ad8f62",
+        "03767548227c8a0b4b2898193fe6f600c8a3b6a1debe47f87e579416baf499b3",
     "taxi_trips/v1/synthetic.csv":
         "e04a1fe2f4389c81876849d3ce7d2432f1ec5ee3dbfd0b55fc46eebbc1d870ce",
     "taxi_trips/v1/synthetic.parquet":
@@ -110,7 +110,7 @@ GOLDEN_FILES: dict[str, str] = {
         "2a29fd2c98da45ee31e475f51005c38f2427884c20e0e48c2628bfe1e2f2d107",
 }
 #: SHA-256 of the ``index.json`` file, byte for byte (``modified`` is the fixed clock).
-GOLDEN_INDEX = "6c6057061fa1a0c25bb83ae83c09f851bd34a2e5a09a004b5cc4b7ea6b9561a7"
+GOLDEN_INDEX = "6ff25753edeeae5837f9a35c515e5b6ffe217cb314e338b9cfc4ea8b60944a00"
 #: SHA-256 of the registered and the published release records (canonical JSON).
 GOLDEN_REGISTERED = "c23d4afa3706f1263f610ad03c97a53f7555a97c9af43f3b8b99ab9e2e7df13a"
 GOLDEN_PUBLISHED = "da4c7280b78c0522086c37ef132ef8bf1601742ac660bc214cdf004bb786bd95"
