@@ -401,6 +401,9 @@ def _tokens_create(args: argparse.Namespace) -> int:
         print(f"{info.entity} has no grants yet: it sees open releases only "
               f"({cli_command()} grants add {info.entity!r} DATASET --steward NAME)",
               file=sys.stderr)
+    # How the token is used, so nobody mails a link with it (the portal refuses ?token=).
+    print("the entity signs in at the portal's /signin page (API clients send "
+          "Authorization: Bearer TOKEN); never put it in a link", file=sys.stderr)
     return 0
 
 

@@ -231,6 +231,9 @@ def test_cli_token_create_says_an_entity_without_grants_sees_open_releases_only(
     assert err.splitlines()[1] == ("dubai-police has no grants yet: it sees open releases "
                                    f"only ({cli_command()} grants add 'dubai-police' "
                                    "DATASET --steward NAME)")
+    assert err.splitlines()[2] == ("the entity signs in at the portal's /signin page (API "
+                                   "clients send Authorization: Bearer TOKEN); never put it "
+                                   "in a link")
 
 
 # --- the portal: what each entity sees ------------------------------------------------------
