@@ -356,7 +356,8 @@ def test_signin_redirects_only_to_paths_on_the_portal(site: Site) -> None:
     client = TestClient(site.app, follow_redirects=False)
     for wanted, landed in (("//evil.example/x", "/"), ("/\\evil.example", "/"),
                            ("https://evil.example/", "/"), ("/a\r\nSet-Cookie: x=1", "/"),
-                           ("", "/"), (f"/datasets/{GRANTED}?token=abc&q=1",
+                           ("", "/"), ("/caf\u00e9", "/"), ("/caf%C3%A9", "/caf%C3%A9"),
+                           (f"/datasets/{GRANTED}?token=abc&q=1",
                                        f"/datasets/{GRANTED}?q=1")):
         r = client.post("/signin", data={"token": site.token, "next": wanted})
         assert r.headers["location"] == landed, wanted

@@ -46,10 +46,12 @@ router = APIRouter(include_in_schema=False)
 def safe_next(value: str | None) -> str:
     """``value`` if it is a path on this portal, else ``/``.
 
-    Only ``/...`` paths: never ``//host`` or ``/\\host`` (a browser reads those as another
-    site: an open redirect), nor control characters; a ``token`` parameter is dropped.
+    Only ASCII ``/...`` paths: never ``//host`` or ``/\\host`` (a browser reads those as
+    another site: an open redirect), nor control characters; a ``token`` parameter is
+    dropped.
     """
-    if (not value or len(value) > 2000 or not value.startswith("/")
+    # ASCII only: a Location header is Latin-1, and a browser sends its URLs percent-encoded.
+    if (not value or len(value) > 2000 or not value.startswith("/") or not value.isascii()
             or value[1:2] in ("/", "\\") or any(ord(c) < 32 or c == "\x7f" for c in value)):
         return HOME
     path, sep, query = value.partition("?")
