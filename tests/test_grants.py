@@ -363,6 +363,16 @@ def test_signin_redirects_only_to_paths_on_the_portal(site: Site) -> None:
         assert r.headers["location"] == landed, wanted
 
 
+def test_only_signin_and_signout_answer_post(site: Site) -> None:
+    client = TestClient(site.app, follow_redirects=False)
+    for method in ("PUT", "DELETE", "PATCH"):
+        r = client.request(method, "/signin")
+        assert (r.status_code, r.headers["allow"]) == (405, "GET, HEAD, POST")
+    r = client.post("/api/datasets")
+    assert (r.status_code, r.headers["allow"]) == (405, "GET, HEAD")
+    assert client.post("/signout").status_code == 303          # no session: still signed out
+
+
 def test_cross_site_signin_and_signout_are_refused(site: Site) -> None:
     client = TestClient(site.app, follow_redirects=False)
     for headers in ({"origin": "https://evil.example"}, {"origin": "null"},

@@ -161,10 +161,11 @@ class Guard:
         method = scope["method"]
         if method not in ("GET", "HEAD") and not (method == "POST"
                                                   and scope.get("path") in POST_PATHS):
+            allow = "GET, HEAD, POST" if scope.get("path") in POST_PATHS else "GET, HEAD"
             resp: Response = PlainTextResponse("Method Not Allowed", status_code=405,
-                                     headers={"Allow": "GET, HEAD", **SECURITY_HEADERS})
+                                               headers={"Allow": allow, **SECURITY_HEADERS})
             if wants_html(scope):
-                resp = error_page(405, {"Allow": "GET, HEAD", **SECURITY_HEADERS})
+                resp = error_page(405, {"Allow": allow, **SECURITY_HEADERS})
             await resp(scope, receive, send)
             return
         path = scope.get("path", "")
