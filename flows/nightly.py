@@ -35,6 +35,7 @@ from flows.runners import (
 )
 from flows.server import owned_api_server
 from pulsesynth import runs
+from pulsesynth.command import cli_command
 from pulsesynth.errors import PulseSynthError
 from pulsesynth.governance.errors import BudgetExceeded
 from pulsesynth.labels import RELEASE_LABELS
@@ -441,7 +442,7 @@ def publish_summary(summary: list[dict[str, Any]], wall_s: float) -> None:
           "Figures marked DP are released with Laplace noise and charged to the ledger: "
           "attack advantage 0 = no membership signal; TSTR: a classifier trained on "
           "the synthetic table, its accuracy on unseen real rows, beside always guessing "
-          "the majority class. Exact audit figures: `pulsesynth releases show ID` "
+          f"the majority class. Exact audit figures: `{cli_command()} releases show ID` "
           "(stewards)."]
     create_markdown_artifact("\n".join(md), key="nightly-report",
                              description="Nightly synthesis report")
@@ -452,9 +453,7 @@ def next_steps(cli: str | None = None) -> str:
     next to this Python (``.venv/bin/pulsesynth`` under ``make run``), which is not on
     ``PATH`` unless the virtual environment is activated."""
     if cli is None:
-        cli = _shown_path(Path(sys.executable).parent / "pulsesynth")
-        if "/" not in cli:
-            cli = "./" + cli
+        cli = cli_command()
     steps = [("releases list --status candidate", ""),
              ("releases show ID", "gate, audit, advice"),
              ("releases approve ID --steward NAME --note TEXT", "a steward, per candidate"),

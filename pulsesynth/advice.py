@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from pulsesynth.command import cli_command
 from pulsesynth.paths import Paths
 
 __all__ = ["budget_status", "failed_checks", "unblock_advice"]
@@ -88,6 +89,6 @@ def unblock_advice(gate: dict[str, Any], budget: dict[str, Any] | None) -> list[
                 f"{budget['remaining_epsilon']:.3g} left of its lifetime ε "
                 f"{budget['lifetime_epsilon']:g}")
         lines.append(cost + (f": {left} retrain(s) left" if left else
-                             ": none left (only a steward's `pulsesynth budget set` adds "
-                             "budget)"))
+                             f": none left (only a steward's `{cli_command()} budget set` "
+                             "adds budget)"))
     return lines

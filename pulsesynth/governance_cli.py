@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 from pulsesynth import cli_types as types
+from pulsesynth.command import cli_command
 from pulsesynth.paths import Paths
 from pulsesynth.release_kinds import KINDS, TABLE
 
@@ -398,8 +399,11 @@ def _tokens_create(args: argparse.Namespace) -> int:
     if not list_grants(paths, info.entity):
         # A token alone shows only open releases: say so, or the holder sees "nothing new".
         print(f"{info.entity} has no grants yet: it sees open releases only "
-              f"(pulsesynth grants add {info.entity!r} DATASET --steward NAME)",
+              f"({cli_command()} grants add {info.entity!r} DATASET --steward NAME)",
               file=sys.stderr)
+    # How the token is used, so nobody mails a link with it (the portal refuses ?token=).
+    print("the entity signs in at the portal's /signin page (API clients send "
+          "Authorization: Bearer TOKEN); never put it in a link", file=sys.stderr)
     return 0
 
 

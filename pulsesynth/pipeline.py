@@ -466,6 +466,9 @@ def privacy_report(run_dir: Path, synth: Any, *, sample_seed_source: str) -> Pri
             "epochs": meta.get("epochs"),
             "max_grad_norm": meta.get("max_grad_norm"),
             "marginals": _marginals_facts(meta),
+            # The DP marginals' values (Gaussian mechanism, charged with training): the
+            # published quality report compares the synthetic rows with them.
+            "dp_marginals": meta.get("marginals"),
             "rows_dp": public_sizes(run_dir)["train"],
             "charge_id": charged["id"],
         }

@@ -45,6 +45,7 @@ class PrivacyReport(TypedDict, total=False):
     epochs: int | None
     max_grad_norm: float | None
     marginals: dict[str, Any] | None
+    dp_marginals: dict[str, Any] | None
     rows_dp: int | None
     charge_id: int | None
     collapse_warning: bool

@@ -20,11 +20,19 @@ malformed portal limit stops the portal only, never the pipeline (as before they
 - ``PULSESYNTH_SAMPLE_RATE_WINDOW`` — the rate-limit window in seconds (default 60).
 
 Their bounds (at least 1) are checked by ``pulsesynth.portal.sampling.SampleLimits``.
+
+The portal's publisher contact is read by :meth:`ContactSettings.from_env`, the same way:
+
+- ``PULSESYNTH_CONTACT_EMAIL`` — the steward office's contact address shown on every
+  page and card, in DCAT (``contactPoint``) and CKAN (``maintainer_email``); ``{steward}``
+  in it is replaced by the publishing office's id (``{steward}@data.city.example`` gives
+  each office its own address). Default :data:`DEFAULT_CONTACT` (a placeholder: set it).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +47,12 @@ WORKERS_ENV = "PULSESYNTH_DASK_WORKERS"
 SAMPLE_MAX_ROWS_ENV = "PULSESYNTH_SAMPLE_MAX_ROWS"
 SAMPLE_RATE_LIMIT_ENV = "PULSESYNTH_SAMPLE_RATE_LIMIT"
 SAMPLE_RATE_WINDOW_ENV = "PULSESYNTH_SAMPLE_RATE_WINDOW"
+CONTACT_ENV = "PULSESYNTH_CONTACT_EMAIL"
+#: The contact until an installation sets its own (``.example`` is a reserved domain).
+DEFAULT_CONTACT = "open-data@city.example"
+#: The office a ``{steward}`` stands for when a release names none.
+DEFAULT_STEWARD = "city-data-office"
+_EMAIL = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;]+$")
 #: The task runners a flow knows.
 RUNNERS = ("default", "dask")
 
@@ -101,6 +115,27 @@ class SampleSettings:
         return cls(max_rows=get(SAMPLE_MAX_ROWS_ENV, cls.max_rows),
                    rate_limit=get(SAMPLE_RATE_LIMIT_ENV, cls.rate_limit),
                    window_s=get(SAMPLE_RATE_WINDOW_ENV, cls.window_s))
+
+
+@dataclass(frozen=True)
+class ContactSettings:
+    """The portal's ``PULSESYNTH_CONTACT_EMAIL``, checked (see module doc)."""
+
+    template: str = DEFAULT_CONTACT
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ContactSettings:
+        """Parse ``environ`` (default: ``os.environ``); an empty value counts as unset."""
+        env = os.environ if environ is None else environ
+        value = env.get(CONTACT_ENV, "").strip() or DEFAULT_CONTACT
+        if not _EMAIL.match(value.replace("{steward}", DEFAULT_STEWARD)):
+            raise SettingsError(f"{CONTACT_ENV} must be an email address (optionally with "
+                                f"{{steward}}), got {env.get(CONTACT_ENV)!r}")
+        return cls(template=value)
+
+    def email(self, steward: str | None = None) -> str:
+        """The contact address of the office ``steward`` (the default office if None)."""
+        return self.template.replace("{steward}", steward or DEFAULT_STEWARD)
 
 
 def _threads(value: str | None, raw: str | None) -> int:

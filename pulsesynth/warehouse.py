@@ -41,6 +41,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pulsesynth.command import cli_command
 from pulsesynth.errors import CatalogError, PulseSynthError, SourceError, ValidationFailed
 from pulsesynth.frames import conform, storage_type
 from pulsesynth.ids import check_dataset_id
@@ -153,7 +154,7 @@ class Warehouse:
         """A connection to the warehouse database (the catalog is created on a write one)."""
         if read_only and not self.paths.database.exists():
             raise CatalogError(
-                f"no warehouse at {self.paths.database}: run `pulsesynth warehouse build`"
+                f"no warehouse at {self.paths.database}: run `{cli_command()} warehouse build`"
             )
         self.paths.tables.mkdir(parents=True, exist_ok=True)
         con = duckdb.connect(str(self.paths.database), read_only=read_only)
@@ -282,7 +283,7 @@ class Warehouse:
         for entry in self.catalog():
             if entry["id"] == dataset_id:
                 return entry
-        raise CatalogError(f"unknown dataset {dataset_id!r}: see `pulsesynth catalog list`")
+        raise CatalogError(f"unknown dataset {dataset_id!r}: see `{cli_command()} catalog list`")
 
     def schema(self, dataset_id: str) -> DatasetSchema:
         """The declared schema of a catalogued dataset (with its catalogued classification)."""

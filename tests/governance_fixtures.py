@@ -37,9 +37,29 @@ SCHEMA: dict[str, Any] = {
         {"name": "distance", "type": "float", "role": "quasi_identifier", "bounds": [0, 100],
          "bins": [0, 1, 2, 5, 10, 20, 50, 100]},
         {"name": "company", "type": "categorical", "role": "other", "categories": COMPANIES},
-        {"name": "hour", "type": "integer", "role": "quasi_identifier", "bounds": [0, 23]},
+        {"name": "hour", "type": "integer", "role": "quasi_identifier", "bounds": [0, 23],
+         "bins": [0, 6, 12, 18, 23]},
     ],
 }
+
+
+def dp_marginals(dataset: str = "taxi_trips", seed: int = 0) -> dict[str, Any]:
+    """DP marginals as a model stores them (:meth:`NoisyMarginals.to_dict`): here the
+    (column, target) tables of another synthetic draw, standing in for the Gaussian
+    mechanism's estimate of the real table."""
+    from pulsesynth.quality import _encoder
+    from pulsesynth.synth.marginals import MarginalPlan, NoisyMarginals
+
+    encoder = _encoder(schema_for(dataset))
+    widths = [b.width for b in encoder.block_specs]
+    plan = MarginalPlan.for_columns(encoder.column_names, widths, "tip")
+    levels = encoder.levels(synthetic_table(400, seed + 1000))
+    probs = []
+    for group in plan.groups:
+        _, cell = plan.cell_index(levels, group)
+        counts = np.bincount(cell, minlength=plan.cells(group)).astype(np.float64) + 1.0
+        probs.append(counts / counts.sum())
+    return NoisyMarginals(plan, 1.1, tuple(probs)).to_dict()
 
 
 def schema_for(dataset: str) -> dict[str, Any]:
@@ -129,7 +149,7 @@ def make_candidate(paths: Paths, dataset: str = "taxi_trips", run_id: str = "run
                "noise_multiplier": 1.1, "sample_rate": 0.01, "steps": 500,
                "max_grad_norm": 1.0, "schema_hash": "1" * 64, "model_hash": "2" * 64,
                "code_version": "0.1.0-test", "randomness": "secret", "charge_id": charge_id,
-               "rows_dp": rows}
+               "rows_dp": rows, "dp_marginals": dp_marginals(dataset, seed)}
     (out / "privacy.json").write_text(json.dumps(privacy, indent=2))
     (out / "release_stats.json").write_text(json.dumps(
         release_stats(charge_id, private=private), indent=2))

@@ -13,6 +13,7 @@ from governance_fixtures import CANARY, CANARY_NUMBER, make_candidate
 
 from pulsesynth import cli
 from pulsesynth.advice import unblock_advice
+from pulsesynth.command import cli_command
 from pulsesynth.governance.candidate import register_candidate
 from pulsesynth.paths import Paths
 
@@ -92,5 +93,5 @@ def test_advice_when_the_lifetime_budget_is_spent() -> None:
         "  a retrain draws new noise and is attacked afresh; a smaller ε (stronger privacy) "
         "weakens membership attacks",
         "a retrain costs ε 1 (per run) of the 0 left of its lifetime ε 10: none left (only a "
-        "steward's `pulsesynth budget set` adds budget)"]
+        f"steward's `{cli_command()} budget set` adds budget)"]
     assert unblock_advice({"label": "open", "checks": []}, budget) == []

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from flows.nightly import (
     count_line,
     format_table,
@@ -118,3 +120,17 @@ def test_the_next_steps_work_as_printed(tmp_path: Path) -> None:
     assert "  /opt/city/data-office/pulse-synth/.venv/bin/pulsesynth publish" in long
     assert long.splitlines()[-1] == ("  (or `source /opt/city/data-office/pulse-synth/.venv/"
                                      "bin/activate` once, then type `pulsesynth ...`)")
+
+
+def test_hints_name_the_command_by_a_path_that_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hint's command is the ``pulsesynth`` beside this Python: ``.venv/bin/pulsesynth``
+    from the checkout (not on PATH unless activated), absolute from elsewhere."""
+    from pulsesynth.command import cli_command
+
+    cli = Path(sys.executable).parent / "pulsesynth"
+    assert Path(cli_command()).resolve() == cli.resolve() and "/" in cli_command()
+    assert cli_command("/opt/city/.venv/bin/python") == "/opt/city/.venv/bin/pulsesynth"
+    monkeypatch.chdir(cli.parent)
+    assert cli_command() == "./pulsesynth"
+    monkeypatch.chdir(cli.parent.parent.parent)
+    assert cli_command() == os.path.join(cli.parent.parent.name, "bin", "pulsesynth")

@@ -1,6 +1,7 @@
 """Per-entity grants: a steward grants an entity a dataset's confidential releases; the
 portal shows an entity only those (404 for the rest, byte for byte as for an unknown id);
-the token cookie's attributes; ``?token=`` exchanged for a cookie and kept out of the log."""
+sign-in: a token exchanged once for a server-side session (cookie attributes, expiry,
+sign-out, revocation, cross-site refusal); ``?token=`` refused; credentials kept out of logs."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import asyncio
 import json
 import logging
 import sqlite3
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from fastapi.testclient import TestClient
 from governance_fixtures import make_candidate, plant_real_table
 
 from pulsesynth.cli import main
+from pulsesynth.command import cli_command
 from pulsesynth.governance.candidate import register_candidate
 from pulsesynth.governance.db import audit_events, db_path, open_db
 from pulsesynth.governance.grants import (
@@ -27,10 +30,16 @@ from pulsesynth.governance.grants import (
 )
 from pulsesynth.governance.lifecycle import approve
 from pulsesynth.governance.publisher import publish_approved
-from pulsesynth.governance.tokens import create_token
+from pulsesynth.governance.sessions import SESSION_TTL, hash_session, start_session
+from pulsesynth.governance.tokens import create_token, revoke_tokens
 from pulsesynth.paths import Paths
 from pulsesynth.portal import create_app
-from pulsesynth.portal.app import TOKEN_COOKIE_MAX_AGE_S, RedactToken, redact_token
+from pulsesynth.portal.app import (
+    SESSION_COOKIE,
+    SESSION_COOKIE_MAX_AGE_S,
+    RedactToken,
+    redact_token,
+)
 
 GRANTED = "patient_tests"          # confidential, granted to ENTITY
 OTHER = "traffic_accidents"        # confidential, granted to another entity only
@@ -160,9 +169,24 @@ def test_a_version_4_store_gains_the_grants_table_on_open(tmp_path: Path) -> Non
         conn.execute("PRAGMA user_version = 4")
     add_grant(paths, "health-authority", "patient_tests", steward="alice")
     with open_db(paths) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 5
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 6
         assert conn.execute("SELECT count(*) FROM access_tokens").fetchone()[0] == 1
     assert [g.dataset for g in list_grants(paths)] == ["patient_tests"]
+
+
+def test_a_version_5_store_gains_the_sessions_table_on_open(tmp_path: Path) -> None:
+    """A store from before portal sessions (version 5) gains ``portal_sessions`` on open,
+    its tokens kept, and a session can start at once."""
+    paths = Paths(tmp_path)
+    token, _ = create_token(paths, "health-authority")
+    with sqlite3.connect(db_path(paths)) as conn:
+        conn.execute("DROP TABLE portal_sessions")
+        conn.execute("PRAGMA user_version = 5")
+    started = start_session(paths, token)
+    assert started is not None and started[1] == "health-authority"
+    with open_db(paths) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 6
+        assert conn.execute("SELECT count(*) FROM portal_sessions").fetchone()[0] == 1
 
 
 # --- the CLI --------------------------------------------------------------------------------
@@ -205,8 +229,11 @@ def test_cli_token_create_says_an_entity_without_grants_sees_open_releases_only(
     out, err = capsys.readouterr()
     assert len(out.strip()) == 43                                      # the token, once
     assert err.splitlines()[1] == ("dubai-police has no grants yet: it sees open releases "
-                                   "only (pulsesynth grants add 'dubai-police' DATASET "
-                                   "--steward NAME)")
+                                   f"only ({cli_command()} grants add 'dubai-police' "
+                                   "DATASET --steward NAME)")
+    assert err.splitlines()[2] == ("the entity signs in at the portal's /signin page (API "
+                                   "clients send Authorization: Bearer TOKEN); never put it "
+                                   "in a link")
 
 
 # --- the portal: what each entity sees ------------------------------------------------------
@@ -240,14 +267,16 @@ def test_granted_release_is_served_on_every_route(site: Site) -> None:
 def test_ungranted_confidential_release_answers_exactly_like_an_unknown_id(site: Site) -> None:
     """Entity A (granted X) asking for Y's confidential release, and an entity with a token
     but no grant asking for either: the same status, bytes and headers as an unknown id,
-    with the token as a header or as the cookie, in GET and HEAD."""
+    with the token as a header or through a session, in GET and HEAD."""
     unknown = site.client.get("/datasets/no_such_dataset")
     unknown_head = site.client.head("/datasets/no_such_dataset")
     assert unknown.status_code == 404
     downloads_before = len(audit_events(site.paths, "release.download"))
     cases = [(site.token, OTHER), (site.ungranted, GRANTED), (site.ungranted, OTHER)]
     for token, dataset in cases:
-        for how in ({"headers": _bearer(token)}, {"cookies": {"pulsesynth_token": token}}):
+        session = start_session(site.paths, token)
+        assert session is not None
+        for how in ({"headers": _bearer(token)}, {"cookies": {SESSION_COOKIE: session[0]}}):
             client = TestClient(site.app)
             for url in site.urls(dataset) + [f"/datasets/{dataset}/v2"]:
                 assert _answer(client.get(url, **how)) == _answer(unknown), (url, how)
@@ -268,47 +297,165 @@ def test_removing_a_grant_hides_the_release_from_the_next_request(site: Site) ->
     assert site.client.get(url, headers=auth).status_code == 200
 
 
-# --- the token cookie and ?token= -----------------------------------------------------------
+# --- sign-in sessions and ?token= -----------------------------------------------------------
 
 
-def test_query_token_is_exchanged_for_a_cookie_by_a_redirect_without_it(site: Site) -> None:
+def _session_cookie(r) -> str:  # type: ignore[no-untyped-def]
+    """The session id a sign-in answer set."""
+    [header] = r.headers.get_list("set-cookie")
+    return header.split(";")[0].removeprefix(f"{SESSION_COOKIE}=")
+
+
+def test_signin_form_exchanges_the_token_for_a_hashed_strict_session(site: Site) -> None:
     client = TestClient(site.app, follow_redirects=False)
-    r = client.get(f"/api/datasets?all_versions=true&token={site.token}&q=pat")
+    r = client.post("/signin", data={"token": site.token,
+                                     "next": "/api/datasets?all_versions=true&q=pat"})
     assert r.status_code == 303 and r.content == b""
     assert r.headers["location"] == "/api/datasets?all_versions=true&q=pat"
+    session = _session_cookie(r)
+    assert len(session) == 43 and session != site.token
     assert r.headers.get_list("set-cookie") == [
-        f"pulsesynth_token={site.token}; HttpOnly; Max-Age={TOKEN_COOKIE_MAX_AGE_S}; "
-        "Path=/; SameSite=lax"]
-    assert TOKEN_COOKIE_MAX_AGE_S == 8 * 3600
+        f"{SESSION_COOKIE}={session}; HttpOnly; Max-Age={SESSION_COOKIE_MAX_AGE_S}; "
+        "Path=/; SameSite=strict"]
+    assert SESSION_COOKIE_MAX_AGE_S == 8 * 3600 == SESSION_TTL.total_seconds()
     assert r.headers["x-frame-options"] == "DENY"                 # security headers too
-    followed = client.get(r.headers["location"])
+    followed = client.get(r.headers["location"], cookies={SESSION_COOKIE: session})
     assert [d["id"] for d in followed.json()] == [GRANTED]
-    # A browser ends on the token-less URL with the cookie, seeing the granted release.
-    browser = TestClient(site.app)
-    page = browser.get(f"/datasets/{GRANTED}", params={"token": site.token})
-    assert page.status_code == 200 and str(page.url) == f"http://testserver/datasets/{GRANTED}"
-    assert "token" not in str(page.url)
+    # Stored only hashed, bound to the token's row, expiring 8 h after it started.
+    with open_db(site.paths) as conn:
+        row = conn.execute("SELECT * FROM portal_sessions WHERE session_hash = ?",
+                           (hash_session(session),)).fetchone()
+        token_id = conn.execute("SELECT id FROM access_tokens WHERE entity = ?",
+                                (ENTITY,)).fetchone()[0]
+    assert (row["entity"], row["token_id"]) == (ENTITY, token_id)
+    assert (datetime.fromisoformat(row["expires_at"])
+            - datetime.fromisoformat(row["created_at"])) == SESSION_TTL
+    raw = b"".join(p.read_bytes() for p in db_path(site.paths).parent.glob("governance.db*"))
+    assert session.encode() not in raw and site.token.encode() not in raw
+    event = audit_events(site.paths, "session.start")[-1]
+    assert (event["actor"], event["detail"]) == (
+        ENTITY, {"token_id": token_id, "expires_at": row["expires_at"]})
 
 
-def test_cookie_is_secure_when_served_over_https(site: Site) -> None:
-    client = TestClient(site.app, base_url="https://testserver", follow_redirects=False)
-    r = client.get("/", params={"token": site.token})
-    assert r.status_code == 303 and r.headers["location"] == "/"
-    assert r.headers["set-cookie"] == (
-        f"pulsesynth_token={site.token}; HttpOnly; Max-Age={TOKEN_COOKIE_MAX_AGE_S}; "
-        "Path=/; SameSite=lax; Secure")
-
-
-def test_invalid_query_token_is_stripped_without_a_cookie(site: Site) -> None:
+def test_bearer_post_signs_in_and_a_bad_token_gets_401_and_no_cookie(site: Site) -> None:
     client = TestClient(site.app, follow_redirects=False)
+    r = client.post("/signin", headers=_bearer(site.token))
+    assert (r.status_code, r.headers["location"]) == (303, "/")
+    assert r.headers["set-cookie"].startswith(f"{SESSION_COOKIE}=")
     for token in ("not-a-real-token", "", "x" * 300):
-        r = client.get(f"/datasets/{GRANTED}?token={token}")
-        assert (r.status_code, r.headers["location"]) == (303, f"/datasets/{GRANTED}")
+        bad = client.post("/signin", data={"token": token, "next": "/"},
+                          headers={"accept": "text/html"})
+        assert bad.status_code == 401 and "set-cookie" not in bad.headers
+        assert ("That token was not accepted: it is unknown, revoked or mistyped."
+                in bad.text)
+        assert client.post("/signin", headers=_bearer(token or "x")).json() == {
+            "detail": "invalid token"}
+
+
+def test_signin_redirects_only_to_paths_on_the_portal(site: Site) -> None:
+    client = TestClient(site.app, follow_redirects=False)
+    for wanted, landed in (("//evil.example/x", "/"), ("/\\evil.example", "/"),
+                           ("https://evil.example/", "/"), ("/a\r\nSet-Cookie: x=1", "/"),
+                           ("", "/"), ("/caf\u00e9", "/"), ("/caf%C3%A9", "/caf%C3%A9"),
+                           (f"/datasets/{GRANTED}?token=abc&q=1",
+                                       f"/datasets/{GRANTED}?q=1")):
+        r = client.post("/signin", data={"token": site.token, "next": wanted})
+        assert r.headers["location"] == landed, wanted
+
+
+def test_only_signin_and_signout_answer_post(site: Site) -> None:
+    client = TestClient(site.app, follow_redirects=False)
+    for method in ("PUT", "DELETE", "PATCH"):
+        r = client.request(method, "/signin")
+        assert (r.status_code, r.headers["allow"]) == (405, "GET, HEAD, POST")
+    r = client.post("/api/datasets")
+    assert (r.status_code, r.headers["allow"]) == (405, "GET, HEAD")
+    assert client.post("/signout").status_code == 303          # no session: still signed out
+
+
+def test_cross_site_signin_and_signout_are_refused(site: Site) -> None:
+    client = TestClient(site.app, follow_redirects=False)
+    for headers in ({"origin": "https://evil.example"}, {"origin": "null"},
+                    {"sec-fetch-site": "cross-site"},
+                    {"sec-fetch-site": "same-site"}):
+        r = client.post("/signin", data={"token": site.token}, headers=headers)
+        assert r.status_code == 403 and "set-cookie" not in r.headers
+        assert client.post("/signout", headers=headers).status_code == 403
+    same = client.post("/signin", data={"token": site.token},
+                       headers={"origin": "http://testserver", "sec-fetch-site": "same-origin"})
+    assert same.status_code == 303
+
+
+def test_signout_deletes_the_session_row_and_clears_the_cookie(site: Site) -> None:
+    client = TestClient(site.app, follow_redirects=False)
+    session = _session_cookie(client.post("/signin", data={"token": site.token}))
+    cookies = {SESSION_COOKIE: session}
+    assert client.get(f"/api/datasets/{GRANTED}", cookies=cookies).status_code == 200
+    out = client.post("/signout", cookies=cookies)
+    assert (out.status_code, out.headers["location"]) == (303, "/")
+    assert out.headers["set-cookie"] == (
+        f'{SESSION_COOKIE}=""; expires=' + out.headers["set-cookie"].split("expires=")[1])
+    assert "Max-Age=0" in out.headers["set-cookie"]
+    with open_db(site.paths) as conn:
+        assert conn.execute("SELECT count(*) FROM portal_sessions WHERE session_hash = ?",
+                            (hash_session(session),)).fetchone()[0] == 0
+    assert client.get(f"/api/datasets/{GRANTED}", cookies=cookies).status_code == 404
+
+
+def test_expired_and_revoked_sessions_are_refused(tmp_path: Path) -> None:
+    paths = Paths(tmp_path)
+    cand = make_candidate(paths, GRANTED, label="confidential",
+                          snapshot_id=plant_real_table(paths, GRANTED))
+    approve(paths, register_candidate(paths, GRANTED, cand, "m1").candidate_id, "alice")
+    publish_approved(paths)
+    token, _ = create_token(paths, ENTITY)
+    add_grant(paths, ENTITY, GRANTED, steward="alice")
+    client = TestClient(create_app(paths))
+    url = f"/api/datasets/{GRANTED}"
+    first, second = (start_session(paths, token) for _ in range(2))
+    assert first is not None and second is not None
+    assert client.get(url, cookies={SESSION_COOKIE: first[0]}).status_code == 200
+    with open_db(paths) as conn:
+        conn.execute("UPDATE portal_sessions SET expires_at = '2000-01-01T00:00:00+00:00' "
+                     "WHERE session_hash = ?", (hash_session(first[0]),))
+    assert client.get(url, cookies={SESSION_COOKIE: first[0]}).status_code == 404
+    assert client.get(url, cookies={SESSION_COOKIE: second[0]}).status_code == 200
+    # The next sign-in sweeps the expired row; revoking the token ends the live one.
+    assert start_session(paths, token) is not None
+    revoke_tokens(paths, ENTITY)
+    assert client.get(url, cookies={SESSION_COOKIE: second[0]}).status_code == 404
+    with open_db(paths) as conn:
+        assert conn.execute("SELECT count(*) FROM portal_sessions").fetchone()[0] == 0
+    assert start_session(paths, token) is None
+
+
+def test_query_token_is_refused_with_a_redirect_to_the_signin_page(site: Site) -> None:
+    client = TestClient(site.app, follow_redirects=False)
+    for token in (site.token, "not-a-real-token", "", "x" * 300):
+        r = client.get(f"/api/datasets?all_versions=true&token={token}&q=pat")
+        assert r.status_code == 303 and r.content == b""
+        assert r.headers["location"] == (
+            "/signin?next=%2Fapi%2Fdatasets%3Fall_versions%3Dtrue%26q%3Dpat&reason=link")
         assert "set-cookie" not in r.headers
     # The same answer whether or not the path names a release (nothing to learn from it).
     for url in (f"/datasets/{OTHER}", "/datasets/no_such_dataset"):
-        r = client.get(url, params={"token": "not-a-real-token"})
-        assert (r.status_code, r.headers["location"], r.content) == (303, url, b"")
+        r = client.get(url, params={"token": site.token})
+        assert (r.status_code, r.content) == (303, b"")
+        assert r.headers["location"] == "/signin?next=" + url.replace("/", "%2F") + \
+            "&reason=link"
+    page = client.get(r.headers["location"])
+    assert "does not accept tokens in links: it was not used" in " ".join(page.text.split())
+    assert 'name="next" value="/datasets/no_such_dataset"' in page.text
+
+
+def test_session_cookie_is_secure_when_served_over_https(site: Site) -> None:
+    client = TestClient(site.app, base_url="https://testserver", follow_redirects=False)
+    r = client.post("/signin", data={"token": site.token})
+    assert r.status_code == 303 and r.headers["location"] == "/"
+    session = _session_cookie(r)
+    assert r.headers["set-cookie"] == (
+        f"{SESSION_COOKIE}={session}; HttpOnly; Max-Age={SESSION_COOKIE_MAX_AGE_S}; "
+        "Path=/; SameSite=strict; Secure")
 
 
 def test_redirect_never_leaves_the_portal(site: Site) -> None:
@@ -330,21 +477,27 @@ def test_redirect_never_leaves_the_portal(site: Site) -> None:
     asyncio.run(site.app(scope, receive, send))
     start = sent[0]
     assert start["status"] == 303
-    assert dict(start["headers"])[b"location"] == b"/evil.example/x"
+    assert dict(start["headers"])[b"location"] == (
+        b"/signin?next=%2Fevil.example%2Fx&reason=link")
 
 
-def test_access_log_never_prints_the_token(site: Site) -> None:
+def test_access_log_never_prints_the_token_or_a_session_id(site: Site) -> None:
     """uvicorn's access log, configured as ``pulsesynth portal`` configures it, prints the
-    request line of a ``?token=`` request with the value redacted."""
+    request line of a ``?token=`` (or ``?session=``) request with the value redacted; its
+    error log hides a bearer credential and a session cookie."""
     import uvicorn
     from uvicorn.logging import AccessFormatter
     from uvicorn.protocols.utils import get_path_with_query_string
 
     uvicorn.Config(site.app, log_level="info")       # uvicorn's dictConfig of its loggers
     logger = logging.getLogger("uvicorn.access")
+    errors = logging.getLogger("uvicorn.error")
     assert sum(isinstance(f, RedactToken) for f in logger.filters) == 1
     create_app(site.paths)                            # a second app adds no second filter
     assert sum(isinstance(f, RedactToken) for f in logger.filters) == 1
+    assert sum(isinstance(f, RedactToken) for f in errors.filters) == 1
+    session = start_session(site.paths, site.token)
+    assert session is not None
     lines: list[str] = []
 
     class Keep(logging.Handler):
@@ -357,18 +510,27 @@ def test_access_log_never_prints_the_token(site: Site) -> None:
     logger.addHandler(keep)
     try:
         for query in (f"token={site.token}&q=a", f"q=a&token={site.token}",
-                      f"%74oken={site.token}"):
+                      f"%74oken={site.token}", f"session={session[0]}"):
             scope = {"path": "/datasets/x", "query_string": query.encode(),
                      "root_path": ""}
             # The call uvicorn's protocol makes for each response.
             logger.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET",
                         get_path_with_query_string(scope), "1.1", 303)  # type: ignore[arg-type]
+        record = logging.LogRecord("uvicorn.error", logging.ERROR, __file__, 1,
+                                   "request headers %s", (
+                                       f"authorization: Bearer {site.token}; "
+                                       f"cookie: {SESSION_COOKIE}={session[0]}",), None)
+        assert errors.filters[0].filter(record)
+        error_line = record.getMessage()
     finally:
         logger.removeHandler(keep)
+    assert error_line == ("request headers authorization: Bearer [redacted]; "
+                          f"cookie: {SESSION_COOKIE}=[redacted]")
     assert lines == [
         '127.0.0.1:5000 - "GET /datasets/x?token=[redacted]&q=a HTTP/1.1" 303 See Other',
         '127.0.0.1:5000 - "GET /datasets/x?q=a&token=[redacted] HTTP/1.1" 303 See Other',
-        '127.0.0.1:5000 - "GET /datasets/x?%74oken=[redacted] HTTP/1.1" 303 See Other']
+        '127.0.0.1:5000 - "GET /datasets/x?%74oken=[redacted] HTTP/1.1" 303 See Other',
+        '127.0.0.1:5000 - "GET /datasets/x?session=[redacted] HTTP/1.1" 303 See Other']
 
 
 def test_redact_token_leaves_other_parameters_alone() -> None:
@@ -378,3 +540,6 @@ def test_redact_token_leaves_other_parameters_alone() -> None:
         "GET /a?x=1&token=[redacted]&y=2 HTTP/1.1")
     assert redact_token("no query here") == "no query here"
     assert redact_token("/a?TOKEN=abc&Token=d") == "/a?TOKEN=[redacted]&Token=[redacted]"
+    assert redact_token("/a?access_token=x&pulsesynth_session=y&sessions=z") == (
+        "/a?access_token=[redacted]&pulsesynth_session=[redacted]&sessions=z")
+    assert redact_token("Authorization: bearer abc.def") == "Authorization: bearer [redacted]"

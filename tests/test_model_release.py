@@ -123,7 +123,7 @@ def test_v1_database_migrates_keeping_rows_with_kind_table(paths: Paths) -> None
 
     conn = connect(paths)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
         # versions 3 and 4 add the secret per-dataset salts and the governed budgets
         # (empty after a migration)
         for table in ("dataset_secrets", "budgets"):

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import json
 import os
 import re
 import shutil
 from html import unescape
 from pathlib import Path
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import unquote, urlencode, urljoin, urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
@@ -25,6 +26,7 @@ from pulsesynth.governance.publisher import publish_approved
 from pulsesynth.governance.tokens import create_token, revoke_tokens
 from pulsesynth.paths import Paths
 from pulsesynth.portal import create_app
+from pulsesynth.portal.app import SESSION_COOKIE
 
 SECRET_ID = "patient_tests"
 SECRET_TITLE = "Patient tests"
@@ -68,12 +70,12 @@ def _secret_urls(site: Site) -> list[str]:
 
 
 def _bad_credentials(site: Site) -> list[dict]:
-    """Anonymous, a wrong token and a revoked token, in each way a token can be sent."""
+    """Anonymous, a wrong token and a revoked token, as a bearer header and in the session
+    cookie (a token is no session id; a ``?token=`` is never used: see test_grants)."""
     out: list[dict] = [{}]
     for token in ("not-a-real-token", site.revoked):
         out += [{"headers": {"Authorization": f"Bearer {token}"}},
-                {"params": {"token": token}},
-                {"cookies": {"pulsesynth_token": token}}]
+                {"cookies": {SESSION_COOKIE: token}}]
     return out
 
 
@@ -125,7 +127,7 @@ def test_confidential_release_does_not_exist_without_a_valid_token(site: Site) -
             text = client.get(url, **creds).text
             assert SECRET_ID not in text and SECRET_TITLE not in text
             assert "Confidential" not in text
-        assert "pulsesynth_token" not in client.get("/", **creds).headers.get("set-cookie", "")
+        assert "set-cookie" not in client.get("/", **creds).headers
 
 
 def test_valid_token_sees_and_downloads_confidential_and_download_is_logged(site: Site) -> None:
@@ -152,13 +154,13 @@ def test_valid_token_sees_and_downloads_confidential_and_download_is_logged(site
     assert len(events) == before + 1
     assert events[-1]["actor"] == "health-authority"
     assert events[-1]["subject"] == f"{SECRET_ID}/v1/synthetic.csv"
-    # A browser presents the token once in the query: exchanged for a cookie by a 303 to
-    # the same URL without it; the cookie carries it afterwards.
+    # A browser signs in once with the form: a 303 to a token-less URL and a session cookie.
     browser = TestClient(site.app)
-    first = browser.get("/", params={"token": site.token})
+    first = browser.post("/signin", data={"token": site.token, "next": "/"})
     [exchange] = first.history
     assert exchange.status_code == 303 and exchange.headers["location"] == "/"
     assert "httponly" in exchange.headers["set-cookie"].lower()
+    assert site.token not in exchange.headers["set-cookie"]
     assert str(first.url) == "http://testserver/" and SECRET_ID in first.text
     assert browser.get(f"/datasets/{SECRET_ID}").status_code == 200
     # Open downloads are not logged.
@@ -173,11 +175,11 @@ def _raw_get(app, raw_path: bytes, cookie: str | None = None) -> int:
 
 
 def _raw_response(app, raw_path: bytes, cookie: str | None = None) -> tuple[int, dict]:
-    """Status and headers of a GET of ``raw_path`` sent as is (with a token cookie)."""
+    """Status and headers of a GET of ``raw_path`` sent as is (with a session cookie)."""
     path, _, query = raw_path.partition(b"?")
     headers = [(b"host", b"testserver")]
     if cookie:
-        headers.append((b"cookie", f"pulsesynth_token={cookie}".encode()))
+        headers.append((b"cookie", f"{SESSION_COOKIE}={cookie}".encode()))
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
              "method": "GET", "scheme": "http", "path": unquote(path.decode("latin-1")),
              "raw_path": path, "query_string": query, "root_path": "",
@@ -226,16 +228,21 @@ TRAVERSALS = [
 
 @pytest.mark.parametrize("raw", TRAVERSALS, ids=lambda b: b.decode()[:60])
 def test_traversal_and_unknown_ids_are_404(site: Site, raw: bytes) -> None:
+    from pulsesynth.governance.sessions import start_session
+
+    session = start_session(site.paths, site.token)
+    assert session is not None
     assert _raw_get(site.app, raw) == 404
-    assert _raw_get(site.app, raw, cookie=site.token) == 404
-    # A token in the query is exchanged first (303 to the path without it) — unless the
-    # path is refused outright — and the path is still 404 with the cookie it set.
+    assert _raw_get(site.app, raw, cookie=session[0]) == 404
+    # A token in the query is never used: a 303 to the sign-in page, the path it asked for
+    # as ``next`` — unless the path is refused outright — and no cookie either way.
     status, headers = _raw_response(site.app, raw + f"?token={site.token}".encode())
+    assert "set-cookie" not in headers
     if status == 303:
-        assert headers["location"] == "/" + raw.decode().lstrip("/")
-        assert _raw_get(site.app, headers["location"].encode(), cookie=site.token) == 404
+        assert headers["location"] == "/signin?" + urlencode(
+            {"next": "/" + raw.decode().lstrip("/"), "reason": "link"})
     else:
-        assert status == 404 and "set-cookie" not in headers
+        assert status == 404
 
 
 def test_symlinks_inside_published_are_never_followed(tmp_path: Path) -> None:
@@ -280,7 +287,7 @@ def test_security_headers_on_every_response(site: Site) -> None:
         h = site.client.get(url).headers
         assert "default-src 'none'" in h["content-security-policy"], url
         assert h["x-content-type-options"] == "nosniff"
-        assert h["x-frame-options"] == "DENY" and h["referrer-policy"] == "no-referrer"
+        assert h["x-frame-options"] == "DENY" and h["referrer-policy"] == "same-origin"
     assert "content-security-policy" in site.client.post("/").headers
 
 
@@ -311,6 +318,8 @@ def test_no_served_page_or_file_contains_the_canary(site: Site) -> None:
         elif "json" in r.headers.get("content-type", "") and url.startswith("/api/"):
             links = re.findall(r'"downloadURL":\s*"([^"]+)"', r.text)
         for link in links:
+            if link.startswith("mailto:"):                 # the contact address
+                continue
             link = urljoin(url, link.replace("&amp;", "&"))
             if urlsplit(link).netloc in ("", "testserver"):
                 queue.append(urlsplit(link).path + (
@@ -395,10 +404,10 @@ def test_number_formats_round_for_reading() -> None:
 def test_table_page_has_the_open_data_basics(site: Site) -> None:
     html = site.client.get("/datasets/taxi_trips").text
     facts = _text(html[html.index('id="facts"'):html.index('id="downloads"')])
-    assert ("Publisher Transport data office Contact Transport data office, the data steward "
-            "for this dataset (approving steward: alice) Licence Creative Commons Attribution "
-            "4.0 (CC BY 4.0) Update frequency not stated Rows 120 synthetic rows Columns 4"
-            ) in facts
+    assert ("Publisher Transport data office Contact open-data@city.example (Transport data "
+            "office, the data steward for this dataset; approving steward: alice) Licence "
+            "Creative Commons Attribution 4.0 (CC BY 4.0) Update frequency not stated Rows 120 "
+            "synthetic rows Columns 4") in facts
     assert 'rel="license" href="https://creativecommons.org/licenses/by/4.0/"' in html
     # The column dictionary, from the declared schema.
     assert re.search(r'data-column="tip">.*?</tr>', html, re.S)
@@ -429,6 +438,34 @@ def test_table_page_has_the_open_data_basics(site: Site) -> None:
         "synthetic open portal, /datasets/taxi_trips/v2.")
 
 
+def test_publisher_contact_comes_from_configuration_on_every_page_dcat_and_ckan(
+        site: Site) -> None:
+    """``PULSESYNTH_CONTACT_EMAIL`` (here with ``{steward}``: one address per office) is on
+    every page, the card's facts, DCAT's contactPoint and CKAN's maintainer_email."""
+    from pulsesynth.settings import ContactSettings
+
+    contact = ContactSettings.from_env({"PULSESYNTH_CONTACT_EMAIL": "{steward}@data.city.example"})
+    client = TestClient(create_app(site.paths, contact=contact))
+    office = "transport-data-office@data.city.example"
+    portal = "city-data-office@data.city.example"      # pages of no one office
+    for url, shown in (("/", portal), ("/signin", portal), ("/datasets/taxi_trips", office)):
+        assert (f'Contact: <a class="contact-email" href="mailto:{shown}">{shown}</a>'
+                in client.get(url).text), url
+    # Error pages read the installation's setting (unset here: the placeholder default).
+    error = client.get("/nope", headers={"accept": "text/html"}).text
+    assert 'href="mailto:open-data@city.example">open-data@city.example</a>' in error
+    facts = _text(client.get("/datasets/taxi_trips").text)
+    assert f"Contact {office} (Transport data office, the data steward" in facts
+    dcat = client.get("/api/datasets/taxi_trips/dcat").json()
+    assert dcat["contactPoint"] == {"@type": "vcard:Organization",
+                                    "fn": "Transport data office",
+                                    "hasEmail": f"mailto:{office}",
+                                    "hasURL": "http://testserver/datasets/taxi_trips"}
+    pkg = client.get("/api/3/action/package_show", params={"id": "taxi_trips"}).json()
+    assert (pkg["result"]["maintainer_email"], pkg["result"]["author_email"]) == (office,
+                                                                                  office)
+
+
 def test_index_searches_with_facets_sorts_and_pages(site: Site,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     auth = {"Authorization": f"Bearer {site.token}"}
@@ -444,6 +481,19 @@ def test_index_searches_with_facets_sorts_and_pages(site: Site,
     assert ids() == ["patient_tests", "taxi_trips"]                 # by name
     assert ids(kind="table", label="confidential") == ["patient_tests"]
     assert ids(kind="classifier") == []
+    # Publisher (the declared schema's steward office) and licence facets.
+    assert ('data-publisher="transport-data-office" href="/?publisher=transport-data-office">'
+            'Transport data office (2)') in html
+    assert 'data-licence="cc-by" href="/?licence=cc-by">Creative Commons Attribution 4.0 (1)' \
+        in html
+    assert ('data-licence="other-closed" href="/?licence=other-closed">Other (Not Open): '
+            'Shared — Confidential terms of the data card (1)') in html
+    assert ids(licence="other-closed") == ["patient_tests"]
+    assert ids(licence="cc-by", publisher="transport-data-office") == ["taxi_trips"]
+    assert ids(publisher="no-such-office") == []
+    narrowed = site.client.get("/", params={"licence": "cc-by"}, headers=auth).text
+    assert 'href="/?publisher=transport-data-office&amp;licence=cc-by">Transport data office (1)' \
+        in narrowed
     assert ids(sort="title_desc") == ["taxi_trips", "patient_tests"]
     assert ids(sort="issued") == ["patient_tests", "taxi_trips"]    # newest first
     assert ids(sort="no-such-sort") == ["patient_tests", "taxi_trips"]
@@ -471,9 +521,72 @@ def _png_size_and_dpi(data: bytes) -> tuple[int, int, float]:
 def test_published_plots_are_readable_size(site: Site) -> None:
     plots = [f for f in site.open_v2["files"] if f["name"].startswith("plots/")]
     assert [f["name"] for f in plots] == ["plots/00-tip.png", "plots/01-distance.png",
-                                          "plots/02-company.png", "plots/03-hour.png"]
-    for f in plots:
-        assert _png_size_and_dpi(site.client.get(f["downloadURL"]).content) == (640, 360, 100)
+                                          "plots/02-company.png", "plots/03-hour.png",
+                                          "plots/quality-shapes.png",
+                                          "plots/quality-associations.png"]
+    sizes = [_png_size_and_dpi(site.client.get(f["downloadURL"]).content) for f in plots]
+    # Column plots 640×360; the four shape bars 640×300; the 4×4 heat map 600×480.
+    assert sizes == [(640, 360, 100)] * 4 + [(640, 300, 100), (600, 480, 100)]
+
+
+def test_quality_report_compares_synthetic_rows_with_the_dp_marginals_only(
+        site: Site) -> None:
+    """The card's quality report is a function of the published synthetic rows and the
+    model's DP marginals (never the real rows), and the table page says it plainly."""
+    import numpy as np
+    import pandas as pd
+    from governance_fixtures import dp_marginals, schema_for
+
+    from pulsesynth.quality import quality_report
+
+    card = site.client.get("/api/datasets/taxi_trips").json()["datacard"]
+    parquet = next(f for f in site.open_v2["files"] if f["name"] == "synthetic.parquet")
+    table = pd.read_parquet(io.BytesIO(site.client.get(parquet["downloadURL"]).content))
+    marginals = dp_marginals("taxi_trips", 1)                   # v2 was made with seed 1
+    expected = quality_report(table, schema_for("taxi_trips"), marginals)
+    assert {k: v for k, v in card["quality"].items() if k != "plots"} == expected
+    # One score by hand: tip's share of yes/no against the DP (distance, tip) table's
+    # tip margin (distance has 7 declared bins, tip 2 categories).
+    dp_tip = np.asarray(marginals["probabilities"][0]).reshape(7, 2).sum(axis=0)
+    syn_tip = table["tip"].value_counts(normalize=True).reindex(["no", "yes"]).to_numpy()
+    tip = next(s["score"] for s in card["quality"]["shapes"] if s["column"] == "tip")
+    assert tip == round(1 - 0.5 * float(np.abs(syn_tip - dp_tip).sum()), 4)
+    assert [s["column"] for s in card["quality"]["shapes"]] == ["tip", "distance", "company",
+                                                                "hour"]
+    assert [p["columns"] for p in card["quality"]["pairs"]] == [
+        ["distance", "tip"], ["company", "tip"], ["hour", "tip"]]
+    assert card["quality"]["overall"] == round(
+        (card["quality"]["shape_score"] + card["quality"]["pair_score"]) / 2, 4)
+    # The page: plain words, percentages, both plots with alt text.
+    html = site.client.get("/datasets/taxi_trips").text
+    section = html[html.index('id="quality"'):html.index("</section>", html.index('id="quality"'))]
+    words = _text(section)
+    overall = round(card["quality"]["overall"] * 100)
+    assert f"Overall score: {overall} % — very close." in words
+    assert "never against the real rows" in words
+    assert _text(re.search(r'data-column="tip">(.*?)</tr>', section, re.S).group(1)) == (
+        f"tip {round(tip * 100)} % very close")
+    assert section.count('class="plot quality-plot"') == 2
+    assert 'alt="Heat map of how strongly each two synthetic columns are linked"' in section
+
+
+def test_quality_scores_are_total_variation_and_cramers_v() -> None:
+    import numpy as np
+
+    from pulsesynth.quality import cramers_v, quality_report, total_variation
+
+    assert total_variation(np.array([1.0, 0.0]), np.array([0.0, 1.0])) == 1.0
+    assert total_variation(np.array([2.0, 2.0]), np.array([1.0, 3.0])) == 0.25
+    a = np.array([0, 0, 1, 1])
+    assert cramers_v(a, np.array([1, 1, 0, 0]), 2, 2) == 1.0           # one decides the other
+    assert cramers_v(a, np.array([0, 1, 0, 1]), 2, 2) == 0.0           # independent
+    assert cramers_v(a, np.array([0, 0, 0, 0]), 2, 2) == 0.0           # constant column
+    from governance_fixtures import schema_for, synthetic_table
+
+    # Without DP marginals: associations only, no score.
+    report = quality_report(synthetic_table(50, 0), schema_for("taxi_trips"), None)
+    assert (report["shapes"], report["pairs"], report["overall"]) == ([], [], None)
+    assert report["association"]["columns"] == ["tip", "distance", "company", "hour"]
 
 
 def test_numeric_plots_are_densities_over_the_declared_unequal_bins() -> None:

@@ -20,12 +20,14 @@ from model_fixtures import make_classifier_candidate
 from portal_server import served
 
 from pulsesynth.governance.candidate import register_candidate
+from pulsesynth.governance.db import open_db
 from pulsesynth.governance.grants import add_grant
 from pulsesynth.governance.lifecycle import approve
 from pulsesynth.governance.publisher import publish_approved
 from pulsesynth.governance.tokens import create_token
 from pulsesynth.paths import Paths
 from pulsesynth.portal import create_app
+from pulsesynth.portal.app import SESSION_COOKIE
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -34,8 +36,10 @@ OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 800}
-#: The pages a reader meets: the catalogue, a table release and a model (classifier) release.
-PAGES = {"index": "/", "table": "/datasets/taxi_trips", "model": "/datasets/taxi_trips_classifier"}
+#: The pages a reader meets: the catalogue, a table release, a model (classifier) release and
+#: the sign-in form.
+PAGES = {"index": "/", "table": "/datasets/taxi_trips", "model": "/datasets/taxi_trips_classifier",
+         "signin": "/signin"}
 #: Jargon ids and missing values a public page must never show raw.
 RAW = ("model_mia", "distance_mia", "synthetic_mia", "seed 000", "quasi_identifier", "null",
        "None", "nan")
@@ -113,7 +117,9 @@ def test_browser_filters_opens_dataset_sees_plots_and_downloads_csv(
             assert page.locator(".badge-open").first.inner_text() == "Open — synthetic"
             page.wait_for_load_state("load")
             images = page.locator("img.plot")
-            assert images.count() == len(card["plots"]) > 0
+            # The column plots and the quality report's two (shape bars, heat map).
+            assert images.count() == len(card["plots"]) + 2 == 6
+            assert len(card["quality"]["plots"]) == 2
             loaded = page.evaluate("Array.from(document.querySelectorAll('img.plot'))"
                                    ".every(i => i.complete && i.naturalWidth > 0)")
             assert loaded, "a plot image did not load"
@@ -124,15 +130,49 @@ def test_browser_filters_opens_dataset_sees_plots_and_downloads_csv(
             assert hashlib.sha256(data).hexdigest() == csv_sha == shown
             page.screenshot(path=str(OUTPUT / "portal.png"), full_page=True)
 
-            # An entity token given once in the URL unlocks the confidential release.
-            page.goto(base + "/?token=" + token)
-            assert page.url == base + "/"                     # the token left the address bar
+            # An entity signs in once with the form; the token never enters a URL.
+            page.click("#signin-link")
+            page.wait_for_url("**/signin")
+            page.fill("#token", token)
+            page.click("#signin-submit")
+            page.wait_for_url(base + "/")
+            assert token not in page.url
             assert page.locator("tr.dataset-row").count() == 3
+            assert page.inner_text("header.site .who").startswith(
+                "signed in as entity health-authority")
+            [cookie] = [c for c in context.cookies() if c["name"] == SESSION_COOKIE]
+            assert (cookie["httpOnly"], cookie["sameSite"], cookie["secure"]) == (
+                True, "Strict", False)
+            assert cookie["value"] != token
+            assert page.evaluate("document.cookie") == ""          # no script can read it
             page.goto(base + "/datasets/patient_tests")
             assert "Shared: Confidential — synthetic" in page.inner_text(".badge-confidential")
             page.screenshot(path=str(OUTPUT / "portal-confidential.png"), full_page=True)
             fresh = browser.new_context().new_page()
             assert fresh.goto(base + "/datasets/patient_tests").status == 404
+            # Signing out ends the session: the release is gone again, as for the public.
+            page.click("#signout")
+            page.wait_for_url(base + "/")
+            assert page.locator("tr.dataset-row").count() == 2
+            assert [c for c in context.cookies() if c["name"] == SESSION_COOKIE] == []
+            assert page.goto(base + "/datasets/patient_tests").status == 404
+            # An expired session is refused: sign in again, then age the session in the store.
+            page.goto(base + "/signin?next=/datasets/patient_tests")
+            page.fill("#token", token)
+            page.click("#signin-submit")
+            page.wait_for_url(base + "/datasets/patient_tests")
+            with open_db(paths) as conn:
+                conn.execute("UPDATE portal_sessions SET expires_at = "
+                             "'2000-01-01T00:00:00+00:00'")
+            assert page.goto(base + "/datasets/patient_tests").status == 404
+            page.goto(base + "/")
+            assert page.inner_text("header.site .who").startswith("public access")
+            assert page.locator("tr.dataset-row").count() == 2
+            # A token in a link is not used: the sign-in page says so.
+            page.goto(base + "/datasets/patient_tests?token=" + token)
+            assert page.url == base + "/signin?next=%2Fdatasets%2Fpatient_tests&reason=link"
+            assert page.locator("#link-notice").count() == 1
+            assert page.locator("tr.dataset-row").count() == 0
         finally:
             browser.close()
     assert (OUTPUT / "portal.png").stat().st_size > 10_000
@@ -147,7 +187,8 @@ def test_live_server_refuses_raw_traversal_and_other_methods(
             ("GET", "/datasets/taxi_trips/v1/files/../../../warehouse/governance.db", 404),
             ("GET", "/datasets/taxi_trips/v1/files/%2e%2e/%2e%2e/index.json", 404),
             ("GET", "/static/../app.py", 404),
-            ("POST", "/", 405), ("DELETE", "/datasets/taxi_trips", 405)):
+            ("POST", "/", 405), ("DELETE", "/datasets/taxi_trips", 405),
+            ("POST", "/signin", 401), ("PUT", "/signin", 405)):
         conn = http.client.HTTPConnection(host, int(port), timeout=10)
         conn.request(method, path)
         resp = conn.getresponse()
@@ -186,7 +227,7 @@ def test_pages_fit_the_screen_read_plainly_and_pass_basic_accessibility(
                                  "images_loaded": True}, (name, facts)
                 text = page.inner_text("body")
                 assert [w for w in RAW if w in text.split() or f"_{w}" in text] == [], name
-                if name != "index":
+                if name in ("table", "model"):
                     summary = page.inner_text("#summary")
                     assert "Passed every privacy check for publishing openly." in summary
                     assert "ε = 1.00" in summary and "δ = 1e-" in summary

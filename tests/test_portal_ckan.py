@@ -141,6 +141,42 @@ def test_package_search_counts_and_pages(site: Site) -> None:
         anon.action.package_search(fq="metadata_modified:[* TO NOW]")
 
 
+def test_package_search_sorts_and_counts_facets_as_ckan_does(site: Site) -> None:
+    anon, granted = site.ckan(), site.ckan(site.token)
+
+    def names(**params: str) -> list[str]:
+        return [p["name"] for p in granted.action.package_search(**params)["results"]]
+
+    assert names(sort="name desc") == ["taxi_trips", SECRET_ID]
+    assert names(sort="title_string desc") == ["taxi_trips", SECRET_ID]   # Taxi > Patient
+    assert names(sort="score desc, metadata_modified desc") == [SECRET_ID, "taxi_trips"]
+    assert names(sort="name desc", rows="1", start="1") == [SECRET_ID]
+    assert granted.action.package_search(sort="name desc")["sort"] == "name desc"
+    fields = json.dumps(["organization", "license_id", "tags"])
+    found = granted.action.package_search(**{"facet.field": fields, "rows": "1"})
+    assert found["facets"] == {
+        "organization": {"health-data-office": 1, "transport-data-office": 1},
+        "license_id": {"cc-by": 1, "other-closed": 1},
+        "tags": {"synthetic": 2, "table": 2, "confidential": 1, "open": 1}}
+    assert found["search_facets"]["organization"] == {"title": "organization", "items": [
+        {"name": "health-data-office", "display_name": "Health data office", "count": 1},
+        {"name": "transport-data-office", "display_name": "Transport data office",
+         "count": 1}]}
+    assert found["search_facets"]["license_id"]["items"][0] == {
+        "name": "cc-by", "display_name": "Creative Commons Attribution 4.0", "count": 1}
+    # The public's facets count the public's packages only (nothing about the other).
+    assert anon.action.package_search(**{"facet.field": fields})["facets"] == {
+        "organization": {"transport-data-office": 1}, "license_id": {"cc-by": 1},
+        "tags": {"open": 1, "synthetic": 1, "table": 1}}
+    limited = granted.action.package_search(**{"facet.field": '["tags"]', "facet.limit": "1",
+                                               "facet.mincount": "2"})
+    assert limited["facets"] == {"tags": {"synthetic": 2}}
+    with pytest.raises(ckanapi.ValidationError):
+        anon.action.package_search(**{"facet.field": '["nope"]'})
+    with pytest.raises(ckanapi.SearchQueryError):
+        anon.action.package_search(sort="nope asc")
+
+
 def test_package_search_takes_a_harvesters_changed_since_query(site: Site) -> None:
     """ckanext-harvest asks for ``metadata_modified:[<last harvest> TO *]``."""
     ckan = site.ckan()

@@ -104,8 +104,7 @@ def test_model_release_is_404_without_a_valid_token(site: Site) -> None:
             f"{SAMPLE}?format=json"] + [f["downloadURL"] for f in site.index[MODEL_ID]["files"]]
     before = len(_samples(site.paths)) + len(_samples(site.paths, "release.sample_refused"))
     for creds in ({}, {"headers": {"Authorization": "Bearer not-a-token"}},
-                  {"params": {"token": "not-a-token"}},
-                  {"cookies": {"pulsesynth_token": "not-a-token"}}):
+                  {"cookies": {"pulsesynth_session": "not-a-token"}}):
         client = TestClient(site.app)
         for url in urls:
             r = client.get(url, **creds)

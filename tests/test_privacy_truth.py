@@ -180,3 +180,31 @@ def test_a_default_delta_too_large_for_the_table_is_refused(taxi: Paths, tmp_pat
     with pytest.raises(pipeline.RunError, match="declare a smaller privacy.delta"):
         pipeline.start_run("taxi_trips", tmp_path / "r", paths=taxi)
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+def test_a_trained_candidate_carries_the_dp_marginals_its_quality_report_needs(
+        taxi: Paths, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``privacy.json`` carries the model's DP marginals (the Gaussian mechanism's output,
+    charged with training) in the schema's level layout, so publication scores every
+    synthesized column and every (column, target) pair against them — never the real rows."""
+    import pandas as pd
+    import yaml
+
+    from pulsesynth.quality import quality_report
+
+    run = tmp_path / "q"
+    privacy = _run(taxi, run)
+    capsys.readouterr()
+    marginals = privacy["dp_marginals"]
+    model = json.loads((run / "model" / "metadata.json").read_text())
+    assert marginals == model["marginals"]                     # the model's own DP outputs
+    schema = yaml.safe_load((run / "candidate" / "schema.yaml").read_text())
+    table = pd.read_parquet(run / "candidate" / "synthetic.parquet")
+    report = quality_report(table, schema, marginals)
+    columns = marginals["columns"]
+    assert [s["column"] for s in report["shapes"]] == columns
+    assert [p["columns"] for p in report["pairs"]] == [g for g in marginals["groups"]
+                                                       if len(g) == 2]
+    assert all(0.0 <= s["score"] <= 1.0 for s in report["shapes"] + report["pairs"])
+    assert report["overall"] == round((report["shape_score"] + report["pair_score"]) / 2, 4)

@@ -117,3 +117,19 @@ def test_pulsesynth_variables_are_read_only_in_settings() -> None:
                 elif ENV_READ.search(line) and rel not in ALLOWED:
                     offenders.append(f"{rel}:{n}")
     assert offenders == []
+
+
+def test_contact_email_defaults_substitutes_the_office_and_refuses_non_addresses() -> None:
+    from pulsesynth.settings import ContactSettings
+
+    assert ContactSettings.from_env({}).email() == "open-data@city.example"
+    assert ContactSettings.from_env({"PULSESYNTH_CONTACT_EMAIL": " "}).email("x") == \
+        "open-data@city.example"
+    office = ContactSettings.from_env({"PULSESYNTH_CONTACT_EMAIL": "{steward}@data.gov.example"})
+    assert office.email("health-data-office") == "health-data-office@data.gov.example"
+    assert office.email() == "city-data-office@data.gov.example"
+    for bad in ("not-an-address", "a@b", "x@y.z <script>", "a,b@c.d"):
+        with pytest.raises(SettingsError) as err:
+            ContactSettings.from_env({"PULSESYNTH_CONTACT_EMAIL": bad})
+        assert str(err.value) == ("PULSESYNTH_CONTACT_EMAIL must be an email address "
+                                  f"(optionally with {{steward}}), got {bad!r}")

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from pulsesynth import cli
+from pulsesynth.command import cli_command
 from pulsesynth.errors import SourceError
 from pulsesynth.paths import Paths
 from pulsesynth.sources import BUILTIN_SOURCES, crash_ids
@@ -147,4 +148,4 @@ def test_every_builtin_source_has_a_schema() -> None:
 def test_missing_warehouse_gives_a_clear_error(project_root: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["catalog", "list"]) == 2
-    assert "run `pulsesynth warehouse build`" in capsys.readouterr().err
+    assert f"run `{cli_command()} warehouse build`" in capsys.readouterr().err

@@ -10,6 +10,7 @@ from typing import Any
 
 from pulsesynth import cli_types as types
 from pulsesynth.cli_progress import Progress
+from pulsesynth.command import cli_command
 
 
 def add_classifier_commands(sub: Any) -> None:
@@ -88,8 +89,9 @@ def _release_classifier(args: argparse.Namespace) -> int:
     print(f"  label {rel.label} — {out['gate']['reason']}")
     print(f"release {rel.candidate_id[:12]} registered as {rel.status}")
     if rel.status == "candidate":
-        print(f"next: pulsesynth releases approve {rel.candidate_id[:12]} --steward NAME; "
-              "pulsesynth publish")
+        cli = cli_command()
+        print(f"next: {cli} releases approve {rel.candidate_id[:12]} --steward NAME; "
+              f"{cli} publish")
     return 0
 
 

@@ -2,7 +2,8 @@
 
 Everything here is derived from the candidate's *published* inputs only: the synthetic
 table, the audit/utility/privacy/gate summaries and the public schema. Plots show the
-synthetic columns (post-processing of a DP output); the real table is never read.
+synthetic columns (post-processing of a DP output), and the quality report compares them
+with the model's DP marginals (:mod:`pulsesynth.quality`); the real table is never read.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from pulsesynth.artifacts import (
 from pulsesynth.governance.errors import CandidateError
 from pulsesynth.labels import CONFIDENTIAL, OPEN
 from pulsesynth.paths import Paths
+from pulsesynth.quality import quality_report, write_quality_plots
 
 LN2 = math.log(2)
 LABEL_TEXT = {OPEN: "Open — synthetic", CONFIDENTIAL: "Shared: Confidential — synthetic"}
@@ -81,9 +83,15 @@ def build_release_dir(out: Path, files: dict[str, bytes], release: Any,
     table.to_csv(target.synthetic_csv, index=False, lineterminator="\n")
     plots = write_plots(table, schema, target.plots)
     card = datacard(files, release, approval, version, schema, table, plots)
+    # The quality report: the synthetic rows against the model's DP marginals (DP
+    # outputs carried in privacy.json), never against the real rows.
+    card["quality"] = quality_report(table, schema,
+                                     _load(files, PRIVACY_JSON).get("dp_marginals"))
+    card["quality"]["plots"] = write_quality_plots(card["quality"], target.plots, PLOTS_DIR)
     md = datacard_markdown(card)
     target.datacard_md.write_text(md, encoding="utf-8")
-    names = [SYNTHETIC_PARQUET, SYNTHETIC_CSV, DATACARD_MD, *plots]
+    names = [SYNTHETIC_PARQUET, SYNTHETIC_CSV, DATACARD_MD, *plots,
+             *card["quality"]["plots"]]
     card["files"] = [file_entry(out, n, release.dataset, version) for n in names]
     target.datacard_json.write_text(dump_json(card), encoding="utf-8")
     return card

@@ -12,7 +12,8 @@ Schema versions (``PRAGMA user_version``): 1 — the first layout; 2 — ``relea
 an index for the portal's per-entity sampling rate limit. Opening a version-1 database
 migrates it in one transaction (the releases table is rebuilt, every row kept with
 ``kind = 'table'``); a second process opening it at the same time waits, then finds it
-migrated.
+migrated. Versions 3 to 6 only add tables (budgets, dataset secrets, grants, and — 6 — the
+portal's sign-in sessions), created on open by the idempotent schema script.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from pulsesynth.paths import Paths
 
 DB_NAME = "governance.db"
 BUSY_TIMEOUT_MS = 30_000
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS privacy_ledger (
@@ -130,6 +131,18 @@ CREATE TABLE IF NOT EXISTS grants (
     granted_at TEXT NOT NULL,
     PRIMARY KEY (entity, dataset)
 );
+
+-- Portal sign-in sessions (pulsesynth.governance.sessions): a browser's session id is kept
+-- only as its SHA-256, bound to the token it was exchanged for; revoking the token or the
+-- expiry ends it, sign-out deletes the row.
+CREATE TABLE IF NOT EXISTS portal_sessions (
+    session_hash TEXT PRIMARY KEY,
+    token_id INTEGER NOT NULL REFERENCES access_tokens (id),
+    entity TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS portal_sessions_token ON portal_sessions (token_id);
 """
 
 

@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pulsesynth.budget import MAX_LIFETIME_EPSILON, MAX_RUN_EPSILON
+from pulsesynth.command import cli_command
 from pulsesynth.governance.db import log_event, now_iso, open_db, transaction
 from pulsesynth.governance.errors import BudgetChanged, BudgetExceeded, LedgerError
 from pulsesynth.paths import Paths
@@ -289,7 +290,7 @@ def _refuse_changes(dataset: str, governed: Budget, declared: Budget) -> None:
         raise BudgetChanged(
             f"{dataset}: the declared privacy block differs from the governed one "
             f"({'; '.join(diffs)}); a budget changes only by a steward's decision: "
-            f"`pulsesynth budget set {dataset} --lifetime E [--per-run E] --steward NAME "
+            f"`{cli_command()} budget set {dataset} --lifetime E [--per-run E] --steward NAME "
             "--note TEXT`, then declare the same values (a new privacy unit needs a new "
             "dataset id)")
 

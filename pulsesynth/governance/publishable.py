@@ -63,6 +63,8 @@ PUBLISHABLE: dict[str, str] = {
     "release_statistics.statistics.*.p_value": "dp",
     "release_statistics.statistics.*.question": "public",
     "release_statistics.statistics.*.answer": "dp",
+    # the quality report: synthetic rows against the model's DP marginals (post-processing)
+    "quality.*": "dp", "quality.*.*": "dp", "quality.*.*.*": "dp", "quality.*.*.*.*": "dp",
     # the gate (post-processing of public and DP figures)
     "gate.label": "public", "gate.reason": "dp", "gate.max_label": "public",
     "gate.capped_from": "public", "gate.checks.*.*": "dp",

@@ -6,6 +6,8 @@ A token identifies an entity; what the entity may see is a steward's grant per d
 A token is shown once when created (``secrets.token_urlsafe``) and stored only as its
 SHA-256; a presented token is hashed and compared with every active hash using
 ``hmac.compare_digest`` (constant time per comparison, no early exit on a match).
+Revoking a token ends the portal sessions it was exchanged for
+(:mod:`pulsesynth.governance.sessions`).
 """
 
 from __future__ import annotations
@@ -72,6 +74,8 @@ def revoke_tokens(paths: Paths, entity: str | None = None, token_id: int | None 
         at = now_iso(now)
         for r in rows:
             conn.execute("UPDATE access_tokens SET revoked_at = ? WHERE id = ?", (at, r["id"]))
+            # Its portal sessions end with it (a lookup also checks revoked_at).
+            conn.execute("DELETE FROM portal_sessions WHERE token_id = ?", (r["id"],))
             log_event(conn, actor, "token.revoke", r["entity"], {"token_id": r["id"]}, now)
         return [TokenInfo(r["id"], r["entity"], r["created_at"], at) for r in rows]
 
@@ -84,14 +88,20 @@ def list_tokens(paths: Paths) -> list[TokenInfo]:
 
 def verify_token(paths: Paths, token: str | None) -> str | None:
     """The entity holding this active token, or None (unknown, revoked, malformed)."""
+    found = find_token(paths, token)
+    return None if found is None else found[1]
+
+
+def find_token(paths: Paths, token: str | None) -> tuple[int, str] | None:
+    """``(row id, entity)`` of this active token, or None (unknown, revoked, malformed)."""
     if not token or len(token) > MAX_TOKEN_LENGTH:
         return None
     presented = hash_token(token)
     with open_db(paths) as conn:
-        rows = conn.execute("SELECT entity, token_hash FROM access_tokens "
+        rows = conn.execute("SELECT id, entity, token_hash FROM access_tokens "
                             "WHERE revoked_at IS NULL").fetchall()
     found = None
     for r in rows:
         if hmac.compare_digest(presented, r["token_hash"]):
-            found = r["entity"]
+            found = (int(r["id"]), str(r["entity"]))
     return found

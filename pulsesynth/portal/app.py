@@ -1,13 +1,16 @@
 """The synthetic open portal: a read-only web app over ``published/`` and the token table.
 
 Access by label and grant: ``open`` releases are public; a ``confidential`` release exists
-only for a request carrying a valid token of an entity a steward has granted the release's
-dataset (:mod:`pulsesynth.governance.grants`). The token is given as ``Authorization:
-Bearer <token>`` (API clients) or as the ``pulsesynth_token`` cookie. A browser presents it
-once as ``?token=<token>``: :class:`TokenExchange` answers that with a 303 to the same URL
-without the token, setting the cookie (Max-Age 8 h, HttpOnly, SameSite=Lax, Secure over
-HTTPS), so the token leaves the address bar and history; :func:`install_access_log_filter`
-keeps it out of uvicorn's access log. To anyone else — no token, a revoked one, or an
+only for a request of an entity a steward has granted the release's dataset
+(:mod:`pulsesynth.governance.grants`). An API client sends its token on each request as
+``Authorization: Bearer <token>``. A browser exchanges it once for a server-side session
+(:mod:`pulsesynth.portal.signin`): the sign-in form POSTs it, the answer is a 303 to a
+URL without it and a ``pulsesynth_session`` cookie (HttpOnly, SameSite=Strict, Secure over
+HTTPS) holding a random session id the store keeps only hashed, with an 8-hour expiry;
+``POST /signout`` ends it, and revoking the token ends it too. A token in a URL
+(``?token=``) is never used: :class:`QueryTokenRefusal` answers it with a 303 to the
+sign-in page, the token dropped. :func:`install_access_log_filter` keeps tokens and session
+ids out of uvicorn's logs. To anyone else — no token, a revoked one, or an
 entity without a grant on that dataset — a confidential release answers exactly like an
 unknown id: 404, in pages, downloads, the API and the sample endpoint. Every download of a
 non-open file is recorded in ``audit_log``.
@@ -54,6 +57,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from pulsesynth.artifacts import SYNTHETIC_CSV, card_json_name, index_json
 from pulsesynth.governance.db import log_event, open_db, transaction
 from pulsesynth.governance.grants import granted_datasets
+from pulsesynth.governance.sessions import SESSION_TTL, session_entity
 from pulsesynth.governance.tokens import verify_token
 from pulsesynth.labels import OPEN, RELEASE_LABELS
 from pulsesynth.paths import Paths
@@ -61,17 +65,26 @@ from pulsesynth.portal.errors import error_page, install_error_pages, wants_html
 from pulsesynth.portal.licences import licence
 from pulsesynth.portal.sampling import SampleLimits, SampleService
 from pulsesynth.release_kinds import REGISTRY, TABLE, get_kind, kinds
+from pulsesynth.settings import ContactSettings
 
 __all__ = ["SampleLimits", "create_app"]  # SampleLimits: re-exported for existing callers
 
 HERE = Path(__file__).resolve().parent
-TOKEN_COOKIE = "pulsesynth_token"
-#: How long a browser keeps the token cookie: a working day, then the token is given again.
-TOKEN_COOKIE_MAX_AGE_S = 8 * 3600
-#: The query parameter a browser presents a token in, once (see :class:`TokenExchange`).
+#: The browser's session cookie: a random session id, never the token.
+SESSION_COOKIE = "pulsesynth_session"
+#: The cookie lives as long as the session it names (the store's expiry decides).
+SESSION_COOKIE_MAX_AGE_S = int(SESSION_TTL.total_seconds())
+#: The query parameter a token must never travel in (see :class:`QueryTokenRefusal`).
 TOKEN_PARAM = "token"
+#: The only paths that answer POST: signing in and out.
+POST_PATHS = frozenset({"/signin", "/signout"})
+#: Query parameters whose values :class:`RedactToken` hides in logs (compared lower-case).
+SECRET_PARAMS = frozenset({TOKEN_PARAM, "access_token", "session", SESSION_COOKIE})
 #: One ``key=value`` query parameter in a logged request line, for :class:`RedactToken`.
 _QUERY_PARAM = re.compile(r"([?&])([^=&\s\"']*)=([^&\s\"']*)")
+#: A bearer credential or a session cookie as they would appear in a logged header.
+_BEARER = re.compile(r"(?i)(bearer\s+)[^\s,;\"']+")
+_COOKIE = re.compile(rf"(?i)({SESSION_COOKIE}=)[^\s,;&\"']+")
 # Labels and kinds come from their owners (pulsesynth.labels, pulsesynth.release_kinds).
 LABELS = RELEASE_LABELS
 KIND_TEXT = {k.name: k.text for k in kinds()}
@@ -86,7 +99,10 @@ SECURITY_HEADERS = {
                                "form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
     "x-content-type-options": "nosniff",
     "x-frame-options": "DENY",
-    "referrer-policy": "no-referrer",
+    # same-origin, not no-referrer: under no-referrer a browser sends ``Origin: null`` with
+    # a form POST, and the sign-in form's same-origin check needs the real origin. Other
+    # sites still get no referrer, and no portal URL carries a token.
+    "referrer-policy": "same-origin",
     "cross-origin-opener-policy": "same-origin",
     "cross-origin-resource-policy": "same-origin",
     "permissions-policy": "camera=(), microphone=(), geolocation=()",
@@ -132,7 +148,8 @@ class DatasetDetail(DatasetVersion):
 
 
 class Guard:
-    """ASGI middleware: GET/HEAD only, security headers on every response, no bodies on HEAD."""
+    """ASGI middleware: GET/HEAD only (and POST on :data:`POST_PATHS`), security headers on
+    every response, no bodies on HEAD."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -142,11 +159,13 @@ class Guard:
             await self.app(scope, receive, send)
             return
         method = scope["method"]
-        if method not in ("GET", "HEAD"):
+        if method not in ("GET", "HEAD") and not (method == "POST"
+                                                  and scope.get("path") in POST_PATHS):
+            allow = "GET, HEAD, POST" if scope.get("path") in POST_PATHS else "GET, HEAD"
             resp: Response = PlainTextResponse("Method Not Allowed", status_code=405,
-                                     headers={"Allow": "GET, HEAD", **SECURITY_HEADERS})
+                                               headers={"Allow": allow, **SECURITY_HEADERS})
             if wants_html(scope):
-                resp = error_page(405, {"Allow": "GET, HEAD", **SECURITY_HEADERS})
+                resp = error_page(405, {"Allow": allow, **SECURITY_HEADERS})
             await resp(scope, receive, send)
             return
         path = scope.get("path", "")
@@ -178,20 +197,21 @@ class Guard:
         await self.app(scope, receive, guarded_send)
 
 
-class TokenExchange:
-    """ASGI middleware: a request with ``?token=`` is answered with a 303 to the same URL
-    without it, setting the token cookie when the token is valid.
+class QueryTokenRefusal:
+    """ASGI middleware: a request with ``?token=`` is never served and its token never used;
+    the answer is a 303 to the sign-in page, with the URL it asked for (token dropped) as
+    ``next``.
 
-    A token left in the query stays in the address bar, the history, bookmarks and any
-    access log on the way; exchanged once for a cookie it does not. Every such request is
-    redirected, valid token or not and whatever the path, so the answer says nothing about
-    which releases exist. The Location is relative and starts with exactly one ``/`` (a
-    ``//host`` path would otherwise be an open redirect).
+    Why refuse rather than sign in: a token in a URL has already been copied to wherever the
+    URL went (mail, chat, proxy and server logs, browser history and sync), and a GET that
+    signs in lets any site sign a visitor in as *its* entity (login CSRF). The sign-in form
+    keeps the token out of every URL, and its POST is same-origin only. Every such request
+    gets the same redirect, valid token or not and whatever the path, so the answer says
+    nothing about tokens or releases; no cookie is set.
     """
 
-    def __init__(self, app: ASGIApp, paths: Paths) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.paths = paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -201,18 +221,10 @@ class TokenExchange:
         if token is None:
             await self.app(scope, receive, send)
             return
-        path = scope.get("raw_path") or scope["path"].encode("utf-8")
-        location = b"/" + path.lstrip(b"/") + (b"?" + kept if kept else b"")
-        resp = Response(status_code=303, headers={"location": location.decode("latin-1")})
-        if verify_token(self.paths, token) is not None:
-            # Lax, not Strict: a token link opened from a mail client is a cross-site
-            # navigation, and browsers withhold Strict cookies on the whole redirect chain
-            # it starts, so the first page would show nothing confidential. Lax still keeps
-            # the cookie off cross-site subrequests and non-GET requests (none are served).
-            resp.set_cookie(TOKEN_COOKIE, token, max_age=TOKEN_COOKIE_MAX_AGE_S, path="/",
-                            httponly=True, samesite="lax",
-                            secure=scope.get("scheme") == "https")
-        await resp(scope, receive, send)
+        path = (scope.get("raw_path") or scope["path"].encode("utf-8")).decode("latin-1")
+        wanted = "/" + path.lstrip("/") + ("?" + kept.decode("latin-1") if kept else "")
+        location = "/signin?" + urlencode({"next": wanted, "reason": "link"})
+        await Response(status_code=303, headers={"location": location})(scope, receive, send)
 
 
 def _without_token(query: bytes) -> tuple[bytes, str | None]:
@@ -230,8 +242,10 @@ def _without_token(query: bytes) -> tuple[bytes, str | None]:
 
 
 class RedactToken(logging.Filter):
-    """Replace the value of any ``token=`` query parameter in a log record with
-    ``[redacted]``: uvicorn's access log prints each request's full path and query."""
+    """Hide credentials in a log record: the value of any secret query parameter
+    (:data:`SECRET_PARAMS`), a ``Bearer`` credential and a session cookie become
+    ``[redacted]``. uvicorn's access log prints each request's full path and query; its
+    error log may print a request."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.msg, str):
@@ -243,59 +257,71 @@ class RedactToken(logging.Filter):
 
 
 def redact_token(text: str) -> str:
-    """``text`` with the value of every ``token`` query parameter replaced by
-    ``[redacted]`` — the key percent-decoded as :class:`TokenExchange` reads it, so
-    ``%74oken=`` is caught too, and in any case (``TOKEN=`` is no token to the portal, but
-    a mistyped one is still a secret)."""
+    """``text`` with every credential replaced by ``[redacted]``: the values of the
+    :data:`SECRET_PARAMS` query parameters — the key percent-decoded as
+    :class:`QueryTokenRefusal` reads it, so ``%74oken=`` is caught too, and in any case
+    (``TOKEN=`` is no token to the portal, but a mistyped one is still a secret) —,
+    ``Bearer <credential>`` and ``pulsesynth_session=<id>``."""
     def one(m: re.Match[str]) -> str:
-        if unquote_plus(m.group(2)).lower() != TOKEN_PARAM:
+        if unquote_plus(m.group(2)).lower() not in SECRET_PARAMS:
             return m.group(0)
         return f"{m.group(1)}{m.group(2)}=[redacted]"
-    return _QUERY_PARAM.sub(one, text)
+    text = _QUERY_PARAM.sub(one, text)
+    text = _BEARER.sub(r"\1[redacted]", text)
+    return _COOKIE.sub(r"\1[redacted]", text)
 
 
-def install_access_log_filter(logger_name: str = "uvicorn.access") -> None:
-    """Add :class:`RedactToken` to uvicorn's access logger (once per process).
+#: The uvicorn loggers the filter guards (the access log, and the error log's tracebacks).
+LOGGERS = ("uvicorn.access", "uvicorn.error")
+
+
+def install_access_log_filter(logger_names: tuple[str, ...] = LOGGERS) -> None:
+    """Add :class:`RedactToken` to uvicorn's loggers (once per process and logger).
 
     A logger's filters survive uvicorn's own ``dictConfig`` (which replaces handlers, not
     filters), so installing it when the app is built covers ``pulsesynth portal`` and any
     server an operator points at :func:`create_app`.
     """
-    logger = logging.getLogger(logger_name)
-    if not any(isinstance(f, RedactToken) for f in logger.filters):
-        logger.addFilter(RedactToken())
+    for name in logger_names:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactToken) for f in logger.filters):
+            logger.addFilter(RedactToken())
 
 
 def create_app(paths: Paths | None = None, *, limits: SampleLimits | None = None,
-               clock: Callable[[], datetime] | None = None) -> FastAPI:
+               clock: Callable[[], datetime] | None = None,
+               contact: ContactSettings | None = None) -> FastAPI:
     """Build the portal for one installation's ``published/`` directory.
 
     ``limits`` bounds the model sample endpoint (default: :meth:`SampleLimits.from_env`);
-    ``clock`` gives the current UTC time (tests move it to expire rate-limit windows).
+    ``clock`` gives the current UTC time (tests move it to expire rate-limit windows);
+    ``contact`` is the publisher's contact address (default:
+    :meth:`ContactSettings.from_env`, configuration, never data).
     """
     paths = paths or Paths.default()
     limits = limits or SampleLimits.from_env()
+    contact = contact or ContactSettings.from_env()
     clock = clock or (lambda: datetime.now(UTC))
     app = FastAPI(title="Pulse Synth synthetic open portal", version="1.0",
                   description="Read-only catalogue of differentially private synthetic "
                               "releases. Confidential releases need an entity token "
-                              "(Authorization: Bearer).",
+                              "(Authorization: Bearer; browsers sign in at /signin).",
                   docs_url=None, redoc_url=None)
     # Added last = outermost: Guard answers first (methods, security headers on every
-    # response, the redirect included), then the token exchange, then the routes.
-    app.add_middleware(TokenExchange, paths=paths)
+    # response, the redirect included), then the refusal of URL tokens, then the routes.
+    app.add_middleware(QueryTokenRefusal)
     app.add_middleware(Guard)
     install_access_log_filter()
     # The routes are module-level (``router``); what differs per app lives in its state.
     app.state.portal = _Portal(
-        paths=paths, limits=limits,
+        paths=paths, limits=limits, contact=contact,
         sampler=SampleService(paths, limits, clock, _read_published),
         templates=_template_env())
     app.include_router(router)
     # CKAN and DCAT interfaces, /docs and browser error pages (their own modules; the
     # first two read the catalogue through this module's access functions).
-    from pulsesynth.portal import ckan, dcat, errors
-    for extra in (ckan.router, dcat.router, errors.router):
+    from pulsesynth.portal import ckan, dcat, errors, signin
+    for extra in (ckan.router, dcat.router, errors.router, signin.router):
         app.include_router(extra)
     install_error_pages(app, SECURITY_HEADERS)
     return app
@@ -307,13 +333,15 @@ class _Portal:
 
     paths: Paths
     limits: SampleLimits
+    contact: ContactSettings
     sampler: SampleService
     templates: Environment
 
     def render(self, request: Request, template: str, status: int = 200,
                **ctx: Any) -> HTMLResponse:
-        """A page for the request's entity."""
+        """A page for the request's entity (every page names the portal's contact)."""
         entity = _entity(request, self.paths)
+        ctx.setdefault("portal_contact", self.contact.email())
         html = self.templates.get_template(template).render(entity=entity, **ctx)
         return HTMLResponse(html, status_code=status)
 
@@ -331,30 +359,55 @@ router = APIRouter()
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 def index(request: Request, label: str = "", q: str = "", kind: str = "",
+          publisher: str = "", licence_id: str = Query("", alias="licence"),
           sort: str = "title", page: str = "1") -> HTMLResponse:
     portal = _portal(request)
     granted = _granted(request, portal.paths)
     latest = _latest(_visible(portal.paths, granted))
     matching = _filter(latest, "", q)
+    chosen = {"label": label, "kind": kind, "publisher": publisher, "licence": licence_id}
+    values = [(e, _facet_values(portal.paths, e)) for e in matching]
+
+    def keeps(v: dict[str, str], but: str | None = None) -> bool:
+        return all(not chosen[f] or v[f] == chosen[f] for f in FACETS if f != but)
+
     # Facet counts: each facet counts the releases matching the search and the *other*
-    # facet, so a reader sees what choosing a value would leave.
-    label_counts = _counts(e["label"] for e in matching if not kind or e["kind"] == kind)
-    kind_counts = _counts(e["kind"] for e in matching if not label or e["label"] == label)
-    shown = [e for e in matching if (not label or e["label"] == label)
-             and (not kind or e["kind"] == kind)]
+    # facets, so a reader sees what choosing a value would leave.
+    counts = {f: _counts(v[f] for _, v in values if keeps(v, f)) for f in FACETS}
+    shown = [e for e, v in values if keeps(v)]
     sort = sort if sort in SORTS else "title"
     _, key, reverse = SORTS[sort]
     shown = sorted(shown, key=key, reverse=reverse)
     pages = max(1, -(-len(shown) // PAGE_SIZE))
     # A page number past the last shows the last; anything else (or absurdly long) the first.
     number = min(max(int(page) if page.isdigit() and len(page) <= 6 else 1, 1), pages)
+    names = {"publisher": {v["publisher"]: office_name(v["publisher"]) for _, v in values},
+             "licence": {v["licence"]: v["licence_name"] for _, v in values}}
     # The confidential filter is offered only to an entity that may see such a release.
     return portal.render(request, "index.html",
                          datasets=shown[(number - 1) * PAGE_SIZE:number * PAGE_SIZE],
-                         total=len(shown), label=label, q=q, kind=kind, sort=sort,
+                         total=len(shown), label=label, q=q, kind=kind, publisher=publisher,
+                         licence_id=licence_id, sort=sort,
                          sorts={k: v[0] for k, v in SORTS.items()}, page=number, pages=pages,
                          labels=[lb for lb in LABELS if lb == OPEN or granted],
-                         label_counts=label_counts, kinds=KIND_TEXT, kind_counts=kind_counts)
+                         label_counts=counts["label"], kinds=KIND_TEXT,
+                         kind_counts=counts["kind"], publisher_counts=counts["publisher"],
+                         licence_counts=counts["licence"], facet_names=names)
+
+
+#: The index page's facets (query parameter names).
+FACETS = ("label", "kind", "publisher", "licence")
+
+
+def _facet_values(paths: Paths, entry: dict[str, Any]) -> dict[str, str]:
+    """An entry's value for each facet: label, kind, the publishing office (the declared
+    schema's steward, from its card) and the licence id (CKAN's)."""
+    from pulsesynth.portal.dcat import publisher, safe_card  # dcat imports this module
+
+    lic = licence(entry)
+    return {"label": entry["label"], "kind": entry["kind"],
+            "publisher": publisher(safe_card(paths, entry)), "licence": lic.ckan_id,
+            "licence_name": lic.title}
 
 
 def _counts(values: Any) -> dict[str, int]:
@@ -468,10 +521,10 @@ def static(name: str) -> Response:
 
 
 def _entity(request: Request, paths: Paths) -> str | None:
-    """The entity whose valid token the request carries (memoised per request).
+    """The entity of the request (memoised per request): an API client's valid
+    ``Authorization: Bearer`` token, else the browser's live session.
 
-    Only the header and the cookie count: a ``?token=`` never reaches a route (the
-    :class:`TokenExchange` middleware redirects it away first)."""
+    A ``?token=`` never reaches a route (:class:`QueryTokenRefusal` redirects it away)."""
     cached = getattr(request.state, "entity", _UNSET)
     if cached is not _UNSET:
         return cast("str | None", cached)
@@ -479,8 +532,8 @@ def _entity(request: Request, paths: Paths) -> str | None:
     auth = request.headers.get("authorization", "")
     if auth.lower().startswith("bearer "):
         token = auth[7:].strip()
-    token = token or request.cookies.get(TOKEN_COOKIE)
-    entity = verify_token(paths, token) if token else None
+    entity = (verify_token(paths, token) if token
+              else session_entity(paths, request.cookies.get(SESSION_COOKIE)))
     request.state.entity = entity
     return entity
 
@@ -600,7 +653,9 @@ def _dataset_response(request: Request, versions: list[dict[str, Any]], entry: d
     downloads = [files[n] for n in spec.downloads if n in files]
     steward = (card.get("schema") or {}).get("steward")
     publisher = office_name(steward)
+    contact = portal.contact.email(steward if isinstance(steward, str) and steward else None)
     common: dict[str, Any] = {
+        "contact": contact, "portal_contact": contact,
         "entry": entry, "card": card, "downloads": downloads,
         "versions": list(reversed(versions)), "audit": audit_verdict(card),
         "fit": fit_verdict(card), "licence": licence(entry),
@@ -612,9 +667,12 @@ def _dataset_response(request: Request, versions: list[dict[str, Any]], entry: d
         return render(request, spec.portal_template, can_sample=can_sample, limits=limits,
                       **common)
     plots = [files[p] for p in card.get("plots", []) if p in files]
+    quality_plots = [files[p] for p in (card.get("quality") or {}).get("plots", [])
+                     if p in files]
     header, preview = _preview(paths, entry)
-    return render(request, spec.portal_template, plots=plots, preview_header=header,
-                  preview=preview, update_frequency=update_frequency(card), **common)
+    return render(request, spec.portal_template, plots=plots, quality_plots=quality_plots,
+                  preview_header=header, preview=preview,
+                  update_frequency=update_frequency(card), **common)
 
 
 # --- page context: plain words and rounded numbers for readers ------------------------------
@@ -681,6 +739,16 @@ def fmt_number(value: Any) -> str:
     if isinstance(value, int) or float(value).is_integer() and abs(value) >= 1000:
         return f"{int(value):,}"
     return f"{value:.3g}"
+
+
+def quality_words(score: Any) -> str:
+    """A quality score (0..1) in words for a reader."""
+    if not isinstance(score, (int, float)):
+        return "not measured"
+    for floor, words in ((0.9, "very close"), (0.75, "close"), (0.5, "rough")):
+        if score >= floor:
+            return words
+    return "poor"
 
 
 def office_name(steward: Any) -> str:
@@ -829,6 +897,7 @@ def _template_env() -> Environment:
                       autoescape=select_autoescape(["html"]))
     env.filters.update(eps=fmt_epsilon, delta=fmt_delta, pct=fmt_percent, num=fmt_number,
                        plain=plain_item, office=office_name, factor=fmt_factor,
+                       quality_words=quality_words,
                        combine=lambda a, b: {**a, **b},
                        # Only the parameters that are set, so links stay short.
                        urlq=lambda d: urlencode({k: v for k, v in d.items() if v}))

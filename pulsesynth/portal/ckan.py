@@ -21,6 +21,7 @@ the declared schema; tags are the label and the kind; ε and δ are extras.
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Callable
@@ -35,6 +36,7 @@ from pulsesynth.labels import OPEN
 from pulsesynth.portal.app import _granted, _latest, _portal, _visible
 from pulsesynth.portal.dcat import base_url, publisher, publisher_title, safe_card
 from pulsesynth.portal.licences import licence
+from pulsesynth.settings import ContactSettings
 
 #: Namespace of the portal's derived UUIDs (package, resource and organisation ids).
 NAMESPACE = uuid.UUID("4d6f1e52-7c1b-5d8e-9a0f-5055f1e5e7a1")
@@ -96,8 +98,9 @@ def resource(base: str, package_id: str, entry: dict[str, Any], f: dict[str, Any
 
 
 def package(base: str, versions: list[dict[str, Any]], entry: dict[str, Any],
-            card: dict[str, Any]) -> dict[str, Any]:
-    """One catalogue id at ``entry``'s version as a CKAN package."""
+            card: dict[str, Any], contact: ContactSettings | None = None) -> dict[str, Any]:
+    """One catalogue id at ``entry``'s version as a CKAN package (``maintainer_email`` and
+    ``author_email``: the publishing office's address from ``contact``, configuration)."""
     pkg_id = _uid("package", entry["id"])
     org = organization(publisher(card))
     lic = licence(entry)
@@ -118,6 +121,8 @@ def package(base: str, versions: list[dict[str, Any]], entry: dict[str, Any],
         "license_url": lic.url or f"{base}/datasets/{entry['id']}/{entry['version']}#terms",
         "organization": org, "owner_org": org["id"], "author": org["title"],
         "maintainer": org["title"], "url": landing, "version": entry["version"],
+        "maintainer_email": (contact or ContactSettings()).email(org["name"]),
+        "author_email": (contact or ContactSettings()).email(org["name"]),
         "metadata_created": min((v.get("issued") or "") for v in versions) or None,
         "metadata_modified": entry.get("issued"),
         "tags": tags, "num_tags": len(tags), "groups": [],
@@ -139,7 +144,8 @@ def _packages(request: Request) -> list[dict[str, Any]]:
     out = []
     for entry in _latest(visible):
         versions = [e for e in visible if e["id"] == entry["id"]]
-        out.append(package(base, versions, entry, safe_card(paths, entry)))
+        out.append(package(base, versions, entry, safe_card(paths, entry),
+                           _portal(request).contact))
     return out
 
 
@@ -184,11 +190,21 @@ def package_show(request: Request) -> dict[str, Any]:
 
 def package_search(request: Request) -> dict[str, Any]:
     """``q`` (words matched in name, title and notes; ``*:*`` is everything), ``fq``
-    (``field:value`` terms on organization, tags, license_id, name, res_format), ``rows``,
-    ``start``; ``count`` is the number of matches before paging."""
+    (``field:value`` terms on organization, tags, license_id, name, res_format), ``sort``
+    (``name``, ``title_string``, ``metadata_modified`` or ``metadata_created``, each
+    ``asc``/``desc``, comma-separated; CKAN's ``score desc`` ranks by name here), ``rows``,
+    ``start``, and ``facet.field`` (a JSON list of the ``fq`` fields) with ``facet.limit``
+    and ``facet.mincount``, as CKAN answers them: ``facets`` (value → count) and
+    ``search_facets`` (items with display names). ``count`` is the number of matches
+    before paging; facets count every match, not just the page."""
     q = (request.query_params.get("q") or "").strip()
     rows = _int_param(request, "rows", DEFAULT_ROWS, MAX_ROWS)
     start = _int_param(request, "start", 0, 1 << 31)
+    sort = (request.query_params.get("sort") or DEFAULT_SORT).strip()
+    order = _sort_keys(sort)
+    fields = _facet_fields(request.query_params.get("facet.field"))
+    limit = _int_param(request, "facet.limit", 50, 1 << 31)
+    mincount = _int_param(request, "facet.mincount", 1, 1 << 31)
     found = _packages(request)
     if q and q != "*:*":
         words = q.lower().split()
@@ -196,8 +212,79 @@ def package_search(request: Request) -> dict[str, Any]:
             w in f"{p['name']} {p['title']} {p['notes']}".lower() for w in words)]
     for term in _fq_terms(request.query_params.get("fq") or ""):
         found = [p for p in found if term(p)]
-    return {"count": len(found), "results": found[start:start + rows], "sort": "name asc",
-            "facets": {}, "search_facets": {}}
+    # Stable sorts, last key first, so the first key decides and later ones break ties.
+    for key, reverse in reversed(order):
+        found = sorted(found, key=key, reverse=reverse)
+    facets, search_facets = _facets(found, fields, limit, mincount)
+    return {"count": len(found), "results": found[start:start + rows], "sort": sort,
+            "facets": facets, "search_facets": search_facets}
+
+
+#: The sort ``package_search`` applies when none is asked for.
+DEFAULT_SORT = "name asc"
+#: Sortable fields: CKAN's name → the package's value.
+_SORT_FIELDS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "name": lambda p: p["name"], "score": lambda p: p["name"],
+    "title_string": lambda p: str(p["title"]).lower(),
+    "metadata_modified": lambda p: p.get("metadata_modified") or "",
+    "metadata_created": lambda p: p.get("metadata_created") or "",
+}
+#: Facet display names: the field's value → what a reader sees (CKAN's ``display_name``).
+_FACET_DISPLAY: dict[str, Callable[[dict[str, Any], str], str]] = {
+    "organization": lambda p, v: p["organization"]["title"],
+    "license_id": lambda p, v: p["license_title"],
+}
+
+
+def _sort_keys(sort: str) -> list[tuple[Callable[[dict[str, Any]], str], bool]]:
+    """``field asc|desc[, ...]`` as (key, reverse) pairs; anything else is a Search Query
+    Error naming what is supported."""
+    out = []
+    for part in sort.split(","):
+        words = part.split()
+        if not words or len(words) > 2 or words[0] not in _SORT_FIELDS or (
+                len(words) == 2 and words[1] not in ("asc", "desc")):
+            raise ActionError(409, "Search Query Error", "Search Query is invalid: sort by "
+                              f"{', '.join(_SORT_FIELDS)}, each asc or desc")
+        # CKAN ranks by score, highest first; here score is the name, A first.
+        reverse = len(words) == 2 and words[1] == "desc" and words[0] != "score"
+        out.append((_SORT_FIELDS[words[0]], reverse))
+    return out
+
+
+def _facet_fields(raw: str | None) -> list[str]:
+    """``facet.field``: a JSON list of field names (CKAN's form), each an ``fq`` field."""
+    if not raw:
+        return []
+    try:
+        fields = json.loads(raw)
+    except json.JSONDecodeError:
+        fields = None
+    if not isinstance(fields, list) or not all(f in _FQ_FIELDS for f in fields):
+        raise ActionError(409, "Validation Error", "facet.field: a JSON list of "
+                          f"{', '.join(_FQ_FIELDS)}", {"facet.field": ["Invalid facet"]})
+    return [str(f) for f in fields]
+
+
+def _facets(found: list[dict[str, Any]], fields: list[str], limit: int,
+            mincount: int) -> tuple[dict[str, dict[str, int]], dict[str, Any]]:
+    """Value counts of each facet field over ``found``, most common first (ties by
+    value), at most ``limit`` values of at least ``mincount`` packages each."""
+    facets: dict[str, dict[str, int]] = {}
+    search: dict[str, Any] = {}
+    for field in fields:
+        counts: dict[str, int] = {}
+        shown: dict[str, str] = {}
+        for p in found:
+            for value in dict.fromkeys(_FQ_FIELDS[field](p)):   # a package counts once
+                counts[value] = counts.get(value, 0) + 1
+                shown[value] = _FACET_DISPLAY.get(field, lambda _p, v: v)(p, value)
+        ranked = sorted((v for v in counts if counts[v] >= mincount),
+                        key=lambda v: (-counts[v], v))[:limit]
+        facets[field] = {v: counts[v] for v in ranked}
+        search[field] = {"title": field, "items": [
+            {"name": v, "display_name": shown[v], "count": counts[v]} for v in ranked]}
+    return facets, search
 
 
 #: One ``fq`` term: optional ``+``/``-``, a field, and a quoted value, a ``[A TO B]`` range
@@ -315,8 +402,9 @@ router = APIRouter(tags=["CKAN Action API"])
 def ckan_action(request: Request, action: str = FastAPIPath(
         description="package_list, package_show, package_search, resource_show, "
                     "organization_list or organization_show")) -> JSONResponse:
-    """A read-only CKAN action (package_list, package_show?id=, package_search?q=&rows=
-    &start=, resource_show?id=, organization_list, organization_show?id=)."""
+    """A read-only CKAN action (package_list, package_show?id=, package_search?q=&fq=
+    &sort=&rows=&start=&facet.field=, resource_show?id=, organization_list,
+    organization_show?id=)."""
     fn = ACTIONS.get(action) if _ACTION.match(action) else None
     help_url = _help(request, action if fn else "help_show")
     try:

@@ -33,6 +33,7 @@ from pulsesynth.portal.app import (
     _visible,
 )
 from pulsesynth.portal.licences import OPEN_LICENCE, licence
+from pulsesynth.settings import ContactSettings
 
 #: The publisher used when a card names no steward (the city data office of the terms).
 DEFAULT_PUBLISHER = "city-data-office"
@@ -72,6 +73,7 @@ CONTEXT: dict[str, Any] = {
     "contactPoint": "dcat:contactPoint",
     "fn": "vcard:fn",
     "hasURL": {"@id": "vcard:hasURL", "@type": "@id"},
+    "hasEmail": {"@id": "vcard:hasEmail", "@type": "@id"},
 }
 IANA = "http://www.iana.org/assignments/media-types/"
 EU_ACCESS = "http://publications.europa.eu/resource/authority/access-right/"
@@ -131,9 +133,10 @@ def _agent(base: str, name: str) -> dict[str, Any]:
 
 
 def dataset_node(base: str, versions: list[dict[str, Any]], entry: dict[str, Any],
-                 card: dict[str, Any]) -> dict[str, Any]:
+                 card: dict[str, Any], contact: ContactSettings | None = None) -> dict[str, Any]:
     """One ``dcat:Dataset``: the catalogue id at ``entry``'s version, its distributions and
-    links to every version in ``versions`` (already filtered by the caller's access)."""
+    links to every version in ``versions`` (already filtered by the caller's access); its
+    contact point carries the publishing office's address from ``contact`` (configuration)."""
     landing = f"{base}/datasets/{entry['id']}"
     org = publisher(card)
     node: dict[str, Any] = {
@@ -144,6 +147,7 @@ def dataset_node(base: str, versions: list[dict[str, Any]], entry: dict[str, Any
         "modified": entry.get("issued"), "version": entry["version"],
         "publisher": _agent(base, org),
         "contactPoint": {"@type": "vcard:Organization", "fn": publisher_title(org),
+                         "hasEmail": "mailto:" + (contact or ContactSettings()).email(org),
                          "hasURL": landing},
         "license": _licence_iri(base, entry),
         "accessRights": EU_ACCESS + ("PUBLIC" if entry["label"] == OPEN else "RESTRICTED"),
@@ -161,7 +165,8 @@ def dataset_document(request: Request, dataset: str) -> dict[str, Any]:
     paths = _portal(request).paths
     versions = _versions(paths, _granted(request, paths), dataset)
     entry = _current(versions) or versions[-1]
-    node = dataset_node(base_url(request), versions, entry, safe_card(paths, entry))
+    node = dataset_node(base_url(request), versions, entry, safe_card(paths, entry),
+                        _portal(request).contact)
     return {"@context": CONTEXT, **node}
 
 
@@ -175,7 +180,8 @@ def catalog_document(request: Request) -> dict[str, Any]:
     for entry in _latest(visible):
         versions = sorted((e for e in visible if e["id"] == entry["id"]),
                           key=lambda e: int(e["version"][1:]))
-        datasets.append(dataset_node(base, versions, entry, safe_card(paths, entry)))
+        datasets.append(dataset_node(base, versions, entry, safe_card(paths, entry),
+                                     _portal(request).contact))
     modified = max((d["modified"] for d in datasets if d.get("modified")), default=None)
     return {
         "@context": CONTEXT, "@id": f"{base}/catalog.jsonld", "@type": "dcat:Catalog",

@@ -39,13 +39,16 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Scope
 
+from pulsesynth.settings import ContactSettings
+
 HERE = Path(__file__).resolve().parent
 #: What a browser is told, per status (never the path, the id or an exception's text).
 PAGES = {
     404: ("Not found", "There is no page here. Check the address, or go back to the "
                        "catalogue. Some releases are shown only to holders of an access "
                        "token."),
-    405: ("Method not allowed", "This portal is read-only: it answers GET and HEAD only."),
+    405: ("Method not allowed", "This portal is read-only: it answers GET and HEAD only "
+                                "(and POST to sign in and out)."),
     422: ("Invalid request", "A parameter of this request is out of bounds or malformed."),
     429: ("Too many requests", "The rate limit for this request was reached. Try again "
                                "later."),
@@ -83,8 +86,10 @@ def error_page(status: int, headers: Mapping[str, str] | None = None,
         title, message = PAGES.get(status) or (HTTPStatus(status).phrase, "")
     except ValueError:                        # a status code the standard does not name
         title, message = "Error", ""
+    # The installation's contact (configuration, the same on every error page).
     html = _templates().get_template("error.html").render(
-        status=status, title=title, message=message, details=details or [])
+        status=status, title=title, message=message, details=details or [],
+        contact=ContactSettings.from_env().email())
     return HTMLResponse(html, status_code=status, headers=headers)
 
 
