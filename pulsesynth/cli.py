@@ -17,6 +17,7 @@ from typing import Any
 
 from pulsesynth import cli_types as types
 from pulsesynth.cli_progress import Progress
+from pulsesynth.command import cli_command
 from pulsesynth.errors import PulseSynthError, ValidationFailed
 from pulsesynth.threads import compute_threads, thread_limit
 
@@ -347,8 +348,8 @@ def _sampled_first(run_dir: str) -> None:
 
     path = pipeline.ensure_sampled(Path(run_dir))
     if path is not None:
-        print(f"no synthetic table yet: sampled it first (as `pulsesynth sample {run_dir}` "
-              f"would): {path}", file=sys.stderr)
+        print(f"no synthetic table yet: sampled it first (as `{cli_command()} sample "
+              f"{run_dir}` would): {path}", file=sys.stderr)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -484,6 +485,7 @@ def _run_next_steps(dataset: str, done: Any) -> list[str]:
     from pulsesynth.artifacts import RunDir
 
     gate, training = done.gate, done.training
+    cli = cli_command()
     lines = ["Next steps:"]
     if not training.get("private"):
         lines.append("  a non-private run is never released: run again without --non-private")
@@ -491,15 +493,15 @@ def _run_next_steps(dataset: str, done: Any) -> list[str]:
         lines.append("  a seeded run is never released: run again without --seed")
     elif gate.get("label") == "blocked":
         lines.append(f"  blocked: see the advice above; a new run charges the ledger again "
-                     f"(`pulsesynth budget show {dataset}`)")
+                     f"(`{cli} budget show {dataset}`)")
     else:
         candidate = RunDir(done.run_dir).candidate.path
         model = pipeline.model_hash(done.run_dir)
         lines += [
-            f"  pulsesynth releases register {candidate} --dataset {dataset} "
+            f"  {cli} releases register {candidate} --dataset {dataset} "
             f"--model-id {model}",
-            "  pulsesynth releases approve ID --steward NAME --note TEXT",
-            "  pulsesynth publish",
+            f"  {cli} releases approve ID --steward NAME --note TEXT",
+            f"  {cli} publish",
         ]
     return lines
 

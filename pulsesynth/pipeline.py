@@ -53,6 +53,7 @@ from pulsesynth.artifacts import (
     RunDir,
     dump_json,
 )
+from pulsesynth.command import cli_command
 from pulsesynth.errors import CatalogError, PulseSynthError, ValidationFailed
 from pulsesynth.frames import conform
 from pulsesynth.governance.locks import os_error_reason, run_lock
@@ -525,8 +526,8 @@ def ensure_sampled(run_dir: Path, paths: Paths | None = None) -> Path | None:
     if not directory.model.state_pt.is_file():
         dataset = run["dataset"]
         raise RunError(f"{run_dir}: no synthetic table and no trained model yet, so nothing "
-                       f"to sample; start a run with `pulsesynth run {dataset}` (train, "
-                       f"sample, evaluate, audit) or `pulsesynth train {dataset}`")
+                       f"to sample; start a run with `{cli_command()} run {dataset}` (train, "
+                       f"sample, evaluate, audit) or `{cli_command()} train {dataset}`")
     return sample(run_dir, paths=paths)
 
 

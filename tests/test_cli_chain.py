@@ -16,6 +16,7 @@ from test_ingest_mapping import EXPORT_SCHEMA, HEADER, schema_file, write_csv
 
 from pulsesynth import cli, pipeline
 from pulsesynth.artifacts import RunDir
+from pulsesynth.command import cli_command
 from pulsesynth.governance.ledger import Ledger
 from pulsesynth.paths import Paths
 from pulsesynth.warehouse import Warehouse
@@ -100,7 +101,7 @@ def test_run_charges_the_ledger_exactly_as_the_separate_steps(chained: Chained) 
 def test_audit_samples_a_missing_synthetic_table_first_and_says_so(chained: Chained) -> None:
     assert chained.audit.code == 0, chained.audit.err
     synthetic = RunDir(chained.steps_run).candidate.synthetic_parquet
-    assert (f"no synthetic table yet: sampled it first (as `pulsesynth sample "
+    assert (f"no synthetic table yet: sampled it first (as `{cli_command()} sample "
             f"{chained.steps_run}` would): {synthetic}\n") in chained.audit.err
     assert synthetic.is_file() and "label: " in chained.audit.out
 
@@ -144,9 +145,10 @@ def test_evaluate_of_an_untrained_run_names_the_commands_in_one_line(
     for command in ("evaluate", "audit"):
         got = call(root, [command, str(run_dir)])
         assert got.code == 2 and got.out == ""
+        cli_name = cli_command()
         assert got.err == (f"error: {run_dir}: no synthetic table and no trained model yet, "
-                           "so nothing to sample; start a run with `pulsesynth run accidents` "
-                           "(train, sample, evaluate, audit) or `pulsesynth train accidents`\n")
+                           f"so nothing to sample; start a run with `{cli_name} run accidents` "
+                           f"(train, sample, evaluate, audit) or `{cli_name} train accidents`\n")
     assert Ledger(Paths(root)).charges("accidents") == []
 
 
