@@ -75,3 +75,16 @@ def test_utility_reads_temporal_columns_by_their_components(sampled) -> None:
     assert all(0.0 <= score <= 1.0 for score in shapes.values())
     assert result["tstr"] is not None and 0.0 <= result["tstr"]["logreg"]["accuracy"] <= 1.0
     assert 0.0 <= marginal_tv(data.schema, synthetic, data.holdout) <= 1.0
+
+
+@pytest.mark.slow
+def test_audit_reads_temporal_columns_by_their_components(sampled) -> None:
+    """The whole audit (shadow models, table attacks, distances, Anonymeter-style risks)
+    runs on the run's temporal columns; quasi-identifiers include their components."""
+    run_dir, _, paths = sampled
+    result = pipeline.audit(run_dir, n_shadows=1, paths=paths)
+    attacks = result["membership_attacks"]
+    assert {"model_mia", "synthetic_mia", "distance_mia"} <= set(attacks)
+    assert all(0.0 <= a["accuracy"] <= 1.0 for a in attacks.values())
+    assert [r["column"] for r in result["attribute_inference"]] == ["severe"]
+    assert result["gate"]["label"] in ("open", "confidential", "blocked")

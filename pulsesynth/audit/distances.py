@@ -279,6 +279,8 @@ def unique_matches(space: GowerSpace, real_sets: list[pd.DataFrame],
 
 def _row_keys(space: GowerSpace, frames: list[pd.DataFrame]) -> list[np.ndarray]:
     """Row ids shared across ``frames`` (equal ids ⇔ identical rows), split per frame."""
-    names = [c.name for c in space.columns]
-    keys = space.row_keys(pd.concat([f[names] for f in frames], ignore_index=True))
+    # A temporal column counts by its components (derived where a frame lacks them).
+    parts = [pd.DataFrame({c.name: require_column(f, c, "input").reset_index(drop=True)
+                           for c in space.columns}) for f in frames]
+    keys = space.row_keys(pd.concat(parts, ignore_index=True))
     return np.split(keys, np.cumsum([len(f) for f in frames])[:-1])
