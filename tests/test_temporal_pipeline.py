@@ -84,7 +84,7 @@ def test_audit_reads_temporal_columns_by_their_components(sampled) -> None:
     run_dir, _, paths = sampled
     result = pipeline.audit(run_dir, n_shadows=1, paths=paths)
     attacks = result["membership_attacks"]
-    assert {"model_mia", "synthetic_mia", "distance_mia"} <= set(attacks)
+    assert {"model_mia", "synthetic_mia", "domias"} <= set(attacks)
     assert all(0.0 <= a["accuracy"] <= 1.0 for a in attacks.values())
     assert [r["column"] for r in result["attribute_inference"]] == ["severe"]
     assert result["gate"]["label"] in ("open", "confidential", "blocked")
