@@ -118,12 +118,34 @@ def check_values(series: pd.Series, column: TemporalColumn) -> tuple[np.ndarray,
 def component_values(series: pd.Series, column: TemporalColumn, part: str) -> pd.Series:
     """One component of every cell (nullable ``Int64``; missing where the cell is missing
     or not a value of the column's type)."""
+    stamps = _as_datetime64(series, column)
+    if stamps is not None:  # vectorised: the stored form of a date or datetime column
+        values = (stamps.dt.weekday if part == "weekday" else getattr(stamps.dt, part))
+        return pd.Series(values, index=series.index).astype("Int64")
     out: list[int | None] = []
     for value in series.astype(object).tolist():
         typed = None if _is_na(value) else (
             parse_text(value, column) if isinstance(value, str) else _typed(value, column))
         out.append(None if typed is None else _component(typed, part))
     return pd.Series(pd.array(out, dtype="Int64"), index=series.index)
+
+
+def _as_datetime64(series: pd.Series, column: TemporalColumn) -> pd.Series | None:
+    """``series`` as naive ``datetime64`` when it holds only values of a date or datetime
+    column (a date column's timestamps must be midnights), else ``None``."""
+    if column.type == "time":
+        return None
+    if pd.api.types.is_datetime64_any_dtype(series):
+        if getattr(series.dt, "tz", None) is not None:
+            return None
+        if column.type == "date" and not (series.dropna() == series.dropna().dt.normalize()).all():
+            return None
+        return series
+    if column.type == "date" and series.dtype == object and series.map(
+            lambda v: _is_na(v) or (isinstance(v, dt.date) and not isinstance(v, dt.datetime))
+    ).all():
+        return pd.Series(pd.to_datetime(series, errors="coerce"), index=series.index)
+    return None
 
 
 def _component(value: Any, part: str) -> int:

@@ -209,6 +209,35 @@ def test_placeholders_fail_with_a_count_and_no_value() -> None:
     assert "#" not in str(report.to_dict()) and "2030" not in str(report.to_dict())
 
 
+def test_gx_result_document_of_the_temporal_checks_holds_no_cell_value() -> None:
+    """GX's own result for both temporal expectations, under the pinned result format,
+    carries counts only; GX's default format would have copied the placeholder."""
+    import json
+
+    import great_expectations as gx
+
+    from pulsesynth.gx_temporal import EXPECTATIONS
+    from pulsesynth.validation import VALUE_FREE_RESULT_FORMAT, _context, expectation_specs
+
+    text = crash_text(8)
+    text.loc[2, "acd_date"] = "CANARY-4411"
+    text.loc[5, "acd_date"] = "31/12/2031"
+    ctx = _context()
+    suite = gx.ExpectationSuite(name="temporal-canary")
+    for spec in expectation_specs(crash_schema()):
+        if spec["type"] in EXPECTATIONS and spec["kwargs"]["column"] == "acd_date":
+            suite.add_expectation(EXPECTATIONS[spec["type"]](**spec["kwargs"]))
+    asset = ctx.data_sources.add_pandas("temporal-canary").add_dataframe_asset("t")
+    batch = asset.add_batch_definition_whole_dataframe("w").get_batch(
+        batch_parameters={"dataframe": conform(text, crash_schema())})
+    result = batch.validate(suite, result_format=VALUE_FREE_RESULT_FORMAT)
+    document = json.dumps(result.to_json_dict())
+    assert [r.result["unexpected_count"] for r in result.results] == [1, 1]
+    assert "CANARY" not in document and "2031" not in document
+    leaky = batch.validate(suite, result_format="SUMMARY")
+    assert "CANARY" in json.dumps(leaky.to_json_dict())
+
+
 def test_typed_values_outside_the_bounds_fail_with_a_count() -> None:
     frame = conform(crash_text(6), crash_schema())
     frame.loc[0, "reported"] = pd.Timestamp("2014-12-31 23:00")
