@@ -462,9 +462,11 @@ class FeatureEncoder:
 
     @classmethod
     def from_schema(cls, schema: DatasetSchema, exclude: Iterable[str] = ()) -> FeatureEncoder:
-        """Encode every synthesized column except ``exclude`` (usually the target)."""
+        """Encode every synthesized column except ``exclude`` (usually the target); a
+        temporal column named there is excluded with all its components."""
         skip = set(exclude)
-        return cls(tuple(c for c in schema.synthesized_columns if c.name not in skip))
+        return cls(tuple(c for c in schema.synthesized_columns if c.name not in skip and not (
+            isinstance(c, ComponentColumn) and c.parent.name in skip)))
 
     @property
     def feature_names(self) -> list[str]:

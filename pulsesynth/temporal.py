@@ -49,6 +49,8 @@ def _typed(value: Any, column: TemporalColumn) -> Any:
         return value if isinstance(value, dt.time) else None
     if isinstance(value, np.datetime64):
         value = pd.Timestamp(value)
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return None  # bounds are local times: an offset has no declared meaning here
     if column.type == "date":
         if isinstance(value, dt.datetime):
             return value.date() if value.time() == dt.time() else None

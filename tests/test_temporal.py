@@ -431,6 +431,21 @@ def test_utility_and_audit_encoders_read_components_from_typed_frames() -> None:
     assert len(set(space.row_keys(frame).tolist())) <= 40
 
 
+def test_a_temporal_column_that_leaks_the_target_is_no_predictor() -> None:
+    schema = crash_schema(leaks_target=["reported"])
+    features = FeatureEncoder.from_schema(schema, exclude=schema.not_predictors)
+    assert [c.name for c in features.columns] == [
+        "acd_date.year", "acd_date.month", "acd_date.weekday", "acd_time.hour"]
+
+
+def test_time_zone_aware_timestamps_fail_the_parse_check_with_a_count() -> None:
+    frame = conform(crash_text(4), crash_schema())
+    frame["reported"] = frame["reported"].dt.tz_localize("Asia/Dubai")
+    report = validate(frame, crash_schema())
+    assert [f.describe() for f in report.failed] == [
+        "expect_column_values_to_parse_as_declared on reported (4 of 4 rows)"]
+
+
 def test_canaries_hold_valid_temporal_values_drawn_from_the_schema() -> None:
     schema = crash_schema()
     canaries = make_canaries(schema, 200, np.random.default_rng(5))
