@@ -76,6 +76,17 @@ def parse_text(value: str, column: TemporalColumn) -> Any:
     return parsed
 
 
+def read_value(value: Any, column: TemporalColumn) -> Any:
+    """One non-missing cell as the column's Python value, or ``None``: a typed value, or
+    text in the declared format (an integer as its digits: pandas reads ``20240131`` in a
+    CSV as a number, DuckDB's ingest as text)."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        value = str(value)
+    if isinstance(value, str):
+        return parse_text(value, column)
+    return _typed(value, column)
+
+
 def conform_series(series: pd.Series, column: TemporalColumn) -> pd.Series:
     """The column in its storage dtype when every value converts (text read with the
     declared format, a date-only timestamp as a date); otherwise unchanged, so the
@@ -89,8 +100,7 @@ def conform_series(series: pd.Series, column: TemporalColumn) -> pd.Series:
         if value is None or _is_na(value):
             out.append(None)
             continue
-        typed = (parse_text(value, column) if isinstance(value, str)
-                 else _typed(value, column))
+        typed = read_value(value, column)
         if typed is None:
             return series
         out.append(typed)
@@ -108,8 +118,7 @@ def check_values(series: pd.Series, column: TemporalColumn) -> tuple[np.ndarray,
     for i, value in enumerate(values):
         if value is None or _is_na(value):
             continue
-        typed = (parse_text(value, column) if isinstance(value, str)
-                 else _typed(value, column))
+        typed = read_value(value, column)
         if typed is None:
             valid[i] = inside[i] = False
         else:
@@ -126,8 +135,7 @@ def component_values(series: pd.Series, column: TemporalColumn, part: str) -> pd
         return pd.Series(values, index=series.index).astype("Int64")
     out: list[int | None] = []
     for value in series.astype(object).tolist():
-        typed = None if _is_na(value) else (
-            parse_text(value, column) if isinstance(value, str) else _typed(value, column))
+        typed = None if _is_na(value) else read_value(value, column)
         out.append(None if typed is None else _component(typed, part))
     return pd.Series(pd.array(out, dtype="Int64"), index=series.index)
 

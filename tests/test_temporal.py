@@ -238,6 +238,17 @@ def test_gx_result_document_of_the_temporal_checks_holds_no_cell_value() -> None
     assert "CANARY" in json.dumps(leaky.to_json_dict())
 
 
+def test_digits_only_dates_read_as_numbers_by_pandas_still_parse() -> None:
+    raw = copy.deepcopy(CRASHES)
+    raw["columns"][1]["format"] = "%Y%m%d"
+    schema = parse_schema(raw)
+    text = crash_text(3)
+    text["acd_date"] = [20240131, 20150101, 20251231]  # what pandas.read_csv gives
+    frame = conform(text, schema)
+    assert frame["acd_date"].tolist() == [
+        dt.date(2024, 1, 31), dt.date(2015, 1, 1), dt.date(2025, 12, 31)]
+
+
 def test_typed_values_outside_the_bounds_fail_with_a_count() -> None:
     frame = conform(crash_text(6), crash_schema())
     frame.loc[0, "reported"] = pd.Timestamp("2014-12-31 23:00")
