@@ -15,6 +15,7 @@ import yaml
 from test_temporal import CRASHES, crash_text
 
 from pulsesynth import pipeline
+from pulsesynth.artifacts import RunDir
 from pulsesynth.paths import Paths
 from pulsesynth.utility import evaluate_utility, marginal_tv
 from pulsesynth.warehouse import Warehouse
@@ -46,6 +47,16 @@ def test_sampled_table_has_date_time_and_timestamp_types(sampled) -> None:
         "date32[day]", "time64[us]", "timestamp[us]"]
     described = duckdb.sql(f"DESCRIBE SELECT * FROM read_parquet('{table}')").fetchall()
     assert [row[1] for row in described][:3] == ["DATE", "TIME", "TIMESTAMP"]
+
+
+def test_dp_marginals_are_measured_on_the_components(sampled) -> None:
+    run_dir, _, _ = sampled
+    marginals = RunDir(run_dir).candidate.read_privacy()["marginals"]
+    assert marginals is not None and marginals["columns"] == [
+        ["acd_date.year", "severe"], ["acd_date.month", "severe"],
+        ["acd_date.weekday", "severe"], ["acd_time.hour", "severe"],
+        ["reported.year", "severe"], ["reported.day", "severe"],
+        ["reported.hour", "severe"], ["reported.minute", "severe"]]
 
 
 def test_every_sampled_value_is_valid_and_inside_the_bounds(sampled) -> None:
