@@ -155,7 +155,9 @@ class TableEncoder:
         """Each row's level index in every block, ``(n, columns)`` int64; -1 where the
         cell is unobserved (see the module's out-of-domain rule, counted the same way)."""
         df = with_components(df, self.schema)
-        missing_cols = [c.name for c in self.columns if c.name not in df.columns]
+        missing_cols = list(dict.fromkeys(  # a temporal column once, not per component
+            c.parent.name if isinstance(c, ComponentColumn) else c.name
+            for c in self.columns if c.name not in df.columns))
         if missing_cols:
             raise KeyError(f"table lacks synthesized column(s): {', '.join(missing_cols)}")
         out = np.full((len(df), len(self._blocks)), -1, dtype=np.int64)

@@ -403,6 +403,13 @@ def test_every_decoded_value_is_valid_and_inside_the_bounds_for_any_levels() -> 
     assert validate(decoded, schema, synthetic=True).success
 
 
+def test_encoding_a_table_without_its_temporal_column_names_the_column() -> None:
+    schema = crash_schema()
+    frame = conform(crash_text(5), schema).drop(columns=["reported"])
+    with pytest.raises(KeyError, match="table lacks synthesized column\\(s\\): reported'"):
+        TableEncoder(schema).transform(frame)
+
+
 def test_decoding_rule_clamps_the_day_and_honours_the_weekday() -> None:
     col = crash_schema().column("acd_date")
     assert isinstance(col, TemporalColumn)
