@@ -262,8 +262,9 @@ class TableEncoder:
             lv = levels[:, j]
             if isinstance(col, ComponentColumn):
                 cats = np.asarray(col.categories, dtype=np.int64)
-                parts.setdefault(col.parent.name, {})[col.component] = cats[
-                    np.minimum(lv, len(cats) - 1)]
+                # -1 marks a <missing> level: assemble draws that component instead.
+                parts.setdefault(col.parent.name, {})[col.component] = np.where(
+                    lv >= len(cats), -1, cats[np.minimum(lv, len(cats) - 1)])
                 # The first component's <missing> level decides (module docstring).
                 missing.setdefault(col.parent.name, lv >= len(cats))
             elif isinstance(col, CategoricalColumn):

@@ -16,7 +16,8 @@ that depends on the schema and fresh randomness only:
   nearest to the modelled (or drawn) day, the earlier one on a tie;
 * the value is then clamped into the declared bounds (so a clamped value may have
   another weekday or hour than sampled: only at the ends of the domain);
-* in a nullable column the value is missing when its first component is.
+* in a nullable column the value is missing when its first component is; another
+  component sampled as missing in a row with a value is drawn as if not modelled.
 """
 
 from __future__ import annotations
@@ -193,23 +194,24 @@ def with_components(frame: pd.DataFrame, schema: DatasetSchema) -> pd.DataFrame:
 def assemble(column: TemporalColumn, parts: dict[str, np.ndarray], missing: np.ndarray,
              rng: np.random.Generator) -> pd.Series:
     """Values of ``column`` from sampled components (``parts``: component → int levels,
-    one per row; ``missing``: rows whose value is missing), by the module's rule."""
+    one per row, -1 where sampled as missing; ``missing``: rows whose value is missing),
+    by the module's rule."""
     n = len(missing)
     low, high = column.bounds
 
     def draw(part: str) -> np.ndarray:
-        if part in parts:
-            return np.asarray(parts[part], dtype=np.int64)
         levels = np.asarray(column.levels(part), dtype=np.int64)
-        return levels[rng.integers(0, len(levels), size=n)]
+        uniform = levels[rng.integers(0, len(levels), size=n)]
+        if part not in parts:
+            return uniform
+        sampled = np.asarray(parts[part], dtype=np.int64)
+        return np.where(sampled < 0, uniform, sampled)
 
     dates: list[dt.date] | None = None
     if column.type in ("date", "datetime"):
         years, months = draw("year"), draw("month")
-        if "day" in parts:
-            days = np.asarray(parts["day"], dtype=np.int64)
-        else:
-            days = np.zeros(n, dtype=np.int64)  # 0: drawn inside the month below
+        # 0 or -1 (not modelled, or sampled as missing): drawn inside the month below
+        days = np.asarray(parts.get("day", np.zeros(n)), dtype=np.int64)
         u = rng.random(n)
         weekdays = parts.get("weekday")
         dates = []
@@ -218,7 +220,7 @@ def assemble(column: TemporalColumn, parts: dict[str, np.ndarray], missing: np.n
             last = calendar.monthrange(year, month)[1]
             day = int(days[i]) if days[i] > 0 else 1 + min(int(u[i] * last), last - 1)
             day = min(day, last)
-            if weekdays is not None:
+            if weekdays is not None and weekdays[i] >= 0:
                 day = _nearest_weekday(year, month, day, int(weekdays[i]), last)
             dates.append(dt.date(year, month, day))
     times: list[dt.time] | None = None

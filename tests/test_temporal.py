@@ -424,6 +424,18 @@ def test_decoding_rule_clamps_the_day_and_honours_the_weekday() -> None:
     assert values == [dt.date(2023, 2, 28), dt.date(2024, 2, 29), dt.date(2024, 3, 25)]
 
 
+def test_a_component_sampled_missing_in_a_row_with_a_value_is_drawn() -> None:
+    col = crash_schema().column("reported")
+    assert isinstance(col, TemporalColumn)
+    n = 2000
+    parts = {"year": np.full(n, 2020), "day": np.full(n, -1), "hour": np.full(n, 7),
+             "minute": np.full(n, -1)}
+    values = assemble(col, parts, np.zeros(n, dtype=bool), np.random.default_rng(2))
+    assert values.notna().all() and (values.dt.year == 2020).all()
+    assert (values.dt.hour == 7).all()
+    assert values.dt.minute.nunique() == 60 and values.dt.day.nunique() == 31
+
+
 def test_unmodelled_day_is_drawn_inside_the_month_with_the_modelled_weekday() -> None:
     col = crash_schema().column("acd_date")
     assert isinstance(col, TemporalColumn)
