@@ -13,7 +13,10 @@ Layout of one row: for each synthesized column in schema order, one block whose 
 * categorical: the declared categories, then ``<missing>`` if the column is nullable;
 * numeric: ``<zero>`` (exactly 0) if ``zero_bin``, then one level per public bin
   ``[e_i, e_{i+1})`` (the last bin also holds the upper bound), then ``<missing>`` if
-  nullable.
+  nullable;
+* date, time, datetime: one categorical block per declared component (``d.year``,
+  ``d.month`` ...) over its public levels, derived from the column's values on encoding
+  and decoded back to one valid value inside the bounds (:mod:`pulsesynth.temporal`).
 
 Out-of-domain rule (counted per column, never silently):
 
@@ -35,7 +38,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pulsesynth.schema import CategoricalColumn, DatasetSchema, DomainColumn, NumericColumn
+from pulsesynth.schema import (
+    CategoricalColumn,
+    Column,
+    ComponentColumn,
+    DatasetSchema,
+    DomainColumn,
+    NumericColumn,
+    TemporalColumn,
+)
+from pulsesynth.temporal import assemble, component_series, with_components
 
 MISSING = "<missing>"
 ZERO = "<zero>"
@@ -142,7 +154,10 @@ class TableEncoder:
     def levels(self, df: pd.DataFrame) -> np.ndarray:
         """Each row's level index in every block, ``(n, columns)`` int64; -1 where the
         cell is unobserved (see the module's out-of-domain rule, counted the same way)."""
-        missing_cols = [c.name for c in self.columns if c.name not in df.columns]
+        df = with_components(df, self.schema)
+        missing_cols = list(dict.fromkeys(  # a temporal column once, not per component
+            c.parent.name if isinstance(c, ComponentColumn) else c.name
+            for c in self.columns if c.name not in df.columns))
         if missing_cols:
             raise KeyError(f"table lacks synthesized column(s): {', '.join(missing_cols)}")
         out = np.full((len(df), len(self._blocks)), -1, dtype=np.int64)
@@ -241,13 +256,29 @@ class TableEncoder:
             raise ValueError(f"expected an (n, {len(self._blocks)}) level array, "
                              f"got {levels.shape}")
         data: dict[str, pd.Series] = {}
+        parts: dict[str, dict[str, np.ndarray]] = {}
+        missing: dict[str, np.ndarray] = {}
         for j, (col, b) in enumerate(zip(self.columns, self._blocks, strict=True)):
             lv = levels[:, j]
-            if isinstance(col, CategoricalColumn):
+            if isinstance(col, ComponentColumn):
+                cats = np.asarray(col.categories, dtype=np.int64)
+                # -1 marks a <missing> level: assemble draws that component instead.
+                parts.setdefault(col.parent.name, {})[col.component] = np.where(
+                    lv >= len(cats), -1, cats[np.minimum(lv, len(cats) - 1)])
+                # The first component's <missing> level decides (module docstring).
+                missing.setdefault(col.parent.name, lv >= len(cats))
+            elif isinstance(col, CategoricalColumn):
                 data[col.name] = _decode_categorical(col, b, lv)
             else:
                 data[col.name] = _decode_numeric(col, b, lv, rng)
-        return pd.DataFrame(data)
+        out: dict[str, pd.Series] = {}
+        for released in self.schema.released_columns:
+            if isinstance(released, TemporalColumn):
+                out[released.name] = assemble(released, parts[released.name],
+                                              missing[released.name], rng)
+            elif released.name in data:
+                out[released.name] = data[released.name]
+        return pd.DataFrame(out)
 
 
 # --- helpers -----------------------------------------------------------------------------
@@ -355,11 +386,18 @@ def _draw(u: np.ndarray, a: float, b: float, scale: str) -> np.ndarray:
 # --- schema-only column coding and the feature matrix (utility, classifier) ---------
 
 
-def require_column(frame: pd.DataFrame, name: str, what: str) -> pd.Series:
-    """Fetch a column, failing with a value-free message that names the table and column."""
-    if name not in frame.columns:
-        raise ValueError(f"{what} table lacks declared column {name!r}")
-    return frame[name]
+def require_column(frame: pd.DataFrame, name: str | Column, what: str) -> pd.Series:
+    """Fetch a column, failing with a value-free message that names the table and column;
+    a temporal column's component is derived from it when the frame lacks its own."""
+    if isinstance(name, ComponentColumn):
+        series = component_series(frame, name)
+        if series is None:
+            raise ValueError(f"{what} table lacks declared column {name.parent.name!r}")
+        return series
+    key = name if isinstance(name, str) else name.name
+    if key not in frame.columns:
+        raise ValueError(f"{what} table lacks declared column {key!r}")
+    return frame[key]
 
 
 def numeric_values(series: pd.Series) -> np.ndarray:
@@ -427,9 +465,11 @@ class FeatureEncoder:
 
     @classmethod
     def from_schema(cls, schema: DatasetSchema, exclude: Iterable[str] = ()) -> FeatureEncoder:
-        """Encode every synthesized column except ``exclude`` (usually the target)."""
+        """Encode every synthesized column except ``exclude`` (usually the target); a
+        temporal column named there is excluded with all its components."""
         skip = set(exclude)
-        return cls(tuple(c for c in schema.synthesized_columns if c.name not in skip))
+        return cls(tuple(c for c in schema.synthesized_columns if c.name not in skip and not (
+            isinstance(c, ComponentColumn) and c.parent.name in skip)))
 
     @property
     def feature_names(self) -> list[str]:
@@ -448,7 +488,7 @@ class FeatureEncoder:
         n = len(frame)
         blocks: list[np.ndarray] = []
         for col in self.columns:
-            series = require_column(frame, col.name, what)
+            series = require_column(frame, col, what)
             if isinstance(col, CategoricalColumn):
                 k = len(col.categories)
                 codes = category_codes(series, col)

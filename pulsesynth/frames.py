@@ -11,17 +11,24 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pulsesynth.schema import Column, DatasetSchema
+from pulsesynth.schema import Column, DatasetSchema, TemporalColumn
+from pulsesynth.temporal import conform_series
 
 
 def storage_type(column: Column) -> str:
-    """The GX/pandas type name a stored column must have (``str``, ``int64`` or ``float64``)."""
+    """The GX/pandas type name a stored column must have (``str``, ``int64`` or ``float64``;
+    ``date``, ``time`` or ``datetime64`` for a temporal column, checked value by value by
+    :func:`pulsesynth.validation.expectation_specs`' temporal expectations)."""
     if column.type == "categorical":
         return "int64" if isinstance(column.categories[0], int) else "str"
     if column.type == "integer":
         return "int64"
     if column.type == "float":
         return "float64"
+    if column.type == "datetime":
+        return "datetime64"
+    if column.type in ("date", "time"):
+        return column.type
     return "str"
 
 
@@ -29,7 +36,11 @@ def conform(df: pd.DataFrame, schema: DatasetSchema) -> pd.DataFrame:
     """Return a copy whose declared columns carry their storage dtypes where lossless."""
     out = df.copy()
     for column in schema.columns:
-        if column.name in out.columns:
+        if column.name not in out.columns:
+            continue
+        if isinstance(column, TemporalColumn):
+            out[column.name] = conform_series(out[column.name], column)
+        else:
             out[column.name] = _conform_series(out[column.name], storage_type(column))
     return out
 

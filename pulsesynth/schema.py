@@ -6,14 +6,22 @@ edges), plus the dataset's catalog facts (classification, target, row key, priva
 unit, privacy budget). Everything downstream that needs a domain — validation, the
 encoder, the audit's Gower distance — reads it from here, never from the private rows.
 
-A column parses to one of three types, :data:`Column` = :class:`CategoricalColumn` (its
+A column parses to one of four types, :data:`Column` = :class:`CategoricalColumn` (its
 categories) | :class:`NumericColumn` (bounds, bins, scale, zero bin) | :class:`TextColumn`
-(no domain): code that reads a domain field narrows first (``isinstance``), so a type
-checker proves it never asks a numeric column for its categories.
+(no domain) | :class:`TemporalColumn` (date, time or datetime: public bounds, a source
+format, the components the synthesizer models): code that reads a domain field narrows
+first (``isinstance``), so a type checker proves it never asks a numeric column for its
+categories.
+
+A temporal column is modelled as its components (:class:`ComponentColumn`, categorical
+columns over public levels named ``<column>.<component>``): the model, the DP marginals,
+utility and the audit see :attr:`DatasetSchema.synthesized_columns` (components in place
+of their column), the synthetic table holds :attr:`DatasetSchema.released_columns`.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import math
@@ -36,7 +44,18 @@ from pulsesynth.source_mapping import (
 )
 
 ROLES = ("identifier", "quasi_identifier", "sensitive", "target", "other")
-TYPES = ("categorical", "integer", "float", "text")
+TEMPORAL_TYPES = ("date", "time", "datetime")
+TYPES = ("categorical", "integer", "float", "text", *TEMPORAL_TYPES)
+#: The components a temporal column may model, and the types each is meaningful for.
+#: Weekday counts from Monday = 0 (Python's and DuckDB's ``isodow - 1``).
+COMPONENTS: dict[str, tuple[str, ...]] = {
+    "year": ("date", "datetime"),
+    "month": ("date", "datetime"),
+    "day": ("date", "datetime"),
+    "weekday": ("date", "datetime"),
+    "hour": ("time", "datetime"),
+    "minute": ("time", "datetime"),
+}
 #: Source classifications, from their owner (a superset of the release labels).
 CLASSIFICATIONS = DATASET_CLASSIFICATIONS
 SCALES = ("linear", "log")
@@ -99,9 +118,61 @@ class TextColumn(ColumnBase):
     type: Literal["text"] = "text"
 
 
+#: A temporal value: ``datetime.datetime`` is a ``datetime.date``, so this covers all three.
+Temporal = dt.date | dt.time
+
+
+@dataclass(frozen=True, kw_only=True)
+class TemporalColumn(ColumnBase):
+    """A date, time or datetime column: public ``bounds`` (inclusive), the strptime
+    ``format`` of its text in a CSV source (``None``: typed sources only), and the
+    ``components`` the synthesizer models, each over public levels (:meth:`levels`)."""
+
+    type: Literal["date", "time", "datetime"]
+    bounds: tuple[Temporal, Temporal]
+    format: str | None = None
+    components: tuple[str, ...] = ()
+
+    @property
+    def is_synthesized(self) -> bool:
+        """Modelled when synthesized and declared with at least one component."""
+        return self.synthesize and self.role != "identifier" and bool(self.components)
+
+    def levels(self, component: str) -> tuple[int, ...]:
+        """A component's public levels: years from the bounds, hours from a time column's
+        bounds, otherwise the calendar's fixed ranges (month 1-12, day 1-31, weekday 0-6,
+        hour 0-23, minute 0-59). Never from rows."""
+        low, high = self.bounds
+        if component == "year":
+            assert isinstance(low, dt.date) and isinstance(high, dt.date)
+            return tuple(range(low.year, high.year + 1))
+        if component == "hour" and isinstance(low, dt.time) and isinstance(high, dt.time):
+            return tuple(range(low.hour, high.hour + 1))
+        first, last = {"month": (1, 12), "day": (1, 31), "weekday": (0, 6),
+                       "hour": (0, 23), "minute": (0, 59)}[component]
+        return tuple(range(first, last + 1))
+
+    def component_columns(self) -> tuple[ComponentColumn, ...]:
+        """The categorical columns the synthesizer models in this column's place."""
+        return tuple(
+            ComponentColumn(name=f"{self.name}.{part}", role=self.role, nullable=self.nullable,
+                            description=f"{part} of {self.name}", categories=self.levels(part),
+                            parent=self, component=part)
+            for part in self.components)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ComponentColumn(CategoricalColumn):
+    """One component of a :class:`TemporalColumn`, modelled as a categorical column over
+    its public integer levels; its values are derived from ``parent``'s (never stored)."""
+
+    parent: TemporalColumn = field(repr=False)
+    component: str
+
+
 #: One declared column: the union is closed, so ``isinstance`` (or a test of ``type``)
 #: tells a type checker which domain fields the column has.
-Column = CategoricalColumn | NumericColumn | TextColumn
+Column = CategoricalColumn | NumericColumn | TextColumn | TemporalColumn
 
 #: A column with a declared public domain: the only kinds the synthesizer models.
 DomainColumn = CategoricalColumn | NumericColumn
@@ -166,9 +237,28 @@ class DatasetSchema:
 
     @property
     def synthesized_columns(self) -> list[DomainColumn]:
-        """The columns the synthesizer models, in schema order (never a text column)."""
+        """The columns the synthesizer models, in schema order (never a text column); a
+        temporal column appears as its :class:`ComponentColumn` s, in its place."""
+        out: list[DomainColumn] = []
+        for c in self.columns:
+            if isinstance(c, TemporalColumn) and c.is_synthesized:
+                out.extend(c.component_columns())
+            elif isinstance(c, (CategoricalColumn, NumericColumn)) and c.is_synthesized:
+                out.append(c)
+        return out
+
+    @property
+    def released_columns(self) -> list[Column]:
+        """The columns of a synthetic table, in schema order: the synthesized columns, a
+        temporal one whole (not as its components)."""
         return [c for c in self.columns
-                if isinstance(c, (CategoricalColumn, NumericColumn)) and c.is_synthesized]
+                if isinstance(c, (CategoricalColumn, NumericColumn, TemporalColumn))
+                and c.is_synthesized]
+
+    @property
+    def temporal_columns(self) -> list[TemporalColumn]:
+        """The declared date, time and datetime columns, synthesized or not."""
+        return [c for c in self.columns if isinstance(c, TemporalColumn)]
 
     @property
     def not_predictors(self) -> list[str]:
@@ -292,6 +382,12 @@ def parse_schema(raw: Any, path: Path | None = None) -> DatasetSchema:
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise where.error("columns", f"duplicate column name(s): {', '.join(dupes)}")
+    for col in columns:
+        if isinstance(col, TemporalColumn):
+            clash = [f"{col.name}.{p}" for p in col.components if f"{col.name}.{p}" in names]
+            if clash:
+                raise where.error("columns", f"{clash[0]} is the name of a component of "
+                                  f"{col.name}; rename the column")
 
     target = raw.get("target")
     if target is not None:
@@ -531,7 +627,8 @@ def _parse_column(raw: Any, index: int, where: _Where) -> Column:
         raise where.error(f"{prefix}.name", "is required")
     prefix = f"columns[{index}] ({name})"
     _no_unknown(raw, {"name", "type", "role", "nullable", "description", "categories",
-                      "bounds", "bins", "scale", "zero_bin", "synthesize"}, where, prefix + ".")
+                      "bounds", "bins", "scale", "zero_bin", "synthesize", "format",
+                      "components"}, where, prefix + ".")
     ctype = raw.get("type")
     if ctype not in TYPES:
         raise where.error(f"{prefix}.type",
@@ -548,6 +645,12 @@ def _parse_column(raw: Any, index: int, where: _Where) -> Column:
         "description": str(raw.get("description", "")),
         "synthesize": bool(raw.get("synthesize", True)),
     }
+    if ctype in TEMPORAL_TYPES:
+        return _parse_temporal(raw, ctype, common, prefix, where)
+    for key in ("format", "components"):
+        if key in raw:
+            raise where.error(f"{prefix}.{key}", "only date, time and datetime columns have "
+                              f"a {key}")
     if ctype == "categorical":
         return _parse_categorical(raw, common, prefix, where)
     if ctype == "integer" or ctype == "float":
@@ -606,3 +709,86 @@ def _parse_numeric(raw: dict, ctype: Literal["integer", "float"], common: _Commo
         raise where.error(f"{prefix}.zero_bin", "bounds must include 0")
     return NumericColumn(type=ctype, bounds=bounds, bins=tuple(e), scale=scale,
                          zero_bin=zero_bin, **common)
+
+
+def _parse_temporal(raw: dict, ctype: Literal["date", "time", "datetime"],
+                    common: _CommonFields, prefix: str, where: _Where) -> TemporalColumn:
+    """A date, time or datetime column: bounds, optional source format, components."""
+    for key in ("categories", "bins", "scale", "zero_bin"):
+        if key in raw:
+            raise where.error(f"{prefix}.{key}", f"a {ctype} column has bounds and components, "
+                              f"not {key}")
+    b = raw.get("bounds")
+    if not isinstance(b, list) or len(b) != 2:
+        raise where.error(f"{prefix}.bounds", f"must be [low, high], two {ctype} values")
+    low = _temporal_value(b[0], ctype, high=False, at=f"{prefix}.bounds", where=where)
+    high = _temporal_value(b[1], ctype, high=True, at=f"{prefix}.bounds", where=where)
+    if not low < high:  # type: ignore[operator]  # both of the one type ctype names
+        raise where.error(f"{prefix}.bounds", "low must be before high")
+    fmt = raw.get("format")
+    if fmt is not None:
+        if not isinstance(fmt, str) or "%" not in fmt:
+            raise where.error(f"{prefix}.format",
+                              "must be a strptime format such as '%d/%m/%Y'")
+        try:  # the format must read back what it writes, at both bounds
+            for value in (low, high):
+                dt.datetime.strptime(value.strftime(fmt), fmt)  # noqa: DTZ007 - naive
+        except (ValueError, TypeError):
+            raise where.error(f"{prefix}.format", "cannot read back a bound written in it "
+                              "(a strptime format such as '%d/%m/%Y')") from None
+    parts = raw.get("components")
+    synthesized = raw.get("synthesize", True) and common["role"] != "identifier"
+    if parts is None:
+        if synthesized:
+            raise where.error(f"{prefix}.components", f"a synthesized {ctype} column needs "
+                              f"the components to model, e.g. {_EXAMPLE_COMPONENTS[ctype]}")
+        parts = []
+    if not isinstance(parts, list) or not all(isinstance(p, str) for p in parts) or (
+            synthesized and not parts):
+        raise where.error(f"{prefix}.components", "must be a list of component names")
+    for part in parts:
+        if part not in COMPONENTS:
+            raise where.error(f"{prefix}.components", f"unknown component {part!r} "
+                              f"(expected one of {', '.join(COMPONENTS)})")
+        if ctype not in COMPONENTS[part]:
+            allowed = ", ".join(c for c, types in COMPONENTS.items() if ctype in types)
+            raise where.error(f"{prefix}.components", f"{part!r} is not a component of a "
+                              f"{ctype} (expected one of {allowed})")
+    if len(set(parts)) != len(parts):
+        raise where.error(f"{prefix}.components", "contains duplicates")
+    return TemporalColumn(type=ctype, bounds=(low, high), format=fmt,
+                          components=tuple(parts), **common)
+
+
+_EXAMPLE_COMPONENTS = {"date": "[year, month, weekday]", "time": "[hour]",
+                       "datetime": "[year, month, weekday, hour]"}
+
+
+def _temporal_value(value: Any, ctype: str, *, high: bool, at: str, where: _Where) -> Temporal:
+    """One bound as a ``date``, ``time`` or naive ``datetime``: ISO text (quoted), or the
+    date/datetime YAML reads from an unquoted one. A date alone bounding a datetime column
+    means the start of that day (low) or its last second (high)."""
+    try:
+        if ctype == "time":
+            if not isinstance(value, str):
+                # YAML reads an unquoted 23:59 as the base-60 integer 1439
+                raise ValueError
+            return dt.time.fromisoformat(value)
+        if isinstance(value, str):
+            value = (dt.datetime.fromisoformat(value) if ctype == "datetime" and
+                     ("T" in value or " " in value) else dt.date.fromisoformat(value))
+        if isinstance(value, dt.datetime):
+            if ctype == "date":
+                raise ValueError
+            if value.tzinfo is not None:
+                raise where.error(at, "must be local times without a time-zone offset")
+            return value
+        if isinstance(value, dt.date):
+            if ctype == "date":
+                return value
+            return dt.datetime.combine(value, dt.time(23, 59, 59) if high else dt.time())
+    except ValueError:
+        pass
+    example = {"date": "['2015-01-01', '2025-12-31']", "time": "['00:00', '23:59']",
+               "datetime": "['2015-01-01 00:00', '2025-12-31 23:59']"}[ctype]
+    raise where.error(at, f"must be two ISO {ctype} values in quotes, e.g. {example}")

@@ -332,8 +332,8 @@ def column_shapes(
     """
     scores: dict[str, float] = {}
     for col in schema.synthesized_columns:
-        r = require_column(real, col.name, "real")
-        s = require_column(synthetic, col.name, "synthetic")
+        r = require_column(real, col, "real")
+        s = require_column(synthetic, col, "synthetic")
         if isinstance(col, CategoricalColumn):
             dist = _tvd(category_codes(r, col), category_codes(s, col), code_count(col))
         else:
@@ -353,7 +353,7 @@ def _pearson(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def _discrete_codes(frame: pd.DataFrame, col: DomainColumn, what: str) -> np.ndarray:
-    series = require_column(frame, col.name, what)
+    series = require_column(frame, col, what)
     if isinstance(col, CategoricalColumn):
         return category_codes(series, col)
     return bin_codes(numeric_values(series), col)
@@ -374,8 +374,8 @@ def pair_trends(
     discrete: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for col in cols:
         if col.is_numeric:
-            numeric[col.name] = (numeric_values(require_column(real, col.name, "real")),
-                                 numeric_values(require_column(synthetic, col.name, "synthetic")))
+            numeric[col.name] = (numeric_values(require_column(real, col, "real")),
+                                 numeric_values(require_column(synthetic, col, "synthetic")))
         discrete[col.name] = (_discrete_codes(real, col, "real"),
                               _discrete_codes(synthetic, col, "synthetic"))
     scores: dict[str, float] = {}

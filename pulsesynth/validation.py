@@ -29,7 +29,13 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from pulsesynth.frames import conform, storage_type
-from pulsesynth.schema import CategoricalColumn, DatasetSchema, NumericColumn
+from pulsesynth.schema import (
+    CategoricalColumn,
+    Column,
+    DatasetSchema,
+    NumericColumn,
+    TemporalColumn,
+)
 
 if TYPE_CHECKING:
     import duckdb
@@ -87,8 +93,12 @@ def expectation_specs(schema: DatasetSchema, synthetic: bool = False) -> list[di
 
     ``synthetic=True`` gives the suite for a synthetic table: only the synthesized columns
     (no identifiers, hence no row key), each within its declared domain.
+
+    A date, time or datetime column gets two value-by-value checks in place of the type
+    check (:mod:`pulsesynth.gx_temporal`): each value is of its type or text in the
+    declared format (a placeholder like ``#########`` is counted), and inside the bounds.
     """
-    columns = schema.synthesized_columns if synthetic else list(schema.columns)
+    columns: list[Column] = schema.released_columns if synthetic else list(schema.columns)
     specs: list[dict[str, Any]] = [
         {"type": "expect_table_columns_to_match_set",
          "kwargs": {"column_set": [c.name for c in columns], "exact_match": True}},
@@ -96,8 +106,9 @@ def expectation_specs(schema: DatasetSchema, synthetic: bool = False) -> list[di
          "kwargs": {"min_value": 2 if synthetic else schema.min_rows, "max_value": None}},
     ]
     for col in columns:
-        specs.append({"type": "expect_column_values_to_be_of_type",
-                      "kwargs": {"column": col.name, "type_": storage_type(col)}})
+        if not isinstance(col, TemporalColumn):
+            specs.append({"type": "expect_column_values_to_be_of_type",
+                          "kwargs": {"column": col.name, "type_": storage_type(col)}})
         if not col.nullable:
             specs.append({"type": "expect_column_values_to_not_be_null",
                           "kwargs": {"column": col.name}})
@@ -108,6 +119,14 @@ def expectation_specs(schema: DatasetSchema, synthetic: bool = False) -> list[di
             specs.append({"type": "expect_column_values_to_be_between",
                           "kwargs": {"column": col.name, "min_value": col.bounds[0],
                                      "max_value": col.bounds[1]}})
+        elif isinstance(col, TemporalColumn):
+            declared = {"column": col.name, "kind": col.type, "strftime_format": col.format,
+                        "min_value": col.bounds[0].isoformat(),
+                        "max_value": col.bounds[1].isoformat()}
+            specs.append({"type": "expect_column_values_to_parse_as_declared",
+                          "kwargs": dict(declared)})
+            specs.append({"type": "expect_column_temporal_values_to_be_between",
+                          "kwargs": dict(declared)})
     if synthetic:
         return specs
     if len(schema.row_key) == 1:
@@ -403,6 +422,11 @@ def _context():
 def _expectation_class(type_name: str):
     import great_expectations as gx
 
+    from pulsesynth.gx_temporal import EXPECTATIONS
+
+    if type_name in EXPECTATIONS:
+        return EXPECTATIONS[type_name]
+
     camel = "".join(part.capitalize() for part in type_name.split("_"))
     return getattr(gx.expectations, camel)
 
@@ -417,7 +441,7 @@ def _describe_failure(result: Any, df: pd.DataFrame, schema: DatasetSchema,
     res = result.result or {}
     detail = ""
     if config.type == "expect_table_columns_to_match_set":
-        names = ([c.name for c in schema.synthesized_columns] if synthetic
+        names = ([c.name for c in schema.released_columns] if synthetic
                  else schema.column_names)
         detail = column_set_detail(names, list(df.columns))
     elif config.type == "expect_table_row_count_to_be_between":

@@ -46,7 +46,13 @@ from pulsesynth.errors import CatalogError, PulseSynthError, SourceError, Valida
 from pulsesynth.frames import conform, storage_type
 from pulsesynth.ids import check_dataset_id
 from pulsesynth.paths import Paths
-from pulsesynth.schema import CategoricalColumn, DatasetSchema, NumericColumn, load_schema
+from pulsesynth.schema import (
+    CategoricalColumn,
+    DatasetSchema,
+    NumericColumn,
+    TemporalColumn,
+    load_schema,
+)
 from pulsesynth.source_mapping import CsvDialect, SourceMapping
 from pulsesynth.sources import BUILTIN_SOURCES
 from pulsesynth.threads import thread_limit
@@ -262,6 +268,7 @@ class Warehouse:
                     report = validate_relation(con, f"read_parquet({_literal(tmp)})", schema)
                 if not report.success:
                     raise ValidationFailed(dataset_id, report)
+                check_temporal_types(tmp, schema)
                 _fault("validated")
                 with _storage_errors(schema.id):
                     return self._commit(tmp, schema, report.rows, "ingested")
@@ -880,10 +887,17 @@ def _storage_expressions(con: duckdb.DuckDBPyConnection, source: TableFile, rela
     exprs = dict(select)
     checks: list[str] = []
     plans: list[tuple[str, str, str]] = []  # (name, storage kind, DuckDB value expression)
+    temporal: list[tuple[str, str, str]] = []  # (name, count of misfits, typed expression)
     for name in select:
         if name.startswith("_undeclared_"):
             continue
-        kind = storage_type(schema.column(name))
+        declared = schema.column(name)
+        if isinstance(declared, TemporalColumn):
+            plan = _temporal_plan(declared, _quote(name), types[name])
+            if plan is not None:
+                temporal.append((name, *plan))
+            continue
+        kind = storage_type(declared)
         col, typ = _quote(name), types[name]
         numeric = typ in _INTEGERS or typ in _FLOATS or typ.startswith("DECIMAL")
         if kind == "str" or (typ != _TEXT and not numeric):
@@ -897,6 +911,13 @@ def _storage_expressions(con: duckdb.DuckDBPyConnection, source: TableFile, rela
         checks.append(f"count(*) FILTER (WHERE {value} IS NOT NULL AND NOT (isfinite({value})"
                       f" AND {value} = round({value}) AND abs({value}) < 9.2e18)) AS frac{i}")
         plans.append((name, kind, value))
+    if temporal:
+        (misfits,) = _run(con, source, "SELECT " + ", ".join(
+            f"{bad} AS t{i}" for i, (_, bad, _) in enumerate(temporal))
+            + f" FROM {relation}").fetchall()
+        for (name, _, typed), bad in zip(temporal, misfits, strict=True):
+            if not bad:  # else it keeps its source type: validation counts the misfits
+                exprs[name] = f"{typed} AS {_quote(name)}"
     if not plans:
         return exprs
     (counts,) = _run(con, source, f"SELECT {', '.join(checks)} FROM {relation}").fetchall()
@@ -916,6 +937,49 @@ def _storage_expressions(con: duckdb.DuckDBPyConnection, source: TableFile, rela
         else:
             exprs[name] = f"{value} AS {col}"
     return exprs
+
+
+_SQL_TEMPORAL = {"date": "DATE", "time": "TIME", "datetime": "TIMESTAMP"}
+
+
+def _temporal_plan(column: TemporalColumn, col: str, typ: str) -> tuple[str, str] | None:
+    """(SQL counting the cells that do not convert, the typed expression) for a temporal
+    column stored as ``typ`` in the source; ``None`` when no conversion applies (the
+    column keeps its type and validation counts what is wrong with it).
+
+    Text is read with the declared format by DuckDB's ``try_strptime`` (surrounding
+    blanks ignored); a date-only timestamp fills a date column, a date a datetime one."""
+    target = _SQL_TEMPORAL[column.type]
+    if typ == _TEXT:
+        if column.format is None:
+            return None
+        parsed = f"try_strptime(trim({col}), {_literal(column.format)})"
+        return (f"count(*) FILTER (WHERE {col} IS NOT NULL AND {parsed} IS NULL)",
+                f"CAST({parsed} AS {target})")
+    if typ == target:
+        return None
+    if column.type == "date" and typ.startswith("TIMESTAMP") and "TIME ZONE" not in typ:
+        return (f"count(*) FILTER (WHERE CAST({col} AS TIME) <> TIME '00:00:00')",
+                f"CAST({col} AS DATE)")
+    if column.type == "datetime" and (typ == "DATE" or (
+            typ.startswith("TIMESTAMP") and "TIME ZONE" not in typ)):
+        return "0", f"CAST({col} AS TIMESTAMP)"
+    return None
+
+
+def check_temporal_types(path: Path, schema: DatasetSchema) -> None:
+    """Refuse a staged table whose temporal column is not stored typed (DuckDB's strptime
+    read a value that Python's, used by validation, did not, or the reverse)."""
+    arrow = pq.read_schema(path)
+    for col in schema.temporal_columns:
+        if col.name in arrow.names:
+            kind = arrow.field(col.name).type
+            if not (pa.types.is_date(kind) if col.type == "date" else
+                    pa.types.is_time(kind) if col.type == "time" else
+                    pa.types.is_timestamp(kind) and kind.tz is None):
+                raise SourceError(f"{path}: {schema.id}: column {col.name} cannot be stored "
+                                  f"as a {col.type}: its values do not all read in the "
+                                  "declared format")
 
 
 def _run(con: duckdb.DuckDBPyConnection, source: TableFile,

@@ -65,7 +65,7 @@ def _taxi_raw() -> dict:
 @pytest.mark.parametrize(
     ("mutate", "field", "message"),
     [
-        (lambda r: r["columns"][1].update(type="datetime"), "columns[1] (tip).type",
+        (lambda r: r["columns"][1].update(type="timestamp"), "columns[1] (tip).type",
          "unknown type"),
         (lambda r: r["columns"][1].update(role="secretive"), "columns[1] (tip).role",
          "unknown role"),

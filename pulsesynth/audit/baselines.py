@@ -19,7 +19,7 @@ def shuffle_features(frame: pd.DataFrame, schema: DatasetSchema, fraction: float
     if not 0 <= fraction <= 1:
         raise ValueError("fraction must be within [0, 1]")
     rng = np.random.default_rng(seed)
-    names = [c.name for c in schema.synthesized_columns]
+    names = [c.name for c in schema.released_columns]
     out = frame[names].reset_index(drop=True).copy()
     n = len(out)
     k = int(round(fraction * n))

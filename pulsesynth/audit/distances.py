@@ -17,7 +17,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pulsesynth.schema import CategoricalColumn, Column, DatasetSchema, NumericColumn
+from pulsesynth.encoding import require_column
+from pulsesynth.schema import (
+    CategoricalColumn,
+    Column,
+    DatasetSchema,
+    NumericColumn,
+    TemporalColumn,
+)
 
 # Bytes of float32 scratch per chunk (a chunk × reference block); keeps peak memory bounded.
 CHUNK_BYTES = 64 * 1024 * 1024
@@ -44,7 +51,13 @@ class GowerSpace:
 
     def __init__(self, schema: DatasetSchema, columns: list[str] | None = None) -> None:
         chosen = columns or [c.name for c in schema.synthesized_columns]
-        self.columns: list[Column] = [schema.column(n) for n in chosen]
+        # A temporal column is measured on its components (public categorical levels).
+        known: dict[str, Column] = {c.name: c for c in schema.synthesized_columns}
+        self.columns: list[Column] = []
+        for name in chosen:
+            col = known.get(name) or schema.column(name)
+            self.columns += (list(col.component_columns()) if isinstance(col, TemporalColumn)
+                             else [col])
         # A text column has no public domain to measure a distance on: it is left out.
         self.numeric = [c for c in self.columns if isinstance(c, NumericColumn)]
         self.categorical = [c for c in self.columns if isinstance(c, CategoricalColumn)]
@@ -65,7 +78,8 @@ class GowerSpace:
         numeric = np.empty((len(frame), len(self.numeric)), dtype=np.float32)
         for j, col in enumerate(self.numeric):
             lo, hi = col.bounds
-            values = pd.to_numeric(frame[col.name], errors="coerce").to_numpy(
+            values = pd.to_numeric(require_column(frame, col, "input"),
+                                   errors="coerce").to_numpy(
                 dtype=float, na_value=np.nan)
             numeric[:, j] = np.clip((values - lo) / (hi - lo), 0.0, 1.0)
         return numeric
@@ -75,7 +89,8 @@ class GowerSpace:
         out = []
         for cat in self.categorical:
             levels = list(cat.categories)
-            codes = pd.Categorical(frame[cat.name], categories=levels).codes  # NA/unknown -> -1
+            codes = pd.Categorical(require_column(frame, cat, "input"),
+                                   categories=levels).codes  # NA/unknown -> -1
             out.append(np.where(codes < 0, len(levels), codes))
         return out
 
@@ -264,6 +279,8 @@ def unique_matches(space: GowerSpace, real_sets: list[pd.DataFrame],
 
 def _row_keys(space: GowerSpace, frames: list[pd.DataFrame]) -> list[np.ndarray]:
     """Row ids shared across ``frames`` (equal ids ⇔ identical rows), split per frame."""
-    names = [c.name for c in space.columns]
-    keys = space.row_keys(pd.concat([f[names] for f in frames], ignore_index=True))
+    # A temporal column counts by its components (derived where a frame lacks them).
+    parts = [pd.DataFrame({c.name: require_column(f, c, "input").reset_index(drop=True)
+                           for c in space.columns}) for f in frames]
+    keys = space.row_keys(pd.concat(parts, ignore_index=True))
     return np.split(keys, np.cumsum([len(f) for f in frames])[:-1])

@@ -40,7 +40,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from pulsesynth.schema import CategoricalColumn, DatasetSchema, NumericColumn
+from pulsesynth.schema import CategoricalColumn, DatasetSchema, NumericColumn, TemporalColumn
+from pulsesynth.temporal import assemble
 
 #: Largest ε the bisection searches; a bound at this value means "no ε below it holds".
 MAX_EPSILON = 100.0
@@ -61,6 +62,8 @@ def make_canaries(schema: DatasetSchema, m: int, rng: np.random.Generator) -> pd
     * numeric (synthesized or not): a uniformly random declared bin (``0`` as its own
       level where ``zero_bin``, missing as one more level where nullable), then a value
       drawn uniformly inside that bin — an integer inside it for integer columns;
+    * date, time, datetime: a value built from uniformly drawn components, inside the
+      bounds (missing with probability 1/2 where nullable);
     * identifier integers: distinct integers inside the bounds (so row keys stay unique
       among canaries); text columns: the placeholder ``canary-<i>``.
 
@@ -77,6 +80,11 @@ def make_canaries(schema: DatasetSchema, m: int, rng: np.random.Generator) -> pd
             data[col.name] = pd.Series([f"canary-{i:06d}" for i in range(m)], dtype=object)
         elif col.type == "categorical":
             data[col.name] = _canary_categorical(col, m, rng)
+        elif isinstance(col, TemporalColumn):
+            # Every component drawn uniformly over its public levels (the decoding rule
+            # of pulsesynth.temporal with nothing modelled); missing as one more level.
+            missing = (rng.integers(0, 2, size=m) == 1) if col.nullable else np.zeros(m, bool)
+            data[col.name] = assemble(col, {}, missing, rng)
         elif col.role == "identifier":
             data[col.name] = _canary_identifier(col, m, rng)
         else:

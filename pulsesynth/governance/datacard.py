@@ -282,7 +282,8 @@ def _public_schema(schema: dict[str, Any]) -> dict[str, Any]:
     for c in schema.get("columns") or []:
         if isinstance(c, dict):
             cols.append({k: c[k] for k in ("name", "type", "role", "nullable", "categories",
-                                           "bounds", "description") if k in c})
+                                           "bounds", "format", "components", "description")
+                          if k in c})
     return {k: schema[k] for k in keep if k in schema} | extra | {"columns": cols}
 
 
@@ -315,7 +316,9 @@ def write_plots(table: pd.DataFrame, schema: dict[str, Any], out: Path) -> list[
         try:
             numeric = spec.get("type") in ("integer", "float") or (
                 not spec and pd.api.types.is_numeric_dtype(series))
-            if numeric:
+            if spec.get("type") in ("date", "time", "datetime"):
+                _temporal_bars(ax, series, str(spec["type"]))
+            elif numeric:
                 _density_bars(ax, pd.to_numeric(series, errors="coerce").dropna(), spec,
                               str(col))
             else:
@@ -337,6 +340,26 @@ def write_plots(table: pd.DataFrame, schema: dict[str, Any], out: Path) -> list[
         finally:
             plt.close(fig)
     return names
+
+
+def _temporal_bars(ax: Any, series: pd.Series, kind: str) -> None:
+    """Counts per hour of the day (a time column) or per year (a date or datetime)."""
+    values = series.dropna().tolist()
+    if kind == "time":
+        keys = [v.hour for v in values if hasattr(v, "hour")]
+        order = list(range(24))
+        label = "hour of the day"
+    else:
+        keys = [v.year for v in values if hasattr(v, "year")]
+        order = list(range(min(keys), max(keys) + 1)) if keys else []
+        label = "year"
+    counts = pd.Series(keys, dtype="int64").value_counts()
+    ax.bar(range(len(order)), [int(counts.get(k, 0)) for k in order], color="#2b6cb0")
+    step = max(1, len(order) // 12)  # at most about 12 tick labels
+    ax.set_xticks(range(0, len(order), step), [str(k) for k in order[::step]],
+                  fontsize=PLOT_FONT_PT)
+    ax.set_xlabel(label, fontsize=PLOT_FONT_PT + 1)
+    ax.set_ylabel("synthetic rows", fontsize=PLOT_FONT_PT + 1)
 
 
 def _density_bars(ax: Any, values: pd.Series, spec: dict[str, Any], col: str) -> None:

@@ -21,8 +21,8 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import UTC, date, datetime, time, timedelta
+from typing import TYPE_CHECKING, Any
 
 from fastapi import HTTPException
 from fastapi.responses import JSONResponse, Response
@@ -31,6 +31,9 @@ from pulsesynth.artifacts import WEIGHTS_RELEASE_FILES
 from pulsesynth.governance.db import log_event, now_iso, open_db, transaction
 from pulsesynth.paths import Paths
 from pulsesynth.settings import SampleSettings
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SAMPLE_FORMATS = ("csv", "json")
 MODEL_CACHE_SIZE = 4
@@ -101,7 +104,7 @@ class SampleService:
         if fmt == "json":
             body = {"id": dataset, "version": version, "kind": "model", "n": rows,
                     "seed": seed_value, "columns": [str(c) for c in table.columns],
-                    "rows": json.loads(table.to_json(orient="records"))}
+                    "rows": json.loads(_iso_temporal(table).to_json(orient="records"))}
             return JSONResponse(body)
         return Response(table.to_csv(index=False, lineterminator="\n"),
                         media_type="text/csv; charset=utf-8", headers={
@@ -216,3 +219,24 @@ class _ModelCache:
             while len(self.items) > self.size:
                 self.items.popitem(last=False)
         return synth
+
+
+def _iso_temporal(table: pd.DataFrame) -> pd.DataFrame:
+    """Date, time and datetime cells as ISO text (as in the CSV form), not epoch numbers."""
+    import pandas as pd  # the portal imports pandas only to answer a sample request
+
+    def iso(value: Any) -> str | None:
+        if value is None or value is pd.NaT:
+            return None
+        if isinstance(value, datetime):
+            return value.isoformat(sep=" ")
+        return value.isoformat() if isinstance(value, (date, time)) else None
+
+    out = table.copy()
+    for name in out.columns:
+        series = out[name]
+        if pd.api.types.is_datetime64_any_dtype(series) or (
+                series.dtype == object and series.map(
+                    lambda v: isinstance(v, (date, time))).any()):
+            out[name] = series.astype(object).map(iso)
+    return out

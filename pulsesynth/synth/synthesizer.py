@@ -236,7 +236,7 @@ class DPVAESynthesizer(RecipeParams):
         from pulsesynth.relations import apply_relations
 
         return apply_relations(table, self.schema.relations,
-                               [c.name for c in self.schema.synthesized_columns])
+                               [c.name for c in self.schema.released_columns])
 
     def _draw_levels(self, n: int, seed: int, rng: np.random.Generator) -> np.ndarray:
         """``n`` rows of block levels from the decoder at standard-normal latents."""

@@ -15,6 +15,7 @@ import pandas as pd
 
 from pulsesynth.audit.distances import GowerSpace, nearest
 from pulsesynth.audit.metrics import clopper_pearson
+from pulsesynth.encoding import require_column
 from pulsesynth.schema import CategoricalColumn, DatasetSchema, DomainColumn
 
 
@@ -84,8 +85,9 @@ def attribute_inference(schema: DatasetSchema, train: pd.DataFrame, holdout: pd.
         hits = []
         for records in (targets, controls):
             _, index = nearest(space.encode(records), syn)
-            guess = synthetic[secret.name].iloc[index]
-            hits.append(int(_same_value(secret, guess, records[secret.name]).sum()))
+            guess = require_column(synthetic, secret, "synthetic").iloc[index]
+            truth = require_column(records, secret, "real")
+            hits.append(int(_same_value(secret, guess, truth).sum()))
         results.append(_risk("attribute_inference", secret.name, hits[0], hits[1], n))
     return results
 
@@ -103,9 +105,9 @@ def singling_out(schema: DatasetSchema, train: pd.DataFrame, holdout: pd.DataFra
     k = min(n_columns, len(qis))
     attacks = min(n_attacks, len(synthetic))
     rows = synthetic.iloc[rng.choice(len(synthetic), attacks, replace=False)]
-    keys_train = {c.name: _level(c, train[c.name]) for c in qis}
-    keys_hold = {c.name: _level(c, holdout[c.name]) for c in qis}
-    keys_syn = {c.name: _level(c, rows[c.name]) for c in qis}
+    keys_train = {c.name: _level(c, require_column(train, c, "train")) for c in qis}
+    keys_hold = {c.name: _level(c, require_column(holdout, c, "holdout")) for c in qis}
+    keys_syn = {c.name: _level(c, require_column(rows, c, "synthetic")) for c in qis}
     hits = [0, 0]
     for i in range(attacks):
         chosen = rng.choice(len(qis), k, replace=False)

@@ -42,7 +42,7 @@ import pandas as pd
 from scipy.special import logsumexp
 
 from pulsesynth.audit.attacks.base import AttackData, MembershipAttack, register
-from pulsesynth.encoding import TableEncoder, numeric_values
+from pulsesynth.encoding import TableEncoder, numeric_values, require_column
 from pulsesynth.schema import CategoricalColumn, DatasetSchema, NumericColumn
 from pulsesynth.synth.marginals import NoisyMarginals
 
@@ -75,9 +75,10 @@ class SchemaSpace:
         parts = []
         for col in self.columns:
             if isinstance(col, NumericColumn):
-                parts.append(_bin_position(frame[col.name], col)[:, None])
+                parts.append(_bin_position(require_column(frame, col, "input"), col)[:, None])
             elif isinstance(col, CategoricalColumn):
-                codes = pd.Categorical(frame[col.name], categories=list(col.categories)).codes
+                codes = pd.Categorical(require_column(frame, col, "input"),
+                                       categories=list(col.categories)).codes
                 block = np.zeros((len(frame), len(col.categories) + 1))
                 block[np.arange(len(frame)), np.where(codes < 0, len(col.categories), codes)] = 1
                 parts.append(block / np.sqrt(2.0))

@@ -63,7 +63,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from pulsesynth.audit.attacks.base import AttackData, MembershipAttack, ensure_shadows, register
-from pulsesynth.encoding import numeric_values
+from pulsesynth.encoding import numeric_values, require_column
 from pulsesynth.schema import CategoricalColumn, DatasetSchema, DomainColumn, NumericColumn
 from pulsesynth.threads import compute_threads
 
@@ -171,7 +171,7 @@ class QueryFeatures:
         """(rows × columns) hashed column codes, each column salted by its position."""
         out = np.empty((len(frame), len(self.columns)), dtype=np.uint64)
         for j, col in enumerate(self.columns):
-            code = self._code(col, frame[col.name]).view(np.uint64)
+            code = self._code(col, require_column(frame, col, "input")).view(np.uint64)
             with np.errstate(over="ignore"):
                 out[:, j] = _splitmix64(code ^ _splitmix64(np.full(1, j + 1, np.uint64)))
         return out
