@@ -28,9 +28,11 @@ INTEGRATION_MODULES = frozenset({
     "test_cli_run.py",
     "test_deployment_server.py", "test_dp_engine.py", "test_figure3_benchmark.py",
     "test_flows.py", "test_ingest_crash.py",
-    # build a real warehouse table, or run publications and runs against injected faults
-    # and competing processes (seconds each; the unit tier stays under a minute)
+    # build a real warehouse table (a file ingested end to end through DuckDB and GX, about
+    # 0.7 s of CPU a test), or run publications and runs against injected faults and
+    # competing processes (seconds each; the unit tier stays under a minute)
     "test_budget_governance.py", "test_concurrency.py", "test_faults.py",
+    "test_ingest.py", "test_ingest_mapping.py",
     "test_k8s_template.py",
     "test_marginals.py", "test_model_release.py", "test_one_run_audit.py",
     "test_portal_browser.py", "test_portal_models.py", "test_privacy_truth.py",

@@ -16,7 +16,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from governance_fixtures import make_candidate
-from model_fixtures import make_classifier_candidate, make_model_candidate
+from model_fixtures import (
+    make_classifier_candidate,
+    make_model_candidate,
+    make_untrained_model_candidate,
+)
 
 from pulsesynth import artifacts
 from pulsesynth.artifacts import CandidateDir, ReleaseDir, RunDir
@@ -40,12 +44,16 @@ from pulsesynth.release_kinds import (
 
 ROOT = Path(__file__).resolve().parent.parent
 
-#: How a test builds a candidate directory of each kind (a new kind adds a line here).
+#: How a test builds a candidate directory of each kind (a new kind adds a line here), in
+#: the unit tier: nothing is trained (a model candidate has fixed weights, so its rows are
+#: not sampled here: :func:`test_samplable_kind_serves_rows_from_a_trained_release` does).
 CANDIDATES: dict[str, Callable[[Paths], Path]] = {
     "table": make_candidate,
     "classifier": make_classifier_candidate,
-    "model": make_model_candidate,
+    "model": make_untrained_model_candidate,
 }
+#: A samplable kind's candidate from a really trained model (integration tier).
+TRAINED_CANDIDATES: dict[str, Callable[[Paths], Path]] = {"model": make_model_candidate}
 #: Keys every card has, whatever the kind (the portal and the catalogue read them).
 CARD_KEYS = {"id", "title", "version", "candidate_id", "label", "label_text", "terms",
              "privacy", "release_statistics", "gate", "files", "approval"}
@@ -123,10 +131,10 @@ def test_kind_label_cap_is_enforced_by_the_gate(kind: ReleaseKind, tmp_path: Pat
         assert evaluate_gate(load_policy(lifted), privacy, stats, kind=kind.name).label == OPEN
 
 
-def test_kind_publishes_its_card_and_the_portal_serves_it(kind: ReleaseKind,
-                                                          tmp_path: Path) -> None:
-    paths = Paths(tmp_path)
-    cand = CANDIDATES[kind.name](paths)
+def _publish_and_serve(kind: ReleaseKind, cand: Path, paths: Paths
+                       ) -> tuple[TestClient, dict[str, str], str]:
+    """Register, approve and publish ``cand``; check the card, files, release page and
+    listing; return a client, an entity's auth header and the release's URL path."""
     rel = register_candidate(paths, "taxi_trips", cand, f"m-{kind.name}", kind=kind.name)
     assert rel.catalogue_id == kind.catalogue_id("taxi_trips")
     assert rel.label in kind.label_caps
@@ -138,7 +146,7 @@ def test_kind_publishes_its_card_and_the_portal_serves_it(kind: ReleaseKind,
     assert (out.path / kind.card_md).is_file()
     published = {p.name for p in out.path.iterdir()}
     assert set(kind.downloads) <= published
-    # The portal's release page (and, for samplable kinds only, the sample route).
+    # The portal's release page and the catalogue listing.
     client = TestClient(create_app(paths))
     token, _ = create_token(paths, "kinds-test")
     add_grant(paths, "kinds-test", "taxi_trips", steward="alice")  # sees its confidential ones
@@ -147,9 +155,26 @@ def test_kind_publishes_its_card_and_the_portal_serves_it(kind: ReleaseKind,
     assert page.status_code == 200, page.text
     listed = client.get("/api/datasets", headers=auth).json()
     assert [(e["id"], e["kind"]) for e in listed] == [(pub.catalogue_id, kind.name)]
-    sample = client.get(f"/datasets/{pub.catalogue_id}/{pub.version}/sample",
-                        params={"n": 2}, headers=auth)
-    assert (sample.status_code == 200) == kind.samplable, sample.text
+    return client, auth, f"/datasets/{pub.catalogue_id}/{pub.version}"
+
+
+def test_kind_publishes_its_card_and_the_portal_serves_it(kind: ReleaseKind,
+                                                          tmp_path: Path) -> None:
+    paths = Paths(tmp_path)
+    client, auth, page = _publish_and_serve(kind, CANDIDATES[kind.name](paths), paths)
+    if not kind.samplable:  # only a model release samples rows on request
+        sample = client.get(f"{page}/sample", params={"n": 2}, headers=auth)
+        assert sample.status_code == 404, sample.text
+
+
+@pytest.mark.integration  # trains a tiny DP-VAE (Opacus: about 10 s)
+@pytest.mark.parametrize("name", [k for k in KINDS if get_kind(k).samplable])
+def test_samplable_kind_serves_rows_from_a_trained_release(name: str, tmp_path: Path) -> None:
+    kind = get_kind(name)
+    paths = Paths(tmp_path)
+    client, auth, page = _publish_and_serve(kind, TRAINED_CANDIDATES[name](paths), paths)
+    sample = client.get(f"{page}/sample", params={"n": 2}, headers=auth)
+    assert sample.status_code == 200, sample.text
 
 
 # --- no kind branches outside the registry ----------------------------------------------------
