@@ -237,3 +237,39 @@ def test_pages_fit_the_screen_read_plainly_and_pass_basic_accessibility(
                     page.screenshot(path=str(DOCS / f"portal-{name}-{device}.png"))
         finally:
             browser.close()
+
+
+def test_playwright_as_a_ckan_client_reads_open_packages_and_granted_ones_with_a_bearer(
+        portal: tuple[str, Paths, str]) -> None:
+    """What a harvester does over HTTP (Playwright's request context, no page): list,
+    search and show packages through the CKAN Action API; a Bearer token adds its
+    granted confidential packages, and nothing else changes."""
+    from playwright.sync_api import sync_playwright
+
+    base, _, token = portal
+    with sync_playwright() as p:
+        public = p.request.new_context(base_url=base)
+        holder = p.request.new_context(
+            base_url=base, extra_http_headers={"Authorization": f"Bearer {token}"})
+        try:
+            listed = public.get("/api/3/action/package_list").json()
+            assert listed["success"] is True
+            assert listed["result"] == ["taxi_trips", "taxi_trips_classifier"]
+            assert holder.get("/api/3/action/package_list").json()["result"] == [
+                "patient_tests", "taxi_trips", "taxi_trips_classifier"]
+            shown = public.get("/api/3/action/package_show", params={"id": "taxi_trips"})
+            assert shown.status == 200
+            resources = shown.json()["result"]["resources"]
+            csv = next(r for r in resources if r["name"] == "synthetic.csv")
+            assert csv["url"].startswith(base + "/") and public.get(csv["url"]).ok
+            hidden = public.get("/api/3/action/package_show", params={"id": "patient_tests"})
+            assert (hidden.status, hidden.json()["success"]) == (404, False)
+            granted = holder.get("/api/3/action/package_show",
+                                 params={"id": "patient_tests"})
+            assert granted.status == 200
+            found = holder.get("/api/3/action/package_search",
+                               params={"q": "", "rows": "1", "sort": "name asc"}).json()
+            assert (found["result"]["count"], len(found["result"]["results"])) == (3, 1)
+        finally:
+            public.dispose()
+            holder.dispose()
