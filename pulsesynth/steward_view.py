@@ -18,7 +18,6 @@ suggested as missing where the column is nullable.
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from pulsesynth.schema import CategoricalColumn, DatasetSchema, NumericColumn, TemporalColumn
+from pulsesynth.temporal import parse_text
 from pulsesynth.validation import ValidationReport
 
 if TYPE_CHECKING:
@@ -135,7 +135,8 @@ def unexpected_values(con: duckdb.DuckDBPyConnection, relation: str, schema: Dat
             f"SELECT {text} AS v, count(*) AS n FROM {relation} WHERE {where} "
             f"GROUP BY v ORDER BY n DESC, v LIMIT {int(top)}").fetchall()
         shown = tuple((str(v), int(n)) for v, n in listed)
-        out.append(_suggest(col, int(rows), int(distinct), shown))
+        out.append(_suggest(col, int(rows), int(distinct), shown,
+                            typed=types[col.name] != "VARCHAR"))
     return out
 
 
@@ -160,16 +161,20 @@ def _temporal_misfit(col: TemporalColumn, name: str, typ: str) -> str | None:
 
 
 def _suggest(col: CategoricalColumn | NumericColumn | TemporalColumn, rows: int,
-             distinct: int, shown: tuple[tuple[str, int], ...]) -> ColumnValues:
+             distinct: int, shown: tuple[tuple[str, int], ...],
+             typed: bool = False) -> ColumnValues:
     """Suggestions for the values shown: recode to a level they normalise to, else add
     them as levels (categorical); missing for placeholders of a nullable number or
-    date/time column."""
+    date/time column (``typed``: the column is stored as its date/time type, so every
+    value shown is a value outside the bounds)."""
     if isinstance(col, TemporalColumn):
-        unreadable = [v for v, _ in shown if _read(v, col) is None]
+        unreadable = [] if typed else [v for v, _ in shown if parse_text(v, col) is None]
         notes = []
         if unreadable:
+            declared = (f"in the declared format {col.format!r}" if col.format else
+                        "(no format is declared to read text)")
             notes.append(
-                f"not a {col.type} in the declared format {col.format!r} (Excel writes "
+                f"not a {col.type} {declared} (Excel writes "
                 "######### when a column is too narrow: widen it and export again)"
                 + ("; or recode it to null if the value is lost" if col.nullable else
                    "; or declare the column nullable and recode it to null if the value "
@@ -249,25 +254,6 @@ def _yaml(data: dict[str, Any]) -> list[str]:
     text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=88,
                           default_flow_style=None)
     return ["    " + line for line in text.splitlines()]
-
-
-def _read(text: str, col: TemporalColumn) -> Any:
-    """A cell shown as text read as the column's value (ISO text of a typed cell, or
-    text in the declared format), else ``None``."""
-    from pulsesynth.temporal import parse_text
-
-    parsed = parse_text(text, col)
-    if parsed is not None:
-        return parsed
-    text = text.strip()
-    try:
-        if col.type == "date":
-            return dt.date.fromisoformat(text)
-        if col.type == "time":
-            return dt.time.fromisoformat(text)
-        return dt.datetime.fromisoformat(text)
-    except ValueError:
-        return None
 
 
 def _is_number(text: str) -> bool:

@@ -5,11 +5,13 @@ never in logs or files — and nothing of the kind without the flag."""
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import json
 import logging
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from test_ingest_mapping import EXPORT_SCHEMA, HEADER, ROWS, schema_file, write_csv
 
@@ -195,3 +197,27 @@ def test_date_column_shows_placeholders_and_out_of_bounds_dates_with_a_null_reco
             "if the value is lost; outside the declared bounds: check the codebook's bounds "
             "(never the file's earliest or latest) or clean the file\n") in out
     assert "      recode:\n        day: {'#########': null}\n" in out
+
+
+def test_typed_date_column_shows_out_of_bounds_dates_without_a_recode(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # A Parquet DATE column: every value reads, so what is shown is outside the bounds.
+    raw = plain_schema()
+    raw["columns"].append({"name": "day", "type": "date", "role": "other",
+                           "bounds": ["2015-01-01", "2025-12-31"], "components": ["month"]})
+    root = tmp_path / "project"
+    schema_file(root, raw)
+    monkeypatch.setenv("PULSESYNTH_ROOT", str(root))
+    frame = pd.DataFrame([[int(r[0]), "20-29", float(r[2]), r[3], r[4]] for r in ROWS],
+                         columns=HEADER)
+    frame["day"] = [dt.date(2020, 2, 1), dt.date(2031, 12, 31), dt.date(2014, 5, 6),
+                    dt.date(2031, 12, 31)]
+    file = tmp_path / "dates.parquet"
+    frame.to_parquet(file, index=False)
+    assert validate(file, "--show-values") == 1
+    out = capsys.readouterr().out
+    assert ("  day: 3 row(s), 2 distinct value(s)\n    2  '2031-12-31'\n    1  '2014-05-06'\n"
+            "    note: outside the declared bounds: check the codebook's bounds (never the "
+            "file's earliest or latest) or clean the file\n") in out
+    assert "recode" not in out
