@@ -10,8 +10,10 @@ For each failing declared column it lists the unexpected values with their row c
 (the top :data:`TOP` and how many more), and suggests a schema fragment: a ``recode:``
 entry for the schema's ``ingest:`` block where a label's normalised form (stripped,
 spaces removed, case-folded) matches exactly one declared level, or the declared list
-with the other labels added. Numeric columns get no bounds suggestion: bounds come from
-the codebook, never from the file's minimum or maximum.
+with the other labels added. Numeric and date/time columns get no bounds suggestion:
+bounds come from the codebook, never from the file's minimum or maximum. A date/time
+column's cells that do not read in its declared ``format`` (Excel's ``#########``) are
+suggested as missing where the column is nullable.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from pulsesynth.schema import CategoricalColumn, DatasetSchema, NumericColumn
+from pulsesynth.schema import CategoricalColumn, DatasetSchema, NumericColumn, TemporalColumn
+from pulsesynth.temporal import parse_text
 from pulsesynth.validation import ValidationReport
 
 if TYPE_CHECKING:
@@ -94,11 +97,13 @@ def table_values(path: Path, schema: DatasetSchema, report: ValidationReport,
 
 def unexpected_values(con: duckdb.DuckDBPyConnection, relation: str, schema: DatasetSchema,
                       report: ValidationReport, top: int = TOP) -> list[ColumnValues]:
-    """For each declared categorical or numeric column with a failed expectation, the
-    values outside its declared domain (null is a not-null failure, counted in the report:
-    no value to show)."""
+    """For each declared categorical, numeric or date/time column with a failed
+    expectation, the values outside its declared domain (null is a not-null failure,
+    counted in the report: no value to show)."""
     failing = {f.column for f in report.failed if f.column}
-    present = {str(r[0]) for r in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()}
+    described = con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()
+    present = {str(r[0]) for r in described}
+    types = {str(r[0]): str(r[1]) for r in described}
     out = []
     for col in schema.columns:
         if col.name not in failing or col.name not in present:
@@ -113,6 +118,11 @@ def unexpected_values(con: duckdb.DuckDBPyConnection, relation: str, schema: Dat
             integral = f" OR {value} <> round({value})" if col.type == "integer" else ""
             bad = (f"({value} IS NULL OR NOT isfinite({value}) OR {value} < {col.bounds[0]!r}"
                    f" OR {value} > {col.bounds[1]!r}{integral})")
+        elif isinstance(col, TemporalColumn):
+            temporal = _temporal_misfit(col, name, types[col.name])
+            if temporal is None:
+                continue  # neither text nor the column's type: the type check counts it
+            bad = temporal
         else:
             continue  # free text has no domain to fall outside
         where = f"{name} IS NOT NULL AND {bad}"
@@ -125,14 +135,56 @@ def unexpected_values(con: duckdb.DuckDBPyConnection, relation: str, schema: Dat
             f"SELECT {text} AS v, count(*) AS n FROM {relation} WHERE {where} "
             f"GROUP BY v ORDER BY n DESC, v LIMIT {int(top)}").fetchall()
         shown = tuple((str(v), int(n)) for v, n in listed)
-        out.append(_suggest(col, int(rows), int(distinct), shown))
+        out.append(_suggest(col, int(rows), int(distinct), shown,
+                            typed=types[col.name] != "VARCHAR"))
     return out
 
 
-def _suggest(col: CategoricalColumn | NumericColumn, rows: int, distinct: int,
-             shown: tuple[tuple[str, int], ...]) -> ColumnValues:
+_SQL_TEMPORAL = {"date": "DATE", "time": "TIME", "datetime": "TIMESTAMP"}
+
+
+def _temporal_misfit(col: TemporalColumn, name: str, typ: str) -> str | None:
+    """SQL true for a cell of a date/time column that does not read in the declared
+    format or falls outside the bounds; ``None`` when the stored type is neither text
+    nor the column's own."""
+    target = _SQL_TEMPORAL[col.type]
+    low, high = (f"CAST({_literal(b.isoformat())} AS {target})" for b in col.bounds)
+    if typ == "VARCHAR":
+        if col.format is None:
+            return "TRUE"  # text with no declared format: every cell is unreadable
+        value = f"CAST(try_strptime(trim({name}), {_literal(col.format)}) AS {target})"
+    elif typ == target:
+        value = name
+    else:
+        return None
+    return f"({value} IS NULL OR {value} < {low} OR {value} > {high})"
+
+
+def _suggest(col: CategoricalColumn | NumericColumn | TemporalColumn, rows: int,
+             distinct: int, shown: tuple[tuple[str, int], ...],
+             typed: bool = False) -> ColumnValues:
     """Suggestions for the values shown: recode to a level they normalise to, else add
-    them as levels (categorical); missing for placeholders of a nullable number column."""
+    them as levels (categorical); missing for placeholders of a nullable number or
+    date/time column (``typed``: the column is stored as its date/time type, so every
+    value shown is a value outside the bounds)."""
+    if isinstance(col, TemporalColumn):
+        unreadable = [] if typed else [v for v, _ in shown if parse_text(v, col) is None]
+        notes = []
+        if unreadable:
+            declared = (f"in the declared format {col.format!r}" if col.format else
+                        "(no format is declared to read text)")
+            notes.append(
+                f"not a {col.type} {declared} (Excel writes "
+                "######### when a column is too narrow: widen it and export again)"
+                + ("; or recode it to null if the value is lost" if col.nullable else
+                   "; or declare the column nullable and recode it to null if the value "
+                   "is lost"))
+        if len(unreadable) < len(shown):
+            notes.append("outside the declared bounds: check the codebook's bounds (never "
+                         "the file's earliest or latest) or clean the file")
+        return ColumnValues(col.name, rows, distinct, shown,
+                            recode=dict.fromkeys(unreadable) if col.nullable else {},
+                            note="; ".join(notes))
     if isinstance(col, NumericColumn):
         words = [v for v, _ in shown if not _is_number(v)]
         notes = []

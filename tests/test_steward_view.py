@@ -5,11 +5,13 @@ never in logs or files — and nothing of the kind without the flag."""
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import json
 import logging
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from test_ingest_mapping import EXPORT_SCHEMA, HEADER, ROWS, schema_file, write_csv
 
@@ -170,3 +172,52 @@ def test_integer_codes_are_suggested_as_integer_levels() -> None:
 def test_normalised_form_strips_spaces_and_case() -> None:
     assert normalise(" 10 - 19") == normalise("10-19") == "10-19"
     assert normalise("Clear ") == normalise("cLeAr")
+
+
+def test_date_column_shows_placeholders_and_out_of_bounds_dates_with_a_null_recode(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # Excel's ######### and a date after the bounds in a nullable date column: both
+    # listed; only the unreadable one is suggested as missing (bounds are the codebook's).
+    raw = plain_schema()
+    raw["columns"].append({"name": "day", "type": "date", "role": "other", "nullable": True,
+                           "bounds": ["2015-01-01", "2025-12-31"], "format": "%d/%m/%Y",
+                           "components": ["month"]})
+    root = tmp_path / "project"
+    schema_file(root, raw)
+    monkeypatch.setenv("PULSESYNTH_ROOT", str(root))
+    days = ["01/02/2020", "#########", "31/12/2031", "#########"]
+    file = write_csv(tmp_path / "dates.csv", [*HEADER, "day"],
+                     [[*r[:1], "20-29", *r[2:], d] for r, d in zip(ROWS, days, strict=True)])
+    assert validate(file, "--show-values") == 1
+    out = capsys.readouterr().out
+    assert ("  day: 3 row(s), 2 distinct value(s)\n    2  '#########'\n    1  '31/12/2031'\n"
+            "    note: not a date in the declared format '%d/%m/%Y' (Excel writes ######### "
+            "when a column is too narrow: widen it and export again); or recode it to null "
+            "if the value is lost; outside the declared bounds: check the codebook's bounds "
+            "(never the file's earliest or latest) or clean the file\n") in out
+    assert "      recode:\n        day: {'#########': null}\n" in out
+
+
+def test_typed_date_column_shows_out_of_bounds_dates_without_a_recode(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # A Parquet DATE column: every value reads, so what is shown is outside the bounds.
+    raw = plain_schema()
+    raw["columns"].append({"name": "day", "type": "date", "role": "other",
+                           "bounds": ["2015-01-01", "2025-12-31"], "components": ["month"]})
+    root = tmp_path / "project"
+    schema_file(root, raw)
+    monkeypatch.setenv("PULSESYNTH_ROOT", str(root))
+    frame = pd.DataFrame([[int(r[0]), "20-29", float(r[2]), r[3], r[4]] for r in ROWS],
+                         columns=HEADER)
+    frame["day"] = [dt.date(2020, 2, 1), dt.date(2031, 12, 31), dt.date(2014, 5, 6),
+                    dt.date(2031, 12, 31)]
+    file = tmp_path / "dates.parquet"
+    frame.to_parquet(file, index=False)
+    assert validate(file, "--show-values") == 1
+    out = capsys.readouterr().out
+    assert ("  day: 3 row(s), 2 distinct value(s)\n    2  '2031-12-31'\n    1  '2014-05-06'\n"
+            "    note: outside the declared bounds: check the codebook's bounds (never the "
+            "file's earliest or latest) or clean the file\n") in out
+    assert "recode" not in out
