@@ -32,7 +32,7 @@ INTEGRATION_MODULES = frozenset({
     # 0.7 s of CPU a test), or run publications and runs against injected faults and
     # competing processes (seconds each; the unit tier stays under a minute)
     "test_budget_governance.py", "test_concurrency.py", "test_faults.py",
-    "test_ingest.py", "test_ingest_mapping.py",
+    "test_ingest.py", "test_ingest_mapping.py", "test_worked_example.py",
     "test_k8s_template.py",
     "test_marginals.py", "test_model_release.py", "test_one_run_audit.py",
     "test_portal_browser.py", "test_portal_models.py", "test_privacy_truth.py",
