@@ -104,7 +104,7 @@ bench-peers: warehouse $(PEERS_STAMP)
 
 # ruff, then mypy over the paths [tool.mypy] lists in pyproject.toml.
 lint: setup
-	$(VENV)/bin/ruff check pulsesynth flows tasks deployments tests benchmarks
+	$(VENV)/bin/ruff check pulsesynth flows tasks deployments tests benchmarks examples
 	$(VENV)/bin/mypy
 
 clean:
