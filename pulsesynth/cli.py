@@ -94,18 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     trn = sub.add_parser("train", help="train the DP-VAE on a warehouse table (starts a run)")
     trn.add_argument("id", type=types.dataset_id, help="dataset id")
-    trn.add_argument("--epsilon", type=types.run_epsilon,
-                     help="target ε, above 0 and at most 10 (default: the catalog's per-run ε)")
-    trn.add_argument("--non-private", action="store_true",
-                     help="train WITHOUT DP (comparison only; never publishable)")
-    trn.add_argument("--out", help="run directory (default: state/runs/<id>/<timestamp>)")
-    trn.add_argument("--seed", type=types.seed,
-                     help="fix every random choice (tests and comparisons only: a seeded "
-                          "run can be replayed, so it is never releasable); default: fresh "
-                          "secret randomness")
-    trn.add_argument("--max-rows", type=types.positive_count,
-                     help="train on a slice of about N rows (whole privacy units)")
-    trn.add_argument("--epochs", type=types.epochs, help="override the fixed default (50)")
+    _add_training_arguments(trn)
     trn.add_argument("--json", action="store_true", help="print the privacy report as JSON")
     trn.set_defaults(handler=_train)
 
@@ -136,18 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="train → sample → evaluate → audit a warehouse table in "
                                      "one command (a new run; charged as train is)")
     run.add_argument("id", type=types.dataset_id, help="dataset id")
-    run.add_argument("--epsilon", type=types.run_epsilon,
-                     help="target ε, above 0 and at most 10 (default: the catalog's per-run ε)")
-    run.add_argument("--non-private", action="store_true",
-                     help="train WITHOUT DP (comparison only; never publishable)")
-    run.add_argument("--out", help="run directory (default: state/runs/<id>/<timestamp>)")
-    run.add_argument("--seed", type=types.seed,
-                     help="fix every random choice (tests and comparisons only: a seeded "
-                          "run can be replayed, so it is never releasable); default: fresh "
-                          "secret randomness")
-    run.add_argument("--max-rows", type=types.positive_count,
-                     help="train on a slice of about N rows (whole privacy units)")
-    run.add_argument("--epochs", type=types.epochs, help="override the fixed default (50)")
+    _add_training_arguments(run)
     run.add_argument("--shadows", type=types.shadows, default=1,
                      help="the audit's shadow models and shadow releases")
     run.add_argument("--policy", help="gate policy file (default: the shipped policy.yaml)")
@@ -192,6 +170,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 # --- handlers ----------------------------------------------------------------------------
 
+
+
+def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options ``train`` and ``run`` share (a run's first step is train)."""
+    parser.add_argument("--epsilon", type=types.run_epsilon,
+                        help="target ε, above 0 and at most 10 (default: the catalog's "
+                             "per-run ε)")
+    parser.add_argument("--non-private", action="store_true",
+                        help="train WITHOUT DP (comparison only; never publishable)")
+    parser.add_argument("--out", help="run directory (default: state/runs/<id>/<timestamp>)")
+    parser.add_argument("--seed", type=types.seed,
+                        help="fix every random choice (tests and comparisons only: a seeded "
+                             "run can be replayed, so it is never releasable); default: fresh "
+                             "secret randomness")
+    parser.add_argument("--max-rows", type=types.positive_count,
+                        help="train on a slice of about N rows (whole privacy units)")
+    parser.add_argument("--epochs", type=types.epochs, help="override the fixed default (50)")
 
 def _warehouse():
     from pulsesynth.warehouse import Warehouse
