@@ -1,0 +1,172 @@
+"""Post-processing and allocation of the DP marginals, compared on one cached fit.
+
+A diagnostic for issue #18 (``python -m benchmarks.marginal_designs [--tables a,b]
+[--seeds 0,1] [--designs base,shrink_table,shrink_cell]``). The DP-SGD model is fitted
+once per (table, seed) as :mod:`benchmarks.raking_ceiling` does (the deployed training
+share, the exact row count) and its pool of VAE draws is cached under
+``$PULSESYNTH_CACHE`` (default ``/tmp/pulsesynth-marginal-designs``), so each design only
+re-runs the marginals' post-processing, raking and scoring. Every design of a (table,
+seed) post-processes **the same noisy counts** (the same Gaussian draw at the deployed σ),
+so differences between designs are the designs', not the noise's.
+
+Designs (all post-processing of the same Gaussian-mechanism output):
+
+- ``base``: the deployed projection (:func:`pulsesynth.synth.marginals._consistent`);
+- ``shrink_table``: one James–Stein factor a table toward independence, then ``base``;
+- ``shrink_cell``: a Wiener factor per cell under a chi-square-like prior
+  (:func:`pulsesynth.synth.marginals.shrink_interactions`), then ``base``.
+
+Each is scored four ways (the utility suite's split, bins and TSTR classifier):
+``independent`` (rows from the marginals alone), ``product`` (VAE pool + independent
+rows, raked, resampled: the deployed sampler), ``vae_raked`` (the VAE pool alone, raked)
+and ``oracle`` (the real training rows
+raked to the marginals -- a ceiling, not a release). Writes
+``benchmarks/results/marginal_designs.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks import single_thread
+from benchmarks.suite import split_table
+from pulsesynth.budget import BudgetSplit
+from pulsesynth.synth import DPVAESynthesizer
+from pulsesynth.synth import marginals as dp_marginals
+from pulsesynth.utility import tstr_scores
+
+OUT = Path(__file__).resolve().parent / "results" / "marginal_designs.json"
+CACHE = Path(os.environ.get("PULSESYNTH_CACHE", "/tmp/pulsesynth-marginal-designs"))
+EPSILON = 1.0
+DESIGNS = ("base", "shrink_table", "shrink_cell")
+WAYS = ("independent", "product", "vae_raked", "oracle")
+
+
+def _fit(name: str, seed: int) -> tuple[DPVAESynthesizer, dict[str, np.ndarray]]:
+    """The fit's synthesizer (its encoder and σ) and cached arrays: the VAE pool and the
+    capped real training levels the deployed marginals are measured on."""
+    from pulsesynth.randomness import salt_from_seed
+    from pulsesynth.splits import cap_rows_per_unit
+
+    train, _, schema = split_table(name)
+    path = CACHE / f"{name}-{seed}.npz"
+    synth = DPVAESynthesizer(schema, epsilon=BudgetSplit.of(EPSILON).training, seed=seed)
+    if path.exists():
+        with np.load(path) as z:
+            return synth, {k: z[k] for k in z.files}
+    synth.fit(train, public_rows=len(train))
+    if synth.marginals is None:
+        raise RuntimeError("a private fit with a positive marginal share measures marginals")
+    rng = np.random.default_rng([seed, 11])
+    vae = synth._draw_levels(len(train) * dp_marginals.POOL_FACTOR, seed, rng)
+    k = schema.privacy.max_rows_per_unit
+    capped = cap_rows_per_unit(train, schema, k, salt=salt_from_seed(seed))
+    arrays = {"vae": vae, "real": synth.encoder.levels(capped),
+              "sigma": np.array([synth.marginals.noise_multiplier])}
+    CACHE.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, vae=arrays["vae"], real=arrays["real"], sigma=arrays["sigma"])
+    return synth, arrays
+
+
+def _james_stein(plan: dp_marginals.MarginalPlan, noisy: list[np.ndarray],
+                 std: float) -> list[np.ndarray]:
+    """One positive-part James–Stein factor a table toward independence (the
+    alternative the deployed cell-wise model was compared with)."""
+    width_t = plan.widths[plan.groups[0][1]]
+    columns = [v.reshape(-1, width_t) for v in noisy]
+    weights = np.array([1.0 / m.shape[0] for m in columns])
+    pooled = np.sum([w * m.sum(axis=0) for w, m in zip(weights, columns, strict=True)],
+                    axis=0) / weights.sum()
+    pi = np.clip(pooled, 0.0, None) / max(float(np.clip(pooled, 0.0, None).sum()), 1e-12)
+    noise = std ** 2 * (1.0 - 2.0 * pi + width_t * pi ** 2)
+    out = []
+    for m in columns:
+        expected = np.outer(m.sum(axis=1), pi)
+        resid = m - expected
+        energy = float((resid ** 2).sum())
+        factor = max(1.0 - m.shape[0] * float(noise.sum()) / energy, 0.0) if energy else 0.0
+        out.append((expected + factor * resid).reshape(-1))
+    return out
+
+
+def _designs(plan: dp_marginals.MarginalPlan, noisy: list[np.ndarray],
+             std: float) -> dict[str, list[np.ndarray]]:
+    """Every design's probability tables from the same noisy counts."""
+    return {
+        "base": dp_marginals._consistent(plan, noisy),
+        "shrink_table": dp_marginals._consistent(plan, noisy,
+                                                 _james_stein(plan, noisy, std)),
+        "shrink_cell": dp_marginals._consistent(
+            plan, noisy, dp_marginals.shrink_interactions(plan, noisy, std)),
+    }
+
+
+def measure(name: str, seed: int, designs: list[str]) -> list[dict[str, Any]]:
+    """Score every design of ``name`` at ``seed`` every way."""
+    from pulsesynth.relations import apply_relations
+
+    train, test, schema = split_table(name)
+    synth, arrays = _fit(name, seed)
+    sigma = float(arrays["sigma"][0])
+    plan = dp_marginals.MarginalPlan.for_columns(
+        synth.encoder.column_names, [b.width for b in synth.encoder.block_specs], schema.target)
+    noisy = dp_marginals.noisy_counts(arrays["real"], plan, sigma,
+                                      np.random.default_rng([seed, 0x4D415247]))
+    std = sigma * np.sqrt(len(plan.groups))
+    tables = _designs(plan, noisy, std)
+    real = arrays["real"][(arrays["real"] >= 0).all(axis=1)]
+    n = len(train)
+    rows = []
+    for design in designs:
+        marginals = dp_marginals.NoisyMarginals(plan, sigma, tuple(tables[design]))
+        rng = np.random.default_rng([seed, 13])
+        independent = dp_marginals.independent_draws(marginals, n, rng)
+
+        def raked(levels: np.ndarray, marginals: dp_marginals.NoisyMarginals = marginals,
+                  rng: np.random.Generator = rng) -> np.ndarray:
+            weights = dp_marginals.rake(levels, marginals)
+            return levels[dp_marginals.resample(weights, n, rng)]
+
+        drawn = {"independent": independent,
+                 "product": raked(np.vstack([arrays["vae"], independent])),
+                 "vae_raked": raked(arrays["vae"]),
+                 "oracle": raked(real)}
+        for way in WAYS:
+            frame = synth.encoder.decode_levels(drawn[way], rng)
+            if schema.relations:
+                frame = apply_relations(frame, schema.relations,
+                                        [c.name for c in schema.synthesized_columns])
+            auc = tstr_scores(schema, frame, test)["auc"]
+            rows.append({"table": name, "seed": seed, "design": design, "way": way,
+                         "auc": auc})
+            print(f"{name:14s} seed {seed} {design:13s} {way:12s} AUC {auc:.3f}", flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tables", default="doctor_aus,flchain,german_health,diamonds")
+    parser.add_argument("--seeds", default="0,1")
+    parser.add_argument("--designs", default=",".join(DESIGNS))
+    args = parser.parse_args()
+    single_thread()
+    designs = [d for d in args.designs.split(",") if d]
+    rows = [row for t in args.tables.split(",") if t
+            for s in args.seeds.split(",") if s for row in measure(t, int(s), designs)]
+    means = {f"{t}/{d}/{w}": round(statistics.mean(r["auc"] for r in rows if r["table"] == t
+                                                    and r["design"] == d and r["way"] == w), 4)
+             for t in dict.fromkeys(r["table"] for r in rows) for d in designs for w in WAYS}
+    OUT.write_text(json.dumps({"epsilon_training": BudgetSplit.of(EPSILON).training,
+                               "rows": rows, "mean_auc": means}, indent=1) + "\n")
+    print(json.dumps(means, indent=1))
+
+
+if __name__ == "__main__":
+    main()
