@@ -104,14 +104,9 @@ class NoisyMarginals:
 def measure(levels: np.ndarray, plan: MarginalPlan, noise_multiplier: float,
             rng: np.random.Generator) -> NoisyMarginals:
     """The Gaussian mechanism on every marginal of ``plan`` (noise std σ·sqrt(m) a cell),
-    then post-processing: the (column, target) interactions shrunk toward independence by
-    the public noise std (:func:`shrink_interactions`) and a consistent set of probability
-    tables (:func:`_consistent`)."""
+    then a consistent set of probability tables (:func:`_consistent`)."""
     noisy = noisy_counts(levels, plan, noise_multiplier, rng)
-    std = float(noise_multiplier) * float(np.sqrt(len(plan.groups)))
-    shrunk = shrink_interactions(plan, noisy, std)
-    return NoisyMarginals(plan, float(noise_multiplier),
-                          tuple(_consistent(plan, noisy, shrunk)))
+    return NoisyMarginals(plan, float(noise_multiplier), tuple(_consistent(plan, noisy)))
 
 
 def noisy_counts(levels: np.ndarray, plan: MarginalPlan, noise_multiplier: float,
@@ -140,7 +135,8 @@ def _consistent(plan: MarginalPlan, noisy: list[np.ndarray],
     and a rare class cannot grow by collecting the noise of many cells). Without a target
     each table is projected onto the simplex of the total.
 
-    ``shaped`` (e.g. :func:`shrink_interactions`' output) replaces the tables' cells in
+    ``shaped`` (other post-processed counts, e.g. the shrinkage compared in
+    :mod:`benchmarks.marginal_designs`) replaces the tables' cells in
     the projection; the total and the target marginal still come from ``noisy``, whose
     class sums are unbiased.
     """
@@ -163,58 +159,6 @@ def _consistent(plan: MarginalPlan, noisy: list[np.ndarray],
         fitted = np.column_stack([_project(m[:, c], target[c]) for c in range(width_t)])
         tables.append(_normalise(fitted.reshape(-1)))
     return tables
-
-
-def shrink_interactions(plan: MarginalPlan, noisy: list[np.ndarray],
-                        std: float) -> list[np.ndarray]:
-    """Empirical-Bayes shrinkage of each (column, target) table's interaction toward
-    independence (post-processing: it reads only the noisy counts and the public noise
-    std, ``σ·sqrt(m)`` a cell).
-
-    Each noisy table ``Y`` (levels × classes) splits into what independence predicts from
-    its own level sums and the pooled class shares, ``E = r·πᵀ``, and a residual
-    ``R = Y − E``: the column's association with the target plus noise. The noise's part
-    of each residual cell is known: with i.i.d. N(0, std²) cells,
-    ``R_jc = e_jc − π_c·Σ_c' e_jc'`` has variance ``std²·v_c``,
-    ``v_c = 1 − 2π_c + C·π_c²``. The association is modelled as chi-square-like
-    dispersion, ``Var(signal_jc) = τ²·E_jc`` (a cell expected to hold more rows carries
-    more of it), with one ``τ²`` a table estimated by method of moments (observed residual
-    energy minus noise energy over ``ΣE``, floored at 0). Each residual is scaled by its
-    Wiener factor ``τ²E_jc / (τ²E_jc + std²v_c)``: cells of rare classes or rare levels,
-    whose residual is mostly noise, fall back toward independence (the 1-way marginals,
-    which the noise hides far less); well-populated cells keep their measured association.
-    A table whose residual energy is no more than the noise's becomes its independence
-    table. Measured on the suite (``benchmarks.marginal_designs``), this model cut the
-    squared error of the 4-class doctor_aus tables by 36% and never raised it on the
-    larger tables, where a per-table (James–Stein) or per-level factor did.
-
-    Returns shrunk counts (same shapes; not yet consistent or non-negative); tables of
-    other plans (no target) unchanged.
-    """
-    pairs = bool(plan.groups) and all(len(g) == 2 and g[1] == plan.groups[0][1]
-                                      for g in plan.groups)
-    if not pairs or std <= 0:
-        return [v.copy() for v in noisy]
-    width_t = plan.widths[plan.groups[0][1]]
-    columns = [v.reshape(-1, width_t) for v in noisy]
-    # The class shares: the same inverse-variance pooling as the target marginal.
-    weights = np.array([1.0 / m.shape[0] for m in columns])
-    pooled = np.sum([w * m.sum(axis=0) for w, m in zip(weights, columns, strict=True)],
-                    axis=0) / weights.sum()
-    pi = _normalise(np.clip(pooled, 0.0, None))
-    noise = std ** 2 * (1.0 - 2.0 * pi + width_t * pi ** 2)  # a cell's, by class
-    out = []
-    for m in columns:
-        expected = np.outer(m.sum(axis=1), pi)
-        resid = m - expected
-        prior = np.clip(expected, 0.0, None)
-        mass = float(prior.sum())
-        tau2 = max(float((resid ** 2 - noise).sum()) / mass, 0.0) if mass > 0 else 0.0
-        signal = tau2 * prior
-        denom = signal + noise
-        factor = np.divide(signal, denom, out=np.zeros_like(signal), where=denom > 0)
-        out.append((expected + factor * resid).reshape(-1))
-    return out
 
 
 def _normalise(p: np.ndarray) -> np.ndarray:
