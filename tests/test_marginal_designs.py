@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks.marginal_designs import shrink_interactions
+from benchmarks.marginal_designs import shrink_interactions, soft_threshold
 from pulsesynth.synth.marginals import MarginalPlan
 
 
@@ -70,3 +70,23 @@ def test_shrinkage_lowers_the_error_of_noisy_tables_with_a_rare_class() -> None:
         out, = shrink_interactions(plan, [noisy], std)
         shrunk += float(((out - truth.reshape(-1)) ** 2).sum())
     assert shrunk < 0.8 * base
+
+
+def test_soft_threshold_zeroes_residuals_within_noise() -> None:
+    # π = (½, ½), a cell's residual sd = 10·sqrt(½); residuals ±½ sd: SURE picks λ = ½
+    # (risk −4 + 4·¼ = −3 against 4 at λ = 0), which takes every cell to independence.
+    plan = MarginalPlan.for_columns(["a", "y"], [2, 2], "y")
+    r = 0.5 * 10.0 * np.sqrt(0.5)
+    out, = soft_threshold(plan, [np.array([50 + r, 50 - r, 50 - r, 50 + r])], std=10.0)
+    np.testing.assert_allclose(out, [50.0, 50.0, 50.0, 50.0])
+
+
+def test_soft_threshold_keeps_a_strong_association_whole() -> None:
+    # Residuals ±10 sds: SURE is 4 at λ = 0 and 396 at λ = 10, so nothing moves.
+    plan = MarginalPlan.for_columns(["a", "y"], [2, 2], "y")
+    r = 10.0 * 10.0 * np.sqrt(0.5)
+    table = np.array([500 + r, 500 - r, 500 - r, 500 + r])
+    out, = soft_threshold(plan, [table], std=10.0)
+    np.testing.assert_allclose(out, table)
+    independent = np.outer([30.0, 70.0], [0.4, 0.6]).reshape(-1)
+    np.testing.assert_allclose(soft_threshold(plan, [independent], 10.0)[0], independent)
