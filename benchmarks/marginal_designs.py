@@ -1,7 +1,9 @@
 """Post-processing and allocation of the DP marginals, compared on one cached fit.
 
 A diagnostic for issue #18 (``python -m benchmarks.marginal_designs [--tables a,b]
-[--seeds 0,1] [--designs base,shrink_table,shrink_cell]``). The DP-SGD model is fitted
+[--seeds 0,1] [--designs base,shrink_table,shrink_cell,soft_sure] [--noise-scale 1]``;
+``--noise-scale`` below 1 is a what-if, not an accounted mechanism: the ceiling that an
+allocation measuring the marginals at that noise could reach). The DP-SGD model is fitted
 once per (table, seed) as :mod:`benchmarks.raking_ceiling` does (the deployed training
 share, the exact row count) and its pool of VAE draws is cached under
 ``$PULSESYNTH_CACHE`` (default ``/tmp/pulsesynth-marginal-designs``), so each design only
@@ -208,13 +210,16 @@ def _designs(plan: dp_marginals.MarginalPlan, noisy: list[np.ndarray],
     }
 
 
-def measure(name: str, seed: int, designs: list[str]) -> list[dict[str, Any]]:
-    """Score every design of ``name`` at ``seed`` every way."""
+def measure(name: str, seed: int, designs: list[str],
+            noise_scale: float = 1.0) -> list[dict[str, Any]]:
+    """Score every design of ``name`` at ``seed`` every way; ``noise_scale`` ≠ 1 is a
+    what-if (noise σ·scale, not what the accountant charged): what an allocation that
+    measured the marginals at that noise could reach at best."""
     from pulsesynth.relations import apply_relations
 
     train, test, schema = split_table(name)
     synth, arrays = _fit(name, seed)
-    sigma = float(arrays["sigma"][0])
+    sigma = float(arrays["sigma"][0]) * noise_scale
     plan = dp_marginals.MarginalPlan.for_columns(
         synth.encoder.column_names, [b.width for b in synth.encoder.block_specs], schema.target)
     noisy = dp_marginals.noisy_counts(arrays["real"], plan, sigma,
@@ -245,6 +250,7 @@ def measure(name: str, seed: int, designs: list[str]) -> list[dict[str, Any]]:
                                         [c.name for c in schema.synthesized_columns])
             auc = tstr_scores(schema, frame, test)["auc"]
             rows.append({"table": name, "seed": seed, "design": design, "way": way,
+                         "noise_scale": noise_scale,
                          "auc": auc})
             print(f"{name:14s} seed {seed} {design:13s} {way:12s} AUC {auc:.3f}", flush=True)
     return rows
@@ -255,19 +261,25 @@ def main() -> None:
     parser.add_argument("--tables", default="doctor_aus,flchain,german_health,diamonds")
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--designs", default=",".join(DESIGNS))
+    parser.add_argument("--noise-scale", type=float, default=1.0,
+                        help="what-if: the marginals' noise × this (not the accounted σ)")
     args = parser.parse_args()
     single_thread()
     designs = [d for d in args.designs.split(",") if d]
-    new = [row for t in args.tables.split(",") if t
-           for s in args.seeds.split(",") if s for row in measure(t, int(s), designs)]
+    new = [row for t in args.tables.split(",") if t for s in args.seeds.split(",") if s
+           for row in measure(t, int(s), designs, args.noise_scale)]
     # Merge: a rerun replaces its own (table, seed, design, way) rows, keeps the others.
     old = json.loads(OUT.read_text())["rows"] if OUT.exists() else []
-    key = ("table", "seed", "design", "way")
+    for r in old:
+        r.setdefault("noise_scale", 1.0)
+    key = ("table", "seed", "design", "way", "noise_scale")
     mine = {tuple(r[k] for k in key) for r in new}
     rows = [r for r in old if tuple(r[k] for k in key) not in mine] + new
     groups: dict[str, list[float]] = {}
     for r in rows:
-        groups.setdefault(f"{r['table']}/{r['design']}/{r['way']}", []).append(r["auc"])
+        what_if = f" (noise ×{r['noise_scale']:g})" if r["noise_scale"] != 1.0 else ""
+        groups.setdefault(f"{r['table']}/{r['design']}/{r['way']}{what_if}",
+                          []).append(r["auc"])
     means = {k: {"auc": round(statistics.mean(v), 4), "seeds": len(v)}
              for k, v in sorted(groups.items())}
     OUT.write_text(json.dumps({"epsilon_training": BudgetSplit.of(EPSILON).training,
