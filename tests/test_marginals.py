@@ -190,4 +190,3 @@ def test_pool_support_reaches_cells_the_vae_never_draws() -> None:
     weights = rake(pool, marginals)
     got = np.bincount(pool[:, 0] * 2 + pool[:, 1], weights=weights, minlength=6)
     np.testing.assert_allclose(got, want, atol=1e-9)
-

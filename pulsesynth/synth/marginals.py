@@ -144,7 +144,8 @@ def _consistent(plan: MarginalPlan, noisy: list[np.ndarray],
     pairs = bool(plan.groups) and all(len(g) == 2 and g[1] == plan.groups[0][1]
                                       for g in plan.groups)
     if not pairs:
-        return [_normalise(_project(v, total)) for v in noisy]
+        return [_normalise(_project(v, total))
+                for v in (noisy if shaped is None else shaped)]
     width_t = plan.widths[plan.groups[0][1]]
     columns = [v.reshape(-1, width_t) for v in noisy]
     # A class sum over w cells has noise variance w·std²: weight the tables by 1 / w.
