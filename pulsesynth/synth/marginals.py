@@ -123,7 +123,8 @@ def noisy_counts(levels: np.ndarray, plan: MarginalPlan, noise_multiplier: float
     return noisy
 
 
-def _consistent(plan: MarginalPlan, noisy: list[np.ndarray]) -> list[np.ndarray]:
+def _consistent(plan: MarginalPlan, noisy: list[np.ndarray],
+                shaped: list[np.ndarray] | None = None) -> list[np.ndarray]:
     """Probability tables from noisy counts (post-processing only).
 
     One total for all tables (the mean of their noisy sums). In the (column, target)
@@ -133,12 +134,18 @@ def _consistent(plan: MarginalPlan, noisy: list[np.ndarray]) -> list[np.ndarray]
     at 0: unlike clipping alone this does not turn the noise of empty cells into mass,
     and a rare class cannot grow by collecting the noise of many cells). Without a target
     each table is projected onto the simplex of the total.
+
+    ``shaped`` (other post-processed counts, e.g. the shrinkage compared in
+    :mod:`benchmarks.marginal_designs`) replaces the tables' cells in
+    the projection; the total and the target marginal still come from ``noisy``, whose
+    class sums are unbiased.
     """
     total = max(float(np.mean([v.sum() for v in noisy])), 1.0)
     pairs = bool(plan.groups) and all(len(g) == 2 and g[1] == plan.groups[0][1]
                                       for g in plan.groups)
     if not pairs:
-        return [_normalise(_project(v, total)) for v in noisy]
+        return [_normalise(_project(v, total))
+                for v in (noisy if shaped is None else shaped)]
     width_t = plan.widths[plan.groups[0][1]]
     columns = [v.reshape(-1, width_t) for v in noisy]
     # A class sum over w cells has noise variance w·std²: weight the tables by 1 / w.
@@ -146,6 +153,8 @@ def _consistent(plan: MarginalPlan, noisy: list[np.ndarray]) -> list[np.ndarray]
     raw = np.sum([w * m.sum(axis=0) for w, m in zip(weights, columns, strict=True)],
                  axis=0) / weights.sum()
     target = _project(raw, total)
+    if shaped is not None:
+        columns = [v.reshape(-1, width_t) for v in shaped]
     tables = []
     for m in columns:
         fitted = np.column_stack([_project(m[:, c], target[c]) for c in range(width_t)])
