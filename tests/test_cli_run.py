@@ -66,13 +66,18 @@ def test_train_sample_evaluate_audit_from_the_warehouse(
     for name in ("audit.json", "audit.md", "gate.json", "roc.png", "dcr.png", "utility.json",
                  "privacy.json", "synthetic.parquet"):
         assert (run / "candidate" / name).is_file(), name
-    # The DP marginals are named on privacy.json with their noise, never their values.
+    # The DP marginals' facts (public) are named on privacy.json with their noise; their
+    # values (a DP output, for the published quality report) sit apart under dp_marginals.
     privacy = json.loads((run / "candidate" / "privacy.json").read_text())
     marginals = privacy["marginals"]
     assert marginals["count"] == 6 and marginals["columns"][0] == ["distance", "tip"]
     assert marginals["noise_multiplier"] > 0 and marginals["share_alone"] == 0.8
     assert privacy["mechanism"].startswith("Gaussian-mechanism marginals")
-    assert "probabilities" not in json.dumps(privacy)
+    assert "probabilities" not in json.dumps(marginals)
+    values = privacy["dp_marginals"]
+    assert values["groups"] == marginals["columns"]
+    assert values["noise_multiplier"] == marginals["noise_multiplier"]
+    assert [round(sum(map(float, p)), 6) for p in values["probabilities"]] == [1.0] * 6
     # Every key the run writes is declared in its typed report (pulsesynth.reports).
     for name, report in (("privacy.json", PrivacyReport), ("utility.json", UtilityReport),
                          ("audit.json", AuditReport), ("release_stats.json", ReleaseStats)):
