@@ -37,7 +37,7 @@ INTEGRATION_MODULES = frozenset({
     "test_marginals.py", "test_model_release.py", "test_one_run_audit.py",
     "test_portal_browser.py", "test_portal_models.py", "test_privacy_truth.py",
     "test_relations.py", "test_synthesizer.py", "test_temporal_pipeline.py", "test_utility.py",
-    "test_worked_example_run.py",
+    "test_worked_example_run.py", "test_readme_session.py",
 })
 #: Fixtures that start a Prefect server (``harness``, ``server``) or build and validate every
 #: real table of the warehouse (``built_root``, ``built_warehouse``), wherever they are used.
