@@ -122,6 +122,16 @@ class _Err:
         return SchemaError(f"{self.path or '<schema>'}: ingest.{fieldname}: {message}")
 
 
+def is_number(text: str) -> bool:
+    """Whether a source cell's text reads as a number (Python's ``float`` syntax): how a
+    header row is told from a data row, and a label from a numeric value."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def parse_source_mapping(raw: Any, columns: dict[str, Any], path: Path | None = None,
                          generated_key: str | None = None) -> SourceMapping:
     """Parse and check an ``ingest:`` block against the declared ``columns`` (name →

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from pulsesynth.schema import CategoricalColumn, DatasetSchema, NumericColumn, TemporalColumn
+from pulsesynth.source_mapping import is_number
 from pulsesynth.temporal import parse_text
 from pulsesynth.validation import ValidationReport
 
@@ -186,7 +187,7 @@ def _suggest(col: CategoricalColumn | NumericColumn | TemporalColumn, rows: int,
                             recode=dict.fromkeys(unreadable) if col.nullable else {},
                             note="; ".join(notes))
     if isinstance(col, NumericColumn):
-        words = [v for v, _ in shown if not _is_number(v)]
+        words = [v for v, _ in shown if not is_number(v)]
         notes = []
         if words:
             notes.append("text among numbers: recode it to null if the codebook says it "
@@ -254,14 +255,6 @@ def _yaml(data: dict[str, Any]) -> list[str]:
     text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=88,
                           default_flow_style=None)
     return ["    " + line for line in text.splitlines()]
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _is_int(text: str) -> bool:

@@ -53,7 +53,7 @@ from pulsesynth.schema import (
     TemporalColumn,
     load_schema,
 )
-from pulsesynth.source_mapping import CsvDialect, SourceMapping
+from pulsesynth.source_mapping import CsvDialect, SourceMapping, is_number
 from pulsesynth.sources import BUILTIN_SOURCES
 from pulsesynth.threads import thread_limit
 from pulsesynth.validation import ValidationReport, validate, validate_relation
@@ -649,15 +649,7 @@ def _looks_headerless(names: list[str], schema: DatasetSchema) -> bool:
               for level in col.categories}
     expected = len([c for c in schema.column_names if c != schema.ingest.generated_key])
     return len(names) == expected or any(
-        name.strip() == "" or name in levels or _is_number(name) for name in names)
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+        name.strip() == "" or name in levels or is_number(name) for name in names)
 
 
 # --- Excel: openpyxl, read-only, into a text Parquet file ---------------------------------

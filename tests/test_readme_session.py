@@ -24,6 +24,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from test_cli_run import NOISE_PROOF_POLICY
 
 from pulsesynth import cli, pipeline
 from pulsesynth.artifacts import RunDir
@@ -32,13 +33,6 @@ from pulsesynth.paths import Paths
 from pulsesynth.warehouse import Warehouse
 
 README = Path(__file__).resolve().parent.parent / "README.md"
-NOISE_PROOF_POLICY = """\
-labels:
-  open: {max_epsilon: 0.5, max_attack_advantage: 0.05, max_attack_advantage_ci_high: 0.1,
-         max_exact_match_excess: 0.05, exact_match_alpha: 0.01}
-  confidential: {max_epsilon: 3.0, max_attack_advantage: 1.0,
-                 max_attack_advantage_ci_high: null, max_exact_match_excess: null}
-"""
 
 
 def session_lines() -> list[str]:
