@@ -73,8 +73,10 @@ test-all: setup $(CHROMIUM)
 # Speed, memory, privacy and utility figures: written to benchmarks/results/ (committed).
 # Long: about two hours on 2 cores (figure3 ~25 min, orchestration on the whole catalog ~15 min,
 # scale ~45 min: 1M rows train 3 epochs, projected to the default 50).
+# BENCH_JOBS: utility-suite fits at once, one thread each (fit_seconds then share the cores).
+BENCH_JOBS ?= 1
 bench: warehouse
-	$(PY) -m benchmarks.utility_suite
+	$(PY) -m benchmarks.utility_suite --jobs $(BENCH_JOBS)
 	$(PY) -m benchmarks.dpvae
 	$(PY) -m benchmarks.audit
 	$(PY) -m benchmarks.figure3

@@ -24,6 +24,7 @@ import math
 import os
 import statistics
 import time
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +154,8 @@ def main() -> None:
     parser.add_argument("--tables", default=",".join(SUITE))
     parser.add_argument("--seeds", default=",".join(map(str, SEEDS)))
     parser.add_argument("--fresh", action="store_true", help="drop earlier product rows")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="fits run at once, one thread each (the machine's cores)")
     args = parser.parse_args()
     single_thread()
     tables = [t for t in args.tables.split(",") if t]
@@ -163,14 +166,18 @@ def main() -> None:
     old = json.loads(OUT.read_text()) if OUT.exists() and not args.fresh else {}
     mine = [r for r in old.get("rows", []) if r["system"] == "pulsesynth"]
     done = {(r["table"], r["seed"]) for r in mine}
-    for t in tables:
-        for seed in seeds:
-            if (t, seed) in done:
-                continue
-            row = run_product(t, seed)
+    todo = [(t, seed) for t in tables for seed in seeds if (t, seed) not in done]
+    with ProcessPoolExecutor(max_workers=max(1, args.jobs),
+                             initializer=single_thread) as pool:
+        # Fits are independent (each its own seed); results are written as they finish,
+        # so an interrupted run keeps what it measured. fit_seconds is per fit, measured
+        # while the other jobs run: compare it only within one run.
+        for row in map(Future.result, as_completed(
+                [pool.submit(run_product, t, seed) for t, seed in todo])):
             mine.append(row)
-            print(f"{t:18s} seed {seed}: AUC {row['auc']:.3f} accuracy {row['accuracy']:.3f} "
-                  f"tv1 {row['tv1']:.3f} ({row['fit_seconds']:.0f} s)", flush=True)
+            print(f"{row['table']:18s} seed {row['seed']}: AUC {row['auc']:.3f} "
+                  f"accuracy {row['accuracy']:.3f} tv1 {row['tv1']:.3f} "
+                  f"({row['fit_seconds']:.0f} s)", flush=True)
             _write(assemble(mine))
     data = assemble(mine)
     _write(data)
