@@ -143,9 +143,10 @@ def shuffle_study(dataset: str, n: int, log) -> list[dict]:
         dist = distance_report(schema, train, holdout, fake)
         util = evaluate_utility(schema, train, holdout, fake, classifiers=("hist_gb",))
         assert util["tstr"] is not None and util["trtr"] is not None  # every table has a target
-        mia = SurrogateAttack(seed=0).run(
-            AttackData(schema=schema, synthetic=fake, reference=reference, mechanism=release,
-                       train_rows=len(train)), train, holdout)
+        data = AttackData(schema=schema, synthetic=fake, reference=reference,
+                          mechanism=release, model=model, train_rows=len(train),
+                          real_reference=reference)
+        mia = SurrogateAttack(seed=0).run(data, train, holdout)
         rows.append({"dataset": dataset, "method": name, "rows": len(train),
                      "tstr_accuracy": util["tstr"]["hist_gb"]["accuracy"],
                      "trtr_accuracy": util["trtr"]["hist_gb"]["accuracy"],
@@ -154,9 +155,28 @@ def shuffle_study(dataset: str, n: int, log) -> list[dict]:
                      "exact_overlap": dist["exact_matches"] / len(fake),
                      "synthetic_mia_accuracy": mia.accuracy,
                      "synthetic_mia_ci": [mia.ci_low, mia.ci_high],
-                     "dcr_share": dist["dcr_share"]})
+                     "dcr_share": dist["dcr_share"],
+                     "attacks": random_target_scores(data, STUDY_ATTACKS, train, holdout)})
         log(json.dumps(rows[-1]))
     return rows
+
+
+#: The table attacks the shuffle study and the ε sweep add to their original ones.
+STUDY_ATTACKS = ("query_shadow", "domias")
+
+
+def random_target_scores(data: AttackData, names: tuple[str, ...], train,
+                         holdout) -> dict[str, dict[str, Any]]:
+    """Each attack's AUC (95% interval) and TPR at 1% FPR on random members and non-members."""
+    out = {}
+    targets = random_targets(train, holdout)
+    for name in names:
+        r = create_attack(name, seed=0).fit(data).evaluate(
+            targets.members, targets.non_members, targets.kind)
+        out[name] = {"auc": round(r.auc, 4),
+                     "auc_ci": [round(r.auc_ci_low, 4), round(r.auc_ci_high, 4)],
+                     "tpr_at_1pct": round(r.tpr_at_1pct_fpr, 4)}
+    return out
 
 
 def privacy_vs_epsilon(n: int, log) -> list[dict]:
@@ -168,13 +188,15 @@ def privacy_vs_epsilon(n: int, log) -> list[dict]:
         fake = model.sample(len(train), seed=1)
         data = AttackData(schema=schema, synthetic=fake, reference=reference,
                           mechanism=vae_release(model, len(train)), model=model,
-                          train_rows=len(train))
+                          train_rows=len(train), real_reference=reference)
         m = create_attack("model_mia", seed=0).run(data, train, holdout)
         s = SurrogateAttack(seed=0).run(data, train, holdout)
         rows.append({"epsilon": eps, "rows": len(train), "model_mia_accuracy": m.accuracy,
                      "model_mia_ci": [m.ci_low, m.ci_high],
                      "synthetic_mia_accuracy": s.accuracy,
-                     "synthetic_mia_ci": [s.ci_low, s.ci_high]})
+                     "synthetic_mia_ci": [s.ci_low, s.ci_high],
+                     "attacks": random_target_scores(data, ("model_lira", *STUDY_ATTACKS),
+                                                     train, holdout)})
         log(json.dumps(rows[-1]))
     return rows
 
@@ -253,8 +275,10 @@ def plot(result: dict, directory: Path) -> None:
         for r in mine:
             marker = "o" if r["method"].startswith("shuffle") else "*"
             ax.scatter(r["median_gower"], r["tstr_accuracy"], marker=marker, s=60)
-            ax.annotate(f"{r['method']}\nMIA {r['synthetic_mia_accuracy']:.2f}",
-                        (r["median_gower"], r["tstr_accuracy"]), fontsize=7)
+            extra = "".join(f"\n{name} AUC {v['auc']:.2f}"
+                            for name, v in (r.get("attacks") or {}).items())
+            ax.annotate(f"{r['method']}\nMIA {r['synthetic_mia_accuracy']:.2f}{extra}",
+                        (r["median_gower"], r["tstr_accuracy"]), fontsize=6)
         ax.axvline(mine[0]["gower_reference"], ls="--", color="grey",
                    label="real vs real (reference)")
         ax.set(title=f"{ds}: utility vs distance (seed 000 Fig. 6.5)",
@@ -266,7 +290,10 @@ def plot(result: dict, directory: Path) -> None:
     plt.close(fig)
 
     pv = result["privacy_vs_epsilon"]
-    fig, ax = plt.subplots(figsize=(5, 3.6))
+    names = list(dict.fromkeys(k for r in pv for k in (r.get("attacks") or {})))
+    fig, axes = plt.subplots(1, 2 if names else 1, figsize=(10 if names else 5, 3.6),
+                             squeeze=False)
+    ax = axes[0][0]
     xs = [r["epsilon"] or 30 for r in pv]
     for key, label in (("model_mia", "model MIA"), ("synthetic_mia", "synthetic-data MIA")):
         ys = [r[f"{key}_accuracy"] for r in pv]
@@ -278,6 +305,21 @@ def plot(result: dict, directory: Path) -> None:
     ax.set_xticks(xs, [str(r["epsilon"] or "non-DP") for r in pv])
     ax.set(xlabel="ε", ylabel="attack accuracy", title="census_income: privacy against ε")
     ax.legend(fontsize=8)
+    if names:
+        ax = axes[0][1]
+        for name in names:
+            hit = [r for r in pv if name in (r.get("attacks") or {})]
+            ys = [r["attacks"][name]["auc"] for r in hit]
+            lo = [y - r["attacks"][name]["auc_ci"][0] for y, r in zip(ys, hit, strict=True)]
+            hi = [r["attacks"][name]["auc_ci"][1] - y for y, r in zip(ys, hit, strict=True)]
+            ax.errorbar([r["epsilon"] or 30 for r in hit], ys, yerr=[lo, hi], fmt="s-",
+                        capsize=3, label=name)
+        ax.axhline(0.5, color="grey", ls="--", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_xticks(xs, [str(r["epsilon"] or "non-DP") for r in pv])
+        ax.set(xlabel="ε", ylabel="ROC AUC (95% interval)",
+               title="the newer attacks, random targets")
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(directory / "audit_privacy_vs_epsilon.png", dpi=110)
     plt.close(fig)

@@ -100,22 +100,34 @@ def classifier_point(schema, train, holdout, reference, private: bool,
     return attack, clf.evaluate(holdout)["accuracy"], time.perf_counter() - t0
 
 
-def vae_points(schema, train, holdout, reference, private: bool, **recipe: Any
-               ) -> tuple[tuple[AttackResult, float], tuple[AttackResult, float], float]:
-    """(model attack, model utility), (synthetic attack, synthetic utility), seconds."""
+#: The audit's newer attacks (issue #20) scored beside seed 000's, per mechanism.
+NEWER_ATTACKS = {"model": ("model_lira",), "synthetic": ("query_shadow", "domias")}
+
+
+def vae_points(schema, train, holdout, reference, private: bool, newer: bool = False,
+               **recipe: Any
+               ) -> tuple[tuple[AttackResult, float], tuple[AttackResult, float], float,
+                          dict[str, dict[str, Any]]]:
+    """(model attack, model utility), (synthetic attack, synthetic utility), seconds, and
+    with ``newer`` the newer attacks' scores per mechanism (random targets)."""
+    from benchmarks.audit import random_target_scores
+
     t0 = time.perf_counter()
     vae = DPVAESynthesizer(schema, epsilon=EPSILON if private else None, private=private,
                            seed=1, **recipe).fit(train)
     n = len(train)
     synthetic = vae.sample(n, seed=1)
     data = AttackData(schema=schema, synthetic=synthetic, reference=reference,
-                      mechanism=vae_release(vae, n), model=vae, train_rows=n)
+                      mechanism=vae_release(vae, n), model=vae, train_rows=n,
+                      real_reference=reference)
     model_attack = ELBOAttack(seed=0).run(data, train, holdout)
     model_utility = utility_of(schema, vae.sample(3 * n, seed=7), holdout)
     synth_attack = SurrogateAttack(seed=0).run(data, train, holdout)
     synth_utility = utility_of(schema, synthetic, holdout)
-    return ((model_attack, model_utility), (synth_attack, synth_utility),
-            time.perf_counter() - t0)
+    seconds = time.perf_counter() - t0
+    scores = ({mech: random_target_scores(data, names, train, holdout)
+               for mech, names in NEWER_ATTACKS.items()} if newer else {})
+    return (model_attack, model_utility), (synth_attack, synth_utility), seconds, scores
 
 
 def table(dataset: str, n: int, log) -> list[dict[str, Any]]:
@@ -128,11 +140,12 @@ def table(dataset: str, n: int, log) -> list[dict[str, Any]]:
         rows.append(cell(dataset, "classifier", private, attack, utility,
                          train_rows=n, seconds=round(secs, 1)))
         log(rows[-1])
-        (m_att, m_util), (s_att, s_util), secs = vae_points(
-            schema, train, holdout, reference, private, **({} if private else NON_PRIVATE_VAE))
+        (m_att, m_util), (s_att, s_util), secs, newer = vae_points(
+            schema, train, holdout, reference, private, newer=True,
+            **({} if private else NON_PRIVATE_VAE))
         for mech, att, util in (("model", m_att, m_util), ("synthetic", s_att, s_util)):
             rows.append(cell(dataset, mech, private, att, util, train_rows=n,
-                             seconds=round(secs, 1)))
+                             seconds=round(secs, 1), newer_attacks=newer[mech]))
             log(rows[-1])
     return rows
 
@@ -151,8 +164,8 @@ def curves(dataset: str, n: int, clf_epochs: list[int], vae_epochs: list[int],
             log(out[-1])
         vae_base = {} if private else {"batch_size": NON_PRIVATE_VAE["batch_size"]}
         for epochs in vae_epochs:
-            (m_att, m_util), (s_att, s_util), _ = vae_points(
-                schema, train, holdout, reference, private, epochs=epochs, **vae_base)
+            (m_att, m_util), (s_att, s_util), _, _ = vae_points(
+                schema, train, holdout, reference, private, False, epochs=epochs, **vae_base)
             for mech, att, util in (("model", m_att, m_util), ("synthetic", s_att, s_util)):
                 out.append(cell(dataset, mech, private, att, util, epochs=epochs))
                 log(out[-1])

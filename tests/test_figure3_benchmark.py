@@ -36,6 +36,12 @@ def test_figure3_writes_table_curves_and_plots(built_root: Path, tmp_path: Path,
         assert 0.0 <= r["utility"] <= 1.0
         assert (r["paper_privacy"], r["paper_utility"]) == figure3.PAPER[
             ("traffic_accidents", r["mechanism"], r["private"])]
+        # The audit's newer attacks beside seed 000's, on the VAE's two mechanisms.
+        newer = r.get("newer_attacks", {})
+        assert set(newer) == set(figure3.NEWER_ATTACKS.get(r["mechanism"], ()))
+        for score in newer.values():
+            assert score["auc_ci"][0] <= score["auc"] <= score["auc_ci"][1]
+            assert 0.0 <= score["tpr_at_1pct"] <= 1.0
     assert {(c["mechanism"], c["private"], c["epochs"]) for c in result["curves"]} == {
         (m, p, e) for p in (False, True)
         for m, epochs in (("classifier", (1, 10)), ("model", (1, 10)), ("synthetic", (1, 10)))
