@@ -92,14 +92,16 @@ def _pct(value: float | None) -> str:
 def figure3() -> str:
     data = json.loads((RESULTS / "figure3.json").read_text())
     lines = ["| dataset | train rows | mechanism | training | attack accuracy (95% CI) | privacy "
-             "| utility | paper privacy / utility |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| utility | paper privacy / utility | newer attacks: AUC (95% CI) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in data["table"]:
+        newer = "; ".join(f"{name} {v['auc']:.3f} ({v['auc_ci'][0]:.3f}–{v['auc_ci'][1]:.3f})"
+                          for name, v in (r.get("newer_attacks") or {}).items()) or "—"
         lines.append(f"| {r['dataset']} | {r['train_rows']} | {r['mechanism']} | "
                      f"{'private (ε=1)' if r['private'] else 'non-private'} | "
                      f"{r['attack_accuracy']:.3f} ({r['ci_low']:.3f}–{r['ci_high']:.3f}) | "
                      f"{_pct(r['privacy'])} | {_pct(r['utility'])} | "
-                     f"{_pct(r['paper_privacy'])} / {_pct(r['paper_utility'])} |")
+                     f"{_pct(r['paper_privacy'])} / {_pct(r['paper_utility'])} | {newer} |")
     checks = data.get("ten_x_check") or []
     if checks:
         lines += ["", "| mechanism (DP) | best-utility epochs | attack accuracy at ≥ 10× those "
