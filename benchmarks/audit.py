@@ -23,6 +23,7 @@ from pulsesynth.audit.attacks.base import AttackData, create_attack, vae_release
 from pulsesynth.audit.attacks.membership import SurrogateAttack
 from pulsesynth.audit.baselines import shuffle_features, shuffle_release
 from pulsesynth.audit.distances import distance_report
+from pulsesynth.audit.metrics import AttackResult
 from pulsesynth.audit.one_run import make_canaries
 from pulsesynth.audit.report import audit_release
 from pulsesynth.audit.targets import random_targets, vulnerable_targets
@@ -69,6 +70,13 @@ def noise_release(schema) -> Callable[[Any, int], Any]:
     return release
 
 
+def auc_summary(r: AttackResult) -> dict[str, Any]:
+    """An attack's AUC with its 95% interval and TPR at 1% FPR, rounded for the results."""
+    return {"auc": round(r.auc, 4),
+            "auc_ci": [round(r.auc_ci_low, 4), round(r.auc_ci_high, 4)],
+            "tpr_at_1pct": round(r.tpr_at_1pct_fpr, 4)}
+
+
 def attack_rows(case: str, dataset: str, data: AttackData, names: tuple[str, ...],
                 train, holdout, vulnerable, log) -> list[dict]:
     """Each attack on random and vulnerable targets, as rows of the benchmark table."""
@@ -81,9 +89,7 @@ def attack_rows(case: str, dataset: str, data: AttackData, names: tuple[str, ...
             r = attack.evaluate(targets.members, targets.non_members, targets.kind)
             rows.append({"case": case, "dataset": dataset, "attack": name,
                          "targets": targets.kind, "train_rows": len(train),
-                         "synthetic_rows": len(data.synthetic), "auc": round(r.auc, 4),
-                         "auc_ci": [round(r.auc_ci_low, 4), round(r.auc_ci_high, 4)],
-                         "tpr_at_1pct": round(r.tpr_at_1pct_fpr, 4),
+                         "synthetic_rows": len(data.synthetic), **auc_summary(r),
                          "tpr_at_01pct": round(r.tpr_at_01pct_fpr, 4),
                          "accuracy": round(r.accuracy, 4), "records": r.n_members,
                          "seconds": round(time.perf_counter() - t0, 1)})
@@ -168,15 +174,10 @@ STUDY_ATTACKS = ("query_shadow", "domias")
 def random_target_scores(data: AttackData, names: tuple[str, ...], train,
                          holdout) -> dict[str, dict[str, Any]]:
     """Each attack's AUC (95% interval) and TPR at 1% FPR on random members and non-members."""
-    out = {}
     targets = random_targets(train, holdout)
-    for name in names:
-        r = create_attack(name, seed=0).fit(data).evaluate(
-            targets.members, targets.non_members, targets.kind)
-        out[name] = {"auc": round(r.auc, 4),
-                     "auc_ci": [round(r.auc_ci_low, 4), round(r.auc_ci_high, 4)],
-                     "tpr_at_1pct": round(r.tpr_at_1pct_fpr, 4)}
-    return out
+    return {name: auc_summary(create_attack(name, seed=0).fit(data).evaluate(
+                targets.members, targets.non_members, targets.kind))
+            for name in names}
 
 
 def privacy_vs_epsilon(n: int, log) -> list[dict]:

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import single_thread
+from benchmarks.audit import random_target_scores
 from pulsesynth.audit.attacks.base import AttackData, vae_release
 from pulsesynth.audit.attacks.classifier_mia import ShadowClassifierAttack
 from pulsesynth.audit.attacks.membership import ELBOAttack, SurrogateAttack
@@ -110,8 +111,6 @@ def vae_points(schema, train, holdout, reference, private: bool, newer: bool = F
                           dict[str, dict[str, Any]]]:
     """(model attack, model utility), (synthetic attack, synthetic utility), seconds, and
     with ``newer`` the newer attacks' scores per mechanism (random targets)."""
-    from benchmarks.audit import random_target_scores
-
     t0 = time.perf_counter()
     vae = DPVAESynthesizer(schema, epsilon=EPSILON if private else None, private=private,
                            seed=1, **recipe).fit(train)

@@ -215,8 +215,6 @@ def measure(name: str, seed: int, designs: list[str],
     """Score every design of ``name`` at ``seed`` every way; ``noise_scale`` ≠ 1 is a
     what-if (noise σ·scale, not what the accountant charged): what an allocation that
     measured the marginals at that noise could reach at best."""
-    from pulsesynth.relations import apply_relations
-
     train, test, schema = split_table(name)
     synth, arrays = _fit(name, seed)
     sigma = float(arrays["sigma"][0]) * noise_scale
@@ -244,11 +242,7 @@ def measure(name: str, seed: int, designs: list[str],
                  "vae_raked": raked(arrays["vae"]),
                  "oracle": raked(real)}
         for way in WAYS:
-            frame = synth.encoder.decode_levels(drawn[way], rng)
-            if schema.relations:
-                frame = apply_relations(frame, schema.relations,
-                                        [c.name for c in schema.synthesized_columns])
-            auc = tstr_scores(schema, frame, test)["auc"]
+            auc = tstr_scores(schema, synth.decode(drawn[way], rng), test)["auc"]
             rows.append({"table": name, "seed": seed, "design": design, "way": way,
                          "noise_scale": noise_scale,
                          "auc": auc})

@@ -187,7 +187,6 @@ def measure_chosen(levels: np.ndarray, first: FirstRound, chosen: Sequence[Group
 
 def measure(name: str, seed: int, reps: int, designs: Sequence[str]) -> list[dict[str, Any]]:
     """Score every design of ``name`` at ``seed`` over ``reps`` noise draws."""
-    from pulsesynth.relations import apply_relations
     from pulsesynth.utility import tstr_scores
 
     train, test, schema = split_table(name)
@@ -219,11 +218,7 @@ def measure(name: str, seed: int, reps: int, designs: Sequence[str]) -> list[dic
                 n, draw)
             pool = np.vstack([arrays["vae"], support])
             weights = dp_marginals.rake(pool, marginals)
-            frame = synth.encoder.decode_levels(
-                pool[dp_marginals.resample(weights, n, draw)], draw)
-            if schema.relations:
-                frame = apply_relations(frame, schema.relations,
-                                        [c.name for c in schema.synthesized_columns])
+            frame = synth.decode(pool[dp_marginals.resample(weights, n, draw)], draw)
             scores = tstr_scores(schema, frame, test)
             names = [[plan.columns[j] for j in g] for g in chosen]
             rows.append({"table": name, "seed": seed, "rep": rep, "design": design,

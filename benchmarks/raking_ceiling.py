@@ -41,8 +41,6 @@ WAYS = ("raw_vae", "independent", "product", "vae_raked", "oracle_real_raked")
 
 def measure(name: str, seed: int) -> list[dict[str, Any]]:
     """One fit of ``name`` at the deployed training share; the five ways scored."""
-    from pulsesynth.relations import apply_relations
-
     train, test, schema = split_table(name)
     synth = DPVAESynthesizer(schema, epsilon=BudgetSplit.of(EPSILON).training,
                              seed=seed).fit(train, public_rows=len(train))
@@ -64,10 +62,7 @@ def measure(name: str, seed: int) -> list[dict[str, Any]]:
               "vae_raked": raked(vae), "oracle_real_raked": raked(real)}
     rows = []
     for way in WAYS:
-        frame = synth.encoder.decode_levels(tables[way], rng)
-        if schema.relations:
-            frame = apply_relations(frame, schema.relations,
-                                    [c.name for c in schema.synthesized_columns])
+        frame = synth.decode(tables[way], rng)
         scores = tstr_scores(schema, frame, test)
         rows.append({"table": name, "seed": seed, "way": way, "auc": scores["auc"],
                      "accuracy": scores["accuracy"], "tv1": marginal_tv(schema, frame, test)})

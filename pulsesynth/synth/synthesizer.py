@@ -230,6 +230,11 @@ class DPVAESynthesizer(RecipeParams):
                     self.marginals, max(n, 1) * dp_marginals.INDEPENDENT_FACTOR, rng)])
             weights = dp_marginals.rake(pool, self.marginals)
             levels = pool[dp_marginals.resample(weights, n, rng)]
+        return self.decode(levels, rng)
+
+    def decode(self, levels: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
+        """Rows of block levels as the released table: values drawn inside their public
+        bins, then the schema's codebook relations (public rules: post-processing)."""
         table = self.encoder.decode_levels(levels, rng)
         if not self.schema.relations:
             return table
