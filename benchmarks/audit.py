@@ -26,7 +26,8 @@ from pulsesynth.audit.distances import distance_report
 from pulsesynth.audit.metrics import AttackResult
 from pulsesynth.audit.one_run import make_canaries
 from pulsesynth.audit.report import audit_release
-from pulsesynth.audit.targets import random_targets, vulnerable_targets
+from pulsesynth.audit.targets import Targets, random_targets, vulnerable_targets
+from pulsesynth.encoding import TableEncoder
 from pulsesynth.paths import Paths
 from pulsesynth.randomness import salt_from_seed
 from pulsesynth.splits import split_by_unit
@@ -97,11 +98,31 @@ def attack_rows(case: str, dataset: str, data: AttackData, names: tuple[str, ...
     return rows
 
 
-def attack_calibration(dataset: str, n: int, log,
-                       warehouse: Warehouse | None = None) -> list[dict]:
+def level_reproduction(case: str, dataset: str, encoder: TableEncoder, synthetic,
+                       targets: list[Targets]) -> list[dict]:
+    """How often the released table holds a target's whole row on the model's public
+    levels (bins and categories), for members and non-members: the signal a table attack
+    can find. A table that reproduces members no more often than non-members leaves the
+    table attacks little to work with, however well the model itself has memorised."""
+    released = {tuple(row) for row in encoder.levels(synthetic)}
+
+    def share(rows) -> float:
+        return round(float(np.mean([tuple(r) in released for r in encoder.levels(rows)])), 4)
+
+    return [{"case": case, "dataset": dataset, "targets": t.kind,
+             "synthetic_rows": len(synthetic), "members": share(t.members),
+             "non_members": share(t.non_members), "records": min(len(t.members),
+                                                               len(t.non_members))}
+            for t in targets]
+
+
+def attack_calibration(dataset: str, n: int, log, warehouse: Warehouse | None = None,
+                       reproduction: list[dict] | None = None) -> list[dict]:
     """The issue's calibration cases at ``n`` training rows: a memorising non-private VAE
     (its table at n and 10·n rows, and the model), a 20%-shuffled copy, the DP-VAE at
-    ε = 1, and a release of pure noise. The auditor holds real reference rows."""
+    ε = 1, and a release of pure noise. The auditor holds real reference rows.
+
+    The memorising tables' :func:`level_reproduction` is appended to ``reproduction``."""
     schema, train, holdout, reference = roles(dataset, n, warehouse=warehouse)
     vulnerable = vulnerable_targets(schema, train, holdout)
     rows: list[dict] = []
@@ -116,10 +137,16 @@ def attack_calibration(dataset: str, n: int, log,
     shared = data(memorising.sample(n, seed=1), vae_release(memorising, n), memorising)
     rows += attack_rows(MEMORISING, dataset, shared, MODEL_ATTACKS + TABLE_ATTACKS, train,
                         holdout, vulnerable, log)
-    rows += attack_rows(MEMORISING_10N, dataset,
-                        data(memorising.sample(10 * n, seed=2),
-                             vae_release(memorising, 10 * n), memorising),
-                        TABLE_ATTACKS, train, holdout, vulnerable, log)
+    ten_n = data(memorising.sample(10 * n, seed=2), vae_release(memorising, 10 * n),
+                 memorising)
+    rows += attack_rows(MEMORISING_10N, dataset, ten_n, TABLE_ATTACKS, train, holdout,
+                        vulnerable, log)
+    if reproduction is not None:
+        for case, released in ((MEMORISING, shared), (MEMORISING_10N, ten_n)):
+            reproduction += level_reproduction(case, dataset, memorising.encoder,
+                                               released.synthetic,
+                                               [random_targets(train, holdout), vulnerable])
+            log(json.dumps(reproduction[-2:]))
     rows += attack_rows("20% feature-shuffled copy", dataset,
                         data(shuffle_features(train, schema, 0.2, seed=5),
                              shuffle_release(schema, 0.2)),
@@ -360,9 +387,10 @@ def main(argv: list[str] | None = None) -> int:
         result.update(audit_cost_ratio=cost["audit_cost_ratio"], audit_cost=cost)
         save()
     if "attacks" in sections:
-        result["attacks"] = []
+        result["attacks"], result["reproduction"] = [], []
         for dataset in ("census_income", "traffic_accidents"):
-            result["attacks"] += attack_calibration(dataset, args.attack_rows, log)
+            result["attacks"] += attack_calibration(dataset, args.attack_rows, log,
+                                                    reproduction=result["reproduction"])
             save()
     if "shuffle" in sections:
         result["shuffle_study"] = (shuffle_study("census_income", args.rows, log)

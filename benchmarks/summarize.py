@@ -63,11 +63,25 @@ def attack_table(rows: list[dict]) -> list[str]:
     return lines + [""]
 
 
+def reproduction_table(rows: list[dict]) -> list[str]:
+    """Share of members and non-members whose whole row (on the public levels) the
+    memorising model's table holds: the signal left for a table attack."""
+    if not rows:
+        return []
+    lines = ["| dataset | released table | targets | members reproduced | non-members "
+             "reproduced |", "| --- | --- | --- | --- | --- |"]
+    for r in rows:
+        lines.append(f"| {r['dataset']} | {r['case']} | {r['targets']} ({r['records']} + "
+                     f"{r['records']}) | {r['members']:.1%} | {r['non_members']:.1%} |")
+    return lines + [""]
+
+
 def audit() -> str:
     data = json.loads((RESULTS / "audit.json").read_text())
     lines = [f"Audit cost: **{data['audit_cost_ratio']:.2f}×** the target model's training time "
              f"(census_income, full size, one run).", ""]
     lines += attack_table(data.get("attacks") or [])
+    lines += reproduction_table(data.get("reproduction") or [])
     lines += ["", "| dataset | method | TSTR acc | median Gower (reference) | exact overlap "
               "| synthetic MIA | DCR share |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in data["shuffle_study"]:
