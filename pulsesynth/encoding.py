@@ -11,8 +11,9 @@ data, and they are kept in :attr:`TableEncoder.last_transform_report`, not in th
 Layout of one row: for each synthesized column in schema order, one block whose levels are
 
 * categorical: the declared categories, then ``<missing>`` if the column is nullable;
-* numeric: ``<zero>`` (exactly 0) if ``zero_bin``, then one level per public bin
-  ``[e_i, e_{i+1})`` (the last bin also holds the upper bound), then ``<missing>`` if
+* numeric: one level per declared exact value (``<zero>`` for 0, ``<exactly 45>`` …),
+  then one level per public bin ``[e_i, e_{i+1})`` (the last bin also holds the upper
+  bound; values drawn in a bin leave its exact values out), then ``<missing>`` if
   nullable;
 * date, time, datetime: one categorical block per declared component (``d.year``,
   ``d.month`` ...) over its public levels, derived from the column's values on encoding
@@ -53,6 +54,12 @@ MISSING = "<missing>"
 ZERO = "<zero>"
 
 
+def exact_level(value: float) -> str:
+    """The label of a declared exact value's level (``0`` keeps its historical label, which
+    saved models' encoder states record)."""
+    return ZERO if value == 0 else f"<exactly {value:g}>"
+
+
 @dataclass(frozen=True)
 class Block:
     """One column's slice of the encoded row and the meaning of each of its levels."""
@@ -61,7 +68,7 @@ class Block:
     kind: str  # "categorical" | "integer" | "float"
     start: int
     width: int
-    levels: tuple[Any, ...]  # categories, or (lo, hi) bin edges / ZERO / MISSING markers
+    levels: tuple[Any, ...]  # categories, or exact-value labels, (lo, hi) bin edges, MISSING
     nullable: bool
     scale: str = "linear"
     bounds: tuple[float, float] | None = None
@@ -206,11 +213,11 @@ class TableEncoder:
         values = np.clip(values, lo, hi)
         edges = np.asarray(col.bins, dtype=np.float64)
         n_bins = len(edges) - 1
-        offset = 1 if col.zero_bin else 0
+        offset = len(col.exact_values)
         bin_idx = np.searchsorted(edges, np.nan_to_num(values, nan=lo), side="right") - 1
         idx = np.clip(bin_idx, 0, n_bins - 1) + offset
-        if col.zero_bin:
-            idx[(~isna) & (values == 0)] = 0
+        for k, exact in enumerate(col.exact_values):
+            idx[(~isna) & (values == exact)] = k
         counts["clipped"] = int(outside.sum())
         counts["missing"] = int(isna.sum())
         if col.nullable:
@@ -291,7 +298,7 @@ def _make_block(col: DomainColumn, start: int) -> Block:
             levels.append(MISSING)
         return Block(col.name, "categorical", start, len(levels), tuple(levels), col.nullable)
     edges = col.bins
-    levels = [ZERO] if col.zero_bin else []
+    levels = [exact_level(v) for v in col.exact_values]
     levels += [(float(a), float(b)) for a, b in zip(edges, edges[1:], strict=False)]
     if col.nullable:
         levels.append(MISSING)
@@ -339,33 +346,42 @@ def _decode_numeric(
     missing = np.zeros(n, dtype=bool)
     u = rng.random(n)
     is_int = col.type == "integer"
+    exact = col.exact_values
     for k, level in enumerate(block.levels):
         sel = levels == k
         if not sel.any():
             continue
+        if k < len(exact):
+            out[sel] = exact[k]
+            continue
         if level == MISSING:
             missing[sel] = True
             continue
-        if level == ZERO:
-            out[sel] = 0.0
-            continue
         a, b = level
         last = b == hi_b
+        # A bin's draws leave out its exact values: those rows have a level of their own.
         if is_int:
             ia = math.ceil(a)
             ib = math.floor(b) if last else math.ceil(b) - 1
-            if col.zero_bin and ia == 0:
-                ia = 1
+            while ia in exact:
+                ia += 1
+            while ib in exact and ib >= ia:
+                ib -= 1
             if ia > ib:  # no integer inside this bin: nearest in-domain integer
                 mid = min(max(round((a + b) / 2), math.ceil(lo_b)), math.floor(hi_b))
                 out[sel] = mid
                 continue
-            x = _draw(u[sel], ia, ib + 1, block.scale)
-            out[sel] = np.clip(np.floor(x), ia, ib)
+            inner = [e for e in exact if ia < e < ib]
+            x = np.clip(np.floor(_draw(u[sel], ia, ib + 1 - len(inner), block.scale)), ia,
+                        ib - len(inner))
+            for e in inner:  # step over each exact value inside the range
+                x = x + (x >= e)
+            out[sel] = x
         else:
             x = _draw(u[sel], a, b, block.scale)
-            if col.zero_bin and a == 0:
-                x = np.where(x <= 0, np.nextafter(0.0, 1.0), x)
+            for e in exact:
+                if a <= e <= b:
+                    x = np.where((x == e) | ((e == a) & (x <= e)), np.nextafter(e, b), x)
             out[sel] = np.clip(x, a, b)
     if is_int:
         if col.nullable:

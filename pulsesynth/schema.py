@@ -108,7 +108,10 @@ class NumericColumn(ColumnBase):
     bounds: tuple[float, float]
     bins: tuple[float, ...]
     scale: str = "linear"
-    zero_bin: bool = False
+    #: Values the codebook gives a meaning of their own (``0`` = none, ``45`` = "no virus
+    #: detected"), ascending: each is a level of its own and is released exactly, not
+    #: redrawn inside its bin. ``zero_bin: true`` in the YAML declares ``0``.
+    exact_values: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -627,8 +630,8 @@ def _parse_column(raw: Any, index: int, where: _Where) -> Column:
         raise where.error(f"{prefix}.name", "is required")
     prefix = f"columns[{index}] ({name})"
     _no_unknown(raw, {"name", "type", "role", "nullable", "description", "categories",
-                      "bounds", "bins", "scale", "zero_bin", "synthesize", "format",
-                      "components"}, where, prefix + ".")
+                      "bounds", "bins", "scale", "zero_bin", "exact_values", "synthesize",
+                      "format", "components"}, where, prefix + ".")
     ctype = raw.get("type")
     if ctype not in TYPES:
         raise where.error(f"{prefix}.type",
@@ -656,7 +659,7 @@ def _parse_column(raw: Any, index: int, where: _Where) -> Column:
     if ctype == "integer" or ctype == "float":
         return _parse_numeric(raw, ctype, common, prefix, where)
     # text: free text with no public domain; stored and validated, never synthesized
-    for key in ("categories", "bounds", "bins"):
+    for key in ("categories", "bounds", "bins", "exact_values"):
         if key in raw:
             raise where.error(f"{prefix}.{key}", "a text column has no declared domain")
     return TextColumn(**common)
@@ -672,9 +675,9 @@ def _parse_categorical(raw: dict, common: _CommonFields, prefix: str,
         raise where.error(f"{prefix}.categories", "must be all strings or all integers")
     if len(set(cats)) != len(cats):
         raise where.error(f"{prefix}.categories", "contains duplicates")
-    for key in ("bounds", "bins"):
+    for key in ("bounds", "bins", "exact_values"):
         if key in raw:
-            raise where.error(f"{prefix}.{key}", "only numeric columns have bounds and bins")
+            raise where.error(f"{prefix}.{key}", f"only numeric columns have {key}")
     # ``scale`` and ``zero_bin`` are numeric options; a categorical column has always
     # accepted and ignored them, and still does (the schema hash covers them either way).
     return CategoricalColumn(categories=tuple(cats), **common)
@@ -707,14 +710,24 @@ def _parse_numeric(raw: dict, ctype: Literal["integer", "float"], common: _Commo
     zero_bin = bool(raw.get("zero_bin", False))
     if zero_bin and not bounds[0] <= 0 <= bounds[1]:
         raise where.error(f"{prefix}.zero_bin", "bounds must include 0")
+    exact = raw.get("exact_values", [])
+    if not isinstance(exact, list) or not all(_finite_number(x) for x in exact):
+        raise where.error(f"{prefix}.exact_values", "must be a list of finite numbers")
+    if any(not bounds[0] <= x <= bounds[1] for x in exact):
+        raise where.error(f"{prefix}.exact_values", "every value must lie within the bounds")
+    if ctype == "integer" and any(float(x) != int(x) for x in exact):
+        raise where.error(f"{prefix}.exact_values", "an integer column's values are integers")
+    if len(set(exact)) != len(exact) or (zero_bin and 0 in exact):
+        raise where.error(f"{prefix}.exact_values", "contains duplicates")
+    values = sorted({*exact, *([0] if zero_bin else [])})
     return NumericColumn(type=ctype, bounds=bounds, bins=tuple(e), scale=scale,
-                         zero_bin=zero_bin, **common)
+                         exact_values=tuple(values), **common)
 
 
 def _parse_temporal(raw: dict, ctype: Literal["date", "time", "datetime"],
                     common: _CommonFields, prefix: str, where: _Where) -> TemporalColumn:
     """A date, time or datetime column: bounds, optional source format, components."""
-    for key in ("categories", "bins", "scale", "zero_bin"):
+    for key in ("categories", "bins", "scale", "zero_bin", "exact_values"):
         if key in raw:
             raise where.error(f"{prefix}.{key}", f"a {ctype} column has bounds and components, "
                               f"not {key}")

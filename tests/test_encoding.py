@@ -242,3 +242,50 @@ def test_pandas_categorical_and_object_inputs_encode_the_same() -> None:
         other[col] = other[col].astype("category")
     other["age"] = other["age"].astype(object)
     np.testing.assert_array_equal(x0, enc.transform(other))
+
+
+def _exact_schema() -> DatasetSchema:
+    raw = json.loads(json.dumps(TOY))
+    cols = {c["name"]: c for c in raw["columns"]}
+    # 1980 is a bin's left edge, 1990 inside [1980, 2000), 2010 the upper bound;
+    # 0.5 is the left edge of the float bin [0.5, 5.0].
+    cols["year"]["exact_values"] = [1980, 1990, 2010]
+    cols["ratio"]["exact_values"] = [0.5]
+    return parse_schema(raw)
+
+
+def test_declared_exact_values_are_levels_of_their_own() -> None:
+    enc = TableEncoder(_exact_schema())
+    year = next(b for b in enc.block_specs if b.name == "year")
+    assert year.levels == ("<exactly 1980>", "<exactly 1990>", "<exactly 2010>",
+                           (1950.0, 1980.0), (1980.0, 2000.0), (2000.0, 2010.0), "<missing>")
+    frame = toy_frame(6, seed=1)
+    frame["year"] = pd.array([1980, 1990, 2010, 1981, 1950, None], dtype="Int64")
+    frame["ratio"] = [0.5, 0.6, -1.0, 0.5, 4.9, 0.0]
+    levels = enc.levels(frame)
+    names = [b.name for b in enc.block_specs]
+    assert levels[:, names.index("year")].tolist() == [0, 1, 2, 4, 3, 6]
+    assert levels[:, names.index("ratio")].tolist() == [0, 3, 1, 0, 3, 2]
+
+
+def test_exact_values_decode_exactly_and_bins_never_draw_them() -> None:
+    schema = _exact_schema()
+    enc = TableEncoder(schema)
+    names = [b.name for b in enc.block_specs]
+    n = 4000
+    levels = np.zeros((n, len(names)), dtype=np.int64)
+    year_level = np.arange(n) % 7  # every year level, missing included
+    ratio_level = np.arange(n) % 5
+    levels[:, names.index("year")] = year_level
+    levels[:, names.index("ratio")] = ratio_level
+    out = enc.decode_levels(levels, np.random.default_rng(0))
+    year, ratio = out["year"], out["ratio"]
+    assert (year[year_level == 0] == 1980).all() and (year[year_level == 1] == 1990).all()
+    assert (year[year_level == 2] == 2010).all() and year[year_level == 6].isna().all()
+    in_bins = year[(year_level >= 3) & (year_level <= 5)].astype(int)
+    assert not in_bins.isin([1980, 1990, 2010]).any()
+    # The bin [1980, 2000) still covers every other integer in it: 1981..1989, 1991..1999.
+    assert set(year[year_level == 4].astype(int)) == set(range(1981, 2000)) - {1990}
+    assert (ratio[ratio_level == 0] == 0.5).all()
+    assert not ratio[ratio_level == 3].isin([0.5]).any()
+    assert ratio[ratio_level == 3].between(0.5, 5.0).all()

@@ -150,6 +150,8 @@ def test_canaries_stay_inside_the_declared_domains(path: Path) -> None:
                 assert (x == np.floor(x)).all(), col.name
             if col.role == "identifier":
                 assert present.is_unique, col.name
+            else:  # each declared exact value is a level canaries draw
+                assert set(col.exact_values) <= set(x.tolist()), col.name
         else:  # text: a placeholder, never missing
             assert present.str.startswith("canary-").all() and not missing.any()
     # The schema-bound encoder finds nothing out of domain (no clipping, no unknown

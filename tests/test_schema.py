@@ -85,6 +85,14 @@ def _taxi_raw() -> dict:
         (lambda r: r["privacy"].update(epsilon="one"), "privacy.epsilon",
          "must be of type int or float"),
         (lambda r: r.update(surprise=1), "surprise", "unknown field"),
+        (lambda r: r["columns"][2].update(exact_values=7), "columns[2] (distance).exact_values",
+         "must be a list of finite numbers"),
+        (lambda r: r["columns"][2].update(exact_values=[500]),
+         "columns[2] (distance).exact_values", "within the bounds"),
+        (lambda r: r["columns"][2].update(exact_values=[0]),  # zero_bin already declares 0
+         "columns[2] (distance).exact_values", "duplicates"),
+        (lambda r: r["columns"][1].update(exact_values=[1]), "columns[1] (tip).exact_values",
+         "only numeric columns have exact_values"),
     ],
 )
 def test_malformed_schema_names_file_and_field(tmp_path: Path, mutate, field: str,
@@ -162,7 +170,7 @@ SHIPPED_SCHEMA_HASHES = {
     "schemas/census_income.yaml":
         "981472f23df9fff85cf46c2fc37e5e5c2ab24421e8bbb1665eb8cc4c03b423bc",
     "schemas/patient_tests.yaml":
-        "69fa17bd0365a921181e0bed2ef83eec2227f1ddfe9447020e0ef044aa544e59",
+        "1c773cf39dbc20bacb9c5eab1f1b7c1c9d081bfa952c16de702a1111a8b77292",
     "schemas/taxi_trips.yaml":
         "d2b344fff24e52a6f374e2b031938eb97082b9384230cc9a92c1b71b29783f6c",
     "schemas/traffic_accidents.yaml":
@@ -211,7 +219,7 @@ def test_column_fields_follow_the_declaration() -> None:
                                     description=tip.description)
     distance = schema.column("distance")
     assert isinstance(distance, NumericColumn) and distance.type == "float"
-    assert distance.zero_bin and distance.scale == "linear"
+    assert distance.exact_values == (0,) and distance.scale == "linear"
     assert distance.bounds == tuple(schema.raw["columns"][2]["bounds"])
     assert distance.bins == tuple(schema.raw["columns"][2]["bins"])
     crash = load_schema(REPO / "schemas" / "traffic_accidents.yaml").column("crash_id")
@@ -225,3 +233,11 @@ def test_classifications_come_from_labels_and_keep_their_order() -> None:
     assert CLASSIFICATIONS is DATASET_CLASSIFICATIONS
     assert CLASSIFICATIONS == ("open", "confidential", "sensitive", "secret")
     assert CLASSIFICATIONS[:len(RELEASE_LABELS)] == RELEASE_LABELS
+
+
+def test_exact_values_join_zero_bin_in_ascending_order(tmp_path: Path) -> None:
+    raw = _taxi_raw()
+    raw["columns"][2].update(exact_values=[42.5, 7])
+    distance = load_schema(_write(tmp_path / "s.yaml", raw)).column("distance")
+    assert isinstance(distance, NumericColumn)
+    assert distance.exact_values == (0, 7, 42.5)

@@ -59,8 +59,8 @@ def make_canaries(schema: DatasetSchema, m: int, rng: np.random.Generator) -> pd
 
     * categorical: a uniformly random declared category (or missing, as one more
       equally likely level, where the column is nullable);
-    * numeric (synthesized or not): a uniformly random declared bin (``0`` as its own
-      level where ``zero_bin``, missing as one more level where nullable), then a value
+    * numeric (synthesized or not): a uniformly random declared bin (each declared
+      exact value as a level of its own, missing as one more level where nullable), then a value
       drawn uniformly inside that bin — an integer inside it for integer columns;
     * date, time, datetime: a value built from uniformly drawn components, inside the
       bounds (missing with probability 1/2 where nullable);
@@ -126,8 +126,8 @@ def _canary_numeric(col: NumericColumn, m: int, rng: np.random.Generator) -> pd.
             if ia > ib:  # a bin holding no integer cannot carry an integer canary
                 continue
         bins.append((a, b, last))
-    # Levels: the declared bins, then 0 (zero_bin) and missing (nullable) as extra levels.
-    n_levels = len(bins) + (1 if col.zero_bin else 0) + (1 if col.nullable else 0)
+    # Levels: the declared bins, then each exact value and missing (nullable) as extra levels.
+    n_levels = len(bins) + len(col.exact_values) + (1 if col.nullable else 0)
     level = rng.integers(0, n_levels, size=m)
     u = rng.random(m)
     out = np.zeros(m, dtype=np.float64)
@@ -140,8 +140,8 @@ def _canary_numeric(col: NumericColumn, m: int, rng: np.random.Generator) -> pd.
         else:
             out[sel] = np.clip(a + u[sel] * (b - a), a, b)
     extra = len(bins)
-    if col.zero_bin:
-        out[level == extra] = 0.0
+    for value in col.exact_values:
+        out[level == extra] = value
         extra += 1
     if col.nullable:
         missing = level == extra
