@@ -90,5 +90,10 @@ def owned_api_server() -> Iterator[str | None]:
             yield server.api_url
     finally:
         os.environ.pop("PREFECT_API_URL", None)
+        # Send the run logs still queued (the flow's last "Finished" lines) while the
+        # server is up: after stop() the log worker prints "Error logging to API".
+        from prefect.logging.handlers import APILogWorker
+
+        APILogWorker.drain_all(timeout=5)
         server.stop()
 
