@@ -380,8 +380,9 @@ def _decode_numeric(
         else:
             x = _draw(u[sel], a, b, block.scale)
             for e in exact:
-                if a <= e <= b:
-                    x = np.where((x == e) | ((e == a) & (x <= e)), np.nextafter(e, b), x)
+                if a <= e <= b:  # off the exact value, towards the inside of the bin
+                    inward = np.nextafter(e, b) if e < b else np.nextafter(e, a)
+                    x = np.where((x == e) | ((e == a) & (x <= e)), inward, x)
             out[sel] = np.clip(x, a, b)
     if is_int:
         if col.nullable:

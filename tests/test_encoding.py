@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pulsesynth.encoding import TableEncoder
+from pulsesynth.encoding import TableEncoder, _decode_numeric
 from pulsesynth.schema import DatasetSchema, parse_schema
 
 TOY = {
@@ -289,3 +289,23 @@ def test_exact_values_decode_exactly_and_bins_never_draw_them() -> None:
     assert (ratio[ratio_level == 0] == 0.5).all()
     assert not ratio[ratio_level == 3].isin([0.5]).any()
     assert ratio[ratio_level == 3].between(0.5, 5.0).all()
+
+
+
+class _TopUniforms:
+    """Uniform draws at their top, 1.0: a value drawn in [a, b) lands on b exactly."""
+
+    def random(self, n: int) -> np.ndarray:
+        return np.ones(n)
+
+
+def test_a_float_exact_value_at_a_bins_upper_edge_is_never_drawn_inside_it() -> None:
+    raw = json.loads(json.dumps(TOY))
+    cols = {c["name"]: c for c in raw["columns"]}
+    cols["ratio"]["exact_values"] = [5.0]  # the upper bound: the last bin's right edge
+    enc = TableEncoder(parse_schema(raw))
+    block = next(b for b in enc.block_specs if b.name == "ratio")
+    col = next(c for c in enc.columns if c.name == "ratio")
+    assert block.levels[3] == (0.5, 5.0)
+    ratio = _decode_numeric(col, block, np.full(4, 3), _TopUniforms())  # type: ignore[arg-type]
+    assert (ratio < 5.0).all() and (ratio == np.nextafter(5.0, 0.5)).all()
