@@ -34,7 +34,7 @@ SEEDS = [0, 1, 2]
 DATASETS = ["census_income", "traffic_accidents", "patient_tests", "taxi_trips"]
 
 
-def dp_overhead(rounds: int = 5, steps: int = 10, batch: int = 4096) -> dict:
+def dp_overhead(rounds: int = 9, steps: int = 10, batch: int = 4096) -> dict:
     """Seconds per optimizer step, DP (ghost clipping) vs non-DP, interleaved."""
     from opacus import PrivacyEngine
     from torch.utils.data import DataLoader, TensorDataset

@@ -76,16 +76,26 @@ class NegativeELBO(nn.Module):
         self.latent_dim = latent_dim
         self.kl_weight = kl_weight
         self.reduction = reduction
+        self._chunks = _partition(self.blocks, data_dim)
 
     def parts(
         self, output: torch.Tensor, x: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-sample (reconstruction, KL) terms."""
         d, k = self.data_dim, self.latent_dim
-        logits, mu, logvar = output[:, :d], output[:, d: d + k], output[:, d + k:]
+        # torch.split, not slicing: a slice's backward writes its gradient into a zero
+        # tensor of the whole width, once per block and (under ghost clipping) twice per
+        # step; a split's backward concatenates. Same values, same sums, same bits.
+        logits, mu, logvar = torch.split(output, [d, k, output.shape[1] - d - k], dim=1)
         recon = torch.zeros(output.shape[0], dtype=output.dtype, device=output.device)
-        for start, width in self.blocks:
-            logp = F.log_softmax(logits[:, start: start + width], dim=1)
+        if self._chunks is None:
+            pieces = [logits[:, start: start + width] for start, width in self.blocks]
+        else:
+            sizes, picks = self._chunks
+            chunks = torch.split(logits, sizes, dim=1)
+            pieces = [chunks[i] for i in picks]
+        for (start, width), block_logits in zip(self.blocks, pieces, strict=True):
+            logp = F.log_softmax(block_logits, dim=1)
             recon = recon - (x[:, start: start + width] * logp).sum(dim=1)
         kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1)
         return recon, kl
@@ -98,3 +108,25 @@ class NegativeELBO(nn.Module):
         if self.reduction == "sum":
             return loss.sum()
         return loss.mean()
+
+
+def _partition(blocks: Sequence[tuple[int, int]], width: int
+               ) -> tuple[list[int], list[int]] | None:
+    """Split sizes covering ``[0, width)`` and, for each block, the index of its piece;
+    None when blocks overlap or leave their order (then each block is sliced)."""
+    sizes: list[int] = []
+    picks: list[int] = []
+    at = 0
+    for start, size in blocks:
+        if start < at or size <= 0:
+            return None
+        if start > at:
+            sizes.append(start - at)
+        picks.append(len(sizes))
+        sizes.append(size)
+        at = start + size
+    if at > width:
+        return None
+    if at < width:
+        sizes.append(width - at)
+    return sizes, picks
