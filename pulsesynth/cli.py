@@ -78,8 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
                                     "as ingest reads it, instead of the warehouse table")
     val.add_argument("--show-values", action="store_true",
                      help="also print each failing column's unexpected values with counts "
-                          "and a schema fragment to accept or clean them (to this terminal "
-                          "only: never logged or stored)")
+                          "and a schema fragment to accept or clean them, and numeric "
+                          "values holding 20%% or more of their column that are not "
+                          "declared exact_values (to this terminal only: never logged or "
+                          "stored)")
     val.add_argument("--json", action="store_true", help='print {"success": ..., "failed": [...]}')
     val.set_defaults(handler=_validate)
 
@@ -235,30 +237,38 @@ def _validate(args: argparse.Namespace) -> int:
 
     wh = _warehouse()
     values: list[steward_view.ColumnValues] = []
+    masses: list[steward_view.PointMass] = []
     if args.file:
         # As ingest reads it (the schema's ingest: mapping applied); a dataset not ingested
         # yet is checked against schemas/<id>.yaml.
         schema = wh.declared_schema(args.id)
         if args.show_values:
             report, values = steward_view.file_values(args.file, schema, wh.paths)
+            masses = steward_view.file_point_masses(args.file, schema, wh.paths)
         else:
             report = validate_file(args.file, schema, wh.paths)
     else:
         snap = wh.pull(args.id)
         schema = snap.schema
         report = validate(snap.frame, schema)
-        if args.show_values and not report.success:
+        if args.show_values:
             table = wh.paths.resolve(wh.entry(args.id)["table_path"])
-            values = steward_view.table_values(table, schema, report)
+            masses = steward_view.table_point_masses(table, schema)
+            if not report.success:
+                values = steward_view.table_values(table, schema, report)
     if args.json:
         data = _validation_json(report)
         if args.show_values:  # stdout only, and only when asked
             data["values"] = [v.to_dict() for v in values]
+            data["point_masses"] = [m.to_dict() for m in masses]
         print(json.dumps(data, indent=2))
-    elif report.success:
-        print(f"{args.id}: {report.rows} rows pass all {report.evaluated} expectations")
     else:
-        for line in steward_view.render(values, schema):
+        if report.success:
+            print(f"{args.id}: {report.rows} rows pass all {report.evaluated} expectations")
+        else:
+            for line in steward_view.render(values, schema):
+                print(line)
+        for line in steward_view.render_point_masses(masses, schema):
             print(line)
     if not report.success:
         print(f"error: {ValidationFailed(args.id, report)}", file=sys.stderr)

@@ -8,6 +8,7 @@ import copy
 import datetime as dt
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -221,3 +222,72 @@ def test_typed_date_column_shows_out_of_bounds_dates_without_a_recode(
             "    note: outside the declared bounds: check the codebook's bounds (never the "
             "file's earliest or latest) or clean the file\n") in out
     assert "recode" not in out
+
+
+#: 50 km/h on 6 of 10 rows, the other speeds once each.
+SPEEDS = ["50"] * 6 + ["12", "80", "130", "7"]
+
+
+def _clean_rows(speeds: list[str]) -> list[list[str]]:
+    return [[str(900 + i), "20-29", s, "clear", "minor" if i % 2 else "serious"]
+            for i, s in enumerate(speeds)]
+
+
+def test_show_values_lists_a_point_mass_with_its_bin_and_the_exact_values_fragment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # 50 km/h on 6 of 10 rows: the release would draw it across [50, 100).
+    root = tmp_path / "project"
+    schema_file(root, plain_schema())
+    monkeypatch.setenv("PULSESYNTH_ROOT", str(root))
+    file = write_csv(tmp_path / "speeds.csv", HEADER, _clean_rows(SPEEDS))
+    assert validate(file, "--show-values") == 0
+    out = capsys.readouterr().out
+    assert ("  speed: 50.0 holds 60% of rows (6); the release draws it across its bin "
+            "[50, 100)\n") in out
+    assert "    columns:\n    - name: speed\n      exact_values: [50.0]\n" in out
+    assert validate(file, "--show-values", "--json") == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["point_masses"] == [{"column": "speed", "value": 50.0, "rows": 6,
+                                     "share": 0.6, "bin": [50.0, 100.0]}]
+
+
+def test_a_declared_exact_value_is_not_a_point_mass_and_nothing_shows_without_the_flag(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "project"
+    raw = plain_schema()
+    raw["columns"][1]["exact_values"] = [50]
+    schema_file(root, raw)
+    monkeypatch.setenv("PULSESYNTH_ROOT", str(root))
+    file = write_csv(tmp_path / "speeds.csv", HEADER, _clean_rows(SPEEDS))
+    assert validate(file, "--show-values") == 0
+    assert "point masses" not in capsys.readouterr().out
+    schema_file(root, plain_schema())
+    assert validate(file) == 0
+    assert re.fullmatch(r"accidents: 10 rows pass all \d+ expectations\n",
+                        capsys.readouterr().out)
+
+
+def test_show_values_on_a_stored_table_lists_its_point_masses(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "project"
+    path = schema_file(root, plain_schema())
+    monkeypatch.setenv("PULSESYNTH_ROOT", str(root))
+    file = write_csv(tmp_path / "speeds.csv", HEADER, _clean_rows(SPEEDS))
+    Warehouse(Paths(root)).ingest(file, "accidents", path)
+    assert cli.main(["validate", "accidents", "--show-values"]) == 0
+    assert ("  speed: 50.0 holds 60% of rows (6); the release draws it across its bin "
+            "[50, 100)\n") in capsys.readouterr().out
+
+
+def test_an_integer_bin_holding_one_value_is_not_a_point_mass() -> None:
+    from pulsesynth.schema import NumericColumn
+    from pulsesynth.steward_view import _integers_in
+
+    col = NumericColumn(name="hours", type="integer", role="other", bounds=(1, 99),
+                        bins=(1, 40, 41, 99))
+    assert _integers_in(col, 40, 41) == 1
+    assert _integers_in(col, 1, 40) == 39
+    assert _integers_in(col, 41, 99) == 59  # the last bin includes its upper edge
