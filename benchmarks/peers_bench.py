@@ -60,6 +60,7 @@ for _key, _value in _THREADS.items():
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from pulsesynth.dp import GroupPrivacy  # noqa: E402
 from pulsesynth.encoding import TableEncoder  # noqa: E402
 from pulsesynth.schema import DatasetSchema  # noqa: E402
 
@@ -242,10 +243,11 @@ def pending(results: ResultsFile, tables: Iterable[str], systems: Iterable[str],
 
 
 def run_peer(python: Path, input_dir: Path, output_dir: Path, system: str, seed: int,
-             mbi_patch: bool = True) -> tuple[pd.DataFrame, dict[str, Any]]:
+             mbi_patch: bool = True, epsilon: float = EPSILON, delta: float = DELTA
+             ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """One fit + sample by the runner in the peers venv: ``(synthetic levels, fit.json)``."""
     cmd = [str(python), str(RUNNER), "--input", str(input_dir), "--output", str(output_dir),
-           "--system", system, "--epsilon", repr(EPSILON), "--delta", repr(DELTA),
+           "--system", system, "--epsilon", repr(epsilon), "--delta", repr(delta),
            "--seed", str(seed)]
     if system == "aim":
         cmd += ["--max-seconds", str(AIM_MAX_SECONDS)]
@@ -299,15 +301,19 @@ def measure(table: str, system: str, seed: int, split: tuple[pd.DataFrame, pd.Da
     input_dir = workdir / "input"  # the same capped rows for every peer fit of a table
     if not (input_dir / "domain.json").exists():
         write_input(input_dir, levels, widths)
+    # A unit keeping k > 1 rows: the peer runs at the row-level target, as the product
+    # does, so that ε = 1 is the same per-unit promise for every system.
+    group = GroupPrivacy(schema.privacy.max_rows_per_unit, EPSILON, DELTA)
     synthetic, fit = run_peer(python, input_dir, workdir / f"{system}-{seed}", system, seed,
-                              mbi_patch)
+                              mbi_patch, group.row_epsilon, group.row_delta)
     frame = decode_levels(synthetic, schema, seed)
     extra = {"mbi_rounding_patch": fit["mbi_rounding_patch"],
-             "sample_seconds": fit["sample_seconds"]}
+             "sample_seconds": fit["sample_seconds"],
+             "rows_per_unit": group.rows_per_unit, "row_epsilon": fit["epsilon"]}
     if system == "aim":
         extra.update(stopped_early=fit["stopped_early"], measurements=fit["measurements"])
     return _row(table, system, seed, score(schema, frame, test), fit["fit_seconds"],
-                fit["epsilon"], **common, **extra), fit
+                group.unit_epsilon(fit["epsilon"]), **common, **extra), fit
 
 
 def base_settings(seeds: list[int], python: Path) -> dict[str, Any]:
@@ -327,7 +333,11 @@ def base_settings(seeds: list[int], python: Path) -> dict[str, Any]:
         "unit_cap": "peers fit on the training rows capped per privacy unit "
                     "(pulsesynth.splits.cap_rows_per_unit, the schema's max_rows_per_unit, "
                     "public salt CAP_SALT) as the product fits, so that epsilon holds per "
-                    "unit for every system (fit_rows); references use every training row",
+                    "unit for every system (fit_rows); where a unit keeps k > 1 rows "
+                    "(german_health: 5) every system runs at the row-level target "
+                    "epsilon / k, delta / (k e^((k-1) epsilon / k)) (pulsesynth.dp."
+                    "GroupPrivacy, group privacy; rows_per_unit, row_epsilon); references "
+                    "use every training row",
         "levels": "pulsesynth.encoding.TableEncoder(schema).levels: declared categories, "
                   "public bins, missing level; training rows with an unobserved cell (-1) "
                   "dropped before the peers fit (dropped_rows)",

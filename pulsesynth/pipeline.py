@@ -475,6 +475,8 @@ def privacy_report(run_dir: Path, synth: Any, *, sample_seed_source: str) -> Pri
         }
     else:
         report |= {"epsilon": None, "delta": None, "charge_id": None}
+    if meta.get("group_privacy"):  # a unit keeps k > 1 rows: the row-level target
+        report["group_privacy"] = meta["group_privacy"]
     report["collapse_warning"] = bool(meta.get("training_report", {}).get("collapse_warning"))
     return report
 

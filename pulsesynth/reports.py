@@ -30,6 +30,8 @@ class PrivacyReport(TypedDict, total=False):
     privacy_unit: list[str]
     max_rows_per_unit: int | None
     unit_rule: str | None
+    #: Where a unit keeps k > 1 rows: the row-level target every mechanism ran at (public).
+    group_privacy: dict[str, Any] | None
     randomness: str
     code_version: str
     model_hash: str

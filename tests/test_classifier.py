@@ -63,6 +63,22 @@ def test_privacy_unit_cap_applies_to_training_rows(traffic, dp_model) -> None:
     assert dp_model.metadata["train_rows"] == len(rows) < len(train)
 
 
+def test_two_rows_per_unit_train_at_half_the_epsilon_per_row(traffic) -> None:
+    """A crash keeping two rows is two rows to DP-SGD: the classifier trains at ε/2 per
+    row, and its report states the per-unit guarantee (group privacy)."""
+    schema, train, _, _ = traffic
+    two = replace(schema, privacy=replace(schema.privacy, max_rows_per_unit=2))
+    model = DPClassifier(two, epsilon=1.0, seed=1, epochs=2).fit(train)
+    report = model.privacy_report
+    rows = report["group_privacy"]
+    assert rows["rows_per_unit"] == 2 and rows["row_target_epsilon"] == 0.5
+    assert 0.5 * 0.98 <= rows["row_epsilon"] <= 0.5
+    assert report["epsilon"] == 2 * rows["row_epsilon"] and report["target_epsilon"] == 1.0
+    assert report["delta"] <= 1e-6
+    assert "epsilon / 2 (group privacy over 2 rows)" in model.metadata["unit_rule"]
+    assert model.public_card()["privacy"]["group_privacy"] == rows
+
+
 def test_release_files_round_trip_and_carry_no_training_losses(tmp_path, traffic,
                                                                dp_model) -> None:
     schema, _, holdout, _ = traffic

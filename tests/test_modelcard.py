@@ -216,3 +216,17 @@ def test_no_exact_audit_figure_is_in_the_card(published: dict[str, Any]) -> None
     for key in ("audit", "utility", "membership_attacks"):
         assert key not in card
     assert "membership_attacks" not in published["card_text"]
+
+
+def test_a_k_row_unit_card_states_the_row_level_target_as_public_fields() -> None:
+    """Where a unit keeps k > 1 rows, the card carries the row-level (ε, δ) every
+    mechanism ran at; each of those fields is declared public (mechanism parameters)."""
+    from pulsesynth.governance.datacard import privacy_section
+
+    rows = {"rows_per_unit": 5, "row_epsilon": 0.1992, "row_target_epsilon": 0.2,
+            "row_delta": 8.99e-8}
+    section = privacy_section({"epsilon": 0.996, "delta": 1e-6, "group_privacy": rows})
+    assert section["group_privacy"] == rows
+    assert unlisted_fields({"privacy": section}) == []
+    assert {field_class(f"privacy.group_privacy.{k}") for k in rows} == {"public"}
+    assert "group_privacy" not in privacy_section({"epsilon": 1.0, "delta": 1e-6})

@@ -179,6 +179,56 @@ def test_rows_per_unit_cap_reaches_training(
     assert f"capped at {k}" in syn.metadata["unit_rule"]
 
 
+def test_a_unit_of_k_rows_runs_every_mechanism_at_epsilon_over_k(data: pd.DataFrame) -> None:
+    """Two rows per person are two rows to DP-SGD and to the marginals: both must run at
+    the row-level target (ε/2, δ_r) for the card's ε to hold per person (group privacy)."""
+    import math
+
+    from pulsesynth.dp import GroupPrivacy
+    from pulsesynth.synth.train import gaussian_noise_for
+
+    one = DPVAESynthesizer(schema_with(max_rows_per_unit=1), seed=0,
+                           **{**FAST, "epochs": 1}).fit(data)
+    two = DPVAESynthesizer(schema_with(max_rows_per_unit=2), seed=0,
+                           **{**FAST, "epochs": 1}).fit(data)
+    delta = default_delta()
+    group = GroupPrivacy(2, 1.0, delta)
+    assert "group_privacy" not in one.metadata  # k = 1: nothing changes
+    meta = two.metadata
+    rows = meta["group_privacy"]
+    assert rows["rows_per_unit"] == 2 and rows["row_target_epsilon"] == 0.5
+    assert rows["row_delta"] == delta / (2 * math.exp(0.5))
+    assert 0.5 * (1 - 0.005) <= rows["row_epsilon"] <= 0.5
+    assert meta["epsilon"] == 2 * rows["row_epsilon"] <= 1.0
+    assert meta["target_epsilon"] == 1.0
+    assert meta["delta"] == group.unit_delta(rows["row_epsilon"]) <= delta
+    # The marginals' noise is calibrated to the row-level share, not the per-unit one.
+    marginal_noise = meta["prior_mechanisms"][0][0]
+    assert marginal_noise == gaussian_noise_for(0.8 * 0.5, rows["row_delta"], "prv")
+    assert marginal_noise > one.metadata["prior_mechanisms"][0][0]
+    assert meta["noise_multiplier"] > one.metadata["noise_multiplier"]
+    assert "epsilon / 2 (group privacy over 2 rows)" in meta["unit_rule"]
+    assert two.privacy_report["group_privacy"] == rows
+
+
+def test_group_privacy_targets_compose_back_to_the_unit_guarantee() -> None:
+    import math
+
+    from pulsesynth.dp import GroupPrivacy
+
+    same = GroupPrivacy(1, 0.88, 1e-6)
+    assert (same.row_epsilon, same.row_delta) == (0.88, 1e-6)
+    meta = {"private": True, "epsilon": 0.87, "delta": 1e-6}
+    assert same.report(meta) is meta
+    five = GroupPrivacy(5, 1.0, 1e-6)
+    assert five.row_epsilon == 0.2
+    assert five.row_delta == 1e-6 / (5 * math.exp(4 * 0.2))
+    assert five.unit_epsilon(five.row_epsilon) == 1.0
+    assert five.unit_delta(five.row_epsilon) == pytest.approx(1e-6, rel=1e-12)
+    with pytest.raises(ValueError, match="at least 1"):
+        GroupPrivacy(0, 1.0, 1e-6)
+
+
 def test_non_private_mode(schema: DatasetSchema, data: pd.DataFrame, tmp_path: Path) -> None:
     syn = DPVAESynthesizer(schema, private=False, seed=0, **FAST).fit(data)
     assert syn.metadata["private"] is False

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from pulsesynth.artifacts import CandidateDir, ReleaseDir
-from pulsesynth.dp import ProgressFn, Schedule, fit_module
+from pulsesynth.dp import GroupPrivacy, ProgressFn, Schedule, fit_module, unit_rule
 from pulsesynth.encoding import FeatureEncoder, category_codes
 from pulsesynth.errors import SchemaError
 from pulsesynth.params import RecipeParams
@@ -143,20 +143,26 @@ class DPClassifier(RecipeParams):
         x = self._matrix(rows)
         y = torch.from_numpy(self._labels(rows).astype(np.int64))
         delta = default_delta() if self.delta is None else float(self.delta)
+        # A unit's k rows are k rows to DP-SGD: train at the row-level target.
+        group = GroupPrivacy(self.schema.privacy.max_rows_per_unit,
+                             float(self.epsilon or 0.0), delta)  # no ε: fit_module refuses
         schedule = Schedule.plan(public_rows or n, self.config)
         batch = schedule.expected_batch
         inputs, hidden, classes = x.shape[1], self.config.hidden, len(self.classes)
         fit = fit_module(lambda: MLP(inputs, hidden, classes), nn.CrossEntropyLoss(), [x, y],
-                         schedule, self.config, private=self.private, epsilon=self.epsilon,
-                         delta=delta, seed=self.seed, progress=self.progress)
+                         schedule, self.config, private=self.private,
+                         epsilon=group.row_epsilon, delta=group.row_delta, seed=self.seed,
+                         progress=self.progress)
         assert isinstance(fit.model, MLP)
         self.model = fit.model
         meta, history = fit.metadata, fit.history
-        meta.update(private=self.private, delta=delta if self.private else None,
+        meta.update(private=self.private, delta=group.row_delta if self.private else None,
                     epochs=self.config.epochs, batch_size=batch, lr=self.config.lr,
                     seed=self.seed, seed_source=self.seed_source, train_rows=n,
-                    public_rows=public_rows)
-        self.metadata = self._metadata(meta, snapshot_id, history)
+                    public_rows=public_rows,
+                    unit_rule=unit_rule(list(self.schema.privacy_unit),
+                                        self.schema.privacy.max_rows_per_unit))
+        self.metadata = self._metadata(group.report(meta), snapshot_id, history)
         return self
 
     def predict_proba(self, df: pd.DataFrame) -> np.ndarray:
@@ -232,8 +238,11 @@ class DPClassifier(RecipeParams):
                 "dataset_id", "schema_hash", "seed_source")
         if not self.metadata:
             return {"fitted": False, "private": self.private, "target_epsilon": self.epsilon}
-        return {k: self.metadata.get(k) for k in keys} | {"fitted": True,
-                                                          "kind": "classifier"}
+        # Only where a unit keeps k > 1 rows (cards for k = 1 stay as they were).
+        group = {"group_privacy": self.metadata["group_privacy"]} \
+            if "group_privacy" in self.metadata else {}
+        return {k: self.metadata.get(k) for k in keys} | group | {"fitted": True,
+                                                                  "kind": "classifier"}
 
     def public_card(self) -> dict[str, Any]:
         """``model.json``: what is needed to rebuild and use the network, nothing learned

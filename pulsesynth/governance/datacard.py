@@ -186,7 +186,7 @@ def privacy_section(privacy: dict[str, Any]) -> dict[str, Any]:
         "randomness": privacy.get("randomness"),
         "budget": (privacy.get("budget") or {}).get("parts"),
         "rows_dp": privacy.get("rows_dp"),
-    }
+    } | ({"group_privacy": privacy["group_privacy"]} if privacy.get("group_privacy") else {})
 
 
 def _eps_sentence(eps: float | None) -> str:

@@ -43,6 +43,7 @@ PUBLISHABLE: dict[str, str] = {
     "privacy.post_processing": "public", "privacy.adjacency": "public",
     "privacy.privacy_unit.*": "public", "privacy.max_rows_per_unit": "public",
     "privacy.unit_rule": "public", "privacy.randomness": "public",
+    "privacy.group_privacy": "public", "privacy.group_privacy.*": "public",
     "privacy.budget": "public", "privacy.budget.*": "public", "privacy.budget.*.*": "public",
     "privacy.privacy_unit": "public", "privacy.rows_dp": "dp",
     "privacy.marginals": "public", "privacy.marginals.*": "public",

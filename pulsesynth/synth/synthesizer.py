@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 
 from pulsesynth.artifacts import RELEASE_CONFIG_JSON, WEIGHTS_PT, CandidateDir, ModelDir, ReleaseDir
+from pulsesynth.dp import GroupPrivacy, unit_rule
 from pulsesynth.encoding import TableEncoder
 from pulsesynth.errors import SchemaError
 from pulsesynth.params import RecipeParams
@@ -114,26 +115,23 @@ class DPVAESynthesizer(RecipeParams):
         omitted (experiments: the schedule then reveals it).
         """
         from pulsesynth.randomness import resolve_seed, salt_from_seed
+        from pulsesynth.synth.train import default_delta
 
         seed, self.seed_source = resolve_seed(self.seed)
         self.seed = seed
         k = self.schema.privacy.max_rows_per_unit
         capped = cap_rows_per_unit(df, self.schema, k, salt=salt_from_seed(seed))
-        unit = list(self.schema.privacy_unit)
-        if unit:
-            rule = (f"rows per unit capped at {k}, epsilon holds per unit "
-                    f"(unit: {', '.join(unit)})")
-            if k > 1:
-                rule += f"; per-unit guarantee via group privacy over {k} rows"
-        else:
-            rule = "no privacy unit declared: each row is a unit, epsilon holds per row"
+        rule = unit_rule(list(self.schema.privacy_unit), k)
+        group = GroupPrivacy(k, self.epsilon,
+                             default_delta() if self.delta is None else float(self.delta))
         x = self.encoder.transform(capped)
-        prior = self._measure_marginals(capped, seed)
+        prior = self._measure_marginals(capped, seed, group)
         result = train_vae(
             x, self.encoder.blocks, self.config, private=self.private,
-            epsilon=self.epsilon if self.private else None, delta=self.delta,
+            epsilon=group.row_epsilon if self.private else None, delta=group.row_delta,
             seed=seed, public_rows=public_rows, progress=self.progress, prior=prior,
         )
+        result.metadata = group.report(result.metadata)
         self.model = result.model
         report = dict(result.report)
         report["encoding"] = self.encoder.last_transform_report
@@ -143,16 +141,15 @@ class DPVAESynthesizer(RecipeParams):
         self._check_target_collapse()
         return self
 
-    def _measure_marginals(self, capped: pd.DataFrame, seed: int) -> list[tuple[float, float, int]]:
+    def _measure_marginals(self, capped: pd.DataFrame, seed: int,
+                           group: GroupPrivacy) -> list[tuple[float, float, int]]:
         """Measure the plan's marginals with the Gaussian mechanism (private fits with a
-        positive ``marginal_share``); returns its accountant entry for DP-SGD to compose."""
+        positive ``marginal_share``), at the row-level target of ``group``; returns its
+        accountant entry for DP-SGD to compose."""
         self.marginals = None
         if not (self.private and self.marginal_share > 0):
             return []
-        from pulsesynth.synth.train import default_delta
-
-        delta = default_delta() if self.delta is None else float(self.delta)
-        noise = gaussian_noise_for(self.marginal_share * self.epsilon, delta,
+        noise = gaussian_noise_for(self.marginal_share * group.row_epsilon, group.row_delta,
                                    self.config.accountant)
         plan = MarginalPlan.for_columns(self.encoder.column_names,
                                         [b.width for b in self.encoder.block_specs],
@@ -295,6 +292,8 @@ class DPVAESynthesizer(RecipeParams):
                 "unit_rule", "dataset_id", "schema_hash", "seed_source", "public_rows",
                 "size_rule", "marginal_share", "prior_mechanisms")
         out = {k: m.get(k) for k in keys}
+        if "group_privacy" in m:  # only where a unit keeps k > 1 rows
+            out["group_privacy"] = m["group_privacy"]
         out["fitted"] = True
         out["collapse_warning"] = m["training_report"]["collapse_warning"]
         return out
@@ -352,6 +351,8 @@ class DPVAESynthesizer(RecipeParams):
         model = self._require_model()
         meta = self.metadata
         privacy = {k: meta.get(k) for k in RELEASE_PRIVACY_KEYS}
+        if "group_privacy" in meta:  # only where a unit keeps k > 1 rows
+            privacy["group_privacy"] = meta["group_privacy"]
         return {
             "format_version": RELEASE_FORMAT_VERSION,
             "kind": "model",
