@@ -149,9 +149,13 @@ class TableEncoder:
         Rows stay aligned with ``df``; out-of-domain cells follow the module's rule and
         are counted in :attr:`last_transform_report` (counts only, no values).
         """
-        levels = self.levels(df)
-        out = np.zeros((len(df), self.width), dtype=np.float32)
-        rows = np.arange(len(df))
+        return self.one_hot(self.levels(df))
+
+    def one_hot(self, levels: np.ndarray) -> np.ndarray:
+        """Rows of block levels (``-1``: unobserved, an all-zero block) as the float32
+        one-hot matrix the VAE trains on."""
+        out = np.zeros((len(levels), self.width), dtype=np.float32)
+        rows = np.arange(len(levels))
         for j, block in enumerate(self._blocks):
             idx = levels[:, j]
             ok = idx >= 0

@@ -36,7 +36,14 @@ from pulsesynth.splits import cap_rows_per_unit
 from pulsesynth.synth import marginals as dp_marginals
 from pulsesynth.synth.marginals import MarginalPlan, NoisyMarginals
 from pulsesynth.synth.model import NegativeELBO, TabularVAE
-from pulsesynth.synth.train import ProgressFn, TrainConfig, gaussian_noise_for, train_vae
+from pulsesynth.synth.train import (
+    ProgressFn,
+    Schedule,
+    TrainConfig,
+    gaussian_noise_for,
+    train_vae,
+    warm_start_state,
+)
 from pulsesynth.threads import TORCH_RNG_LOCK
 
 FORMAT_VERSION = 1
@@ -55,6 +62,10 @@ COLLAPSE_CHECK_ROWS = 2000
 SAMPLE_CHUNK_ROWS = 65_536
 #: The training defaults, in one place: the constructor's defaults are read from here.
 DEFAULTS = TrainConfig()
+#: Epochs of the noise-free warm start on rows drawn from the DP marginals (0: none).
+WARM_START_EPOCHS = 10
+#: Rows drawn from the DP marginals for the warm start, per (public) training row.
+WARM_START_ROWS = 5
 
 
 class DPVAESynthesizer(RecipeParams):
@@ -76,6 +87,7 @@ class DPVAESynthesizer(RecipeParams):
         latent_dim: int = DEFAULTS.latent_dim,
         accountant: str = DEFAULTS.accountant,
         marginal_share: float = dp_marginals.MARGINAL_SHARE,
+        warm_start_epochs: int = WARM_START_EPOCHS,
         progress: ProgressFn | None = None,
     ) -> None:
         if accountant not in ("prv", "rdp"):
@@ -96,6 +108,9 @@ class DPVAESynthesizer(RecipeParams):
         )
         #: Share of ε the DP marginals would cost alone (0: no marginals, no raking).
         self.marginal_share = float(marginal_share)
+        #: Noise-free epochs on rows drawn from the DP marginals before DP-SGD (private
+        #: fits with marginals only; 0: DP-SGD starts from random weights).
+        self.warm_start_epochs = int(warm_start_epochs)
         self.progress = progress
         self.encoder = TableEncoder(schema)
         self.model: TabularVAE | None = None
@@ -130,6 +145,7 @@ class DPVAESynthesizer(RecipeParams):
             x, self.encoder.blocks, self.config, private=self.private,
             epsilon=group.row_epsilon if self.private else None, delta=group.row_delta,
             seed=seed, public_rows=public_rows, progress=self.progress, prior=prior,
+            initial_state=self._warm_start(public_rows or len(x), seed),
         )
         result.metadata = group.report(result.metadata)
         self.model = result.model
@@ -158,6 +174,19 @@ class DPVAESynthesizer(RecipeParams):
         self.marginals = dp_marginals.measure(self.encoder.levels(capped), plan, noise, rng)
         return [(noise, 1.0, 1)]
 
+    def _warm_start(self, rows: int, seed: int) -> dict[str, torch.Tensor] | None:
+        """Initial weights from a noise-free fit to rows drawn from the DP marginals
+        (:func:`~pulsesynth.synth.train.warm_start_state`; post-processing, no privacy
+        cost). ``rows`` is public (the DP count), so the pool size reveals nothing."""
+        if self.marginals is None or self.warm_start_epochs <= 0:
+            return None
+        rng = np.random.default_rng([seed, 0x5741524D])  # "WARM": its own stream
+        levels = dp_marginals.independent_draws(self.marginals, WARM_START_ROWS * rows, rng)
+        batch = Schedule.plan(rows, self.config).expected_batch
+        return warm_start_state(self.encoder.one_hot(levels), self.encoder.blocks, self.config,
+                                epochs=self.warm_start_epochs, batch=batch,
+                                seed=seed ^ 0x5741524D)
+
     def _metadata(
         self, train_meta: dict[str, Any], report: dict[str, Any], snapshot_id: str | None,
         public_rows: int | None,
@@ -180,6 +209,7 @@ class DPVAESynthesizer(RecipeParams):
             unit_rule=report["unit_cap"]["rule"],
             config=self.config.to_dict(),
             marginal_share=self.marginal_share if self.marginals is not None else 0.0,
+            warm_start_epochs=self.warm_start_epochs if self.marginals is not None else 0,
             marginals=self.marginals.to_dict() if self.marginals is not None else None,
             encoder=self.encoder.state_dict(),
             versions={"torch": torch.__version__, "opacus": opacus.__version__,
