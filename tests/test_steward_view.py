@@ -233,14 +233,19 @@ def _clean_rows(speeds: list[str]) -> list[list[str]]:
             for i, s in enumerate(speeds)]
 
 
-def test_show_values_lists_a_point_mass_with_its_bin_and_the_exact_values_fragment(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
-    # 50 km/h on 6 of 10 rows: the release would draw it across [50, 100).
+@pytest.fixture
+def speeds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path, Path]:
+    """(project root, its schema file, a clean export with :data:`SPEEDS`)."""
     root = tmp_path / "project"
-    schema_file(root, plain_schema())
+    path = schema_file(root, plain_schema())
     monkeypatch.setenv("PULSESYNTH_ROOT", str(root))
-    file = write_csv(tmp_path / "speeds.csv", HEADER, _clean_rows(SPEEDS))
+    return root, path, write_csv(tmp_path / "speeds.csv", HEADER, _clean_rows(SPEEDS))
+
+
+def test_show_values_lists_a_point_mass_with_its_bin_and_the_exact_values_fragment(
+        speeds: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    # 50 km/h on 6 of 10 rows: the release would draw it across [50, 100).
+    _, _, file = speeds
     assert validate(file, "--show-values") == 0
     out = capsys.readouterr().out
     assert ("  speed: 50.0 holds 60% of rows (6); the release draws it across its bin "
@@ -253,14 +258,11 @@ def test_show_values_lists_a_point_mass_with_its_bin_and_the_exact_values_fragme
 
 
 def test_a_declared_exact_value_is_not_a_point_mass_and_nothing_shows_without_the_flag(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
-    root = tmp_path / "project"
+        speeds: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    root, _, file = speeds
     raw = plain_schema()
     raw["columns"][1]["exact_values"] = [50]
     schema_file(root, raw)
-    monkeypatch.setenv("PULSESYNTH_ROOT", str(root))
-    file = write_csv(tmp_path / "speeds.csv", HEADER, _clean_rows(SPEEDS))
     assert validate(file, "--show-values") == 0
     assert "point masses" not in capsys.readouterr().out
     schema_file(root, plain_schema())
@@ -270,12 +272,8 @@ def test_a_declared_exact_value_is_not_a_point_mass_and_nothing_shows_without_th
 
 
 def test_show_values_on_a_stored_table_lists_its_point_masses(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
-    root = tmp_path / "project"
-    path = schema_file(root, plain_schema())
-    monkeypatch.setenv("PULSESYNTH_ROOT", str(root))
-    file = write_csv(tmp_path / "speeds.csv", HEADER, _clean_rows(SPEEDS))
+        speeds: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    root, path, file = speeds
     Warehouse(Paths(root)).ingest(file, "accidents", path)
     assert cli.main(["validate", "accidents", "--show-values"]) == 0
     assert ("  speed: 50.0 holds 60% of rows (6); the release draws it across its bin "
