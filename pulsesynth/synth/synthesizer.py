@@ -64,8 +64,11 @@ SAMPLE_CHUNK_ROWS = 65_536
 DEFAULTS = TrainConfig()
 #: Epochs of the noise-free warm start on rows drawn from the DP marginals (0: none).
 WARM_START_EPOCHS = 10
-#: Rows drawn from the DP marginals for the warm start, per (public) training row.
+#: Rows drawn from the DP marginals for the warm start, per (public) training row, and at
+#: most (the one-hot pool of a 1M-row table would take gigabytes; 200,000 rows is ~80 MB
+#: at 100 encoded columns).
 WARM_START_ROWS = 5
+WARM_START_MAX_ROWS = 200_000
 
 
 class DPVAESynthesizer(RecipeParams):
@@ -181,7 +184,8 @@ class DPVAESynthesizer(RecipeParams):
         if self.marginals is None or self.warm_start_epochs <= 0:
             return None
         rng = np.random.default_rng([seed, 0x5741524D])  # "WARM": its own stream
-        levels = dp_marginals.independent_draws(self.marginals, WARM_START_ROWS * rows, rng)
+        pool = min(WARM_START_ROWS * rows, WARM_START_MAX_ROWS)
+        levels = dp_marginals.independent_draws(self.marginals, pool, rng)
         batch = Schedule.plan(rows, self.config).expected_batch
         return warm_start_state(self.encoder.one_hot(levels), self.encoder.blocks, self.config,
                                 epochs=self.warm_start_epochs, batch=batch,
