@@ -85,6 +85,13 @@ class GroupPrivacy:
         if self.rows_per_unit < 1:
             raise ValueError("rows_per_unit must be at least 1")
 
+    @classmethod
+    def of(cls, privacy_unit: Sequence[str], rows_per_unit: int, epsilon: float,
+           delta: float) -> GroupPrivacy:
+        """The target for a schema's unit rule: without a declared unit every row is its
+        own unit (nothing is capped), so k = 1 whatever ``rows_per_unit`` says."""
+        return cls(rows_per_unit if privacy_unit else 1, epsilon, delta)
+
     @property
     def row_epsilon(self) -> float:
         return self.epsilon / self.rows_per_unit

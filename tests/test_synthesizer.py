@@ -227,6 +227,9 @@ def test_group_privacy_targets_compose_back_to_the_unit_guarantee() -> None:
     assert five.unit_delta(five.row_epsilon) == pytest.approx(1e-6, rel=1e-12)
     with pytest.raises(ValueError, match="at least 1"):
         GroupPrivacy(0, 1.0, 1e-6)
+    # No declared unit: every row is its own unit and nothing is capped, so k = 1.
+    assert GroupPrivacy.of((), 5, 1.0, 1e-6).rows_per_unit == 1
+    assert GroupPrivacy.of(("person",), 5, 1.0, 1e-6).rows_per_unit == 5
 
 
 def test_non_private_mode(schema: DatasetSchema, data: pd.DataFrame, tmp_path: Path) -> None:

@@ -144,8 +144,8 @@ class DPClassifier(RecipeParams):
         y = torch.from_numpy(self._labels(rows).astype(np.int64))
         delta = default_delta() if self.delta is None else float(self.delta)
         # A unit's k rows are k rows to DP-SGD: train at the row-level target.
-        group = GroupPrivacy(self.schema.privacy.max_rows_per_unit,
-                             float(self.epsilon or 0.0), delta)  # no ε: fit_module refuses
+        group = GroupPrivacy.of(self.schema.privacy_unit, self.schema.privacy.max_rows_per_unit,
+                                float(self.epsilon or 0.0), delta)  # no ε: fit_module refuses
         schedule = Schedule.plan(public_rows or n, self.config)
         batch = schedule.expected_batch
         inputs, hidden, classes = x.shape[1], self.config.hidden, len(self.classes)

@@ -140,8 +140,8 @@ class DPVAESynthesizer(RecipeParams):
         k = self.schema.privacy.max_rows_per_unit
         capped = cap_rows_per_unit(df, self.schema, k, salt=salt_from_seed(seed))
         rule = unit_rule(list(self.schema.privacy_unit), k)
-        group = GroupPrivacy(k, self.epsilon,
-                             default_delta() if self.delta is None else float(self.delta))
+        group = GroupPrivacy.of(self.schema.privacy_unit, k, self.epsilon,
+                                default_delta() if self.delta is None else float(self.delta))
         x = self.encoder.transform(capped)
         prior = self._measure_marginals(capped, seed, group)
         result = train_vae(
