@@ -68,7 +68,13 @@ from pulsesynth.params import (
 )
 from pulsesynth.paths import Paths
 from pulsesynth.randomness import CALLER, SECRET, resolve_seed, salt_from_seed
-from pulsesynth.reports import AuditReport, PrivacyReport, ReleaseStats, UtilityReport
+from pulsesynth.reports import (
+    AuditReport,
+    PrivacyReport,
+    ReleaseStats,
+    UtilityReport,
+    group_privacy_block,
+)
 from pulsesynth.schema import DatasetSchema
 from pulsesynth.splits import (
     DEFAULT_FRACTIONS,
@@ -475,8 +481,7 @@ def privacy_report(run_dir: Path, synth: Any, *, sample_seed_source: str) -> Pri
         }
     else:
         report |= {"epsilon": None, "delta": None, "charge_id": None}
-    if meta.get("group_privacy"):  # a unit keeps k > 1 rows: the row-level target
-        report["group_privacy"] = meta["group_privacy"]
+    report |= group_privacy_block(meta)  # type: ignore[typeddict-item]  # a plain dict
     report["collapse_warning"] = bool(meta.get("training_report", {}).get("collapse_warning"))
     return report
 

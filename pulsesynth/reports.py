@@ -14,7 +14,17 @@ Privacy class of each field: see :mod:`pulsesynth.governance.publishable` (what 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, TypedDict
+
+
+def group_privacy_block(source: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"group_privacy": ...}`` copied from ``source`` where a privacy unit keeps k > 1
+    rows (:meth:`pulsesynth.dp.GroupPrivacy.report` writes it only then), else ``{}``: the
+    one rule for every card, report and model file that carries it (public: mechanism
+    parameters), so that reports for k = 1 stay byte for byte as they were."""
+    block = source.get("group_privacy")
+    return {"group_privacy": block} if block else {}
 
 
 class PrivacyReport(TypedDict, total=False):

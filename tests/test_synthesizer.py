@@ -209,6 +209,20 @@ def test_a_unit_of_k_rows_runs_every_mechanism_at_epsilon_over_k(data: pd.DataFr
     assert meta["noise_multiplier"] > one.metadata["noise_multiplier"]
     assert "epsilon / 2 (group privacy over 2 rows)" in meta["unit_rule"]
     assert two.privacy_report["group_privacy"] == rows
+    assert two.release_config()["privacy"]["group_privacy"] == rows
+    # k = 1: neither the report nor the released model.json gains the block.
+    assert "group_privacy" not in one.privacy_report
+    assert "group_privacy" not in one.release_config()["privacy"]
+
+
+def test_group_privacy_block_is_copied_only_where_a_unit_keeps_several_rows() -> None:
+    from pulsesynth.reports import group_privacy_block
+
+    block = {"rows_per_unit": 5, "row_epsilon": 0.2}
+    assert group_privacy_block({"epsilon": 1.0, "group_privacy": block}) == {
+        "group_privacy": block}
+    assert group_privacy_block({"epsilon": 1.0}) == {}
+    assert group_privacy_block({"group_privacy": None}) == {}
 
 
 def test_group_privacy_targets_compose_back_to_the_unit_guarantee() -> None:

@@ -31,6 +31,7 @@ from pulsesynth.dp import GroupPrivacy, ProgressFn, Schedule, fit_module, unit_r
 from pulsesynth.encoding import FeatureEncoder, category_codes
 from pulsesynth.errors import SchemaError
 from pulsesynth.params import RecipeParams
+from pulsesynth.reports import group_privacy_block
 from pulsesynth.schema import DatasetSchema
 from pulsesynth.splits import cap_rows_per_unit
 from pulsesynth.synth.train import TrainConfig, default_delta
@@ -238,11 +239,8 @@ class DPClassifier(RecipeParams):
                 "dataset_id", "schema_hash", "seed_source")
         if not self.metadata:
             return {"fitted": False, "private": self.private, "target_epsilon": self.epsilon}
-        # Only where a unit keeps k > 1 rows (cards for k = 1 stay as they were).
-        group = {"group_privacy": self.metadata["group_privacy"]} \
-            if "group_privacy" in self.metadata else {}
-        return {k: self.metadata.get(k) for k in keys} | group | {"fitted": True,
-                                                                  "kind": "classifier"}
+        return ({k: self.metadata.get(k) for k in keys} | group_privacy_block(self.metadata)
+                | {"fitted": True, "kind": "classifier"})
 
     def public_card(self) -> dict[str, Any]:
         """``model.json``: what is needed to rebuild and use the network, nothing learned

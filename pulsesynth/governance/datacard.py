@@ -36,6 +36,7 @@ from pulsesynth.governance.errors import CandidateError
 from pulsesynth.labels import CONFIDENTIAL, OPEN
 from pulsesynth.paths import Paths
 from pulsesynth.quality import quality_report, write_quality_plots
+from pulsesynth.reports import group_privacy_block
 
 LN2 = math.log(2)
 LABEL_TEXT = {OPEN: "Open — synthetic", CONFIDENTIAL: "Shared: Confidential — synthetic"}
@@ -186,7 +187,7 @@ def privacy_section(privacy: dict[str, Any]) -> dict[str, Any]:
         "randomness": privacy.get("randomness"),
         "budget": (privacy.get("budget") or {}).get("parts"),
         "rows_dp": privacy.get("rows_dp"),
-    } | ({"group_privacy": privacy["group_privacy"]} if privacy.get("group_privacy") else {})
+    } | group_privacy_block(privacy)
 
 
 def _eps_sentence(eps: float | None) -> str:

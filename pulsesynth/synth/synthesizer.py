@@ -31,6 +31,7 @@ from pulsesynth.dp import GroupPrivacy, unit_rule
 from pulsesynth.encoding import TableEncoder
 from pulsesynth.errors import SchemaError
 from pulsesynth.params import RecipeParams
+from pulsesynth.reports import group_privacy_block
 from pulsesynth.schema import DatasetSchema
 from pulsesynth.splits import cap_rows_per_unit
 from pulsesynth.synth import marginals as dp_marginals
@@ -38,7 +39,6 @@ from pulsesynth.synth.marginals import MarginalPlan, NoisyMarginals
 from pulsesynth.synth.model import NegativeELBO, TabularVAE
 from pulsesynth.synth.train import (
     ProgressFn,
-    Schedule,
     TrainConfig,
     gaussian_noise_for,
     train_vae,
@@ -186,9 +186,8 @@ class DPVAESynthesizer(RecipeParams):
         rng = np.random.default_rng([seed, 0x5741524D])  # "WARM": its own stream
         pool = min(WARM_START_ROWS * rows, WARM_START_MAX_ROWS)
         levels = dp_marginals.independent_draws(self.marginals, pool, rng)
-        batch = Schedule.plan(rows, self.config).expected_batch
         return warm_start_state(self.encoder.one_hot(levels), self.encoder.blocks, self.config,
-                                epochs=self.warm_start_epochs, batch=batch,
+                                epochs=self.warm_start_epochs, public_rows=rows,
                                 seed=seed ^ 0x5741524D)
 
     def _metadata(
@@ -325,9 +324,7 @@ class DPVAESynthesizer(RecipeParams):
                 "batch_size", "epochs", "train_rows", "privacy_unit", "max_rows_per_unit",
                 "unit_rule", "dataset_id", "schema_hash", "seed_source", "public_rows",
                 "size_rule", "marginal_share", "prior_mechanisms")
-        out = {k: m.get(k) for k in keys}
-        if "group_privacy" in m:  # only where a unit keeps k > 1 rows
-            out["group_privacy"] = m["group_privacy"]
+        out = {k: m.get(k) for k in keys} | group_privacy_block(m)
         out["fitted"] = True
         out["collapse_warning"] = m["training_report"]["collapse_warning"]
         return out
@@ -384,9 +381,7 @@ class DPVAESynthesizer(RecipeParams):
         """The public ``model.json``: what rebuilds the network, nothing learned from rows."""
         model = self._require_model()
         meta = self.metadata
-        privacy = {k: meta.get(k) for k in RELEASE_PRIVACY_KEYS}
-        if "group_privacy" in meta:  # only where a unit keeps k > 1 rows
-            privacy["group_privacy"] = meta["group_privacy"]
+        privacy = {k: meta.get(k) for k in RELEASE_PRIVACY_KEYS} | group_privacy_block(meta)
         return {
             "format_version": RELEASE_FORMAT_VERSION,
             "kind": "model",

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -154,10 +154,13 @@ def train_vae(
 
 
 def warm_start_state(x: np.ndarray, blocks: Sequence[tuple[str, int, int]],
-                     config: TrainConfig, *, epochs: int, batch: int,
+                     config: TrainConfig, *, epochs: int, public_rows: int,
                      seed: int) -> dict[str, torch.Tensor]:
-    """Initial weights for DP-SGD: the VAE trained *without* noise on ``x``, rows drawn
-    from the DP marginals alone (:func:`pulsesynth.synth.marginals.independent_draws`).
+    """Initial weights for DP-SGD: the VAE trained *without* noise for ``epochs`` on
+    ``x``, rows drawn from the DP marginals alone
+    (:func:`pulsesynth.synth.marginals.independent_draws`), in minibatches of the DP-SGD
+    schedule's expected batch for ``public_rows`` (the engine's plain path,
+    :func:`~pulsesynth.dp.fit_module` with ``private=False``).
 
     Those rows are post-processing of a DP output, so this costs no privacy, and DP-SGD
     (composed after the marginals in one accountant, as before) starts from a model that
@@ -165,24 +168,11 @@ def warm_start_state(x: np.ndarray, blocks: Sequence[tuple[str, int, int]],
     go to the columns' joint structure, which the marginals do not hold. Measured on the
     suite (README): the noise on DP-SGD, not the VAE, limits diamonds and flchain.
     """
-    from pulsesynth.threads import seeded_torch
-
-    d = x.shape[1]
-    data = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-    with seeded_torch(seed):
-        model = TabularVAE(d, config.hidden, config.latent_dim)
-        criterion = NegativeELBO(blocks, d, config.latent_dim, config.kl_weight)
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-        order_gen = torch.Generator().manual_seed(seed)
-        model.train()
-        for _ in range(epochs):
-            order = torch.randperm(len(data), generator=order_gen)
-            for start in range(0, len(data), max(1, batch)):
-                xb = data[order[start:start + batch]]
-                optimizer.zero_grad(set_to_none=True)
-                criterion(model(xb), xb).backward()
-                optimizer.step()
-    return {name: t.detach().clone() for name, t in model.state_dict().items()}
+    log.info("warm start: %d noise-free epochs on %d rows drawn from the DP marginals",
+             epochs, len(x))
+    fit = train_vae(x, blocks, replace(config, epochs=epochs), private=False, seed=seed,
+                    public_rows=public_rows)
+    return {name: t.detach().clone() for name, t in fit.model.state_dict().items()}
 
 
 def _report(history: list[dict[str, Any]], elapsed: float) -> dict[str, Any]:
