@@ -341,6 +341,23 @@ def test_collapse_flag_on_flat_loss() -> None:
     assert _report(falling, 1.0)["collapse_warning"] is False
 
 
+def test_a_warm_started_fit_is_flagged_only_when_its_loss_rises() -> None:
+    """A warm start begins near the marginals' fit: a loss that barely falls is healthy
+    there, a rising one is not."""
+    from pulsesynth.synth.train import _report
+
+    def history(*losses: float) -> list[dict]:
+        return [{"epoch": i, "epochs": len(losses), "loss": v, "epsilon": None}
+                for i, v in enumerate(losses, 1)]
+
+    assert _report(history(5.0, 4.95, 4.99), 1.0, warm=True)["collapse_warning"] is False
+    assert _report(history(5.0, 4.95, 4.99), 1.0)["collapse_warning"] is True
+    rose = _report(history(5.0, 5.05, 5.2), 1.0, warm=True)
+    assert rose["collapse_warning"] is True
+    assert rose["collapse_reasons"] == [
+        "loss rose by more than 2% from the first to the last epoch after the warm start"]
+
+
 def test_same_seed_same_model_while_other_threads_train_and_load(
     schema: DatasetSchema, data: pd.DataFrame, tmp_path: Path
 ) -> None:
