@@ -481,7 +481,7 @@ def privacy_report(run_dir: Path, synth: Any, *, sample_seed_source: str) -> Pri
         }
     else:
         report |= {"epsilon": None, "delta": None, "charge_id": None}
-    report |= group_privacy_block(meta)  # type: ignore[typeddict-item]  # a plain dict
+    report |= group_privacy_block(meta)
     report["collapse_warning"] = bool(meta.get("training_report", {}).get("collapse_warning"))
     return report
 

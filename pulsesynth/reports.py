@@ -18,13 +18,19 @@ from collections.abc import Mapping
 from typing import Any, TypedDict
 
 
-def group_privacy_block(source: Mapping[str, Any]) -> dict[str, Any]:
+class GroupPrivacyBlock(TypedDict, total=False):
+    """What :func:`group_privacy_block` returns: the block, or nothing."""
+
+    group_privacy: dict[str, Any] | None
+
+
+def group_privacy_block(source: Mapping[str, Any]) -> GroupPrivacyBlock:
     """``{"group_privacy": ...}`` copied from ``source`` where a privacy unit keeps k > 1
     rows (:meth:`pulsesynth.dp.GroupPrivacy.report` writes it only then), else ``{}``: the
     one rule for every card, report and model file that carries it (public: mechanism
     parameters), so that reports for k = 1 stay byte for byte as they were."""
     block = source.get("group_privacy")
-    return {"group_privacy": block} if block else {}
+    return GroupPrivacyBlock(group_privacy=block) if block else GroupPrivacyBlock()
 
 
 class PrivacyReport(TypedDict, total=False):
