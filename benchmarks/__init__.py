@@ -8,6 +8,8 @@ distorted by thread oversubscription when something else is running.
 from __future__ import annotations
 
 import os
+import signal
+import sys
 
 
 def single_thread() -> int:
@@ -19,3 +21,16 @@ def single_thread() -> int:
         os.environ[var] = str(threads)
     torch.set_num_threads(threads)
     return threads
+
+
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM into ``SystemExit(143)`` so ``with`` blocks and ``finally`` clauses run.
+
+    SIGTERM's default action ends the process at once: a benchmark stopped by ``kill`` or
+    a timeout would leave what its context managers started behind (the orchestration
+    benchmark's Prefect test server kept running, its parent gone).
+    """
+    def _exit(signum: int, _frame: object) -> None:
+        sys.exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _exit)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import flows  # noqa: F401  (before prefect)
+from benchmarks import exit_on_sigterm
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "benchmarks" / "results" / "orchestration.json"
@@ -62,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
+    # Stopped by kill or a timeout, the harness below still shuts its server down.
+    exit_on_sigterm()
 
     import prefect.settings
     from prefect.testing.utilities import prefect_test_harness
