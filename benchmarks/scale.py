@@ -24,10 +24,11 @@ read; on a shared machine the CPU seconds are the figure to compare). Stages:
   regression, random forest, histogram gradient boosting; the forest, 100 trees on one
   thread, is left out above ``--forest-max-rows``, 100k);
 - ``audit``: the distance report (Gower nearest-record search, DCR share, exact matches).
-  It compares every training row with every synthetic row, so its work is N·N; above
-  ``--distance-max-rows`` (10k) it times the nearest-record search of a slice of queries
-  against the full reference and projects the full report from the measured seconds per
-  pair (``projected``: true) — the exact-match work is always run in full;
+  Each nearest-record search takes at most ``MAX_QUERY_ROWS`` (20,000) query rows against
+  its full reference, so the work is linear in N; above ``--distance-max-rows`` (100k) it
+  times the search of a slice of queries against the full reference and projects the
+  full report from the measured seconds per pair (``projected``: true) — the exact-match
+  work is always run in full;
 - ``audit_full``: the whole attack audit (:func:`audit_release`: shadow models, every
   attack, distances) only up to ``--full-audit-max-rows`` (10k by default).
 
@@ -226,9 +227,12 @@ def _stage_audit(work: Path, args: argparse.Namespace) -> dict[str, Any]:
 
 def _distance_pairs(n: int, h: int, s: int) -> int:
     """(query, reference) pairs :func:`distance_report` compares: train→synthetic,
-    half→half of train, synthetic→train sample and synthetic→holdout sample."""
+    half→half of train, synthetic→train sample and synthetic→holdout sample, each search
+    with at most ``MAX_QUERY_ROWS`` query rows (the report's cap)."""
+    from pulsesynth.audit.distances import MAX_QUERY_ROWS as q
+
     size = min(n, h)
-    return n * s + (n // 2) ** 2 + 2 * s * size
+    return min(n, q) * s + min(n // 2, q) * (n // 2) + 2 * min(s, q) * size
 
 
 def _stage_audit_full(work: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -417,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"training epochs (default {default_epochs}; fewer: projected)")
     parser.add_argument("--stages", type=lambda s: [x for x in s.split(",") if x],
                         default=list(DEFAULT_STAGES), help=f"subset of {','.join(STAGES)}")
-    parser.add_argument("--distance-max-rows", type=int, default=10_000,
+    parser.add_argument("--distance-max-rows", type=int, default=100_000,
                         help="above this the distance report is projected from a probe")
     parser.add_argument("--forest-max-rows", type=int, default=100_000,
                         help="above this, evaluate leaves the random forest out")

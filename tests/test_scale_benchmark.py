@@ -63,3 +63,10 @@ def test_tiny_scale_run_writes_each_stage_with_its_own_peak_rss(
     assert rows["audit"]["distance_pairs"] == 1000 * 1000 + 500 * 500 + 2 * 1000 * 250
     assert [p["rows"] for p in result["planned_accounting"]] == [1000]
     assert (tmp_path / "scale.png").stat().st_size > 10_000
+
+
+def test_distance_pairs_follow_the_reports_query_cap() -> None:
+    """Below the cap every row is a query (1.75·N² pairs at 10k); at 1M each of the four
+    searches takes 20,000 queries, so the work is linear: 4·10¹⁰ pairs, not 1.75·10¹²."""
+    assert scale._distance_pairs(10_000, 2_500, 10_000) == 175_000_000
+    assert scale._distance_pairs(1_000_000, 250_000, 1_000_000) == 40_000_000_000
