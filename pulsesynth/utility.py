@@ -274,7 +274,13 @@ def pmse(
     indistinguishable at this model's power). Values: 0 best, c^2-ish worst (up to 0.25).
     """
     enc = FeatureEncoder.from_schema(schema)
-    x = np.vstack([enc.transform(real, "real"), enc.transform(synthetic, "synthetic")])
+    # Filled in place (not np.vstack of the two parts): one part at a time beside the
+    # result, instead of both parts and the result at once.
+    real_x = enc.transform(real, "real")
+    x = np.empty((len(real) + len(synthetic), real_x.shape[1]), dtype=real_x.dtype)
+    x[:len(real)] = real_x
+    del real_x
+    x[len(real):] = enc.transform(synthetic, "synthetic")
     z = np.r_[np.zeros(len(real), dtype=int), np.ones(len(synthetic), dtype=int)]
     n = len(z)
     if len(real) == 0 or len(synthetic) == 0:
@@ -430,31 +436,49 @@ def evaluate_utility(
     }
     target = schema.target_column
     if target is not None:
-        n_classes = len(target.categories)
-        enc = FeatureEncoder.from_schema(schema, exclude=schema.not_predictors)
-        train = _task(train_real, enc, target, "real train")
-        holdout = _task(holdout_real, enc, target, "real holdout")
-        syn = _task(synthetic, enc, target, "synthetic")
-        if len(holdout.y) == 0:
-            raise ValueError(f"real holdout has no rows with a declared {target.name!r} value")
-        syn_train, syn_test = _split(syn, seed)
-
-        result["classes"] = list(target.categories)
-        if len(train.y):
-            majority = int(np.argmax(np.bincount(train.y, minlength=n_classes)))
-            result["majority_accuracy"] = float(np.mean(holdout.y == majority))
-        trtr = result["trtr"] = _run_suite(train, holdout, classifiers, seed, n_classes)
-        tstr = result["tstr"] = _run_suite(syn, holdout, classifiers, seed, n_classes)
-        result["tsts"] = _run_suite(syn_train, syn_test, classifiers, seed, n_classes)
-        result["sra"] = synthetic_ranking_agreement(
-            {k: v["accuracy"] for k, v in trtr.items()},
-            {k: v["accuracy"] for k, v in tstr.items()},
-        )
+        result.update(_classification_scores(schema, target, train_real, holdout_real,
+                                             synthetic, classifiers, seed))
     scores = pmse(schema, train_real, synthetic, seed)
     result["pmse"], result["pmse_ratio"] = scores["pmse"], scores["pmse_ratio"]
     result["column_shapes"] = column_shapes(schema, train_real, synthetic)
     result["pair_trends"] = pair_trends(schema, train_real, synthetic)
     return result
+
+
+def _classification_scores(
+    schema: DatasetSchema, target: CategoricalColumn, train_real: pd.DataFrame,
+    holdout_real: pd.DataFrame, synthetic: pd.DataFrame, classifiers: Sequence[str],
+    seed: int,
+) -> UtilityReport:
+    """TRTR, TSTR, TSTS and SRA of :func:`evaluate_utility`.
+
+    Each dense design matrix lives only as long as the scores that need it (at 1M rows
+    one is about 1 GB): the real training rows' until TRTR, the synthetic rows' until
+    their TSTS split, which replaces them. Same scores as holding them all at once.
+    """
+    n_classes = len(target.categories)
+    enc = FeatureEncoder.from_schema(schema, exclude=schema.not_predictors)
+    train = _task(train_real, enc, target, "real train")
+    holdout = _task(holdout_real, enc, target, "real holdout")
+    syn = _task(synthetic, enc, target, "synthetic")  # all three checked before any fit
+    if len(holdout.y) == 0:
+        raise ValueError(f"real holdout has no rows with a declared {target.name!r} value")
+    out: UtilityReport = {"classes": list(target.categories)}
+    if len(train.y):
+        majority = int(np.argmax(np.bincount(train.y, minlength=n_classes)))
+        out["majority_accuracy"] = float(np.mean(holdout.y == majority))
+    trtr = out["trtr"] = _run_suite(train, holdout, classifiers, seed, n_classes)
+    del train
+    tstr = out["tstr"] = _run_suite(syn, holdout, classifiers, seed, n_classes)
+    del holdout
+    syn_train, syn_test = _split(syn, seed)
+    del syn
+    out["tsts"] = _run_suite(syn_train, syn_test, classifiers, seed, n_classes)
+    out["sra"] = synthetic_ranking_agreement(
+        {k: v["accuracy"] for k, v in trtr.items()},
+        {k: v["accuracy"] for k, v in tstr.items()},
+    )
+    return out
 
 
 def _split(task: _Task, seed: int) -> tuple[_Task, _Task]:

@@ -153,6 +153,38 @@ def test_copy_of_real_train_has_near_zero_pmse(copy_result: dict[str, Any]) -> N
     assert copy_result["pmse_ratio"] < 1.0
 
 
+def test_pmse_and_tsts_equal_the_plain_computation_on_stacked_and_split_rows(
+        binary_data: tuple[pd.DataFrame, pd.DataFrame],
+        noise_result: dict[str, Any]) -> None:
+    # evaluate_utility fills pMSE's matrix in place and frees each design matrix early (its
+    # memory at 1M rows); the figures must be those of the plain vstack / split version
+    # (to the last bits BLAS may round differently with another memory alignment).
+    from sklearn.linear_model import LogisticRegression
+
+    from pulsesynth.utility import TSTS_TEST_FRACTION, _run_suite, _Task, _task
+
+    train, holdout = binary_data
+    synthetic = uniform_noise(BINARY, N_TRAIN, 9)
+    enc = FeatureEncoder.from_schema(BINARY)
+    x = np.vstack([enc.transform(train, "real"), enc.transform(synthetic, "synthetic")])
+    z = np.r_[np.zeros(len(train), dtype=int), np.ones(len(synthetic), dtype=int)]
+    p = LogisticRegression(max_iter=1000, random_state=3).fit(x, z).predict_proba(x)[:, 1]
+    assert noise_result["pmse"] == pytest.approx(
+        float(np.mean((p - len(synthetic) / len(z)) ** 2)), rel=1e-9)
+
+    features = FeatureEncoder.from_schema(BINARY, exclude=BINARY.not_predictors)
+    syn = _task(synthetic, features, BINARY.target_column, "synthetic")
+    order = np.random.default_rng(3).permutation(len(syn.y))
+    n_test = int(round(len(order) * TSTS_TEST_FRACTION))
+    test_rows, train_rows = order[:n_test], order[n_test:]
+    expected = _run_suite(_Task(syn.x[train_rows], syn.y[train_rows]),
+                          _Task(syn.x[test_rows], syn.y[test_rows]),
+                          noise_result["classifiers"], 3, 2)
+    assert noise_result["tsts"].keys() == expected.keys()
+    for name, scores in expected.items():
+        assert noise_result["tsts"][name] == pytest.approx(scores, rel=1e-9)
+
+
 def test_sra_is_one_when_synthetic_is_the_real_data(copy_result: dict[str, Any]) -> None:
     assert copy_result["sra"] == 1.0
 
