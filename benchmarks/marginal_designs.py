@@ -103,7 +103,8 @@ def shrink_interactions(plan: dp_marginals.MarginalPlan, noisy: list[np.ndarray]
     factor did; but one ``τ²`` a table misfits a concentrated association (patient_tests'
     ``ct_result``: nearly all signal in a few cells of the rare class, whose small ``E``
     earns a small factor), and in the product it cost patient_tests 0.09 AUC: it is a
-    measured dead end, kept here with its numbers (README, "Where the goal is not met").
+    measured dead end, kept here with its numbers (docs/utility-experiments.md, "Where
+    the goal is not met").
 
     Returns shrunk counts (same shapes; not yet consistent or non-negative); tables of
     other plans (no target) unchanged.

@@ -29,12 +29,12 @@ training share); each (table, seed) is scored over ``--reps`` independent noise 
 every design of a rep on the same draws where they coincide. Writes
 ``benchmarks/results/marginal_selection.json`` (a rerun replaces its own rows).
 
-Measured (2026-12-02, README "Where the goal is not met"): german_health gains (its VAE
-misses how ``edlevel`` goes with ``educ``, ``kids`` with ``age``), census_income loses
-about 0.008 with either design — with the *exact* counts of the chosen tables it still
-scores 0.902 against 0.904 without them — and in the product (the full utility suite,
-triples) 10 of 15 tables fell, patient_tests once to accuracy 0.16 before the target
-tables were raked last. Not in the product.
+Measured (2026-12-02; docs/utility-experiments.md, "Where the goal is not met"):
+german_health gains (its VAE misses how ``edlevel`` goes with ``educ``, ``kids`` with
+``age``), census_income loses about 0.008 with either design — with the *exact* counts
+of the chosen tables it still scores 0.902 against 0.904 without them — and in the
+product (the full utility suite, triples) 10 of 15 tables fell, patient_tests once to
+accuracy 0.16 before the target tables were raked last. Not in the product.
 """
 
 from __future__ import annotations
