@@ -63,6 +63,13 @@ def test_the_summary_fits_100_columns_with_ids_run_dirs_and_the_whole_reason() -
                                 "fit"]
 
 
+def test_dp_report_rates_keep_three_decimals_near_one_and_zero() -> None:
+    row = dict(SUMMARY[0], attack_advantage_dp=0.0, tstr_accuracy_dp=0.99962,
+               majority_accuracy_dp=0.92)
+    flat = " ".join(format_table([row]).split())
+    assert "DP report: attack advantage 0.000, TSTR accuracy 1.000 (majority 0.920)" in flat
+
+
 def test_the_flow_message_counts_succeeded_blocked_and_failed() -> None:
     assert count_line(SUMMARY) == ("4 dataset(s): 1 succeeded, 1 blocked, 1 skipped, "
                                    "1 failed")
