@@ -34,3 +34,43 @@ def exit_on_sigterm() -> None:
         sys.exit(128 + signum)
 
     signal.signal(signal.SIGTERM, _exit)
+
+
+#: The line a child process prints last to report its own peak RSS (see own_peak_rss_mb).
+PEAK_RSS_PREFIX = "peak_rss_mb="
+
+
+def own_peak_rss_mb() -> float:
+    """This process's peak resident set size in MiB: the high-water mark of its own
+    address space (``VmHWM``).
+
+    Not ``ru_maxrss``: Linux carries a process's maximum RSS across ``exec``, and Python
+    starts a child with vfork (or fork) + exec, so a child's ``ru_maxrss`` (``os.wait4``,
+    ``RUSAGE_CHILDREN``) is at least its *parent's* peak. A benchmark parent that built a
+    1M-row frame then reports that frame's memory for every child. ``VmHWM`` belongs to the
+    address space that ``exec`` created, so a child reading it reports itself alone.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    import resource  # not Linux: the best figure there is (KiB on Linux, bytes on macOS)
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024 / (1024 if sys.platform == "darwin" else 1)
+
+
+def peak_rss_line() -> str:
+    """The last line a child prints so that its parent can read its own peak RSS."""
+    return f"{PEAK_RSS_PREFIX}{own_peak_rss_mb():.1f}"
+
+
+def reported_peak_rss_mb(stdout: str) -> float:
+    """The peak RSS a child reported with :func:`peak_rss_line` (its last such line)."""
+    lines = [line for line in stdout.splitlines() if line.startswith(PEAK_RSS_PREFIX)]
+    if not lines:
+        raise RuntimeError("the child did not report its peak RSS")
+    return float(lines[-1][len(PEAK_RSS_PREFIX):])

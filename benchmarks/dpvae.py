@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
+import os
 import statistics
 import subprocess
 import sys
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks import single_thread
+from benchmarks import reported_peak_rss_mb, single_thread
 from pulsesynth.paths import Paths
 from pulsesynth.randomness import salt_from_seed
 from pulsesynth.splits import split_by_unit
@@ -101,10 +101,16 @@ def peak_rss_mb() -> float:
         "from pulsesynth.warehouse import Warehouse; from pulsesynth.synth import "
         "DPVAESynthesizer; s = Warehouse().pull('census_income'); "
         "t = s.frame[s.frame.uci_split == 'train']; "
-        "DPVAESynthesizer(s.schema, epsilon=1.0).fit(t).sample(len(t))"
+        "DPVAESynthesizer(s.schema, epsilon=1.0).fit(t).sample(len(t))\n"
+        "from benchmarks import peak_rss_line\nprint(peak_rss_line())"
     )
-    subprocess.run([sys.executable, "-c", code], check=True)
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    # The child reports its own peak: its ru_maxrss would start at this process's peak.
+    repo = str(Path(__file__).resolve().parent.parent)  # this `benchmarks`, not opacus'
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (repo, os.environ.get("PYTHONPATH")) if p)}
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                         text=True, env=env).stdout
+    return reported_peak_rss_mb(out)
 
 
 def utility_rows(dataset: str, epsilons, seeds, log) -> list[dict]:

@@ -12,10 +12,11 @@ N+1..N+N/4 for the holdout), so each row is its own privacy unit and the unit ca
 (1 row per unit) keeps all N rows.
 
 Each stage runs in its own child process (``--child STAGE``) on Parquet files the parent
-wrote, so its peak RSS is its own: the parent reads the child's ``ru_maxrss`` from
-``os.wait4`` (the same figure ``getrusage(RUSAGE_CHILDREN)`` gives for one child), and the
-child reports the wall and CPU seconds of the stage's work alone (its inputs already
-read; on a shared machine the CPU seconds are the figure to compare). Stages:
+wrote, so its peak RSS is its own: the child reports its ``VmHWM``
+(:func:`benchmarks.own_peak_rss_mb`; not ``ru_maxrss``, which Linux carries over from the
+parent that started it, so every child would report at least the parent's peak), with
+the wall and CPU seconds of the stage's work alone (its inputs already read; on a shared
+machine the CPU seconds are the figure to compare). Stages:
 
 - ``validate``: Great Expectations over the training frame (:func:`validation.validate`);
 - ``train``: the DP-VAE at the recipe defaults, ε = 1, schedule planned from N;
@@ -54,7 +55,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmarks import single_thread
+from benchmarks import own_peak_rss_mb, reported_peak_rss_mb, single_thread
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DATASET = "census_income"
@@ -263,6 +264,7 @@ def run_child(stage: str, work: Path, args: argparse.Namespace) -> int:
     single_thread()
     with compute_threads():  # as the pipeline runs its steps (PULSESYNTH_THREADS)
         result = CHILDREN[stage](work, args)
+    result["peak_rss_mb"] = round(own_peak_rss_mb(), 1)  # this child alone
     print(json.dumps(result, default=float), flush=True)
     return 0
 
@@ -275,7 +277,9 @@ def run_stage(stage: str, work: Path, args: argparse.Namespace, log) -> dict[str
     t0 = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out:
         proc = subprocess.Popen(cmd, stdout=out, env=_child_env())
-        # wait4 gives this child's own rusage (RUSAGE_CHILDREN is a max over all children).
+        # wait4: this child's own CPU time (RUSAGE_CHILDREN sums every child). Its
+        # ru_maxrss is not its own (it starts at this parent's peak): the child reports
+        # its peak RSS itself (benchmarks.own_peak_rss_mb).
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
@@ -285,7 +289,6 @@ def run_stage(stage: str, work: Path, args: argparse.Namespace, log) -> dict[str
     result = json.loads(lines[-1])
     result["process_seconds"] = round(time.perf_counter() - t0, 2)
     result["process_cpu_seconds"] = round(usage.ru_utime + usage.ru_stime, 2)
-    result["peak_rss_mb"] = round(usage.ru_maxrss / 1024, 1)  # KiB on Linux
     return result
 
 
@@ -306,10 +309,11 @@ def baseline_rss_mb() -> float:
     """Peak RSS of a child that only imports what the stages import (the floor under every
     stage's figure)."""
     code = ("import pulsesynth.synth, pulsesynth.utility, pulsesynth.validation, "
-            "pulsesynth.audit.report, pandas, torch")
-    proc = subprocess.Popen([sys.executable, "-c", code], env=_child_env())
-    _, _, usage = os.wait4(proc.pid, 0)
-    return round(usage.ru_maxrss / 1024, 1)
+            "pulsesynth.audit.report, pandas, torch\n"
+            "from benchmarks import peak_rss_line\nprint(peak_rss_line())")
+    out = subprocess.run([sys.executable, "-c", code], env=_child_env(), check=True,
+                         capture_output=True, text=True).stdout
+    return round(reported_peak_rss_mb(out), 1)
 
 
 # --- accounting without training --------------------------------------------------------------
@@ -503,8 +507,9 @@ METHOD = (
     "rows from adult.test rows; every drawn row gets a fresh unique record_id (its own "
     "privacy unit: 1..N train, N+1..N+N/4 holdout). Each stage runs in its own child "
     "process; seconds = the stage's work in that process (inputs already read from "
-    "Parquet), peak_rss_mb = the child's ru_maxrss from os.wait4 (includes the "
-    "imports: see baseline_rss_mb). validate = GX on the training frame; train = "
+    "Parquet), peak_rss_mb = the child's own VmHWM, MiB (includes the imports: see "
+    "baseline_rss_mb; not its ru_maxrss, which starts at the parent's peak). "
+    "validate = GX on the training frame; train = "
     "DPVAESynthesizer at the recipe defaults, epsilon 1, schedule planned from N "
     "(projected rows: fewer epochs, seconds_per_epoch x default epochs + fixed cost); "
     "sample = N rows; evaluate = evaluate_utility (logreg, random forest, hist GB; the forest "
