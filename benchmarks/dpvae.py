@@ -194,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-non-dp", action="store_true")
     parser.add_argument("--skip-speed", action="store_true",
                         help="keep the overhead and RSS figures already in the results file")
+    parser.add_argument("--memory-only", action="store_true",
+                        help="re-measure the peak RSS alone; keep the overhead figures")
     parser.add_argument("--quick", action="store_true", help="ε=1 only, one seed")
     args = parser.parse_args(argv)
     single_thread()
@@ -203,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     previous = json.loads(out.read_text()) if out.exists() else {}
     if args.skip_speed and "overhead" in previous:
         overhead, rss = previous["overhead"], previous["peak_rss_mb"]
+    elif args.memory_only and "overhead" in previous:
+        log("measuring peak RSS of a census_income training run...")
+        overhead, rss = previous["overhead"], peak_rss_mb()
     else:
         log("measuring DP overhead (interleaved)...")
         overhead = dp_overhead()
