@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from attack_checks import at_chance
 
 from pulsesynth.audit.attacks import calibrated
 from pulsesynth.audit.attacks.base import (
@@ -333,18 +334,6 @@ def test_fresh_draws_of_a_memorising_model_weaken_only_the_plain_calibration(
     assert plain.auc < real_plain.auc, (plain, real_plain)
     assert fresh.auc_ci_low > 0.5 and fresh.auc > plain.auc + 0.1, (fresh, plain)
     assert fresh.auc > real_plain.auc, (fresh, real_plain)
-
-
-def at_chance(result, z: float = 3.29) -> bool:
-    """The AUC within ``z`` standard errors of 0.5 (3.29: two-sided 99.9%).
-
-    A check that runs several attacks on fixed seeds must not fail one configuration in
-    twenty by chance, as a 95% interval would: measured 2026-12-03, the blinded check's
-    independent model gave AUC 0.537 (0.502-0.573) with seed 1 and 0.511, 0.493, 0.501
-    with seeds 2-4. A leak is far outside: the memorising model scores 0.76-0.89.
-    """
-    se = (result.auc_ci_high - result.auc_ci_low) / (2 * 1.96)
-    return abs(result.auc - 0.5) <= z * se
 
 
 @pytest.mark.slow
