@@ -40,6 +40,7 @@ from pulsesynth.errors import PulseSynthError
 from pulsesynth.governance.errors import BudgetExceeded
 from pulsesynth.labels import RELEASE_LABELS
 from pulsesynth.paths import Paths
+from pulsesynth.reports import three_decimals
 from pulsesynth.settings import Settings
 from tasks import synthesis as t
 
@@ -318,11 +319,6 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _share(value: Any) -> str:
-    """A rate in [0, 1] with three decimals, so that 0.9996 reads 1.000, not 1."""
-    return "—" if value is None else f"{float(value):.3f}"
-
-
 #: The Prefect table artifact's columns: few and short, so it reads without scrolling (the
 #: Markdown report has the rest).
 TABLE_COLUMNS = ("dataset", "status", "label", "epsilon_spent", "rows", "fit_for_purpose",
@@ -378,9 +374,9 @@ def _details(row: dict[str, Any]) -> list[str]:
     """The lines under a dataset's summary row: DP report, candidate and run, reason."""
     out = []
     if row.get("attack_advantage_dp") is not None or row.get("tstr_accuracy_dp") is not None:
-        out.append(f"DP report: attack advantage {_share(row.get('attack_advantage_dp'))}, "
-                   f"TSTR accuracy {_share(row.get('tstr_accuracy_dp'))} (majority "
-                   f"{_share(row.get('majority_accuracy_dp'))})")
+        out.append(f"DP report: attack advantage {three_decimals(row.get('attack_advantage_dp'))}, "
+                   f"TSTR accuracy {three_decimals(row.get('tstr_accuracy_dp'))} (majority "
+                   f"{three_decimals(row.get('majority_accuracy_dp'))})")
     where = []
     if row.get("candidate_id"):
         where.append(f"candidate {_short_id(row['candidate_id'])}")

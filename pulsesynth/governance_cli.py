@@ -17,6 +17,7 @@ from pulsesynth import cli_types as types
 from pulsesynth.command import cli_command
 from pulsesynth.paths import Paths
 from pulsesynth.release_kinds import KINDS, TABLE
+from pulsesynth.reports import three_decimals
 
 
 def add_governance_commands(sub: Any) -> None:
@@ -287,10 +288,6 @@ def _say(key: str, text: str, *, item: bool = False) -> None:
                         break_long_words=False, break_on_hyphens=False))
 
 
-def _num(value: Any) -> str:
-    return f"{value:.3f}" if isinstance(value, (int, float)) else "—"
-
-
 def _print_candidate_reports(candidate_dir: Any, kind: str) -> None:
     """The steward's view: the DP figures that were published, the audit verdict, the
     utility summary, the fit-for-purpose verdict, and where the exact (private) audit
@@ -306,22 +303,23 @@ def _print_candidate_reports(candidate_dir: Any, kind: str) -> None:
     if v:
         low, high = (v.get("auc_ci_corrected") or [None, None])[:2]
         _say("audit", f"strongest attack {v.get('attack')} on {v.get('targets')} targets: "
-             f"AUC {_num(v.get('auc'))} ({_num(low)}–{_num(high)}, corrected), "
+             f"AUC {three_decimals(v.get('auc'))} "
+             f"({three_decimals(low)}–{three_decimals(high)}, corrected), "
              + ("DETECTS membership" if v.get("detected") else "no membership signal"))
     u = reports["utility"]
     if u:
         if u.get("accuracy"):
             what = f"predicting {u['target']}: " if u.get("target") else ""
-            _say("utility", f"{what}majority baseline {_num(u.get('majority_accuracy'))}")
+            _say("utility", f"{what}majority baseline {three_decimals(u.get('majority_accuracy'))}")
             for clf, acc in u["accuracy"].items():
-                print(f"  {clf:14s} trained on synthetic (TSTR) {_num(acc['tstr'])}, "
-                      f"on real (TRTR) {_num(acc['trtr'])}")
+                print(f"  {clf:14s} trained on synthetic (TSTR) {three_decimals(acc['tstr'])}, "
+                      f"on real (TRTR) {three_decimals(acc['trtr'])}")
         elif "test_accuracy" in u:
-            print(f"{'utility':14s} test accuracy {_num(u.get('test_accuracy'))} "
-                  f"(majority baseline {_num(u.get('majority_accuracy'))})")
+            print(f"{'utility':14s} test accuracy {three_decimals(u.get('test_accuracy'))} "
+                  f"(majority baseline {three_decimals(u.get('majority_accuracy'))})")
         if "column_shapes" in u or "pair_trends" in u:
-            print(f"  column shapes {_num(u.get('column_shapes'))}, pair trends "
-                  f"{_num(u.get('pair_trends'))} (1 = same as the real table)")
+            print(f"  column shapes {three_decimals(u.get('column_shapes'))}, pair trends "
+                  f"{three_decimals(u.get('pair_trends'))} (1 = same as the real table)")
     try:
         stats = candidate.read_release_stats()
         declared = read_yaml(candidate.schema_yaml, "schema file")

@@ -126,3 +126,10 @@ class ReleaseStats(TypedDict, total=False):
     dataset_id: str
     classifier: str | None
     charge_id: int | None
+
+
+def three_decimals(value: Any) -> str:
+    """A report's figure for reading: three decimals (0.9996 reads 1.000, not 1), or "—"
+    where there is none. The one format of the steward's ``releases show`` and the nightly
+    run summary."""
+    return f"{value:.3f}" if isinstance(value, (int, float)) else "—"
