@@ -23,6 +23,16 @@ def single_thread() -> int:
     return threads
 
 
+def child_env() -> dict[str, str]:
+    """This process's environment with the repository first on ``PYTHONPATH``, so that a
+    child (``python -c`` or ``-m benchmarks...``) started from any directory imports this
+    ``benchmarks`` package, not the one Opacus installs under the same name."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (repo, env.get("PYTHONPATH")) if p)
+    return env
+
+
 def exit_on_sigterm() -> None:
     """Turn SIGTERM into ``SystemExit(143)`` so ``with`` blocks and ``finally`` clauses run.
 

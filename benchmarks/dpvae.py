@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks import reported_peak_rss_mb, single_thread
+from benchmarks import child_env, reported_peak_rss_mb, single_thread
 from pulsesynth.paths import Paths
 from pulsesynth.randomness import salt_from_seed
 from pulsesynth.splits import split_by_unit
@@ -105,11 +104,8 @@ def peak_rss_mb() -> float:
         "from benchmarks import peak_rss_line\nprint(peak_rss_line())"
     )
     # The child reports its own peak: its ru_maxrss would start at this process's peak.
-    repo = str(Path(__file__).resolve().parent.parent)  # this `benchmarks`, not opacus'
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        p for p in (repo, os.environ.get("PYTHONPATH")) if p)}
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
-                         text=True, env=env).stdout
+                         text=True, env=child_env()).stdout
     return reported_peak_rss_mb(out)
 
 

@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmarks import own_peak_rss_mb, reported_peak_rss_mb, single_thread
+from benchmarks import child_env, own_peak_rss_mb, reported_peak_rss_mb, single_thread
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DATASET = "census_income"
@@ -293,10 +293,7 @@ def run_stage(stage: str, work: Path, args: argparse.Namespace, log) -> dict[str
 
 
 def _child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    # The child runs ``-m benchmarks.scale`` from wherever the parent was started.
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(Path(__file__).resolve().parent.parent), env.get("PYTHONPATH")) if p)
+    env = child_env()  # the child runs ``-m benchmarks.scale`` from wherever we started
     threads = os.environ.get("PULSESYNTH_BENCH_THREADS", "1")
     env.update(PULSESYNTH_THREADS=threads, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads,
                OPENBLAS_NUM_THREADS=threads,

@@ -15,10 +15,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from benchmarks import reported_peak_rss_mb
+from benchmarks import child_env, reported_peak_rss_mb
 from pulsesynth.warehouse import INGEST_MEMORY_LIMIT
-
-REPO = Path(__file__).resolve().parent.parent
 
 SCHEMA = {
     "id": "big_trips", "title": "Big trips", "classification": "confidential",
@@ -73,8 +71,7 @@ def ingest_peak(tmp: Path, name: str, rows: int) -> dict[str, float]:
     schema.write_text(yaml.safe_dump(SCHEMA, sort_keys=False))
     table = tmp / f"{name}.csv"
     write_csv(table, rows)
-    env = {**os.environ, "PULSESYNTH_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    env = {**child_env(), "PULSESYNTH_THREADS": "1"}
     start = time.monotonic()
     child = subprocess.Popen([sys.executable, "-c", INGEST, str(root), str(table), str(schema)],
                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
