@@ -100,9 +100,19 @@ $(PEERS_STAMP): benchmarks/peers/requirements.txt
 	$(PEERS_VENV)/bin/pip install --quiet --no-deps -r benchmarks/peers/requirements.txt
 	@touch $(PEERS_STAMP)
 
-.PHONY: bench-peers
+.PHONY: bench-peers bench-peers-table-budget
 bench-peers: warehouse $(PEERS_STAMP)
 	PULSESYNTH_THREADS=1 OMP_NUM_THREADS=1 $(PY) -m benchmarks.peers_bench $(PEERS_ARGS)
+
+# AIM given only what the product's table costs of ε = 1 (training + row count: 0.88; the
+# release report pays the rest): does the product's budget split explain a gap?
+# benchmarks/results/peers_table_budget.json; doctor_aus, about 5 minutes (add tables with
+# TABLE_BUDGET_TABLES=doctor_aus,diamonds: diamonds' AIM fits take 3-20 minutes each).
+TABLE_BUDGET_TABLES ?= doctor_aus
+bench-peers-table-budget: warehouse $(PEERS_STAMP)
+	PULSESYNTH_THREADS=1 OMP_NUM_THREADS=1 $(PY) -m benchmarks.peers_bench --at-table-budget \
+	  --systems aim --tables $(TABLE_BUDGET_TABLES) \
+	  --output benchmarks/results/peers_table_budget.json $(PEERS_ARGS)
 
 # ruff, then mypy over the paths [tool.mypy] lists in pyproject.toml.
 lint: setup

@@ -2,8 +2,11 @@
 with the product: the same split, the same public bins and the same TSTR classifier.
 
 Run by ``make bench-peers`` (or ``.venv/bin/python -m benchmarks.peers_bench [--tables a,b]
-[--systems aim,mst,real,real_binned,majority] [--seeds 0,1,2] [--peers-python
-.venv-peers/bin/python] [--fresh]``). For every suite table:
+[--systems aim,mst,real,real_binned,majority] [--seeds 0,1,2,3,4] [--peers-python
+.venv-peers/bin/python] [--fresh] [--epsilon E | --at-table-budget --output FILE]``);
+``make bench-peers-table-budget`` runs AIM at only what the product's table costs of
+ε = 1 (training + row count, :attr:`pulsesynth.budget.BudgetSplit.table`) into
+``benchmarks/results/peers_table_budget.json``. For every suite table:
 
 1. ``train, test, schema = split_table(name)`` -- the suite's fixed public split;
 2. the training rows are capped per privacy unit exactly as the product caps its own
@@ -60,6 +63,7 @@ for _key, _value in _THREADS.items():
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from pulsesynth.budget import BudgetSplit  # noqa: E402
 from pulsesynth.dp import GroupPrivacy  # noqa: E402
 from pulsesynth.encoding import TableEncoder  # noqa: E402
 from pulsesynth.schema import DatasetSchema  # noqa: E402
@@ -73,7 +77,6 @@ DEFAULT_PEERS_PYTHON = ROOT / ".venv-peers" / "bin" / "python"
 EPSILON = 1.0
 #: The peers' δ for every table (zCDP -> (ε, δ) conversion inside snsynth).
 DELTA = 1e-6
-SEEDS = (0, 1, 2)
 PEERS = ("aim", "mst")
 REFERENCES = ("real", "real_binned", "majority")
 SYSTEMS = PEERS + REFERENCES
@@ -280,9 +283,10 @@ def _row(table: str, system: str, seed: int, scores: dict[str, Any],
 
 
 def measure(table: str, system: str, seed: int, split: tuple[pd.DataFrame, pd.DataFrame,
-            DatasetSchema], workdir: Path, python: Path, mbi_patch: bool = True
-            ) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """One row of the results (and the peer's fit.json, for the settings)."""
+            DatasetSchema], workdir: Path, python: Path, mbi_patch: bool = True,
+            epsilon: float = EPSILON) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """One row of the results (and the peer's fit.json, for the settings); a peer runs
+    at ``epsilon`` per privacy unit."""
     train, test, schema = split
     if system in PEERS:
         train = capped_rows(train, schema)
@@ -303,7 +307,7 @@ def measure(table: str, system: str, seed: int, split: tuple[pd.DataFrame, pd.Da
         write_input(input_dir, levels, widths)
     # A unit keeping k > 1 rows: the peer runs at the row-level target, as the product
     # does, so that ε = 1 is the same per-unit promise for every system.
-    group = GroupPrivacy(schema.privacy.max_rows_per_unit, EPSILON, DELTA)
+    group = GroupPrivacy(schema.privacy.max_rows_per_unit, epsilon, DELTA)
     synthetic, fit = run_peer(python, input_dir, workdir / f"{system}-{seed}", system, seed,
                               mbi_patch, group.row_epsilon, group.row_delta)
     frame = decode_levels(synthetic, schema, seed)
@@ -397,7 +401,7 @@ def summary(rows: list[dict[str, Any]], systems: Iterable[str] = SYSTEMS) -> str
 
 
 def main(argv: list[str] | None = None) -> int:
-    from benchmarks.suite.tables import SUITE, split_table
+    from benchmarks.suite.tables import SEEDS, SUITE, split_table
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tables", default=",".join(SUITE))
@@ -406,6 +410,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peers-python", type=Path, default=DEFAULT_PEERS_PYTHON)
     parser.add_argument("--output", type=Path, default=OUT)
     parser.add_argument("--fresh", action="store_true", help="drop the rows already measured")
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument("--epsilon", type=float, default=EPSILON,
+                        help=f"the peers' ε per privacy unit (default {EPSILON}; another ε "
+                             "needs its own --output)")
+    budget.add_argument("--at-table-budget", action="store_true",
+                        help="run the peers at what the product's table costs of ε = "
+                             f"{EPSILON} (training + row count, pulsesynth.budget); needs "
+                             "its own --output")
     parser.add_argument("--no-mbi-patch", dest="mbi_patch", action="store_false",
                         help="sample the peers with mbi 1.1.0's buggy rounding (comparison "
                              "only; use a separate --output)")
@@ -416,6 +428,10 @@ def main(argv: list[str] | None = None) -> int:
     bad = [t for t in tables if t not in SUITE] + [s for s in systems if s not in SYSTEMS]
     if bad:
         parser.error(f"unknown table(s) / system(s): {', '.join(bad)}")
+    epsilon = BudgetSplit.of(EPSILON).table if args.at_table_budget else args.epsilon
+    if epsilon != EPSILON and args.output.resolve() == OUT.resolve():
+        parser.error(f"{OUT.name} holds the ε = {EPSILON} comparison: write a run at "
+                     f"ε = {epsilon:g} to its own --output")
     if any(s in PEERS for s in systems) and not args.peers_python.exists():
         parser.error(f"{args.peers_python} not found: create the peers venv first "
                      "(make bench-peers does)")
@@ -424,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     # the temporary folder removed; the rows written so far stay (the next run resumes).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     results = ResultsFile(args.output, fresh=args.fresh)
-    results.settings.update(base_settings(seeds, args.peers_python))
+    results.settings.update(base_settings(seeds, args.peers_python), epsilon=epsilon)
     results.settings.setdefault("systems", {})
     results.write()
     jobs = list(pending(results, tables, systems, seeds))
@@ -441,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.monotonic()
             try:
                 row, fit = measure(table, system, seed, splits[table], Path(tmp) / table,
-                                   args.peers_python, args.mbi_patch)
+                                   args.peers_python, args.mbi_patch, epsilon)
             except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
                 failures.append(f"{table}/{system}/{seed}: {exc}")
                 print(f"[{i}/{len(jobs)}] {table:18s} {system:11s} seed {seed}: FAILED "

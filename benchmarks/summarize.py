@@ -170,7 +170,29 @@ def utility_suite() -> str:
         c = goals["census"]
         out.append(f"census_income (UCI split): accuracy **{c['accuracy']:.3f}**, AUC "
                    f"**{c['auc']:.3f}** (goal ≥ 0.85 / ≥ 0.90: {_yes(c['goal'])}).")
+    budget = RESULTS / "peers_table_budget.json"
+    if budget.exists():
+        line = table_budget_line(json.loads(budget.read_text()), rows)
+        if line:
+            out.append(line)
     return "\n".join(out)
+
+
+def table_budget_line(budget: dict, suite_rows: list[dict]) -> str | None:
+    """AIM at what the product's table costs (``make bench-peers-table-budget``) beside
+    AIM at ε = 1 and the product, table by table (mean AUC over the seeds measured)."""
+    rows = [r for r in budget.get("rows", []) if r["system"] == "aim" and r.get("auc")]
+    tables = list(dict.fromkeys(r["table"] for r in rows))
+    if not tables:
+        return None
+    seeds = sorted({int(r["seed"]) for r in rows})
+    parts = [f"{t} {_cell(rows, t, 'aim', 'auc')} (at ε = 1: {_cell(suite_rows, t, 'aim', 'auc')}"
+             f"; Pulse Synth {_cell(suite_rows, t, 'pulsesynth', 'auc')})" for t in tables]
+    epsilon = budget.get("settings", {}).get("epsilon")
+    at = f"ε = {epsilon:g}" if isinstance(epsilon, (int, float)) else "its table's ε"
+    return (f"AIM given only what the product's table costs ({at}: training and row count, "
+            f"without the release report's share; seeds {', '.join(map(str, seeds))}; "
+            f"`make bench-peers-table-budget`): " + "; ".join(parts) + ".")
 
 
 README = Path(__file__).resolve().parent.parent / "README.md"

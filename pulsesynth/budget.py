@@ -61,6 +61,12 @@ class BudgetSplit:
                    row_count=epsilon * ROW_COUNT_SHARE,
                    release_report=epsilon * RELEASE_REPORT_SHARE)
 
+    @property
+    def table(self) -> float:
+        """What the released table itself costs: the training share and the DP row count
+        that sizes it (the release report's share pays for figures about the table)."""
+        return self.training + self.row_count
+
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from benchmarks import peers_bench
 from benchmarks.peers_bench import (
@@ -22,6 +23,8 @@ from benchmarks.peers_bench import (
     pending,
     write_input,
 )
+from pulsesynth.budget import BudgetSplit
+from pulsesynth.dp import GroupPrivacy
 from pulsesynth.encoding import TableEncoder
 from pulsesynth.schema import load_schema
 
@@ -163,3 +166,41 @@ def test_results_file_resumes(tmp_path: Path) -> None:
     fresh = ResultsFile(path, fresh=True)
     assert fresh.rows == [] and not fresh.done("census_income", "aim", 0)
     assert len(list(pending(fresh, ["census_income"], ["aim"], [0, 1]))) == 2
+
+
+def test_a_run_at_another_epsilon_refuses_the_epsilon_1_results_file(capsys) -> None:
+    for argv in (["--epsilon", "0.5"], ["--at-table-budget"]):
+        with pytest.raises(SystemExit) as exc:
+            peers_bench.main(argv + ["--systems", "majority", "--tables", "diamonds"])
+        assert exc.value.code == 2
+        assert "peers.json holds the ε = 1.0 comparison" in capsys.readouterr().err
+
+
+def test_table_budget_is_what_the_product_table_costs() -> None:
+    split = BudgetSplit.of(1.0)
+    assert split.table == split.training + split.row_count
+    assert split.table == 1.0 - split.release_report
+
+
+def test_peer_runs_at_the_requested_epsilon_per_unit(tmp_path: Path, monkeypatch) -> None:
+    """measure() asks the runner for the row-level ε of the per-unit ε it is given (group
+    privacy where a unit keeps several rows), and records the per-unit ε in the row."""
+    calls: list[tuple[float, float]] = []
+
+    def runner(python, input_dir, output_dir, system, seed, mbi_patch, epsilon, delta):
+        calls.append((epsilon, delta))
+        levels = pd.read_csv(input_dir / "train_levels.csv")
+        return levels, {"mbi_rounding_patch": True, "sample_seconds": 0.0,
+                        "fit_seconds": 0.0, "epsilon": epsilon, "stopped_early": False,
+                        "measurements": 0}
+
+    monkeypatch.setattr(peers_bench, "run_peer", runner)
+    schema = load_schema(ROOT / "benchmarks" / "suite" / "schemas" / "german_health.yaml")
+    frame = decode_levels(_random_levels(schema, 60, 1), schema, 0)
+    frame[schema.privacy_unit[0]] = [i // 5 for i in range(60)]
+    frame[list(schema.row_key)[0]] = range(60)
+    row, _ = peers_bench.measure("german_health", "aim", 0, (frame, frame, schema),
+                                 tmp_path, Path("python"), epsilon=0.88)
+    group = GroupPrivacy(schema.privacy.max_rows_per_unit, 0.88, peers_bench.DELTA)
+    assert calls == [(group.row_epsilon, group.row_delta)]
+    assert row["epsilon"] == group.unit_epsilon(group.row_epsilon)

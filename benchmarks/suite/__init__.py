@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["SUITE", "SuiteTable", "load_table", "split_table"]
+__all__ = ["SEEDS", "SUITE", "SuiteTable", "load_table", "split_table"]
 
 
 def __getattr__(name: str) -> Any:
