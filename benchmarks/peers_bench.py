@@ -2,7 +2,7 @@
 with the product: the same split, the same public bins and the same TSTR classifier.
 
 Run by ``make bench-peers`` (or ``.venv/bin/python -m benchmarks.peers_bench [--tables a,b]
-[--systems aim,mst,real,real_binned,majority] [--seeds 0,1,2,3,4] [--peers-python
+[--systems aim,mst,real,real_binned,majority] [--seeds 0,1,2,3,4,5,6] [--peers-python
 .venv-peers/bin/python] [--fresh] [--epsilon E | --at-table-budget --output FILE]``);
 ``make bench-peers-table-budget`` runs AIM at only what the product's table costs of
 ε = 1 (training + row count, :attr:`pulsesynth.budget.BudgetSplit.table`) into

@@ -1,7 +1,8 @@
 """Utility on the development suite: the product beside SmartNoise AIM / MST and the
 real-data references, at ε = 1, same split, same public bins, same TSTR classifier.
 
-Run by ``make bench`` (``python -m benchmarks.utility_suite [--tables a,b] [--seeds 0,1,2,3,4]``).
+Run by ``make bench`` (``python -m benchmarks.utility_suite [--tables a,b]
+[--seeds 0,1,2,3,4,5,6]``).
 Writes ``benchmarks/results/utility_suite.json``:
 ``{"settings": {...}, "rows": [{"table", "system", "seed", "accuracy", "auc", "tv1",
 "tv2", "fit_seconds", "epsilon"}], "goals": {...}}`` and ``utility_suite_auc.png``.
