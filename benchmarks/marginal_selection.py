@@ -71,7 +71,10 @@ Group = tuple[int, ...]
 
 def target_index(plan: MarginalPlan) -> int:
     """The target's column index in a (column, target) plan."""
-    return plan.groups[0][1]
+    t = plan.target_index
+    if t is None:
+        raise ValueError("not a (column, target) plan")
+    return t
 
 
 def candidates(plan: MarginalPlan, design: str) -> tuple[Group, ...]:

@@ -416,17 +416,20 @@ def _mechanism_text(meta: dict[str, Any]) -> str:
     sgd = "DP-SGD (Opacus: Poisson sampling, ghost clipping, Gaussian noise)"
     if not meta.get("marginals"):
         return sgd
-    return ("Gaussian-mechanism marginals (each column with the target), then " + sgd
+    return ("Gaussian-mechanism marginals (each column with the target, or only the "
+            "columns that noisy scores show carry the signal, the rest alone), then " + sgd
             + ", composed in one accountant; samples raked to the DP marginals "
             "(post-processing)")
 
 
 def _marginals_facts(meta: dict[str, Any]) -> dict[str, Any] | None:
-    """The DP marginals' public mechanism facts (which, how noisy), never their values."""
+    """The DP marginals' mechanism facts (which, how noisy), never their values: the noise
+    is public; which columns are paired with the target is DP (chosen from noisy scores)."""
     marg = meta.get("marginals")
     if not marg:
         return None
     return {"columns": [list(g) for g in marg["groups"]], "count": len(marg["groups"]),
+            "selection": marg.get("selection"),
             "noise_multiplier": marg["noise_multiplier"],
             "share_alone": meta.get("marginal_share"),
             "composition": "in the same accountant as the DP-SGD steps"}

@@ -72,6 +72,7 @@ def test_train_sample_evaluate_audit_from_the_warehouse(
     marginals = privacy["marginals"]
     assert marginals["count"] == 6 and marginals["columns"][0] == ["distance", "tip"]
     assert marginals["noise_multiplier"] > 0 and marginals["share_alone"] == 0.8
+    assert marginals["selection"]["share"] == 0.1  # the noisy scores that chose the pairs
     assert privacy["mechanism"].startswith("Gaussian-mechanism marginals")
     assert "probabilities" not in json.dumps(marginals)
     values = privacy["dp_marginals"]

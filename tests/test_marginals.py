@@ -14,12 +14,18 @@ from pulsesynth.encoding import TableEncoder
 from pulsesynth.schema import DatasetSchema, parse_schema
 from pulsesynth.synth import DPVAESynthesizer
 from pulsesynth.synth.marginals import (
+    SCORE_SENSITIVITY,
+    SELECTION_NOISE_FLOOR,
+    SINGLE_NOISE_RATIO,
     MarginalPlan,
     NoisyMarginals,
     _consistent,
     _project,
     independent_draws,
+    interaction_l1,
     measure,
+    measure_selected,
+    noise_to_cells,
     noisy_counts,
     rake,
     resample,
@@ -190,3 +196,94 @@ def test_pool_support_reaches_cells_the_vae_never_draws() -> None:
     weights = rake(pool, marginals)
     got = np.bincount(pool[:, 0] * 2 + pool[:, 1], weights=weights, minlength=6)
     np.testing.assert_allclose(got, want, atol=1e-9)
+
+
+def _target_driven_levels(n: int, seed: int) -> np.ndarray:
+    """Columns (a, b, c, y): ``a`` (2 levels) follows the binary target ``y`` 9 times in 10,
+    ``b`` (10 levels) and ``c`` (12 levels) are independent of it."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    a = np.where(rng.random(n) < 0.9, y, 1 - y)
+    return np.column_stack([a, rng.integers(0, 10, n), rng.integers(0, 12, n), y])
+
+
+def test_an_interaction_score_moves_by_less_than_its_sensitivity_when_a_row_leaves() -> None:
+    plan = MarginalPlan.for_columns(["a", "y"], [3, 2], "y")
+    rng = np.random.default_rng(7)
+    for n in (1, 2, 5, 40):
+        levels = np.column_stack([rng.integers(0, 3, n), rng.integers(0, 2, n)])
+        base = interaction_l1(levels, plan, (0, 1))
+        for cell in [(i, j) for i in range(3) for j in range(2)]:
+            added = np.vstack([levels, [cell]])
+            assert abs(interaction_l1(added, plan, (0, 1)) - base) < SCORE_SENSITIVITY
+    skewed = np.array([[0, 0]] * 30 + [[1, 1]])  # the bound's worst case: a rare cell
+    assert abs(interaction_l1(np.vstack([skewed, [[2, 1]]]), plan, (0, 1))
+               - interaction_l1(skewed, plan, (0, 1))) > 2.5
+
+
+def test_selection_pairs_only_the_column_that_carries_the_signal() -> None:
+    plan = MarginalPlan.for_columns(["a", "b", "c", "y"], [2, 10, 12, 2], "y")
+    assert noise_to_cells(plan, 10.0, 2000) == pytest.approx(10 * np.sqrt(3) * 16 / 2000)
+    out = measure_selected(_target_driven_levels(2000, 1), plan, 10.0,
+                           np.random.default_rng(2), rows=2000)
+    assert out.selection == {"share": 0.1, "clear": True, "paired": ["a"]}
+    assert out.plan.describe() == [["a", "y"], ["b"], ["c"]]
+    single = 1 / SINGLE_NOISE_RATIO ** 2
+    pair = 1 / (1 + 2 * single)
+    assert out.plan.shares == pytest.approx((pair, pair * single, pair * single))
+    assert out.noise_multiplier == 10.0
+    a_given_y = out.probabilities[0].reshape(2, 2)
+    assert a_given_y[1, 1] / a_given_y[:, 1].sum() == pytest.approx(0.9, abs=0.03)
+
+
+def test_every_pair_is_measured_when_the_scores_show_no_signal() -> None:
+    plan = MarginalPlan.for_columns(["a", "b", "c", "y"], [2, 3, 4, 2], "y")
+    rng = np.random.default_rng(3)
+    flat = np.column_stack([rng.integers(0, w, 300) for w in (2, 3, 4, 2)])
+    out = measure_selected(flat, plan, 10.0, np.random.default_rng(4), rows=300)
+    assert out.selection == {"share": 0.1, "clear": False, "paired": ["a", "b", "c"]}
+    assert out.plan == plan and out.plan.shares == pytest.approx((1 / 3,) * 3)
+
+
+def test_small_noise_beside_the_cells_measures_the_whole_plan_as_before() -> None:
+    plan = MarginalPlan.for_columns(["a", "b", "c", "y"], [2, 10, 12, 2], "y")
+    levels = _target_driven_levels(20_000, 1)
+    assert noise_to_cells(plan, 10.0, 20_000) < SELECTION_NOISE_FLOOR
+    out = measure_selected(levels, plan, 10.0, np.random.default_rng(2), rows=20_000)
+    before = measure(levels, plan, 10.0, np.random.default_rng(2))
+    assert out.selection is None and out.plan == plan
+    for got, want in zip(out.probabilities, before.probabilities, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_a_plan_without_target_is_measured_whole_without_selection() -> None:
+    plan = MarginalPlan.for_columns(["a", "b"], [2, 3], None)
+    levels = np.zeros((50, 2), dtype=np.int64)
+    out = measure_selected(levels, plan, 20.0, np.random.default_rng(1), rows=50)
+    assert out.selection is None and out.plan == plan
+def test_each_group_gets_noise_of_std_sigma_over_root_share() -> None:
+    full = MarginalPlan.for_columns(["a", "b", "y"], [4000, 4000, 2], "y")
+    plan = full.chosen([0])
+    assert plan.describe() == [["a", "y"], ["b"]]
+    assert sum(plan.shares) == pytest.approx(1.0)
+    levels = np.zeros((0, 3), dtype=np.int64)
+    pair, single = noisy_counts(levels, plan, 3.0, np.random.default_rng(1))
+    assert np.std(pair) == pytest.approx(3.0 / np.sqrt(plan.shares[0]), rel=0.03)
+    assert np.std(single) == pytest.approx(3.0 / np.sqrt(plan.shares[1]), rel=0.03)
+    assert np.std(single) / np.std(pair) == pytest.approx(SINGLE_NOISE_RATIO, rel=0.05)
+
+
+def test_mixed_plan_tables_are_consistent_and_drawn_as_measured() -> None:
+    plan = MarginalPlan.for_columns(["a", "b", "y"], [2, 3, 2], "y").chosen([0])
+    noisy = [np.array([40.0, 10.0, 35.0, 15.0]), np.array([30.0, -4.0, 74.0])]
+    tables = _consistent(plan, noisy)
+    np.testing.assert_allclose(tables[0], _project(noisy[0], 100.0) / 100.0)
+    np.testing.assert_allclose(tables[1], [0.28, 0.0, 0.72])
+    marginals = NoisyMarginals(plan, 1.0, tuple(tables), {"paired": ["a"]})
+    draws = independent_draws(marginals, 40_000, np.random.default_rng(5))
+    np.testing.assert_allclose(np.bincount(draws[:, 1], minlength=3) / 40_000, tables[1],
+                               atol=0.01)
+    np.testing.assert_allclose(np.bincount(draws[:, 0] * 2 + draws[:, 2], minlength=4)
+                               / 40_000, tables[0], atol=0.01)
+    again = NoisyMarginals.from_dict(marginals.to_dict())
+    assert again.plan == plan and again.selection == {"paired": ["a"]}

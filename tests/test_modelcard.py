@@ -230,3 +230,31 @@ def test_a_k_row_unit_card_states_the_row_level_target_as_public_fields() -> Non
     assert unlisted_fields({"privacy": section}) == []
     assert {field_class(f"privacy.group_privacy.{k}") for k in rows} == {"public"}
     assert "group_privacy" not in privacy_section({"epsilon": 1.0, "delta": 1e-6})
+
+
+def test_the_card_names_the_dp_chosen_pairs_in_plain_words_as_dp_fields() -> None:
+    """Which columns the DP marginals paired with the target was chosen from noisy scores:
+    the card says so in words and declares those fields DP, the noise public."""
+    from pulsesynth.governance.datacard import privacy_section
+
+    chosen = {"columns": [["age", "y"], ["income", "y"], ["sex"], ["region"]], "count": 4,
+              "selection": {"share": 0.1, "clear": True, "paired": ["age", "income"]},
+              "noise_multiplier": 6.1, "share_alone": 0.8,
+              "composition": "in the same accountant as the DP-SGD steps"}
+    section = privacy_section({"epsilon": 1.0, "delta": 1e-6, "marginals": chosen})
+    assert section["marginals_text"] == (
+        "The table was also made to agree with 4 noisy counts tables, measured under the "
+        "same ε: the columns that noisy scores showed to be linked to the target (age, "
+        "income) against it, every other column on its own.")
+    assert unlisted_fields({"privacy": section}) == []
+    assert field_class("privacy.marginals.columns.0.0") == "dp"
+    assert field_class("privacy.marginals.selection.paired.1") == "dp"
+    assert field_class("privacy.marginals.selection.share") == "public"
+    assert field_class("privacy.marginals.noise_multiplier") == "public"
+    every = dict(chosen, columns=[["age", "y"], ["sex", "y"]], count=2)
+    assert privacy_section({"marginals": every})["marginals_text"].endswith(
+        "each column against the target.")
+    alone = dict(chosen, columns=[["age"], ["sex"]], count=2, selection=None)
+    assert privacy_section({"marginals": alone})["marginals_text"].endswith(
+        "each column on its own.")
+    assert privacy_section({"epsilon": 1.0})["marginals_text"] is None

@@ -174,6 +174,7 @@ def privacy_section(privacy: dict[str, Any]) -> dict[str, Any]:
         "mechanism": privacy.get("mechanism") or "DP-SGD (Opacus): per-sample clipping, "
                      "Gaussian noise, Poisson sampling",
         "marginals": privacy.get("marginals"),
+        "marginals_text": marginals_sentence(privacy.get("marginals")),
         "noise_multiplier": _num(privacy.get("noise_multiplier")),
         "sample_rate": _num(privacy.get("sample_rate")),
         "steps": privacy.get("steps"),
@@ -188,6 +189,25 @@ def privacy_section(privacy: dict[str, Any]) -> dict[str, Any]:
         "budget": (privacy.get("budget") or {}).get("parts"),
         "rows_dp": privacy.get("rows_dp"),
     } | group_privacy_block(privacy)
+
+
+def marginals_sentence(marginals: dict[str, Any] | None) -> str | None:
+    """What the DP counts tables were, in plain words (None without them). Which columns
+    were paired with the target is a DP output (chosen from noisy scores)."""
+    if not marginals:
+        return None
+    groups = [list(g) for g in marginals.get("columns") or []]
+    paired = [g[0] for g in groups if len(g) == 2]
+    alone = [g[0] for g in groups if len(g) == 1]
+    if not paired:
+        which = "each column on its own"
+    elif not alone:
+        which = "each column against the target"
+    else:
+        which = (f"the columns that noisy scores showed to be linked to the target "
+                 f"({', '.join(paired)}) against it, every other column on its own")
+    return (f"The table was also made to agree with {len(groups)} noisy counts tables, "
+            f"measured under the same ε: {which}.")
 
 
 def _eps_sentence(eps: float | None) -> str:

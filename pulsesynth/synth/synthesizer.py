@@ -143,7 +143,7 @@ class DPVAESynthesizer(RecipeParams):
         group = GroupPrivacy.of(self.schema.privacy_unit, k, self.epsilon,
                                 default_delta() if self.delta is None else float(self.delta))
         x = self.encoder.transform(capped)
-        prior = self._measure_marginals(capped, seed, group)
+        prior = self._measure_marginals(capped, seed, group, public_rows or len(capped))
         result = train_vae(
             x, self.encoder.blocks, self.config, private=self.private,
             epsilon=group.row_epsilon if self.private else None, delta=group.row_delta,
@@ -160,11 +160,11 @@ class DPVAESynthesizer(RecipeParams):
         self._check_target_collapse()
         return self
 
-    def _measure_marginals(self, capped: pd.DataFrame, seed: int,
-                           group: GroupPrivacy) -> list[tuple[float, float, int]]:
+    def _measure_marginals(self, capped: pd.DataFrame, seed: int, group: GroupPrivacy,
+                           rows: int) -> list[tuple[float, float, int]]:
         """Measure the plan's marginals with the Gaussian mechanism (private fits with a
         positive ``marginal_share``), at the row-level target of ``group``; returns its
-        accountant entry for DP-SGD to compose."""
+        accountant entry for DP-SGD to compose. ``rows`` is the public row count."""
         self.marginals = None
         if not (self.private and self.marginal_share > 0):
             return []
@@ -174,7 +174,10 @@ class DPVAESynthesizer(RecipeParams):
                                         [b.width for b in self.encoder.block_specs],
                                         self.schema.target)
         rng = np.random.default_rng([seed, 0x4D415247])  # "MARG": its own stream
-        self.marginals = dp_marginals.measure(self.encoder.levels(capped), plan, noise, rng)
+        # The scores that choose the tables and the tables are one Gaussian mechanism of
+        # noise multiplier ``noise`` (see the marginals module): one accountant entry.
+        self.marginals = dp_marginals.measure_selected(self.encoder.levels(capped), plan,
+                                                       noise, rng, rows)
         return [(noise, 1.0, 1)]
 
     def _warm_start(self, rows: int, seed: int) -> dict[str, torch.Tensor] | None:
