@@ -13,16 +13,18 @@ target's, and the pairwise signal a classifier trained on the table needs; witho
 target, every 1-way marginal. On a small table the noise that hides one row is as large
 as the rare classes' cells, and spreading it over every candidate drowns the few tables
 that carry the signal (measured on doctor_aus: the five tables with the most signal
-measured alone lift TSTR AUC by 0.02–0.03). So :func:`measure_selected` first spends a
-fixed share of the marginals' privacy on a noisy score of each candidate (its L1 distance
-from independence), and only where the scores clearly show where the signal is, measures
+measured alone lift TSTR AUC by 0.02–0.03). So on such tables (a public rule,
+:data:`SELECTION_NOISE_FLOOR`) :func:`measure_selected` first spends a fixed share of the
+marginals' privacy on a noisy score of each candidate (its L1 distance from
+independence), and only where the scores clearly show where the signal is, measures
 the tables worth their noise (AIM's criterion: a score above the L1 error its own
 measurement adds) at lower noise and the other columns' 1-way marginals at higher noise.
 Where the scores show nothing (a table whose signal is thin and spread), every candidate
 is measured as before.
 
 Privacy: one row adds 1 to one cell of each marginal. Table ``i`` gets noise of std
-``σ_T / sqrt(w_i)`` with public weights ``Σ w_i = 1``, so the tables are the Gaussian
+``σ_T / sqrt(w_i)`` with weights ``Σ w_i = 1`` fixed before the tables are counted
+(public, or chosen from the noisy scores: a DP output), so the tables are the Gaussian
 mechanism with noise multiplier ``σ_T`` (uniform weights: std ``σ_T·sqrt(m)``). The
 scores change by less than :data:`SCORE_SENSITIVITY` each, so the score vector is a
 Gaussian mechanism too. Gaussian mechanisms compose exactly (``1/σ²`` adds, adaptively),
