@@ -174,7 +174,6 @@ def privacy_section(privacy: dict[str, Any]) -> dict[str, Any]:
         "mechanism": privacy.get("mechanism") or "DP-SGD (Opacus): per-sample clipping, "
                      "Gaussian noise, Poisson sampling",
         "marginals": privacy.get("marginals"),
-        "marginals_text": marginals_sentence(privacy.get("marginals")),
         "noise_multiplier": _num(privacy.get("noise_multiplier")),
         "sample_rate": _num(privacy.get("sample_rate")),
         "steps": privacy.get("steps"),
@@ -188,7 +187,13 @@ def privacy_section(privacy: dict[str, Any]) -> dict[str, Any]:
         "randomness": privacy.get("randomness"),
         "budget": (privacy.get("budget") or {}).get("parts"),
         "rows_dp": privacy.get("rows_dp"),
-    } | group_privacy_block(privacy)
+    } | group_privacy_block(privacy) | _marginals_block(privacy.get("marginals"))
+
+
+def _marginals_block(marginals: dict[str, Any] | None) -> dict[str, str]:
+    """``{"marginals_text": …}`` only where the model measured DP marginals."""
+    text = marginals_sentence(marginals)
+    return {"marginals_text": text} if text else {}
 
 
 def marginals_sentence(marginals: dict[str, Any] | None) -> str | None:
