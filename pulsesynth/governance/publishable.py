@@ -46,8 +46,9 @@ PUBLISHABLE: dict[str, str] = {
     "privacy.group_privacy": "public", "privacy.group_privacy.*": "public",
     "privacy.budget": "public", "privacy.budget.*": "public", "privacy.budget.*.*": "public",
     "privacy.privacy_unit": "public", "privacy.rows_dp": "dp",
-    # which columns are paired with the target is chosen from DP scores (post-processing)
-    "privacy.marginals.columns.*.*": "dp", "privacy.marginals.count": "dp",
+    # which columns are paired with the target is chosen from DP scores (post-processing);
+    # how many tables (one per non-target column) is a function of the schema
+    "privacy.marginals.columns.*.*": "dp", "privacy.marginals.count": "public",
     "privacy.marginals_text": "dp",
     "privacy.marginals.selection.share": "public", "privacy.marginals.selection.*": "dp",
     "privacy.marginals.selection.*.*": "dp",
