@@ -90,8 +90,8 @@ bench: warehouse
 # (an old torch with CUDA wheels), so every pin of benchmarks/peers/requirements.txt is
 # installed with --no-deps (no torch). An interrupted run resumes where it stopped
 # (PEERS_ARGS=--fresh starts over; e.g. PEERS_ARGS="--tables census_income --seeds 0").
-# Long: about 3.5 hours for the seven seeds, one fit at a time (seeds 3-4 of every table
-# took 55 minutes of fits on 2026-12-03).
+# Long: about 5-6 hours for the ten seeds, one fit at a time (seeds 7-9 of every table
+# took 56 + 64 minutes on 2026-12-03, in two parallel halves beside the product's fits).
 PEERS_VENV := .venv-peers
 PEERS_STAMP := $(PEERS_VENV)/.installed-stamp
 PEERS_ARGS ?=
