@@ -206,6 +206,12 @@ class ResultsFile:
         return any(self.key(r) == (table, system, int(seed))
                    and (system not in PEERS or "fit_rows" in r) for r in self.rows)
 
+    def seeds(self, run_seeds: Iterable[int] = ()) -> list[int]:
+        """The peers' seeds the file holds, with ``run_seeds`` (a run adding seeds 7-9
+        to rows of 0-6 records 0-9, not only its own)."""
+        held = {int(r["seed"]) for r in self.rows if r["system"] in PEERS}
+        return sorted(held | {int(s) for s in run_seeds})
+
     def add(self, row: dict[str, Any]) -> None:
         """Add (or replace) one row and write the file."""
         self.rows = [r for r in self.rows if self.key(r) != self.key(row)] + [row]
@@ -311,11 +317,15 @@ def measure(table: str, system: str, seed: int, split: tuple[pd.DataFrame, pd.Da
     synthetic, fit = run_peer(python, input_dir, workdir / f"{system}-{seed}", system, seed,
                               mbi_patch, group.row_epsilon, group.row_delta)
     frame = decode_levels(synthetic, schema, seed)
+    # δ and AIM's rounds depend on the table (group privacy, the domain's size): they go
+    # in the row, not in the file's system-wide settings.
     extra = {"mbi_rounding_patch": fit["mbi_rounding_patch"],
              "sample_seconds": fit["sample_seconds"],
-             "rows_per_unit": group.rows_per_unit, "row_epsilon": fit["epsilon"]}
+             "rows_per_unit": group.rows_per_unit, "row_epsilon": fit["epsilon"],
+             "row_delta": fit.get("delta", group.row_delta)}
     if system == "aim":
-        extra.update(stopped_early=fit["stopped_early"], measurements=fit["measurements"])
+        extra.update(stopped_early=fit["stopped_early"], measurements=fit["measurements"],
+                     rounds_setting=fit.get("rounds_setting"))
     return _row(table, system, seed, score(schema, frame, test), fit["fit_seconds"],
                 group.unit_epsilon(fit["epsilon"]), **common, **extra), fit
 
@@ -440,7 +450,8 @@ def main(argv: list[str] | None = None) -> int:
     # the temporary folder removed; the rows written so far stay (the next run resumes).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     results = ResultsFile(args.output, fresh=args.fresh)
-    results.settings.update(base_settings(seeds, args.peers_python), epsilon=epsilon)
+    results.settings.update(base_settings(results.seeds(seeds), args.peers_python),
+                            epsilon=epsilon)
     results.settings.setdefault("systems", {})
     results.write()
     jobs = list(pending(results, tables, systems, seeds))
@@ -465,9 +476,9 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             if fit is not None:
                 results.settings["systems"][system] = {
-                    key: fit.get(key) for key in ("settings", "delta", "mbi_rounding_patch",
+                    key: fit.get(key) for key in ("settings", "mbi_rounding_patch",
                                                   "mbi_projection", "xla_flags", "versions",
-                                                  "noise", "rounds_setting")
+                                                  "noise")
                     if key in fit}
             results.add(row)
             auc = "-" if row["auc"] is None else f"{row['auc']:.3f}"

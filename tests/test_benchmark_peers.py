@@ -191,8 +191,8 @@ def test_peer_runs_at_the_requested_epsilon_per_unit(tmp_path: Path, monkeypatch
         calls.append((epsilon, delta))
         levels = pd.read_csv(input_dir / "train_levels.csv")
         return levels, {"mbi_rounding_patch": True, "sample_seconds": 0.0,
-                        "fit_seconds": 0.0, "epsilon": epsilon, "stopped_early": False,
-                        "measurements": 0}
+                        "fit_seconds": 0.0, "epsilon": epsilon, "delta": delta,
+                        "stopped_early": False, "measurements": 0, "rounds_setting": 176}
 
     monkeypatch.setattr(peers_bench, "run_peer", runner)
     schema = load_schema(ROOT / "benchmarks" / "suite" / "schemas" / "german_health.yaml")
@@ -204,3 +204,18 @@ def test_peer_runs_at_the_requested_epsilon_per_unit(tmp_path: Path, monkeypatch
     group = GroupPrivacy(schema.privacy.max_rows_per_unit, 0.88, peers_bench.DELTA)
     assert calls == [(group.row_epsilon, group.row_delta)]
     assert row["epsilon"] == group.unit_epsilon(group.row_epsilon)
+    # The table's own δ and AIM's rounds are recorded in its row.
+    assert row["row_delta"] == group.row_delta
+    assert row["rounds_setting"] == 176
+
+
+def test_recorded_seeds_are_every_peer_seed_the_file_holds(tmp_path: Path) -> None:
+    """A run adding seeds 7-9 to a file of seeds 0-6 records 0-9; references (seed 0
+    only) do not count."""
+    results = ResultsFile(tmp_path / "peers.json")
+    for seed in range(7):
+        results.add(_row("diamonds", "aim", seed))
+    results.add(_row("diamonds", "real", 0))
+    assert results.seeds([7, 8, 9]) == list(range(10))
+    assert results.seeds() == list(range(7))
+    assert ResultsFile(tmp_path / "empty.json").seeds([2, 1]) == [1, 2]
