@@ -322,10 +322,10 @@ def measure(table: str, system: str, seed: int, split: tuple[pd.DataFrame, pd.Da
     extra = {"mbi_rounding_patch": fit["mbi_rounding_patch"],
              "sample_seconds": fit["sample_seconds"],
              "rows_per_unit": group.rows_per_unit, "row_epsilon": fit["epsilon"],
-             "row_delta": fit.get("delta", group.row_delta)}
+             "row_delta": fit["delta"]}
     if system == "aim":
         extra.update(stopped_early=fit["stopped_early"], measurements=fit["measurements"],
-                     rounds_setting=fit.get("rounds_setting"))
+                     rounds_setting=fit["rounds_setting"])
     return _row(table, system, seed, score(schema, frame, test), fit["fit_seconds"],
                 group.unit_epsilon(fit["epsilon"]), **common, **extra), fit
 
