@@ -233,10 +233,9 @@ def audit_cost(dataset: str, log) -> dict:
     """Whole audit of one dataset (full size) over the target model's own training time.
 
     Wall-clock and CPU time both: training and audit run one after the other, so on 2
-    shared cores a neighbour's load can fall on one and not the other. Measured on
-    2026-12-03: quiet, 2.37x wall and 2.41x CPU; beside two test runs, 0.96x wall (the
-    training took 217 s of wall for 91 s of CPU) and 1.89x CPU. This process's CPU time
-    (all its threads) moves far less with load, though not at all is too much to ask."""
+    shared cores a neighbour's load can fall on one and not the other and move the wall
+    ratio; this process's CPU time (all its threads) moves far less with it (the
+    figures are in the README's audit section)."""
     snap = Warehouse(Paths.default()).pull(dataset)
     parts = split_by_unit(snap.frame, snap.schema, salt=salt_from_seed(0))
     start, cpu = time.perf_counter(), time.process_time()
