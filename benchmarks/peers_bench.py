@@ -10,10 +10,12 @@ Run by ``make bench-peers`` (or ``.venv/bin/python -m benchmarks.peers_bench [--
 
 1. ``train, test, schema = split_table(name)`` -- the suite's fixed public split;
 2. the training rows are capped per privacy unit exactly as the product caps its own
-   (:func:`pulsesynth.splits.cap_rows_per_unit` with the schema's ``max_rows_per_unit``,
-   salt :data:`CAP_SALT`), so that ε = 1 means the same guarantee -- per person, not per
-   row -- for every system (``fit_rows``); then they become levels on the schema's public
-   domain
+   (:func:`pulsesynth.splits.cap_rows_per_unit` at the rows per unit the product trains
+   on, :attr:`DPVAESynthesizer.trained_rows_per_unit`, salt :data:`CAP_SALT`), so that
+   ε = 1 means the same guarantee -- per person, not per row -- for every system and the
+   peers fit the same kind of rows (``fit_rows``); they sample as many rows as the product
+   releases, the training rows capped at the schema's ``max_rows_per_unit``
+   (``sampled_rows``); then the rows become levels on the schema's public domain
    (``TableEncoder(schema).levels``: declared categories, public bins, missing level); the
    few rows with an unobserved cell (-1: out of domain in a non-nullable column) are
    dropped and counted (``dropped_rows``);
@@ -114,11 +116,27 @@ def export_levels(frame: pd.DataFrame, schema: DatasetSchema
 
 
 def capped_rows(train: pd.DataFrame, schema: DatasetSchema) -> pd.DataFrame:
-    """The training rows a DP system may fit on for a per-unit guarantee: at most the
-    schema's ``max_rows_per_unit`` rows of each privacy unit (as the product fits)."""
+    """The training rows a DP system fits on for a per-unit guarantee: as many rows of
+    each privacy unit as the product trains on (at most the schema's cap)."""
     from pulsesynth.splits import cap_rows_per_unit
 
-    return cap_rows_per_unit(train, schema, schema.privacy.max_rows_per_unit, salt=CAP_SALT)
+    return cap_rows_per_unit(train, schema, fit_rows_per_unit(schema), salt=CAP_SALT)
+
+
+def fit_rows_per_unit(schema: DatasetSchema) -> int:
+    """Rows of each privacy unit the peers fit on: as many as the product trains on."""
+    from pulsesynth.synth import DPVAESynthesizer
+
+    return DPVAESynthesizer(schema).trained_rows_per_unit
+
+
+def release_rows(train: pd.DataFrame, schema: DatasetSchema) -> int:
+    """How many rows a system samples: the training rows capped at the schema's
+    ``max_rows_per_unit``, the count the product's release is sized by."""
+    from pulsesynth.splits import cap_rows_per_unit
+
+    k = schema.privacy.max_rows_per_unit
+    return len(cap_rows_per_unit(train, schema, k, salt=CAP_SALT))
 
 
 def write_input(directory: Path, levels: pd.DataFrame, widths: dict[str, int]) -> None:
@@ -200,11 +218,18 @@ class ResultsFile:
     def key(row: dict[str, Any]) -> tuple[str, str, int]:
         return (row["table"], row["system"], int(row["seed"]))
 
-    def done(self, table: str, system: str, seed: int) -> bool:
-        """Measured already (a peer row from before the per-unit cap, without
-        ``fit_rows``, is stale and measured again)."""
-        return any(self.key(r) == (table, system, int(seed))
-                   and (system not in PEERS or "fit_rows" in r) for r in self.rows)
+    def done(self, table: str, system: str, seed: int,
+             rows_per_unit: int | None = None) -> bool:
+        """Measured already. A peer row from before the per-unit cap (without
+        ``fit_rows``), or fitted on another number of rows per unit than
+        ``rows_per_unit`` (the product's now), is stale and measured again."""
+        def current(r: dict[str, Any]) -> bool:
+            if system not in PEERS:
+                return True
+            return "fit_rows" in r and (rows_per_unit is None
+                                        or r.get("rows_per_unit", 1) == rows_per_unit)
+        return any(self.key(r) == (table, system, int(seed)) and current(r)
+                   for r in self.rows)
 
     def seeds(self, run_seeds: Iterable[int] = ()) -> list[int]:
         """The peers' seeds the file holds, with ``run_seeds`` (a run adding seeds 7-9
@@ -240,11 +265,14 @@ def seeds_for(system: str, seeds: Iterable[int]) -> list[int]:
 def pending(results: ResultsFile, tables: Iterable[str], systems: Iterable[str],
             seeds: Iterable[int]) -> Iterator[tuple[str, str, int]]:
     """The ``(table, system, seed)`` jobs not yet in ``results``, in run order."""
+    from benchmarks.suite.tables import table_schema
+
     seeds = list(seeds)
     for table in tables:
+        per_unit = fit_rows_per_unit(table_schema(table))
         for system in systems:
             for seed in seeds_for(system, seeds):
-                if not results.done(table, system, seed):
+                if not results.done(table, system, seed, per_unit):
                     yield table, system, seed
 
 
@@ -252,12 +280,15 @@ def pending(results: ResultsFile, tables: Iterable[str], systems: Iterable[str],
 
 
 def run_peer(python: Path, input_dir: Path, output_dir: Path, system: str, seed: int,
-             mbi_patch: bool = True, epsilon: float = EPSILON, delta: float = DELTA
-             ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """One fit + sample by the runner in the peers venv: ``(synthetic levels, fit.json)``."""
+             mbi_patch: bool = True, epsilon: float = EPSILON, delta: float = DELTA,
+             rows: int | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """One fit + sample (``rows`` rows; default as many as it fits on) by the runner in
+    the peers venv: ``(synthetic levels, fit.json)``."""
     cmd = [str(python), str(RUNNER), "--input", str(input_dir), "--output", str(output_dir),
            "--system", system, "--epsilon", repr(epsilon), "--delta", repr(delta),
            "--seed", str(seed)]
+    if rows is not None:
+        cmd += ["--rows", str(rows)]
     if system == "aim":
         cmd += ["--max-seconds", str(AIM_MAX_SECONDS)]
     if not mbi_patch:
@@ -294,6 +325,7 @@ def measure(table: str, system: str, seed: int, split: tuple[pd.DataFrame, pd.Da
     """One row of the results (and the peer's fit.json, for the settings); a peer runs
     at ``epsilon`` per privacy unit."""
     train, test, schema = split
+    sample_rows = release_rows(train, schema)
     if system in PEERS:
         train = capped_rows(train, schema)
     levels, widths, dropped = export_levels(train, schema)
@@ -313,9 +345,10 @@ def measure(table: str, system: str, seed: int, split: tuple[pd.DataFrame, pd.Da
         write_input(input_dir, levels, widths)
     # A unit keeping k > 1 rows: the peer runs at the row-level target, as the product
     # does, so that ε = 1 is the same per-unit promise for every system.
-    group = GroupPrivacy(schema.privacy.max_rows_per_unit, epsilon, DELTA)
+    group = GroupPrivacy(fit_rows_per_unit(schema), epsilon, DELTA)
     synthetic, fit = run_peer(python, input_dir, workdir / f"{system}-{seed}", system, seed,
-                              mbi_patch, group.row_epsilon, group.row_delta)
+                              mbi_patch, group.row_epsilon, group.row_delta,
+                              rows=sample_rows)
     frame = decode_levels(synthetic, schema, seed)
     # δ and AIM's rounds depend on the table (group privacy, the domain's size): they go
     # in the row, not in the file's system-wide settings.
@@ -344,14 +377,17 @@ def base_settings(seeds: list[int], python: Path) -> dict[str, Any]:
         "split": "benchmarks.suite.tables.split_table: census_income UCI's train/test files; "
                  f"others {SPLIT_FRACTIONS} by a keyed hash of the privacy unit (row key "
                  "where none), public salt; the same for every system and seed",
-        "unit_cap": "peers fit on the training rows capped per privacy unit "
-                    "(pulsesynth.splits.cap_rows_per_unit, the schema's max_rows_per_unit, "
-                    "public salt CAP_SALT) as the product fits, so that epsilon holds per "
-                    "unit for every system (fit_rows); where a unit keeps k > 1 rows "
-                    "(german_health: 5) every system runs at the row-level target "
-                    "epsilon / k, delta / (k e^((k-1) epsilon / k)) (pulsesynth.dp."
-                    "GroupPrivacy, group privacy; rows_per_unit, row_epsilon); references "
-                    "use every training row",
+        "unit_cap": "peers fit on the training rows capped per privacy unit at the rows "
+                    "per unit the product trains on (pulsesynth.splits.cap_rows_per_unit, "
+                    "DPVAESynthesizer.trained_rows_per_unit: one, at most the schema's "
+                    "max_rows_per_unit; public salt CAP_SALT), so that epsilon holds per "
+                    "unit for every system and every system fits the same kind of rows "
+                    "(fit_rows); they sample as many rows as the product releases, the "
+                    "training rows capped at the schema's max_rows_per_unit (fit.json's "
+                    "sampled_rows); where a unit keeps k > 1 rows every system runs at "
+                    "the row-level target epsilon / k, delta / (k e^((k-1) epsilon / k)) "
+                    "(pulsesynth.dp.GroupPrivacy, group privacy; rows_per_unit, "
+                    "row_epsilon); references use every training row",
         "levels": "pulsesynth.encoding.TableEncoder(schema).levels: declared categories, "
                   "public bins, missing level; training rows with an unobserved cell (-1) "
                   "dropped before the peers fit (dropped_rows)",

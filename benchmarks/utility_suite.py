@@ -34,7 +34,10 @@ import numpy as np
 from benchmarks import single_thread
 from benchmarks.suite import SEEDS, SUITE, split_table
 from pulsesynth.budget import ROW_COUNT_SHARE, BudgetSplit, laplace_counts
+from pulsesynth.randomness import salt_from_seed
+from pulsesynth.splits import TRAINED_ROWS, cap_rows_per_unit, role_counts
 from pulsesynth.synth import DPVAESynthesizer
+from pulsesynth.synth.synthesizer import UNIT_ROWS
 from pulsesynth.utility import marginal_tv, tstr_scores
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -52,12 +55,17 @@ def run_product(name: str, seed: int) -> dict[str, Any]:
     train, test, schema = split_table(name)
     split = BudgetSplit.of(EPSILON)
     rng = np.random.default_rng([seed, 7])
-    k = schema.privacy.max_rows_per_unit
-    public_rows = laplace_counts({"train": len(train)}, k, split.row_count, rng)["train"]
+    # As the pipeline's run_data and train: the training role capped at the schema's k
+    # rows per unit, DP counts of it and of the rows the model keeps (role_counts); the
+    # schedule is planned from the latter, the release samples the former.
+    train = cap_rows_per_unit(train, schema, schema.privacy.max_rows_per_unit,
+                              salt=salt_from_seed(seed))
+    synth = DPVAESynthesizer(schema, epsilon=split.training, seed=seed)
+    counts, sensitivity = role_counts({"train": train}, schema, synth.trained_rows_per_unit)
+    sizes = laplace_counts(counts, sensitivity, split.row_count, rng)
     start = time.perf_counter()
-    synth = DPVAESynthesizer(schema, epsilon=split.training, seed=seed).fit(
-        train, public_rows=public_rows)
-    table = synth.sample(public_rows, seed=seed + 1)
+    synth.fit(train, public_rows=sizes.get(TRAINED_ROWS, sizes["train"]))
+    table = synth.sample(sizes["train"], seed=seed + 1)
     seconds = time.perf_counter() - start
     scores = tstr_scores(schema, table, test)
     return {"table": name, "system": "pulsesynth", "seed": seed,
@@ -198,7 +206,9 @@ def assemble(mine: list[dict[str, Any]]) -> dict[str, Any]:
                 "pulsesynth": {"epsilon_synthesis": BudgetSplit.of(EPSILON).table,
                                "row_count_share": ROW_COUNT_SHARE,
                                "marginal_share": MARGINAL_SHARE, "pool_factor": POOL_FACTOR,
-                               "rows_released": "DP count of the training rows"},
+                               "rows_released": "DP count of the training rows (capped "
+                                                "at the schema's max_rows_per_unit)",
+                               "rows_per_unit_trained": UNIT_ROWS},
                 "peers": peers.get("settings")}
     return {"settings": settings, "rows": rows, "goals": goals(rows)}
 

@@ -128,11 +128,16 @@ class GroupPrivacy:
         }
 
 
-def unit_rule(privacy_unit: Sequence[str], rows_per_unit: int) -> str:
-    """The privacy-unit rule in words, for reports and cards (public: schema facts)."""
+def unit_rule(privacy_unit: Sequence[str], rows_per_unit: int,
+              declared: int | None = None) -> str:
+    """The privacy-unit rule in words, for reports and cards (public: schema facts and
+    the recipe). ``declared`` is the schema's cap where the model keeps fewer rows."""
     if not privacy_unit:
         return "no privacy unit declared: each row is a unit, epsilon holds per row"
-    rule = (f"rows per unit capped at {rows_per_unit}, epsilon holds per unit "
+    kept = (f"{rows_per_unit} (the schema allows {declared}; fewer rows, each at less "
+            "noise)" if declared is not None and declared > rows_per_unit
+            else f"{rows_per_unit}")
+    rule = (f"rows per unit capped at {kept}, epsilon holds per unit "
             f"(unit: {', '.join(privacy_unit)})")
     if rows_per_unit > 1:
         rule += (f"; each row-level mechanism runs at epsilon / {rows_per_unit} "

@@ -113,7 +113,7 @@ def _any_epsilon(value: Any, name: str) -> float:
 RECIPE_CHECKS: dict[str, Callable[[Any, str], Any]] = {
     "epsilon": _any_epsilon, "delta": check_delta, "seed": check_seed, "epochs": _epochs,
     "batch_size": check_count, "latent_dim": check_count, "lr": check_positive,
-    "max_grad_norm": check_positive,
+    "max_grad_norm": check_positive, "rows_per_unit": check_count,
     "warm_start_epochs": lambda v, n: check_count(v, n, minimum=0, maximum=MAX_EPOCHS),
 }
 

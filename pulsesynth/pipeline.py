@@ -9,7 +9,8 @@ A run directory ``state/runs/<dataset>/<run_id>/`` (git-ignored, sensitive) hold
 - ``run.json``      dataset, snapshot id, schema hash, the run's seed and where it came
                     from (secret OS entropy, or the caller), role fractions, row limit
 - ``charge.json``   the ledger charge that pays for the run (id, ε, δ, idempotency key)
-- ``sizes.json``    the Laplace counts of the rows in each role (DP; they size the run)
+- ``sizes.json``    the Laplace counts of the rows in each role (DP; they size the run),
+                    and of the rows the model keeps where it keeps fewer per unit
 - ``reports.json``  the ledger charge paying for each distinct audit's release report
 - ``model/``        the trained synthesizer (sensitive: a model can be attacked)
 - ``candidate/``    the candidate: ``synthetic.parquet``, ``privacy.json`` (public facts and
@@ -78,7 +79,9 @@ from pulsesynth.reports import (
 from pulsesynth.schema import DatasetSchema
 from pulsesynth.splits import (
     DEFAULT_FRACTIONS,
+    TRAINED_ROWS,
     cap_rows_per_unit,
+    role_counts,
     sample_units,
     split_by_unit,
     with_fresh_units,
@@ -370,9 +373,6 @@ def train(run_dir: Path, *, epsilon: float | None = None, private: bool = True,
     run = load_run(run_dir)
     data = run_data(run_dir, paths)
     schema = data.schema
-    k = schema.privacy.max_rows_per_unit
-    true_rows = {"train": len(data.train), "holdout": len(data.holdout),
-                 "reference": len(data.reference)}
     charged: dict[str, Any] | None = None
     if private:
         charged = recorded_charge(run_dir)
@@ -381,20 +381,26 @@ def train(run_dir: Path, *, epsilon: float | None = None, private: bool = True,
         elif epsilon is not None and not math.isclose(charged["epsilon"], float(epsilon)):
             raise RunError(f"{run['dataset']}: run {run['run_id']} was charged ε = "
                            f"{charged['epsilon']:g}, not {epsilon:g}; start a new run")
-        split = BudgetSplit.of(charged["epsilon"])
+    split = BudgetSplit.of(charged["epsilon"]) if charged else None
+    synth = DPVAESynthesizer(
+        schema, epsilon=split.training if split else None,
+        delta=charged["delta"] if charged else None, private=private,
+        seed=derived_seed(run, "train"), progress=progress, **config)
+    true_rows, sensitivity = role_counts(
+        {"train": data.train, "holdout": data.holdout, "reference": data.reference},
+        schema, synth.trained_rows_per_unit)
+    if split is not None:
         rng = np.random.default_rng(derived_seed(run, "row-count"))
-        sizes = laplace_counts(true_rows, k, split.row_count, rng)
+        sizes = laplace_counts(true_rows, sensitivity, split.row_count, rng)
         RunDir(run_dir).write_sizes({
-            "rows": sizes, "mechanism": "Laplace", "sensitivity": k,
+            "rows": sizes, "mechanism": "Laplace", "sensitivity": sensitivity,
             "epsilon": split.row_count})
     else:
         sizes = true_rows  # non-private runs are never released
         RunDir(run_dir).write_sizes({"rows": sizes, "mechanism": None})
-    synth = DPVAESynthesizer(
-        schema, epsilon=split.training if private else None,
-        delta=charged["delta"] if charged else None, private=private,
-        seed=derived_seed(run, "train"), progress=progress, **config)
-    synth.fit(data.train, snapshot_id=run["snapshot_id"], public_rows=sizes["train"])
+    # The schedule is planned from the rows the model keeps; the release samples "train".
+    synth.fit(data.train, snapshot_id=run["snapshot_id"],
+              public_rows=sizes.get(TRAINED_ROWS, sizes["train"]))
     synth.metadata["dataset_id"] = run["dataset"]
     # The seed is derived from the run's: it is exactly as secret as the run's seed.
     synth.metadata["seed_source"] = run["seed_source"]

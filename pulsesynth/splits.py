@@ -147,3 +147,32 @@ def cap_rows_per_unit(
     ranks = (pd.DataFrame({"unit": units.to_numpy(), "key": rank_key}, index=range(len(df)))
              .groupby("unit", sort=False)["key"].rank(method="first"))
     return df[ranks.to_numpy() <= max_rows].copy()
+
+
+#: The key of the DP count of the rows a model trains on, where its per-unit cap is
+#: below the schema's (see :func:`role_counts`).
+TRAINED_ROWS = "train_trained"
+
+
+def role_counts(roles: Mapping[str, pd.DataFrame], schema: DatasetSchema,
+                trained_rows_per_unit: int) -> tuple[dict[str, int], int]:
+    """The exact row count of each role (already capped at the schema's
+    ``max_rows_per_unit``) and the vector's L1 sensitivity per unit, for
+    :func:`pulsesynth.budget.laplace_counts`.
+
+    A unit lies in one role and moves its count by at most k rows, so the sensitivity is
+    k. Where the model keeps fewer rows per unit (``trained_rows_per_unit`` = c < k) the
+    vector also holds :data:`TRAINED_ROWS`, the count of the ``"train"`` rows the model
+    keeps (sum of min(rows, c) over the units: which rows does not matter), which one
+    unit moves by at most c more: sensitivity k + c. Otherwise the vector is the roles'
+    counts alone, so their noise draws are the same as before the key existed.
+    """
+    k = schema.privacy.max_rows_per_unit
+    counts = {name: len(frame) for name, frame in roles.items()}
+    c = min(int(trained_rows_per_unit), k)
+    if not schema.privacy_unit or c >= k:
+        return counts, k
+    per_unit = roles["train"].groupby(unit_keys(roles["train"], schema).to_numpy(),
+                                      sort=False).size()
+    counts[TRAINED_ROWS] = int(per_unit.clip(upper=c).sum())
+    return counts, k + c

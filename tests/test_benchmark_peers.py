@@ -141,6 +141,22 @@ def test_peer_row_from_before_the_unit_cap_is_measured_again(tmp_path: Path) -> 
     assert results.done("patient_tests", "real", 0)
 
 
+def test_peer_row_fitted_on_other_rows_per_unit_than_the_product_is_measured_again(
+        tmp_path: Path) -> None:
+    """german_health's peer rows fitted on 5 rows a person are stale once the product
+    trains on one; a row without the field is from a table of one-row units."""
+    results = ResultsFile(tmp_path / "peers.json")
+    results.add(_row("german_health", "aim", 0) | {"rows_per_unit": 5})
+    results.add(_row("german_health", "real", 0))
+    results.add(_row("diamonds", "aim", 0))
+    assert not results.done("german_health", "aim", 0, 1)
+    assert results.done("german_health", "aim", 0, 5) and results.done("german_health", "aim", 0)
+    assert results.done("german_health", "real", 0, 1)
+    assert results.done("diamonds", "aim", 0, 1)
+    assert list(pending(results, ["german_health", "diamonds"], ["aim", "real"], [0])) == [
+        ("german_health", "aim", 0), ("diamonds", "real", 0)]
+
+
 def test_results_file_resumes(tmp_path: Path) -> None:
     path = tmp_path / "peers.json"
     results = ResultsFile(path)
@@ -182,13 +198,17 @@ def test_table_budget_is_what_the_product_table_costs() -> None:
     assert split.table == 1.0 - split.release_report
 
 
-def test_peer_runs_at_the_requested_epsilon_per_unit(tmp_path: Path, monkeypatch) -> None:
-    """measure() asks the runner for the row-level ε of the per-unit ε it is given (group
-    privacy where a unit keeps several rows), and records the per-unit ε in the row."""
-    calls: list[tuple[float, float]] = []
+def test_peer_fits_the_products_rows_per_unit_and_samples_its_release_size(
+        tmp_path: Path, monkeypatch) -> None:
+    """On german_health (a person keeps up to 5 rows) the product trains on one row per
+    person: measure() fits the peer on those rows at the per-unit ε it is given (group
+    privacy over the rows kept: none), has it sample as many rows as the product releases
+    (the rows capped at the schema's 5) and records the per-unit ε in the row."""
+    calls: list[tuple[float, float, int | None]] = []
 
-    def runner(python, input_dir, output_dir, system, seed, mbi_patch, epsilon, delta):
-        calls.append((epsilon, delta))
+    def runner(python, input_dir, output_dir, system, seed, mbi_patch, epsilon, delta,
+               rows=None):
+        calls.append((epsilon, delta, rows))
         levels = pd.read_csv(input_dir / "train_levels.csv")
         return levels, {"mbi_rounding_patch": True, "sample_seconds": 0.0,
                         "fit_seconds": 0.0, "epsilon": epsilon, "delta": delta,
@@ -201,9 +221,11 @@ def test_peer_runs_at_the_requested_epsilon_per_unit(tmp_path: Path, monkeypatch
     frame[list(schema.row_key)[0]] = range(60)
     row, _ = peers_bench.measure("german_health", "aim", 0, (frame, frame, schema),
                                  tmp_path, Path("python"), epsilon=0.88)
-    group = GroupPrivacy(schema.privacy.max_rows_per_unit, 0.88, peers_bench.DELTA)
-    assert calls == [(group.row_epsilon, group.row_delta)]
-    assert row["epsilon"] == group.unit_epsilon(group.row_epsilon)
+    assert peers_bench.fit_rows_per_unit(schema) == 1 < schema.privacy.max_rows_per_unit
+    group = GroupPrivacy(1, 0.88, peers_bench.DELTA)
+    assert calls == [(0.88, peers_bench.DELTA, 60)]
+    assert (row["fit_rows"], row["rows_per_unit"]) == (12, 1)
+    assert row["epsilon"] == group.unit_epsilon(group.row_epsilon) == 0.88
     # The table's own δ and AIM's rounds are recorded in its row.
     assert row["row_delta"] == group.row_delta
     assert row["rounds_setting"] == 176

@@ -11,7 +11,13 @@ import pytest
 
 from pulsesynth.randomness import salt_from_seed
 from pulsesynth.schema import DatasetSchema, parse_schema
-from pulsesynth.splits import cap_rows_per_unit, split_by_unit, unit_keys
+from pulsesynth.splits import (
+    TRAINED_ROWS,
+    cap_rows_per_unit,
+    role_counts,
+    split_by_unit,
+    unit_keys,
+)
 
 BASE = {
     "id": "units",
@@ -159,3 +165,20 @@ def test_cap_without_unit_keeps_every_row() -> None:
     assert len(cap_rows_per_unit(df, schema(unit=False), 1, salt=SALT)) == len(df)
     with pytest.raises(ValueError):
         cap_rows_per_unit(df, schema(), 0, salt=SALT)
+
+
+def test_role_counts_add_the_kept_rows_only_where_a_model_keeps_fewer_per_unit() -> None:
+    """The kept rows' count is sum(min(rows, c)) over the training units, whichever rows
+    are kept, and one unit then moves the vector by k + c in L1; at c = k nothing is
+    added, so the roles' noise draws stay what they were."""
+    s = schema()  # k = 2
+    parts = split_by_unit(frame(), s, FRACTIONS, salt=SALT)
+    roles = {name: cap_rows_per_unit(part, s, 2, salt=SALT) for name, part in parts.items()}
+    counts, sensitivity = role_counts(roles, s, 1)
+    assert sensitivity == 3
+    assert counts[TRAINED_ROWS] == len(cap_rows_per_unit(roles["train"], s, 1, salt=SALT))
+    assert counts[TRAINED_ROWS] == len(units_of(roles["train"])) < counts["train"]
+    assert {k: counts[k] for k in roles} == {k: len(v) for k, v in roles.items()}
+    assert role_counts(roles, s, 2) == ({k: len(v) for k, v in roles.items()}, 2)
+    assert role_counts(roles, s, 7) == ({k: len(v) for k, v in roles.items()}, 2)
+    assert role_counts(roles, schema(unit=False), 1) == ({k: len(v) for k, v in roles.items()}, 2)

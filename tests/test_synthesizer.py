@@ -101,7 +101,7 @@ def test_schedule_comes_from_the_public_row_count(schema: DatasetSchema,
     m = syn.metadata
     assert m["batch_size"] == 250 and m["sample_rate"] == 0.25
     assert m["steps"] == m["planned_steps"] == 3 * 4
-    assert m["public_rows"] == 1000 and m["size_rule"] == "DP count of the training rows"
+    assert m["public_rows"] == 1000 and m["size_rule"] == "DP count of the rows trained on"
 
 
 def test_batch_size_rule() -> None:
@@ -169,14 +169,45 @@ def test_rows_per_unit_cap_reaches_training(
         return real_transform(self, df)
 
     monkeypatch.setattr(synth_mod.TableEncoder, "transform", spy_transform)
-    syn = DPVAESynthesizer(schema, seed=0, **{**FAST, "epochs": 1}).fit(data)
+    syn = DPVAESynthesizer(schema, seed=0, rows_per_unit=None,
+                           **{**FAST, "epochs": 1}).fit(data)
     assert transformed[0].groupby("person").size().max() <= k
     expected = int(data.groupby("person").size().clip(upper=k).sum())
     assert seen["rows"] == expected == syn.metadata["train_rows"]
     assert expected < len(data)
     cap = syn.metadata["training_report"]["unit_cap"]
     assert cap["rows_trained"] == expected and cap["max_rows_per_unit"] == k
-    assert f"capped at {k}" in syn.metadata["unit_rule"]
+    assert cap["rows_per_unit_trained"] == k
+    assert syn.metadata["unit_rule"].startswith(f"rows per unit capped at {k}, epsilon")
+
+
+def test_by_default_a_unit_of_several_rows_trains_on_one_at_the_full_epsilon(
+    data: pd.DataFrame, tmp_path: Path,
+) -> None:
+    """The schema lets a person keep 3 rows; the synthesizer keeps one (UNIT_ROWS), so
+    DP-SGD and the marginals run at the unit's ε with no group-privacy discount."""
+    schema = schema_with(max_rows_per_unit=3)
+    syn = DPVAESynthesizer(schema, seed=0, **{**FAST, "epochs": 1})
+    assert syn.rows_per_unit == synth_mod.UNIT_ROWS == 1
+    assert syn.trained_rows_per_unit == 1
+    assert DPVAESynthesizer(schema, rows_per_unit=5).trained_rows_per_unit == 3
+    syn.fit(data)
+    persons = data["person"].nunique()
+    cap = syn.metadata["training_report"]["unit_cap"]
+    assert (cap["rows_per_unit_trained"], cap["max_rows_per_unit"]) == (1, 3)
+    assert cap["rows_trained"] == syn.metadata["train_rows"] == persons < len(data)
+    assert "group_privacy" not in syn.metadata
+    assert syn.metadata["target_epsilon"] == 1.0
+    assert syn.metadata["unit_rule"] == (
+        "rows per unit capped at 1 (the schema allows 3; fewer rows, each at less noise), "
+        "epsilon holds per unit (unit: person)")
+    assert syn.get_params()["rows_per_unit"] == 1
+    # A saved model keeps its recipe's rows per unit (shadows are trained by its clone).
+    syn.save(tmp_path / "one")
+    assert DPVAESynthesizer.load(tmp_path / "one", schema).rows_per_unit == 1
+    every = DPVAESynthesizer(schema, seed=0, rows_per_unit=None, **{**FAST, "epochs": 1})
+    every.fit(data).save(tmp_path / "every")
+    assert DPVAESynthesizer.load(tmp_path / "every", schema).trained_rows_per_unit == 3
 
 
 def test_a_unit_of_k_rows_runs_every_mechanism_at_epsilon_over_k(data: pd.DataFrame) -> None:
@@ -189,7 +220,7 @@ def test_a_unit_of_k_rows_runs_every_mechanism_at_epsilon_over_k(data: pd.DataFr
 
     one = DPVAESynthesizer(schema_with(max_rows_per_unit=1), seed=0,
                            **{**FAST, "epochs": 1}).fit(data)
-    two = DPVAESynthesizer(schema_with(max_rows_per_unit=2), seed=0,
+    two = DPVAESynthesizer(schema_with(max_rows_per_unit=2), seed=0, rows_per_unit=2,
                            **{**FAST, "epochs": 1}).fit(data)
     delta = default_delta()
     group = GroupPrivacy(2, 1.0, delta)

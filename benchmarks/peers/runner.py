@@ -6,13 +6,13 @@ product's venv: it imports only numpy, pandas, ``snsynth`` and ``mbi`` -- not
 in a subprocess and decodes its output with the product's own encoder::
 
     runner.py --input DIR --output DIR --system {aim,mst} --epsilon 1.0 --delta 1e-6 \
-        --seed S [--max-seconds N] [--no-mbi-patch]
+        --seed S [--rows N] [--max-seconds N] [--no-mbi-patch]
 
 Input DIR: ``train_levels.csv`` (one integer level per modelled column, header = column
 names) and ``domain.json`` (``{"columns": {name: width, ...}}``, the public domain sizes
-read from the schema). Output DIR: ``synthetic_levels.csv`` (as many rows as the training
-set, same header) and ``fit.json`` (fit time, system, epsilon, delta, settings, patch flag,
-package versions).
+read from the schema). Output DIR: ``synthetic_levels.csv`` (``--rows`` rows, by default
+as many as the training set, same header) and ``fit.json`` (fit time, system, epsilon,
+delta, settings, patch flag, package versions).
 
 How the systems are called: smartnoise-synth's ``fit`` would build a ``TableTransformer``
 from the data (categories read off the private rows, possibly spending budget on bounds).
@@ -446,10 +446,10 @@ def read_input(directory: Path) -> tuple[pd.DataFrame, dict[str, int]]:
 
 
 def run(input_dir: Path, output_dir: Path, system: str, epsilon: float, delta: float,
-        seed: int, max_seconds: float | None = None, mbi_patch: bool = True
-        ) -> dict[str, Any]:
-    """Fit ``system`` on the input, sample as many rows as the training set, write both
-    output files; returns what ``fit.json`` holds."""
+        seed: int, max_seconds: float | None = None, mbi_patch: bool = True,
+        rows: int | None = None) -> dict[str, Any]:
+    """Fit ``system`` on the input, sample ``rows`` rows (default: as many as the training
+    set), write both output files; returns what ``fit.json`` holds."""
     from mbi import Dataset, Domain
 
     if system not in SYSTEMS:
@@ -462,6 +462,7 @@ def run(input_dir: Path, output_dir: Path, system: str, epsilon: float, delta: f
     domain = Domain(attrs, [widths[n] for n in names])
     data = Dataset({a: levels[n].to_numpy() for a, n in zip(attrs, names, strict=True)},
                    domain)
+    sample_rows = len(levels) if rows is None else int(rows)
     np.random.seed(seed)
     patch_mbi_projection()
     if mbi_patch:
@@ -472,12 +473,12 @@ def run(input_dir: Path, output_dir: Path, system: str, epsilon: float, delta: f
     if system == "aim":
         model, info = _fit_aim(data, epsilon, delta, deadline)
         fit_seconds = time.monotonic() - start
-        synthetic = model.synthetic_data(rows=len(levels)).df
+        synthetic = model.synthetic_data(rows=sample_rows).df
         settings = dict(AIM_SETTINGS)
     else:
         (model, undo_compress), info = _fit_mst(data, epsilon, delta)
         fit_seconds = time.monotonic() - start
-        synthetic = undo_compress(model.synthetic_data(rows=len(levels))).df
+        synthetic = undo_compress(model.synthetic_data(rows=sample_rows)).df
         settings = dict(MST_SETTINGS)
     sample_seconds = time.monotonic() - start - fit_seconds
 
@@ -491,6 +492,7 @@ def run(input_dir: Path, output_dir: Path, system: str, epsilon: float, delta: f
         "delta": delta,
         "seed": seed,
         "rows": int(len(levels)),
+        "sampled_rows": sample_rows,
         "columns": len(names),
         "fit_seconds": round(fit_seconds, 3),
         "sample_seconds": round(sample_seconds, 3),
@@ -515,6 +517,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epsilon", type=float, default=1.0)
     parser.add_argument("--delta", type=float, default=1e-6)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rows", type=int, default=None,
+                        help="rows to sample (default: as many as the training set)")
     parser.add_argument("--max-seconds", type=float, default=None,
                         help="AIM only: stop selecting new marginals after this many "
                              "seconds and use the model so far (recorded as stopped_early)")
@@ -522,7 +526,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="sample with mbi 1.1.0's buggy rounding (for comparison)")
     args = parser.parse_args(argv)
     record = run(args.input, args.output, args.system, args.epsilon, args.delta, args.seed,
-                 args.max_seconds, args.mbi_patch)
+                 args.max_seconds, args.mbi_patch, args.rows)
     print(f"{args.system} seed {args.seed}: fit {record['fit_seconds']:.1f} s, "
           f"{record['rows']} rows x {record['columns']} columns -> {args.output}")
     return 0

@@ -243,6 +243,17 @@ def load_table(name: str, warehouse: Warehouse | None = None) -> tuple[pd.DataFr
     return _load_rdataset_table(name)
 
 
+def table_schema(name: str) -> DatasetSchema:
+    """A suite table's declared schema, without reading its rows."""
+    if name not in SUITE:
+        raise KeyError(f"unknown suite table {name!r}; one of {', '.join(SUITE)}")
+    if SUITE[name].source == "warehouse":
+        from pulsesynth.paths import Paths
+
+        return load_schema(Paths.default().schemas / f"{name}.yaml")
+    return load_schema(SCHEMAS / f"{name}.yaml")
+
+
 def split_table(name: str, warehouse: Warehouse | None = None,
                 ) -> tuple[pd.DataFrame, pd.DataFrame, DatasetSchema]:
     """The fixed public benchmark split ``(train, test, schema)``, the same on every call.
