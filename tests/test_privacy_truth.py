@@ -208,3 +208,34 @@ def test_a_trained_candidate_carries_the_dp_marginals_its_quality_report_needs(
                                                        if len(g) == 2]
     assert all(0.0 <= s["score"] <= 1.0 for s in report["shapes"] + report["pairs"])
     assert report["overall"] == round((report["shape_score"] + report["pair_score"]) / 2, 4)
+
+
+def test_a_unit_of_several_rows_plans_from_a_dp_count_of_the_rows_the_model_keeps(
+        project_root: Path, tmp_path: Path) -> None:
+    """With max_rows_per_unit 3 the run keeps up to 3 tests a patient, the DP-VAE trains
+    on one: sizes.json adds the DP count of the kept rows (one patient moves the vector
+    by 3 + 1), the schedule is planned from it, and the release is sized by all rows."""
+    from pulsesynth.splits import TRAINED_ROWS, unit_keys
+
+    schema_file = project_root / "schemas" / "patient_tests.yaml"
+    text = schema_file.read_text()
+    assert text.count("max_rows_per_unit: 1") == 1
+    schema_file.write_text(text.replace("max_rows_per_unit: 1", "max_rows_per_unit: 3"))
+    paths = Paths(project_root)
+    Warehouse(paths).build(["patient_tests"])
+    run = tmp_path / "run"
+    pipeline.start_run("patient_tests", run, max_rows=1500, paths=paths)
+    report = pipeline.train(run, epochs=1, paths=paths)
+    sizes = json.loads((run / "sizes.json").read_text())
+    assert sizes["sensitivity"] == 4 and sizes["mechanism"] == "Laplace"
+    data = pipeline.run_data(run, paths)
+    units = int(unit_keys(data.train, data.schema).nunique())
+    assert units < len(data.train)  # patients keep several tests here
+    # Laplace(4 / ε_count) noise: ε_count = 0.03 gives scale 133; 10 scales is 1 in 40,000.
+    assert abs(sizes["rows"][TRAINED_ROWS] - units) < 1334
+    model = pipeline.load_model(run, paths)
+    cap = model.metadata["training_report"]["unit_cap"]
+    assert (cap["rows_per_unit_trained"], cap["max_rows_per_unit"]) == (1, 3)
+    assert cap["rows_trained"] == units == model.metadata["train_rows"]
+    assert model.metadata["public_rows"] == sizes["rows"][TRAINED_ROWS]
+    assert report["rows"] == sizes["rows"]["train"] == pipeline.public_sizes(run)["train"]
