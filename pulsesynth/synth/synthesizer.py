@@ -70,13 +70,12 @@ WARM_START_EPOCHS = 10
 WARM_START_ROWS = 5
 WARM_START_MAX_ROWS = 200_000
 #: Rows of each privacy unit DP-SGD and the DP marginals train on, where the schema lets a
-#: unit keep more (``max_rows_per_unit``). A unit's k rows cost group privacy over k, so
-#: every count's noise grows with k while the rows kept grow by less: the signal-to-noise
-#: of a count, sum(min(rows, k)) / k over the units, is largest at k = 1. On the suite's
-#: panel (german_health, 5 yearly rows per person, 3.2 on average) one row per person
-#: gave TSTR AUC +0.015 over ten seeds against all five, 1-way TV 0.030 against 0.021
-#: (docs/utility-experiments.md). The release keeps the schema's size: it samples the DP
-#: count of all the training rows.
+#: unit keep more (``max_rows_per_unit``). Keeping c rows of a unit costs group privacy
+#: over c, so every count's noise grows with c while the rows kept grow by less: the
+#: signal-to-noise of a count, sum(min(rows, c)) / c over the units, is largest at c = 1.
+#: The cost is weight: units, not rows, weigh equally in what the model sees (measured
+#: on the suite's panel table: docs/utility-experiments.md, "One row per person"). The
+#: release keeps its size: it samples the DP count of all the run's training rows.
 UNIT_ROWS = 1
 
 
