@@ -199,6 +199,7 @@ def assemble(mine: list[dict[str, Any]]) -> dict[str, Any]:
                   key=lambda r: (list(SUITE).index(r["table"]) if r["table"] in SUITE else 99,
                                  r["system"], r["seed"]))
     from pulsesynth.synth.marginals import MARGINAL_SHARE, POOL_FACTOR
+    from pulsesynth.synth.within_bin import SUB_BIN_NOISE_FLOOR, SUB_BINS
 
     settings = {"epsilon": EPSILON, "classifier": "hist_gb (seed 0)",
                 "tv": "mean total variation over all 1-/2-way marginals on the public levels, "
@@ -208,7 +209,9 @@ def assemble(mine: list[dict[str, Any]]) -> dict[str, Any]:
                                "marginal_share": MARGINAL_SHARE, "pool_factor": POOL_FACTOR,
                                "rows_released": "DP count of the training rows (capped "
                                                 "at the schema's max_rows_per_unit)",
-                               "rows_per_unit_trained": UNIT_ROWS},
+                               "rows_per_unit_trained": UNIT_ROWS,
+                               "sub_bins": {"parts": SUB_BINS,
+                                            "noise_floor": SUB_BIN_NOISE_FLOOR}},
                 "peers": peers.get("settings")}
     return {"settings": settings, "rows": rows, "goals": goals(rows)}
 

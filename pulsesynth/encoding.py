@@ -32,7 +32,7 @@ Out-of-domain rule (counted per column, never silently):
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -183,6 +183,24 @@ class TableEncoder:
         self.last_transform_report = report
         return out
 
+    def bin_positions(self, df: pd.DataFrame, levels: np.ndarray) -> np.ndarray:
+        """Where each numeric cell of ``df`` lies inside its bin, ``(n, columns)`` in
+        [0, 1) on the bin's scale (an integer: the middle of its slot, as decoding would
+        draw it); NaN for categorical columns and for exact, missing or unobserved cells.
+        ``levels`` is :meth:`levels` of the same rows. A function of the rows: only ever
+        released through a DP mechanism (:mod:`pulsesynth.synth.within_bin`)."""
+        out = np.full(levels.shape, np.nan)
+        for j, (col, block) in enumerate(zip(self.columns, self._blocks, strict=True)):
+            if not isinstance(col, NumericColumn):
+                continue
+            values = np.clip(pd.to_numeric(df[col.name], errors="coerce").to_numpy(
+                dtype=np.float64, na_value=np.nan), *col.bounds)
+            for k, level in enumerate(block.levels):
+                rows = np.nonzero(levels[:, j] == k)[0]
+                if isinstance(level, tuple) and len(rows):
+                    out[rows, j] = _position(values[rows], col, block, level)
+        return out
+
     def _categorical_index(
         self, col: CategoricalColumn, block: Block, series: pd.Series, counts: dict[str, int]
     ) -> np.ndarray:
@@ -258,14 +276,18 @@ class TableEncoder:
         """
         return self.decode_levels(self.sample_levels(probs, rng), rng)
 
-    def decode_levels(self, levels: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
+    def decode_levels(self, levels: np.ndarray, rng: np.random.Generator,
+                      positions: np.ndarray | None = None) -> pd.DataFrame:
         """The table whose cells lie at ``levels`` (``(n, columns)``, as :meth:`levels`
         returns, without -1): numeric values drawn inside their bin as
-        :meth:`inverse_transform` describes."""
+        :meth:`inverse_transform` describes, or at ``positions`` (``(n, columns)`` in
+        [0, 1), as :meth:`bin_positions` returns; NaN: drawn uniformly)."""
         levels = np.asarray(levels, dtype=np.int64)
         if levels.ndim != 2 or levels.shape[1] != len(self._blocks):
             raise ValueError(f"expected an (n, {len(self._blocks)}) level array, "
                              f"got {levels.shape}")
+        if positions is not None and positions.shape != levels.shape:
+            raise ValueError(f"positions {positions.shape} do not match levels {levels.shape}")
         data: dict[str, pd.Series] = {}
         parts: dict[str, dict[str, np.ndarray]] = {}
         missing: dict[str, np.ndarray] = {}
@@ -281,7 +303,8 @@ class TableEncoder:
             elif isinstance(col, CategoricalColumn):
                 data[col.name] = _decode_categorical(col, b, lv)
             else:
-                data[col.name] = _decode_numeric(col, b, lv, rng)
+                data[col.name] = _decode_numeric(
+                    col, b, lv, rng, None if positions is None else positions[:, j])
         out: dict[str, pd.Series] = {}
         for released in self.schema.released_columns:
             if isinstance(released, TemporalColumn):
@@ -342,13 +365,16 @@ def _decode_categorical(col: CategoricalColumn, block: Block, levels: np.ndarray
 
 
 def _decode_numeric(
-    col: NumericColumn, block: Block, levels: np.ndarray, rng: np.random.Generator
+    col: NumericColumn, block: Block, levels: np.ndarray, rng: np.random.Generator,
+    positions: np.ndarray | None = None,
 ) -> pd.Series:
     n = len(levels)
     lo_b, hi_b = float(col.bounds[0]), float(col.bounds[1])  # as the block states them
     out = np.zeros(n, dtype=np.float64)
     missing = np.zeros(n, dtype=bool)
     u = rng.random(n)
+    if positions is not None:  # where a value sits in its bin, drawn elsewhere (NaN: here)
+        u = np.where(np.isnan(positions), u, positions)
     is_int = col.type == "integer"
     exact = col.exact_values
     for k, level in enumerate(block.levels):
@@ -362,20 +388,13 @@ def _decode_numeric(
             missing[sel] = True
             continue
         a, b = level
-        last = b == hi_b
         # A bin's draws leave out its exact values: those rows have a level of their own.
         if is_int:
-            ia = math.ceil(a)
-            ib = math.floor(b) if last else math.ceil(b) - 1
-            while ia in exact:
-                ia += 1
-            while ib in exact and ib >= ia:
-                ib -= 1
+            ia, ib, inner = integer_range(level, exact, hi_b)
             if ia > ib:  # no integer inside this bin: nearest in-domain integer
                 mid = min(max(round((a + b) / 2), math.ceil(lo_b)), math.floor(hi_b))
                 out[sel] = mid
                 continue
-            inner = [e for e in exact if ia < e < ib]
             x = np.clip(np.floor(_draw(u[sel], ia, ib + 1 - len(inner), block.scale)), ia,
                         ib - len(inner))
             for e in inner:  # step over each exact value inside the range
@@ -394,6 +413,44 @@ def _decode_numeric(
         return pd.Series(out.astype(np.int64), dtype="int64")
     out[missing] = np.nan
     return pd.Series(out, dtype="float64")
+
+
+def integer_range(level: tuple[float, float], exact: Sequence[float],
+                  upper: float) -> tuple[int, int, list[float]]:
+    """The integers an integer column's bin ``level`` decodes to: ``(first, last, the
+    exact values strictly between)``, its exact values left out (``first > last``: none).
+    ``upper`` is the column's upper bound, which the last bin holds."""
+    a, b = level
+    ia = math.ceil(a)
+    ib = math.floor(b) if b == upper else math.ceil(b) - 1
+    while ia in exact:
+        ia += 1
+    while ib in exact and ib >= ia:
+        ib -= 1
+    return ia, ib, [e for e in exact if ia < e < ib]
+
+
+def _position(values: np.ndarray, col: NumericColumn, block: Block,
+              level: tuple[float, float]) -> np.ndarray:
+    """Where ``values`` (inside the bin ``level``) lie in it, in [0, 1): the inverse of
+    the uniform draw :func:`_decode_numeric` makes there (an integer: its slot's middle)."""
+    a, b = level
+    if col.type != "integer":
+        fa, fb, fv = (_scaled_value(x, block.scale) for x in (a, b, values))
+        return np.clip((fv - fa) / (fb - fa), 0.0, np.nextafter(1.0, 0.0))
+    ia, ib, inner = integer_range(level, col.exact_values, float(col.bounds[1]))
+    if ia > ib:
+        return np.full(len(values), 0.5)
+    slots = ib + 1 - ia - len(inner)
+    x = np.round(values)
+    x = x - np.sum([x > e for e in inner], axis=0) if inner else x  # undo the steps
+    lo, hi = (_scaled_value(v, block.scale) for v in (float(ia), float(ia + slots)))
+    mid = (_scaled_value(x, block.scale) + _scaled_value(x + 1, block.scale)) / 2
+    return np.clip((mid - lo) / (hi - lo), 0.0, np.nextafter(1.0, 0.0))
+
+
+def _scaled_value(x: Any, scale: str) -> Any:
+    return np.log1p(x) if scale == "log" else x
 
 
 def _draw(u: np.ndarray, a: float, b: float, scale: str) -> np.ndarray:

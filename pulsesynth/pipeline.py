@@ -425,7 +425,8 @@ def _mechanism_text(meta: dict[str, Any]) -> str:
     return ("Gaussian-mechanism marginals (each column with the target, or only the "
             "columns that noisy scores show carry the signal, the rest alone), then " + sgd
             + ", composed in one accountant; samples raked to the DP marginals "
-            "(post-processing)")
+            "(post-processing)" + ("; numeric values placed inside their bins by the same "
+                                  "counts taken on sub-bins" if meta.get("within_bin") else ""))
 
 
 def _marginals_facts(meta: dict[str, Any]) -> dict[str, Any] | None:
@@ -434,8 +435,11 @@ def _marginals_facts(meta: dict[str, Any]) -> dict[str, Any] | None:
     marg = meta.get("marginals")
     if not marg:
         return None
+    within = meta.get("within_bin")
     return {"columns": [list(g) for g in marg["groups"]], "count": len(marg["groups"]),
             "selection": marg.get("selection"),
+            # Parts a numeric bin was counted in (public: the schema and a public rule).
+            "sub_bins": within["most_parts"] if within else 1,
             "noise_multiplier": marg["noise_multiplier"],
             "share_alone": meta.get("marginal_share"),
             "composition": "in the same accountant as the DP-SGD steps"}

@@ -258,3 +258,20 @@ def test_the_card_names_the_dp_chosen_pairs_in_plain_words_as_dp_fields() -> Non
     assert privacy_section({"marginals": alone})["marginals_text"].endswith(
         "each column on its own.")
     assert "marginals_text" not in privacy_section({"epsilon": 1.0})
+
+
+def test_the_card_says_in_words_when_numbers_were_placed_by_sub_bin_counts() -> None:
+    from pulsesynth.governance.datacard import privacy_section
+
+    facts = {"columns": [["carat", "cut"], ["depth", "cut"]], "count": 2, "selection": None,
+             "sub_bins": 4, "noise_multiplier": 6.1, "share_alone": 0.8,
+             "composition": "in the same accountant as the DP-SGD steps"}
+    section = privacy_section({"epsilon": 1.0, "delta": 1e-6, "marginals": facts})
+    assert section["marginals_text"].endswith(
+        "each column against the target. Numbers were counted in up to 4 equal parts of "
+        "each public bin, and placed inside their bins by those noisy counts.")
+    assert unlisted_fields({"privacy": section}) == []
+    assert field_class("privacy.marginals.sub_bins") == "public"
+    whole = dict(facts, sub_bins=1)
+    assert privacy_section({"marginals": whole})["marginals_text"].endswith(
+        "each column against the target.")

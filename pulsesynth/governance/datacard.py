@@ -211,8 +211,11 @@ def marginals_sentence(marginals: dict[str, Any] | None) -> str | None:
     else:
         which = (f"the columns that noisy scores showed to be linked to the target "
                  f"({', '.join(paired)}) against it, every other column on its own")
+    parts = int(marginals.get("sub_bins") or 1)
+    inside = (f" Numbers were counted in up to {parts} equal parts of each public bin, and "
+              "placed inside their bins by those noisy counts." if parts > 1 else "")
     return (f"The table was also made to agree with {len(groups)} noisy counts tables, "
-            f"measured under the same ε: {which}.")
+            f"measured under the same ε: {which}.{inside}")
 
 
 def _eps_sentence(eps: float | None) -> str:

@@ -265,7 +265,8 @@ def noisy_counts(levels: np.ndarray, plan: MarginalPlan, noise_multiplier: float
 
 
 def _consistent(plan: MarginalPlan, noisy: list[np.ndarray],
-                shaped: list[np.ndarray] | None = None) -> list[np.ndarray]:
+                shaped: list[np.ndarray] | None = None,
+                noisy_cells: Sequence[float] | None = None) -> list[np.ndarray]:
     """Probability tables from noisy counts (post-processing only).
 
     One total for all tables (the mean of their noisy sums). Where the plan pairs columns
@@ -279,7 +280,9 @@ def _consistent(plan: MarginalPlan, noisy: list[np.ndarray],
     ``shaped`` (other post-processed counts, e.g. the shrinkage compared in
     :mod:`benchmarks.marginal_designs`) replaces the tables' cells in
     the projection; the total and the target marginal still come from ``noisy``, whose
-    class sums are unbiased.
+    class sums are unbiased. ``noisy_cells[j]``: how many noisy cells column ``j``'s
+    levels were summed from (sub-bins, :mod:`pulsesynth.synth.within_bin`; default its
+    width), which weighs its class sums' noise.
     """
     total = max(float(np.mean([v.sum() for v in noisy])), 1.0)
     cells = noisy if shaped is None else shaped
@@ -289,7 +292,8 @@ def _consistent(plan: MarginalPlan, noisy: list[np.ndarray],
     width_t = plan.widths[t]
     pairs = [i for i, g in enumerate(plan.groups) if len(g) == 2]
     # A class sum over w cells of noise variance 1 / share has variance w / share.
-    weights = np.array([plan.shares[i] / plan.widths[plan.groups[i][0]] for i in pairs])
+    cells_of = plan.widths if noisy_cells is None else noisy_cells
+    weights = np.array([plan.shares[i] / cells_of[plan.groups[i][0]] for i in pairs])
     raw = np.sum([w * noisy[i].reshape(-1, width_t).sum(axis=0)
                   for w, i in zip(weights, pairs, strict=True)], axis=0) / weights.sum()
     target = _project(raw, total)

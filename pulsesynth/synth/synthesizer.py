@@ -35,6 +35,7 @@ from pulsesynth.reports import group_privacy_block
 from pulsesynth.schema import DatasetSchema
 from pulsesynth.splits import cap_rows_per_unit
 from pulsesynth.synth import marginals as dp_marginals
+from pulsesynth.synth import within_bin
 from pulsesynth.synth.marginals import MarginalPlan, NoisyMarginals
 from pulsesynth.synth.model import NegativeELBO, TabularVAE
 from pulsesynth.synth.train import (
@@ -44,6 +45,7 @@ from pulsesynth.synth.train import (
     train_vae,
     warm_start_state,
 )
+from pulsesynth.synth.within_bin import SubBins, WithinBin
 from pulsesynth.threads import TORCH_RNG_LOCK
 
 FORMAT_VERSION = 1
@@ -55,6 +57,10 @@ RELEASE_PRIVACY_KEYS = ("private", "epsilon", "target_epsilon", "delta", "accoun
                         "batch_size", "epochs", "privacy_unit", "max_rows_per_unit",
                         "unit_rule", "public_rows", "marginal_share",
                         "prior_mechanisms")
+#: How a released value is placed inside its public bin.
+UNIFORM_IN_BIN = "numeric bins decoded uniformly (log-uniformly for log scale)"
+SHARES_IN_BIN = ("numeric values placed inside their bin by the DP shares of its sub-bins "
+                 "(given the target's class), uniformly inside a sub-bin")
 #: Rows drawn after training to check that the synthetic target keeps more than one class.
 COLLAPSE_CHECK_ROWS = 2000
 #: Rows decoded at once when sampling: the float64 probabilities of a whole raking pool
@@ -130,6 +136,8 @@ class DPVAESynthesizer(RecipeParams):
         self.model: TabularVAE | None = None
         #: DP marginals that sampling rakes the VAE's draws to (None: plain VAE draws).
         self.marginals: NoisyMarginals | None = None
+        #: DP shares of sub-bins that place values inside their bins (None: uniformly).
+        self.within: WithinBin | None = None
         self.metadata: dict[str, Any] = {}
 
     @property
@@ -189,6 +197,7 @@ class DPVAESynthesizer(RecipeParams):
         positive ``marginal_share``), at the row-level target of ``group``; returns its
         accountant entry for DP-SGD to compose. ``rows`` is the public row count."""
         self.marginals = None
+        self.within = None
         if not (self.private and self.marginal_share > 0):
             return []
         noise = gaussian_noise_for(self.marginal_share * group.row_epsilon, group.row_delta,
@@ -197,10 +206,15 @@ class DPVAESynthesizer(RecipeParams):
                                         [b.width for b in self.encoder.block_specs],
                                         self.schema.target)
         rng = np.random.default_rng([seed, 0x4D415247])  # "MARG": its own stream
+        levels = self.encoder.levels(capped)
+        sub = SubBins.for_plan(self.encoder, plan, noise, rows)
+        if sub is not None:  # the same tables on sub-bins: the same mechanism
+            self.marginals, self.within = within_bin.measure(
+                levels, self.encoder.bin_positions(capped, levels), plan, sub, noise, rng)
+            return [(noise, 1.0, 1)]
         # The scores that choose the tables and the tables are one Gaussian mechanism of
         # noise multiplier ``noise`` (see the marginals module): one accountant entry.
-        self.marginals = dp_marginals.measure_selected(self.encoder.levels(capped), plan,
-                                                       noise, rng, rows)
+        self.marginals = dp_marginals.measure_selected(levels, plan, noise, rng, rows)
         return [(noise, 1.0, 1)]
 
     def _warm_start(self, rows: int, seed: int) -> dict[str, torch.Tensor] | None:
@@ -240,6 +254,7 @@ class DPVAESynthesizer(RecipeParams):
             marginal_share=self.marginal_share if self.marginals is not None else 0.0,
             warm_start_epochs=self.warm_start_epochs if self.marginals is not None else 0,
             marginals=self.marginals.to_dict() if self.marginals is not None else None,
+            within_bin=self.within.to_dict() if self.within is not None else None,
             encoder=self.encoder.state_dict(),
             versions={"torch": torch.__version__, "opacus": opacus.__version__,
                       "numpy": np.__version__, "pandas": pd.__version__,
@@ -290,8 +305,10 @@ class DPVAESynthesizer(RecipeParams):
 
     def decode(self, levels: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
         """Rows of block levels as the released table: values drawn inside their public
-        bins, then the schema's codebook relations (public rules: post-processing)."""
-        table = self.encoder.decode_levels(levels, rng)
+        bins (by the DP sub-bin shares where measured), then the schema's codebook
+        relations (public rules: post-processing)."""
+        positions = None if self.within is None else self.within.positions(levels, rng)
+        table = self.encoder.decode_levels(levels, rng, positions)
         if not self.schema.relations:
             return table
         from pulsesynth.relations import apply_relations
@@ -393,6 +410,8 @@ class DPVAESynthesizer(RecipeParams):
             raise SchemaError(f"{path}: encoder layout differs from the saved one")
         if meta.get("marginals"):
             synth.marginals = NoisyMarginals.from_dict(meta["marginals"])
+        if meta.get("within_bin"):
+            synth.within = WithinBin.from_dict(meta["within_bin"])
         with TORCH_RNG_LOCK:  # construction initialises weights from the global generator
             model = TabularVAE(synth.encoder.width, config.hidden, config.latent_dim)
         state = torch.load(saved.state_pt, weights_only=True)
@@ -425,8 +444,10 @@ class DPVAESynthesizer(RecipeParams):
             "config": self.config.to_dict(),
             "privacy": privacy,
             "marginals": meta.get("marginals"),
-            "sampling": {"latent": "standard normal", "decoding": "softmax per column block; "
-                         "numeric bins decoded uniformly (log-uniformly for log scale)",
+            "within_bin": meta.get("within_bin"),
+            "sampling": {"latent": "standard normal",
+                         "decoding": "softmax per column block; " + (
+                             SHARES_IN_BIN if meta.get("within_bin") else UNIFORM_IN_BIN),
                          "raking": (f"{dp_marginals.POOL_FACTOR} draws per row raked to the "
                                     "DP marginals, then drawn by weight"
                                     if meta.get("marginals") else None),
@@ -486,6 +507,8 @@ class DPVAESynthesizer(RecipeParams):
             raise SchemaError(f"{where}: encoder layout differs from the released one")
         if config.get("marginals"):
             synth.marginals = NoisyMarginals.from_dict(config["marginals"])
+        if config.get("within_bin"):
+            synth.within = WithinBin.from_dict(config["within_bin"])
         arch = config["architecture"]
         if (arch.get("data_dim") != synth.encoder.width
                 or list(arch.get("hidden", [])) != list(train_config.hidden)
