@@ -438,7 +438,8 @@ def _marginals_facts(meta: dict[str, Any]) -> dict[str, Any] | None:
     within = meta.get("within_bin")
     return {"columns": [list(g) for g in marg["groups"]], "count": len(marg["groups"]),
             "selection": marg.get("selection"),
-            # Parts a numeric bin was counted in (public: the schema and a public rule).
+            # Parts a bin's values were placed by (1: none): whether any column was is
+            # decided from the noisy sub-bin counts, so DP.
             "sub_bins": within["most_parts"] if within else 1,
             "noise_multiplier": marg["noise_multiplier"],
             "share_alone": meta.get("marginal_share"),

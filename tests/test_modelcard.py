@@ -271,7 +271,7 @@ def test_the_card_says_in_words_when_numbers_were_placed_by_sub_bin_counts() -> 
         "each column against the target. Numbers were counted in up to 4 equal parts of "
         "each public bin, and placed inside their bins by those noisy counts.")
     assert unlisted_fields({"privacy": section}) == []
-    assert field_class("privacy.marginals.sub_bins") == "public"
+    assert field_class("privacy.marginals.sub_bins") == "dp"
     whole = dict(facts, sub_bins=1)
     assert privacy_section({"marginals": whole})["marginals_text"].endswith(
         "each column against the target.")

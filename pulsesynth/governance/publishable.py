@@ -52,6 +52,9 @@ PUBLISHABLE: dict[str, str] = {
     "privacy.marginals_text": "dp",
     "privacy.marginals.selection.share": "public", "privacy.marginals.selection.*": "dp",
     "privacy.marginals.selection.*.*": "dp",
+    # whether any column's values were placed by its sub-bin shares is decided from the
+    # noisy sub-bin counts (post-processing)
+    "privacy.marginals.sub_bins": "dp",
     "privacy.marginals": "public", "privacy.marginals.*": "public",
     "privacy.marginals.*.*": "public", "privacy.marginals.*.*.*": "public",
     # the DP release report

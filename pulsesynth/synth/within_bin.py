@@ -165,7 +165,8 @@ class WithinBin:
 
     @property
     def most_parts(self) -> int:
-        """The most sub-bins any bin was counted in (public: the schema and the rule)."""
+        """The most sub-bins any column's values are placed by (1: none); which columns
+        are placed is decided from the noisy counts (DP)."""
         return max((s.shape[1] for per_level in self.shares for s in per_level
                     if s is not None), default=1)
 
