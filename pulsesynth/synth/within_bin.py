@@ -53,7 +53,7 @@ SHAPE_EVIDENCE = 3.0
 #: Share of the marginals' privacy (of 1/σ², which Gaussian mechanisms add) that counts
 #: the sub-bins; the rest counts the bins as before, and a bin's count is the inverse-
 #: variance mean of both. A table with no signal inside its bins then loses little: its
-#: bins' noise variance grows by a fifth, not fourfold as when the parts alone are counted.
+#: bins' noise variance grows by 23%, not fourfold as when the parts alone are counted.
 SUB_BIN_SHARE = 0.25
 #: Sub-bins are measured only where the finer plan's noise std per cell stays below this
 #: fraction of its mean cell count (public: σ, the widths, the DP row count): the same
