@@ -208,7 +208,7 @@ class DPVAESynthesizer(RecipeParams):
         rng = np.random.default_rng([seed, 0x4D415247])  # "MARG": its own stream
         levels = self.encoder.levels(capped)
         sub = SubBins.for_plan(self.encoder, plan, noise, rows)
-        if sub is not None:  # the same tables on sub-bins: the same mechanism
+        if sub is not None:  # bins and their parts: one Gaussian mechanism of this σ
             self.marginals, self.within = within_bin.measure(
                 levels, self.encoder.bin_positions(capped, levels), plan, sub, noise, rng)
             return [(noise, 1.0, 1)]

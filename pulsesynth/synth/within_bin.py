@@ -3,8 +3,8 @@
 The declared bins are the synthesizer's resolution, and a value drawn uniformly inside
 its bin loses what the rows say within it: a classifier trained on the released table
 sees steps at the bin edges. On tables large beside the marginals' noise (a public
-rule, :meth:`SubBins.for_plan`), every numeric column's (column, target) marginal is measured on
-*sub-bins* instead: each bin split into at most :data:`SUB_BINS` equal parts of its
+rule, :meth:`SubBins.for_plan`), every numeric column's (column, target) marginal is
+also counted on *sub-bins*: each bin split into at most :data:`SUB_BINS` equal parts of its
 scale (an integer bin: at most one part per integer it decodes to). The Gaussian
 mechanism counts the bins with most of the marginals' privacy and their parts with the
 rest (:data:`SUB_BIN_SHARE`; two Gaussian mechanisms whose ``1/σ²`` add up to the
